@@ -1,0 +1,206 @@
+//! The request path: pingora's `ProxyHttp` hooks, wired to the route table and the metrics.
+//!
+//! Per request: `request_filter` reads the current table once, picks route and backend and marks
+//! the request in flight; `upstream_peer` turns the pick into an address (round-robin, the next
+//! address after a failed connect); `upstream_response_filter` notes the upstream's status;
+//! `logging` (which pingora runs for failed requests too) records the outcome. The per-request
+//! context owns the in-flight guard, so the count drops on every exit path.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{ErrorSource, ErrorType};
+
+use crate::metrics::{BackendStats, InFlight, Metrics, Outcome};
+use crate::route::{Backend, Limits, Selection};
+use crate::TableHandle;
+
+/// The pingora service logic of `vireo-proxy`.
+#[derive(Clone)]
+pub struct VireoProxy {
+    table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
+}
+
+impl VireoProxy {
+    pub fn new(table: Arc<TableHandle>, metrics: Arc<Metrics>) -> Self {
+        VireoProxy { table, metrics }
+    }
+}
+
+/// State of one request across pingora's phases.
+pub struct RequestCtx {
+    start: Instant,
+    target: Option<Target>,
+    /// Where the outcome is recorded: the picked backend, or `_unmatched`.
+    stats: Option<Arc<BackendStats>>,
+    /// Status of the upstream's response, once its header arrived.
+    upstream_status: Option<u16>,
+    /// Status the proxy answered by itself (404, 431).
+    local_status: Option<u16>,
+}
+
+struct Target {
+    backend: Arc<Backend>,
+    limits: Limits,
+    start: usize,
+    attempt: usize,
+    _in_flight: InFlight,
+}
+
+/// Size of the request line and header section as it was on the wire, near enough: the
+/// parser does not keep the raw bytes, so count what it kept plus the separators.
+fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
+    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    req.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// Pingora answers malformed requests (400) and header sections over 1 MiB itself, before any
+/// hook runs; the configurable limit below that is ours, and answered with 431.
+fn malformed(req: &pingora::http::RequestHeader, limits: Limits) -> Option<u16> {
+    (header_bytes(req) > limits.max_header_bytes).then_some(431)
+}
+
+#[async_trait]
+impl ProxyHttp for VireoProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            target: None,
+            stats: None,
+            upstream_status: None,
+            local_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // The table guard must not live across an await: pick, then answer.
+        let local = {
+            let table = self.table.load();
+            let req = session.req_header();
+            let limits = table.limits();
+            if let Some(status) = malformed(req, limits) {
+                Some((status, table.unmatched().clone()))
+            } else {
+                match table.select(&req.uri, &req.headers, || fastrand::u64(..)) {
+                    Selection::Backend { backend, .. } => {
+                        ctx.stats = Some(backend.stats().clone());
+                        ctx.target = Some(Target {
+                            start: backend.next_start(),
+                            attempt: 0,
+                            limits,
+                            _in_flight: backend.stats().start(),
+                            backend,
+                        });
+                        None
+                    }
+                    Selection::Unmatched(stats) => Some((404, stats)),
+                }
+            }
+        };
+        let Some((status, stats)) = local else {
+            return Ok(false);
+        };
+        ctx.stats = Some(stats);
+        ctx.local_status = Some(status);
+        session.respond_error(status).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(t) = ctx.target.as_ref() else {
+            return Error::e_explain(ErrorType::InternalError, "no backend picked");
+        };
+        let addr = t.backend.addr(t.start, t.attempt);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        peer.options.connection_timeout = Some(t.limits.connect_timeout);
+        peer.options.read_timeout = Some(t.limits.request_timeout);
+        peer.options.idle_timeout = Some(t.limits.upstream_idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent yet, so any request can move on to the backend's next address.
+        if let Some(t) = ctx.target.as_mut() {
+            if t.attempt + 1 < t.backend.addrs().len() {
+                t.attempt += 1;
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        use ErrorType::*;
+        let code = match (e.etype(), e.esource()) {
+            (HTTPStatus(code), _) => *code,
+            (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
+            (_, ErrorSource::Upstream) => 502,
+            // The client went away: nobody to answer.
+            (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
+            (_, ErrorSource::Downstream) => 400,
+            (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
+        };
+        if code > 0 {
+            // The response header may already be out (the upstream failed mid-body); then
+            // there is nothing left to tell the client.
+            let _ = session.respond_error(code).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let Some(stats) = ctx.stats.take() else {
+            return;
+        };
+        let outcome = match (ctx.upstream_status, ctx.local_status) {
+            (Some(code), _) | (None, Some(code)) => Outcome::Status(code),
+            (None, None) if e.is_none() => session
+                .response_written()
+                .map_or(Outcome::Error, |r| Outcome::Status(r.status.as_u16())),
+            (None, None) => Outcome::Error,
+        };
+        let now = Instant::now();
+        stats.record(
+            outcome,
+            now.saturating_duration_since(ctx.start),
+            self.metrics.now_ms(now),
+        );
+    }
+}

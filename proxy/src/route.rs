@@ -1,0 +1,484 @@
+//! The compiled route table: what the request path reads to pick a route and a backend.
+//!
+//! A [`RouteTable`] is built from a validated [`Config`] off the request path (names resolved,
+//! splits compiled, header names parsed, metric handles fetched) and is then immutable. Config
+//! changes build a new table and swap it in whole through [`crate::TableHandle`]; a request
+//! holds the backend it picked, never the table, so a swap never mixes two configs within one
+//! request and never waits for requests in flight.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE, HOST};
+use http::Uri;
+
+use crate::config::{self, Config, ConfigError, FieldError, KeySource, OnMissingKey};
+use crate::metrics::{BackendStats, Metrics, UNMATCHED};
+use crate::split::Split;
+
+/// Request header that forces a backend when a route has `allow_override: true`.
+pub const OVERRIDE_HEADER: &str = "x-vireo-backend";
+
+/// Per-request limits that come from the config and change with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+/// An immutable, compiled config.
+pub struct RouteTable {
+    version: u64,
+    config: Arc<Config>,
+    limits: Limits,
+    routes: Box<[CompiledRoute]>,
+    unmatched: Arc<BackendStats>,
+}
+
+struct CompiledRoute {
+    name: Arc<str>,
+    host: Option<HostMatch>,
+    path_prefix: Option<Box<str>>,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    key: Option<Key>,
+    on_missing_key: OnMissingKey,
+    salt: Box<[u8]>,
+    allow_override: bool,
+    split: Split,
+    backends: Box<[Arc<Backend>]>,
+}
+
+enum HostMatch {
+    /// Lower-cased exact host.
+    Exact(Box<str>),
+    /// Lower-cased suffix including the leading dot: `*.example.com` → `.example.com`.
+    Suffix(Box<str>),
+}
+
+enum Key {
+    Header(HeaderName),
+    Cookie(Box<str>),
+    Query(Box<str>),
+}
+
+/// One backend of a compiled route.
+pub struct Backend {
+    name: Box<str>,
+    version: Box<str>,
+    weight: u32,
+    addrs: Box<[SocketAddr]>,
+    next: AtomicUsize,
+    stats: Arc<BackendStats>,
+}
+
+impl Backend {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+    pub fn stats(&self) -> &Arc<BackendStats> {
+        &self.stats
+    }
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Round-robin start position for a new request.
+    #[inline]
+    pub fn next_start(&self) -> usize {
+        self.next.fetch_add(1, Relaxed)
+    }
+
+    /// The address for `attempt` (0-based) of a request that started at `start`: each retry after
+    /// a failed connect moves on to the next address.
+    #[inline]
+    pub fn addr(&self, start: usize, attempt: usize) -> SocketAddr {
+        self.addrs[(start.wrapping_add(attempt)) % self.addrs.len()]
+    }
+}
+
+/// Where a request goes.
+pub enum Selection {
+    Backend {
+        route: Arc<str>,
+        backend: Arc<Backend>,
+    },
+    /// No route matched: 404, counted under `route="_unmatched"`.
+    Unmatched(Arc<BackendStats>),
+}
+
+impl RouteTable {
+    /// Compiles a validated config. Fails only if a host name no longer resolves.
+    pub fn compile(config: Config, version: u64, metrics: &Metrics) -> Result<Self, ConfigError> {
+        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut errors = Vec::new();
+        for (ri, r) in config.routes.iter().enumerate() {
+            let s = &r.split;
+            let weights: Vec<u32> = s
+                .backends
+                .iter()
+                .map(|b| b.weight.clamp(0, config::MAX_WEIGHT) as u32)
+                .collect();
+            let split = match Split::new(s.buckets, &weights) {
+                Ok(split) => split,
+                Err(e) => {
+                    errors.push(FieldError {
+                        path: format!("routes[{ri}].split"),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let mut backends = Vec::with_capacity(s.backends.len());
+            for (bi, b) in s.backends.iter().enumerate() {
+                let mut addrs = Vec::with_capacity(b.addrs.len());
+                for (ai, a) in b.addrs.iter().enumerate() {
+                    match config::resolve(a) {
+                        Ok(sa) => addrs.push(sa),
+                        Err(reason) => errors.push(FieldError {
+                            path: format!("routes[{ri}].split.backends[{bi}].addrs[{ai}]"),
+                            reason,
+                        }),
+                    }
+                }
+                backends.push(Arc::new(Backend {
+                    name: b.name.as_str().into(),
+                    version: b.version.as_str().into(),
+                    weight: weights[bi],
+                    addrs: addrs.into(),
+                    next: AtomicUsize::new(0),
+                    stats: metrics.backend(&r.name, &b.name, &b.version),
+                }));
+            }
+            let m = &r.matches;
+            routes.push(CompiledRoute {
+                name: r.name.as_str().into(),
+                host: m.host.as_deref().map(|h| {
+                    let h = h.to_ascii_lowercase();
+                    match h.strip_prefix('*') {
+                        Some(suffix) => HostMatch::Suffix(suffix.into()),
+                        None => HostMatch::Exact(h.into()),
+                    }
+                }),
+                path_prefix: m.path_prefix.as_deref().map(Into::into),
+                headers: m
+                    .headers
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        Some((
+                            HeaderName::from_bytes(k.as_bytes()).ok()?,
+                            HeaderValue::from_str(v).ok()?,
+                        ))
+                    })
+                    .collect(),
+                key: s.key.as_ref().and_then(|k| {
+                    Some(match k {
+                        KeySource::Header(h) => {
+                            Key::Header(HeaderName::from_bytes(h.as_bytes()).ok()?)
+                        }
+                        KeySource::Cookie(c) => Key::Cookie(c.as_str().into()),
+                        KeySource::Query(q) => Key::Query(q.as_str().into()),
+                    })
+                }),
+                on_missing_key: s.on_missing_key,
+                salt: s.salt_or(&r.name).as_bytes().into(),
+                allow_override: s.allow_override,
+                split,
+                backends: backends.into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError { errors });
+        }
+        Ok(RouteTable {
+            version,
+            limits: Limits {
+                request_timeout: config.request_timeout,
+                connect_timeout: config.connect_timeout,
+                upstream_idle_timeout: config.upstream_idle_timeout,
+                max_header_bytes: config.max_header_bytes,
+            },
+            config: Arc::new(config),
+            routes: routes.into(),
+            unmatched: metrics.backend(UNMATCHED, "", ""),
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    pub fn unmatched(&self) -> &Arc<BackendStats> {
+        &self.unmatched
+    }
+
+    /// Every `(route, backend)` of the table, in config order.
+    pub fn backends(&self) -> impl Iterator<Item = (&str, &Arc<Backend>)> {
+        self.routes
+            .iter()
+            .flat_map(|r| r.backends.iter().map(move |b| (&*r.name, b)))
+    }
+
+    /// Picks the route and backend for a request. `random` is only drawn when the split needs it
+    /// (no key, `on_missing_key: random`).
+    pub fn select(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        random: impl FnOnce() -> u64,
+    ) -> Selection {
+        let host = request_host(uri, headers);
+        let Some(route) = self.routes.iter().find(|r| r.matches(host, uri, headers)) else {
+            return Selection::Unmatched(self.unmatched.clone());
+        };
+        let index = route.pick(uri, headers, random);
+        Selection::Backend {
+            route: route.name.clone(),
+            backend: route.backends[index].clone(),
+        }
+    }
+}
+
+impl CompiledRoute {
+    fn matches(&self, host: Option<&[u8]>, uri: &Uri, headers: &HeaderMap) -> bool {
+        if let Some(want) = &self.host {
+            let Some(host) = host else { return false };
+            let ok = match want {
+                HostMatch::Exact(h) => host.eq_ignore_ascii_case(h.as_bytes()),
+                HostMatch::Suffix(s) => {
+                    host.len() > s.len()
+                        && host[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+                }
+            };
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.path_prefix {
+            if !uri.path().starts_with(&**prefix) {
+                return false;
+            }
+        }
+        self.headers
+            .iter()
+            .all(|(name, value)| headers.get_all(name).iter().any(|v| v == value))
+    }
+
+    fn pick(&self, uri: &Uri, headers: &HeaderMap, random: impl FnOnce() -> u64) -> usize {
+        if self.allow_override {
+            if let Some(forced) = headers.get(OVERRIDE_HEADER).and_then(|v| {
+                self.backends
+                    .iter()
+                    .position(|b| b.name.as_bytes() == v.as_bytes())
+            }) {
+                return forced;
+            }
+        }
+        let key = match &self.key {
+            None => None,
+            Some(Key::Header(name)) => headers.get(name).map(|v| v.as_bytes()),
+            Some(Key::Cookie(name)) => cookie(headers, name),
+            Some(Key::Query(name)) => query(uri, name),
+        };
+        match key {
+            Some(key) => self.split.backend_for_key(&self.salt, key),
+            None if self.key.is_some() && self.on_missing_key == OnMissingKey::First => {
+                self.split.first_weighted()
+            }
+            None => self.split.backend_for_random(random()),
+        }
+    }
+}
+
+/// The request's host without port: `Host` for HTTP/1, the `:authority` (in the URI) for h2.
+fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    let raw = match headers.get(HOST) {
+        Some(h) => h.as_bytes(),
+        None => uri.authority()?.as_str().as_bytes(),
+    };
+    Some(strip_port(raw))
+}
+
+fn strip_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        // [v6]:port → [v6]
+        return match host.iter().position(|&c| c == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
+    }
+    match host.iter().rposition(|&c| c == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    }
+}
+
+/// The value of cookie `name`, as sent (no decoding).
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers.get_all(COOKIE).iter().find_map(|h| {
+        h.as_bytes().split(|&c| c == b';').find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&c| c == b'=')?;
+            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
+        })
+    })
+}
+
+/// The value of query parameter `name`, as sent (no percent-decoding: the bytes on the wire are
+/// the key, so every client that sends the same URL lands in the same bucket).
+fn query<'a>(uri: &'a Uri, name: &str) -> Option<&'a [u8]> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v.as_bytes())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(yaml: &str) -> RouteTable {
+        let metrics = Metrics::new(&[1.0]);
+        RouteTable::compile(Config::parse(yaml).unwrap(), 1, &metrics).unwrap()
+    }
+
+    const TWO_ROUTES: &str = r#"
+listen: 127.0.0.1:4140
+admin: 127.0.0.1:4191
+routes:
+  - name: api
+    match: { host: "*.example.com", path_prefix: /api, headers: { x-env: prod } }
+    split:
+      key: { cookie: uid }
+      on_missing_key: first
+      allow_override: true
+      backends:
+        - { name: canary, addrs: [127.0.0.1:1], weight: 50 }
+        - { name: stable, addrs: [127.0.0.1:2], weight: 50 }
+  - name: web
+    match: { host: web.local }
+    split:
+      key: { query: uid }
+      backends:
+        - { name: canary, addrs: ["127.0.0.1:3", "127.0.0.1:4"], weight: 0 }
+        - { name: stable, addrs: [127.0.0.1:5], weight: 1 }
+"#;
+
+    fn pick(t: &RouteTable, uri: &str, headers: &[(&str, &str)]) -> Option<(String, String)> {
+        let uri: Uri = uri.parse().unwrap();
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        match t.select(&uri, &h, || 0) {
+            Selection::Backend { route, backend } => {
+                Some((route.to_string(), backend.name().to_string()))
+            }
+            Selection::Unmatched(_) => None,
+        }
+    }
+
+    #[test]
+    fn host_path_and_header_matching() {
+        let t = table(TWO_ROUTES);
+        let prod = [("host", "a.example.com:8080"), ("x-env", "prod")];
+        assert!(pick(&t, "/api/x", &prod).is_some());
+        // apex does not match "*.example.com"; wrong path; missing header
+        assert!(pick(&t, "/api/x", &[("host", "example.com"), ("x-env", "prod")]).is_none());
+        assert!(pick(&t, "/web", &prod).is_none());
+        assert!(pick(&t, "/api", &[("host", "a.example.com")]).is_none());
+        assert_eq!(
+            pick(&t, "/", &[("host", "WEB.local")]).unwrap().0,
+            "web",
+            "host match ignores case"
+        );
+        // h2 requests carry the host in the URI authority
+        assert_eq!(pick(&t, "http://web.local/x", &[]).unwrap().0, "web");
+    }
+
+    #[test]
+    fn keys_from_cookie_and_query_follow_the_split() {
+        let t = table(TWO_ROUTES);
+        // weight 0 canary never gets a keyed request
+        for i in 0..200 {
+            let uri = format!("/?a=1&uid=u-{i}");
+            assert_eq!(
+                pick(&t, &uri, &[("host", "web.local")]).unwrap().1,
+                "stable"
+            );
+        }
+        // cookie keys land where the bucket function says
+        let salt = b"api";
+        let mut seen = [0; 2];
+        for i in 0..200 {
+            let id = format!("u-{i}");
+            let want = crate::split::bucket(salt, id.as_bytes(), 100) < 50;
+            let cookie = format!("a=b; uid={id}; c=d");
+            let got = pick(
+                &t,
+                "/api",
+                &[
+                    ("host", "x.example.com"),
+                    ("x-env", "prod"),
+                    ("cookie", &cookie),
+                ],
+            )
+            .unwrap()
+            .1;
+            assert_eq!(got == "canary", want, "{id}");
+            seen[usize::from(want)] += 1;
+        }
+        assert!(seen[0] > 0 && seen[1] > 0);
+    }
+
+    #[test]
+    fn missing_key_first_and_override() {
+        let t = table(TWO_ROUTES);
+        let base = [("host", "x.example.com"), ("x-env", "prod")];
+        assert_eq!(pick(&t, "/api", &base).unwrap().1, "canary");
+        let forced = [base[0], base[1], ("x-vireo-backend", "stable")];
+        assert_eq!(pick(&t, "/api", &forced).unwrap().1, "stable");
+        // an unknown name is ignored, not an error
+        let unknown = [base[0], base[1], ("x-vireo-backend", "nope")];
+        assert_eq!(pick(&t, "/api", &unknown).unwrap().1, "canary");
+    }
+
+    #[test]
+    fn round_robin_moves_to_next_address_on_retry() {
+        let t = table(TWO_ROUTES);
+        let (_, b) = t
+            .backends()
+            .find(|(r, b)| *r == "web" && b.name() == "canary")
+            .unwrap();
+        let start = b.next_start();
+        assert_ne!(b.addr(start, 0), b.addr(start, 1));
+        assert_eq!(b.addr(start, 0), b.addr(start, 2));
+    }
+
+    #[test]
+    fn host_port_stripping() {
+        assert_eq!(strip_port(b"a.b:80"), b"a.b");
+        assert_eq!(strip_port(b"a.b"), b"a.b");
+        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+    }
+}

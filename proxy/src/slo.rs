@@ -1,0 +1,358 @@
+//! Rolling-window SLO figures per route and backend: requests, failures, latency quantiles.
+//!
+//! This is what `GET /slo?window=60s` serves and what the control plane's native analysis
+//! provider reads, so a canary can be judged with no Prometheus at all.
+//!
+//! Design: time is cut into slots; each slot holds atomic counters and a log-linear latency
+//! histogram. Recording is a handful of relaxed `fetch_add`s on the slot for "now": no lock, no
+//! allocation. A reader sums the slots inside the window. Two rings keep memory bounded while
+//! covering 10 s … 10 min: 1-second slots for windows up to a minute, 10-second slots beyond.
+//!
+//! Slot reuse: a slot is tagged with the period it holds. The first writer of a new period swaps
+//! the tag to a "resetting" marker, zeroes the slot and publishes the new tag; other writers of
+//! that instant wait for the publish (a few nanoseconds, once per slot period) so no count is
+//! lost to the reset.
+//!
+//! Time is passed in (`now_ms`, milliseconds on any monotonic clock), which keeps this module
+//! deterministic under test.
+
+use std::sync::atomic::{AtomicU64, Ordering::*};
+use std::time::Duration;
+
+/// Latency histogram resolution: sub-buckets per power of two. 8 gives ≤ 9 % relative bucket
+/// width; quantiles interpolate inside a bucket, as Prometheus' `histogram_quantile` does.
+const SUB_BUCKETS: u32 = 8;
+/// Octaves above 1 µs covered before the overflow bucket: 2^27 µs ≈ 134 s.
+const OCTAVES: u32 = 27;
+/// Index 0 holds [0, 1 µs); the last index is the overflow bucket.
+pub const LATENCY_BUCKETS: usize = (OCTAVES * SUB_BUCKETS) as usize + 2;
+
+const RESETTING: u64 = u64::MAX;
+
+/// Shortest and longest windows served (spec: 10 s – 10 min).
+pub const MIN_WINDOW: Duration = Duration::from_secs(10);
+pub const MAX_WINDOW: Duration = Duration::from_secs(600);
+
+/// Maps a latency in microseconds to its histogram bucket.
+#[inline]
+pub fn latency_bucket(us: u64) -> usize {
+    if us == 0 {
+        return 0;
+    }
+    let octave = 63 - us.leading_zeros(); // floor(log2(us))
+    if octave >= OCTAVES {
+        return LATENCY_BUCKETS - 1;
+    }
+    // The SUB_BUCKETS bits below the leading one pick the sub-bucket.
+    let sub = if octave >= 3 {
+        (us >> (octave - 3)) & u64::from(SUB_BUCKETS - 1)
+    } else {
+        (us << (3 - octave)) & u64::from(SUB_BUCKETS - 1)
+    } as u32;
+    1 + (octave * SUB_BUCKETS + sub) as usize
+}
+
+/// The `[lower, upper)` latency range of a bucket, in seconds.
+pub fn bucket_bounds(index: usize) -> (f64, f64) {
+    if index == 0 {
+        return (0.0, 1e-6);
+    }
+    if index >= LATENCY_BUCKETS - 1 {
+        let top = (1u64 << OCTAVES) as f64 * 1e-6;
+        return (top, top);
+    }
+    let i = (index - 1) as u32;
+    let (octave, sub) = (i / SUB_BUCKETS, i % SUB_BUCKETS);
+    let base = (1u64 << octave) as f64;
+    let step = base / f64::from(SUB_BUCKETS);
+    let lo = base + step * f64::from(sub);
+    (lo * 1e-6, (lo + step) * 1e-6)
+}
+
+struct Slot {
+    tag: AtomicU64,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    latency: Box<[AtomicU64]>,
+}
+
+impl Slot {
+    fn new() -> Self {
+        Slot {
+            tag: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            latency: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// One ring of time slots of equal length.
+struct Ring {
+    slot_ms: u64,
+    slots: Box<[Slot]>,
+}
+
+impl Ring {
+    fn new(slot_ms: u64, covers: Duration) -> Self {
+        // One extra slot: the current, partly filled one.
+        let n = (covers.as_millis() as u64).div_ceil(slot_ms) as usize + 1;
+        Ring {
+            slot_ms,
+            slots: (0..n).map(|_| Slot::new()).collect(),
+        }
+    }
+
+    /// Tags start at 1 so that a fresh slot (tag 0) never counts as "in the window".
+    fn tag_of(&self, now_ms: u64) -> u64 {
+        now_ms / self.slot_ms + 1
+    }
+
+    #[inline]
+    fn record(&self, now_ms: u64, failed: bool, bucket: usize) {
+        let tag = self.tag_of(now_ms);
+        let slot = &self.slots[(tag % self.slots.len() as u64) as usize];
+        // Bounded: a reset is a few dozen stores, so the spin ends almost at once; the bound
+        // only guards against a writer descheduled mid-reset.
+        for _ in 0..10_000 {
+            let cur = slot.tag.load(Acquire);
+            if cur == tag {
+                break;
+            }
+            if cur == RESETTING {
+                std::hint::spin_loop();
+                continue;
+            }
+            if cur > tag {
+                // This writer is late by a whole ring turn (descheduled for minutes): its slot
+                // period is gone, so the sample falls outside every window.
+                return;
+            }
+            if slot
+                .tag
+                .compare_exchange(cur, RESETTING, AcqRel, Acquire)
+                .is_ok()
+            {
+                slot.requests.store(0, Relaxed);
+                slot.failures.store(0, Relaxed);
+                for b in slot.latency.iter() {
+                    b.store(0, Relaxed);
+                }
+                slot.tag.store(tag, Release);
+                break;
+            }
+        }
+        slot.requests.fetch_add(1, Relaxed);
+        if failed {
+            slot.failures.fetch_add(1, Relaxed);
+        }
+        slot.latency[bucket].fetch_add(1, Relaxed);
+    }
+
+    fn sum_into(&self, now_ms: u64, window: Duration, out: &mut Snapshot) {
+        let newest = self.tag_of(now_ms);
+        let span = (window.as_millis() as u64)
+            .div_ceil(self.slot_ms)
+            .min(self.slots.len() as u64 - 1)
+            .max(1);
+        let oldest = newest.saturating_sub(span - 1);
+        for slot in self.slots.iter() {
+            let tag = slot.tag.load(Acquire);
+            if tag == RESETTING || tag < oldest || tag > newest {
+                continue;
+            }
+            out.requests += slot.requests.load(Relaxed);
+            out.failures += slot.failures.load(Relaxed);
+            for (acc, b) in out.latency.iter_mut().zip(slot.latency.iter()) {
+                *acc += b.load(Relaxed);
+            }
+        }
+    }
+}
+
+/// Rolling SLO window for one route and backend.
+pub struct SloWindow {
+    fine: Ring,
+    coarse: Ring,
+}
+
+impl Default for SloWindow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SloWindow {
+    pub fn new() -> Self {
+        SloWindow {
+            fine: Ring::new(1_000, Duration::from_secs(60)),
+            coarse: Ring::new(10_000, MAX_WINDOW),
+        }
+    }
+
+    /// Records one finished request.
+    #[inline]
+    pub fn record(&self, now_ms: u64, failed: bool, latency: Duration) {
+        let bucket = latency_bucket(latency.as_micros() as u64);
+        self.fine.record(now_ms, failed, bucket);
+        self.coarse.record(now_ms, failed, bucket);
+    }
+
+    /// Sums the window ending at `now_ms`. Windows up to 60 s use 1-second slots, longer ones
+    /// 10-second slots; the current slot counts in full.
+    pub fn snapshot(&self, now_ms: u64, window: Duration) -> Snapshot {
+        let mut s = Snapshot::default();
+        if window <= Duration::from_secs(60) {
+            self.fine.sum_into(now_ms, window, &mut s);
+        } else {
+            self.coarse.sum_into(now_ms, window, &mut s);
+        }
+        s
+    }
+}
+
+/// Summed counts of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub requests: u64,
+    pub failures: u64,
+    pub latency: Vec<u64>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            requests: 0,
+            failures: 0,
+            latency: vec![0; LATENCY_BUCKETS],
+        }
+    }
+}
+
+impl Snapshot {
+    /// Successes / requests; `None` with no requests (the analysis side decides what an empty
+    /// window means, rather than reading a made-up 1.0 or 0.0).
+    pub fn success_ratio(&self) -> Option<f64> {
+        (self.requests > 0).then(|| (self.requests - self.failures) as f64 / self.requests as f64)
+    }
+
+    /// The `q` quantile (0..=1) of latency in seconds, interpolated linearly within its bucket;
+    /// `None` with no requests.
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut seen = 0u64;
+        for (i, &n) in self.latency.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if (seen + n) as f64 >= rank {
+                let (lo, hi) = bucket_bounds(i);
+                let into = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+                return Some(lo + (hi - lo) * into);
+            }
+            seen += n;
+        }
+        Some(bucket_bounds(LATENCY_BUCKETS - 1).1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_contain_their_values() {
+        let mut prev = 0;
+        for us in [
+            0u64, 1, 2, 3, 7, 8, 9, 15, 16, 100, 999, 1000, 1_000_000, 60_000_000,
+        ] {
+            let b = latency_bucket(us);
+            assert!(b >= prev, "bucket of {us} went down");
+            prev = b;
+            let (lo, hi) = bucket_bounds(b);
+            let s = us as f64 * 1e-6;
+            assert!(lo <= s && s < hi, "{us}us not in bucket {b} [{lo},{hi})");
+        }
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS - 1);
+    }
+
+    #[test]
+    fn bucket_width_is_within_resolution() {
+        for b in 9..LATENCY_BUCKETS - 1 {
+            let (lo, hi) = bucket_bounds(b);
+            assert!((hi - lo) / lo <= 1.0 / 8.0 + 1e-9, "bucket {b}: {lo}..{hi}");
+        }
+    }
+
+    #[test]
+    fn counts_only_inside_the_window() {
+        let w = SloWindow::new();
+        let t0 = 1_000_000;
+        for i in 0..30u64 {
+            // one request per second for 30 s, every third one failing
+            w.record(t0 + i * 1000, i % 3 == 0, Duration::from_millis(10));
+        }
+        let now = t0 + 29_000;
+        let s = w.snapshot(now, Duration::from_secs(10));
+        assert_eq!((s.requests, s.failures), (10, 3)); // seconds 20..=29: 21, 24, 27 failed
+        let s = w.snapshot(now, Duration::from_secs(60));
+        assert_eq!((s.requests, s.failures), (30, 10));
+        // Long windows read the coarse ring and still see everything.
+        let s = w.snapshot(now, Duration::from_secs(600));
+        assert_eq!((s.requests, s.failures), (30, 10));
+        // Ten minutes later nothing is left.
+        let s = w.snapshot(now + 700_000, Duration::from_secs(600));
+        assert_eq!(s.requests, 0);
+        assert_eq!(s.success_ratio(), None);
+    }
+
+    #[test]
+    fn slots_are_reused_after_a_ring_turn() {
+        let w = SloWindow::new();
+        w.record(5_000, true, Duration::from_millis(1));
+        // 61 fine slots later the same slot index holds a new period.
+        let later = 5_000 + 61_000;
+        w.record(later, false, Duration::from_millis(1));
+        let s = w.snapshot(later, Duration::from_secs(10));
+        assert_eq!((s.requests, s.failures), (1, 0));
+    }
+
+    #[test]
+    fn quantiles_interpolate_like_histogram_quantile() {
+        let w = SloWindow::new();
+        for ms in 1..=100u64 {
+            w.record(10_000, false, Duration::from_millis(ms));
+        }
+        let s = w.snapshot(10_000, Duration::from_secs(10));
+        let p50 = s.latency_quantile(0.5).unwrap();
+        let p99 = s.latency_quantile(0.99).unwrap();
+        assert!((p50 - 0.050).abs() / 0.050 < 0.07, "p50 {p50}");
+        assert!((p99 - 0.099).abs() / 0.099 < 0.07, "p99 {p99}");
+        assert_eq!(s.success_ratio(), Some(1.0));
+    }
+
+    #[test]
+    fn concurrent_writers_lose_nothing_across_slot_resets() {
+        let w = std::sync::Arc::new(SloWindow::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        // every writer crosses 20 slot boundaries
+                        w.record(100_000 + i, false, Duration::from_micros(i));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = w.snapshot(120_000, Duration::from_secs(60));
+        assert_eq!(s.requests, 80_000);
+    }
+}

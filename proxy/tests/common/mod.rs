@@ -1,0 +1,393 @@
+//! Test harness for end-to-end tests: the real `vireo-proxy` binary, real upstream HTTP servers
+//! on loopback, and a real HTTP client. Nothing is mocked.
+//!
+//! Upstream behaviour by path:
+//! - `/slow?ms=N`   — answer after N ms;
+//! - `/status/NNN`  — answer with that status;
+//! - `/ws`          — `101 Switching Protocols`, then echo bytes back;
+//! - anything else  — 200 with the upstream's name as body.
+//!
+//! Every upstream counts the requests it served and its open connections.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A free loopback port (bound, then released: good enough on a test machine).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicU64>,
+    pub open_connections: Arc<AtomicI64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    pub fn served(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+    pub fn connections(&self) -> i64 {
+        self.open_connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Upstreams run on their own runtime, so a test may block its own thread (waiting for the
+/// proxy, sleeping between checks) without stalling the servers it talks to.
+fn upstream_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Starts an upstream on a free loopback port.
+pub fn upstream(name: &str) -> Upstream {
+    let std_listener = StdListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicI64::new(0));
+    let (n, r, o) = (name.to_string(), requests.clone(), open.clone());
+    let task = upstream_runtime().spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (n, r, o) = (n.clone(), r.clone(), o.clone());
+            o.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let (n, r) = (n.clone(), r.clone());
+                    async move { Ok::<_, std::convert::Infallible>(serve(&n, &r, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Upstream {
+        name: name.to_string(),
+        addr,
+        requests,
+        open_connections: open,
+        task,
+    }
+}
+
+async fn serve(name: &str, count: &AtomicU64, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    count.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    if path == "/slow" {
+        let ms: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+        return Response::builder()
+            .status(status)
+            .header("x-backend", name)
+            .body(Full::new(Bytes::from(name.to_string())))
+            .unwrap();
+    }
+    if path == "/ws" {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = upgrade.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .header("x-backend", name)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
+    // Drain the request body (chunked uploads) and echo its length.
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let text = if body.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} {}", body.len())
+    };
+    Response::builder()
+        .header("x-backend", name)
+        .body(Full::new(Bytes::from(text)))
+        .unwrap()
+}
+
+/// A running `vireo-proxy` process, killed on drop.
+pub struct Proxy {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A config with `listen`/`admin` on free ports; `routes` is YAML for the `routes:` key.
+pub fn config_text(listen: SocketAddr, admin: SocketAddr, extra: &str, routes: &str) -> String {
+    format!("listen: {listen}\nadmin: {admin}\nthreads: 2\nshutdown_grace: 10s\n{extra}\nroutes:\n{routes}")
+}
+
+/// A canary/stable route on `x-user-id`, canary listed first.
+pub fn canary_route(
+    name: &str,
+    canary: &Upstream,
+    stable: &Upstream,
+    canary_weight: u32,
+) -> String {
+    format!(
+        "  - name: {name}\n    split:\n      key: {{ header: x-user-id }}\n      salt: {name}-v2\n      backends:\n        - {{ name: canary, version: v2, addrs: [\"{}\"], weight: {canary_weight} }}\n        - {{ name: stable, version: v1, addrs: [\"{}\"], weight: {} }}\n",
+        canary.addr,
+        stable.addr,
+        100 - canary_weight
+    )
+}
+
+impl Proxy {
+    /// Starts the binary with `routes` (and optional top-level `extra` settings) and waits for
+    /// `/ready`.
+    pub fn start(extra: &str, routes: &str) -> Proxy {
+        let dir =
+            std::env::temp_dir().join(format!("vireo-e2e-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_path = dir.join("proxy.yaml");
+        std::fs::write(&config_path, config_text(listen, admin, extra, routes)).unwrap();
+        let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vireo-proxy"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut p = Proxy {
+            child,
+            listen,
+            admin,
+            config_path,
+            dir,
+        };
+        p.wait_ready();
+        p
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("proxy exited early ({status}):\n{}", self.log());
+            }
+            if raw_get(self.admin, "/ready").map(|r| r.starts_with("HTTP/1.1 200")) == Some(true) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("proxy not ready after 20 s:\n{}", self.log());
+    }
+
+    /// Rewrites the config file and waits until `/config` reports `version`.
+    pub fn reload(&self, extra: &str, routes: &str, version: u64) {
+        write_atomically(
+            &self.config_path,
+            &config_text(self.listen, self.admin, extra, routes),
+        );
+        self.wait_version(version);
+    }
+
+    pub fn wait_version(&self, version: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.config_version() == version {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "config version {} never reached {version}:\n{}",
+            self.config_version(),
+            self.log()
+        );
+    }
+
+    pub fn config_version(&self) -> u64 {
+        let body = admin_body(self.admin, "/config");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["version"].as_u64().unwrap()
+    }
+
+    pub fn metrics(&self) -> String {
+        admin_body(self.admin, "/metrics")
+    }
+
+    pub fn slo(&self, window: &str) -> serde_json::Value {
+        serde_json::from_str(&admin_body(self.admin, &format!("/slo?window={window}"))).unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.listen)
+    }
+}
+
+/// Replace a file the way editors and ConfigMaps do: write aside, rename over.
+pub fn write_atomically(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A metric's value from OpenMetrics text, 0 when the series does not exist.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One raw HTTP/1.1 exchange over a fresh connection: returns the whole response text.
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(request).ok()?;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+pub fn raw_get(addr: SocketAddr, path: &str) -> Option<String> {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+pub fn admin_body(addr: SocketAddr, path: &str) -> String {
+    let resp = raw_get(addr, path).expect("admin reachable");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{path}: {resp}");
+    resp.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+pub type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// A keep-alive HTTP/1.1 client.
+pub fn client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// An HTTP/2 prior-knowledge (h2c) client.
+pub fn h2c_client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub backend: String,
+    pub body: String,
+}
+
+/// GET `url` with optional `x-user-id`.
+pub async fn get(client: &Client, url: &str, user: Option<&str>) -> Result<Reply, String> {
+    let mut req = Request::get(url);
+    if let Some(u) = user {
+        req = req.header("x-user-id", u);
+    }
+    send(client, req.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    let backend = resp
+        .headers()
+        .get("x-backend")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        backend,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}

@@ -1,0 +1,499 @@
+//! End-to-end tests of the `vireo-proxy` binary against real upstreams on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use hyper::Request;
+use vireo_proxy::split::bucket;
+
+/// Users whose bucket (salt `"{route}-v2"`, 100 buckets) is below `weight`, i.e. the canary
+/// cohort at that weight, and users outside it.
+fn cohorts(route: &str, weight: u32, n: usize) -> (Vec<String>, Vec<String>) {
+    let salt = format!("{route}-v2");
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for i in 0.. {
+        let u = format!("user-{i}");
+        if bucket(salt.as_bytes(), u.as_bytes(), 100) < weight {
+            if inside.len() < n {
+                inside.push(u);
+            }
+        } else if outside.len() < n {
+            outside.push(u);
+        }
+        if inside.len() == n && outside.len() == n {
+            break;
+        }
+    }
+    (inside, outside)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_stick_to_the_backend_their_bucket_names() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 25));
+    let c = client();
+    let mut seen = [0usize; 2];
+    for i in 0..300 {
+        let user = format!("u-{i}");
+        let in_canary = bucket(b"checkout-v2", user.as_bytes(), 100) < 25;
+        let want = if in_canary { "canary" } else { "stable" };
+        for _ in 0..3 {
+            let r = get(&c, &proxy.url("/"), Some(&user)).await.unwrap();
+            assert_eq!((r.status, r.backend.as_str()), (200, want), "{user}");
+        }
+        seen[usize::from(in_canary)] += 1;
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both cohorts exercised: {seen:?}"
+    );
+    assert_eq!(canary.served() as usize, seen[1] * 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_key_are_split_by_weight() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let routes = format!(
+        "  - name: web\n    split:\n      backends:\n        - {{ name: canary, addrs: [\"{}\"], weight: 20 }}\n        - {{ name: stable, addrs: [\"{}\"], weight: 80 }}\n",
+        canary.addr, stable.addr
+    );
+    let proxy = Proxy::start("", &routes);
+    let c = client();
+    for _ in 0..1000 {
+        assert_eq!(get(&c, &proxy.url("/"), None).await.unwrap().status, 200);
+    }
+    // 1000 draws at p = 0.2: sd ≈ 12.6, so ±60 is beyond 4.5 sd.
+    let n = canary.served() as i64;
+    assert!((n - 200).abs() < 60, "canary got {n} of 1000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_under_continuous_traffic_fails_no_request() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 5));
+    let url = proxy.url("/");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for w in 0..4 {
+        let (url, stop) = (url.clone(), stop.clone());
+        loops.push(tokio::spawn(async move {
+            let c = client();
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            // Bounded in count and time.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for i in 0..50_000u64 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() > deadline {
+                    break;
+                }
+                match get(&c, &url, Some(&format!("u-{w}-{i}"))).await {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status)),
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let mut version = 1;
+    for weight in [25, 50, 100, 0, 50, 5] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        version += 1;
+        let routes = canary_route("checkout", &canary, &stable, weight);
+        tokio::task::block_in_place(|| proxy.reload("", &routes, version));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut total, mut failures) = (0, Vec::new());
+    for l in loops {
+        let (ok, failed) = l.await.unwrap();
+        total += ok;
+        failures.extend(failed);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed of {}: {:?}",
+        failures.len(),
+        total,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(total > 100, "only {total} requests ran");
+    let m = proxy.metrics();
+    assert_eq!(
+        metric(&m, r#"vireo_config_reloads_total{result="ok"}"#),
+        6.0
+    );
+    assert_eq!(metric(&m, "vireo_config_version"), 7.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_lets_in_flight_requests_finish_and_sends_nothing_new() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let extra = "upstream_idle_timeout: 1s";
+    let proxy = Proxy::start(extra, &canary_route("checkout", &canary, &stable, 50));
+    let (canary_users, _) = cohorts("checkout", 50, 10);
+
+    // Ten long requests in flight to the canary.
+    let slow: Vec<_> = canary_users
+        .iter()
+        .map(|u| {
+            let (url, u) = (proxy.url("/slow?ms=2000"), u.clone());
+            tokio::spawn(async move { get(&client(), &url, Some(&u)).await })
+        })
+        .collect();
+    let gauge = r#"vireo_in_flight_requests{route="checkout",backend="canary"}"#;
+    tokio::task::block_in_place(|| {
+        wait_until("10 in flight", Duration::from_secs(5), || {
+            metric(&proxy.metrics(), gauge) == 10.0
+        })
+    });
+    assert_eq!(
+        proxy.slo("60s")["routes"]["checkout"]["canary"]["in_flight"],
+        10
+    );
+
+    // Canary weight to 0.
+    let routes = canary_route("checkout", &canary, &stable, 0);
+    tokio::task::block_in_place(|| proxy.reload(extra, &routes, 2));
+    let before = canary.served();
+    let c = client();
+    for u in &canary_users {
+        for _ in 0..5 {
+            let r = get(&c, &proxy.url("/"), Some(u)).await.unwrap();
+            assert_eq!((r.status, r.backend.as_str()), (200, "stable"));
+        }
+    }
+    assert_eq!(
+        canary.served(),
+        before,
+        "a new request reached the drained canary"
+    );
+
+    for s in slow {
+        let r = s.await.unwrap().unwrap();
+        assert_eq!((r.status, r.backend.as_str()), (200, "canary"));
+    }
+    assert_eq!(metric(&proxy.metrics(), gauge), 0.0);
+    // The pooled connections of the finished requests are closed after the idle timeout.
+    tokio::task::block_in_place(|| {
+        wait_until("canary connections closed", Duration::from_secs(5), || {
+            canary.connections() == 0
+        })
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 5));
+    let bad = canary_route("checkout", &canary, &stable, 5).replace("weight: 95", "weight: -1");
+    write_atomically(
+        &proxy.config_path,
+        &config_text(proxy.listen, proxy.admin, "", &bad),
+    );
+    tokio::task::block_in_place(|| {
+        wait_until("reload error counted", Duration::from_secs(5), || {
+            metric(
+                &proxy.metrics(),
+                r#"vireo_config_reloads_total{result="error"}"#,
+            ) == 1.0
+        })
+    });
+    assert_eq!(proxy.config_version(), 1);
+    assert!(
+        proxy
+            .log()
+            .contains("routes[0].split.backends[1].weight: must be >= 0"),
+        "{}",
+        proxy.log()
+    );
+    let r = get(&client(), &proxy.url("/"), Some("u-1")).await.unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_right_status_and_is_counted() {
+    let live = upstream("live");
+    let dead = format!("127.0.0.1:{}", free_port());
+    let routes = format!(
+        "  - name: only\n    match: {{ host: only.local }}\n    split:\n      backends: [ {{ name: b, addrs: [\"{live}\"], weight: 1 }} ]\n\
+         \x20 - name: dead\n    match: {{ host: dead.local }}\n    split:\n      backends: [ {{ name: b, addrs: [\"{dead}\"], weight: 1 }} ]\n\
+         \x20 - name: multi\n    match: {{ host: multi.local }}\n    split:\n      backends: [ {{ name: b, addrs: [\"{dead}\", \"{live}\"], weight: 1 }} ]\n",
+        live = live.addr
+    );
+    let proxy = Proxy::start("request_timeout: 500ms", &routes);
+    let req = |host: &str, path: &str| {
+        raw(
+            proxy.listen,
+            format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
+    };
+    assert!(req("only.local", "/").starts_with("HTTP/1.1 200"));
+    // Short inputs too: fewer bytes than the HTTP/2 preface must not leave the proxy waiting.
+    for garbage in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"NOT HTTP AT ALL\r\n\x00\x01\r\n\r\n",
+    ] {
+        let r = raw(proxy.listen, garbage).unwrap();
+        assert!(r.starts_with("HTTP/1.1 400"), "{garbage:?} -> {r}");
+    }
+    let short = raw(proxy.listen, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(
+        short.starts_with("HTTP/1.1 404"),
+        "18-byte request: {short}"
+    );
+    let big = format!(
+        "GET / HTTP/1.1\r\nhost: only.local\r\nx-big: {}\r\nconnection: close\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let r = raw(proxy.listen, big.as_bytes()).unwrap();
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    assert!(req("nowhere.local", "/").starts_with("HTTP/1.1 404"));
+    assert!(req("dead.local", "/").starts_with("HTTP/1.1 502"));
+    assert!(req("only.local", "/slow?ms=3000").starts_with("HTTP/1.1 504"));
+    for _ in 0..10 {
+        // the dead address is skipped for the live one
+        assert!(req("multi.local", "/").starts_with("HTTP/1.1 200"));
+    }
+    let m = proxy.metrics();
+    for (series, want) in [
+        (
+            r#"vireo_requests_total{route="dead",backend="b",version="",code="error"}"#,
+            1.0,
+        ),
+        (
+            r#"vireo_requests_total{route="only",backend="b",version="",code="error"}"#,
+            1.0,
+        ),
+        (
+            r#"vireo_requests_total{route="_unmatched",backend="",version="",code="404"}"#,
+            2.0,
+        ),
+        (
+            r#"vireo_requests_total{route="_unmatched",backend="",version="",code="431"}"#,
+            1.0,
+        ),
+        (
+            r#"vireo_requests_total{route="multi",backend="b",version="",code="200"}"#,
+            10.0,
+        ),
+    ] {
+        assert_eq!(metric(&m, series), want, "{series}\n{m}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 50));
+    let c = client();
+    for i in 0..20 {
+        get(&c, &proxy.url("/status/503"), Some(&format!("u-{i}")))
+            .await
+            .unwrap();
+        get(&c, &proxy.url("/"), Some(&format!("u-{i}")))
+            .await
+            .unwrap();
+    }
+    // What `curl .../metrics | promtool check metrics` sees: the classic text format.
+    let text = proxy.metrics();
+    assert!(
+        text.contains("# TYPE vireo_requests_total counter"),
+        "{text}"
+    );
+    // What Prometheus sees when it asks for OpenMetrics.
+    let om = raw(
+        proxy.admin,
+        b"GET /metrics HTTP/1.1\r\nhost: a\r\naccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        om.contains("content-type: application/openmetrics-text"),
+        "{om}"
+    );
+    assert!(
+        om.contains("# TYPE vireo_requests counter") && om.trim_end().ends_with("# EOF"),
+        "{om}"
+    );
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's prometheus package (scripts/test.sh does)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool rejected /metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slo_figures_match_the_traffic_sent() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 50));
+    let (canary_users, stable_users) = cohorts("checkout", 50, 10);
+    let c = client();
+    for u in &canary_users {
+        for path in ["/", "/", "/", "/status/503"] {
+            get(&c, &proxy.url(path), Some(u)).await.unwrap();
+        }
+    }
+    for u in &stable_users {
+        for _ in 0..2 {
+            get(&c, &proxy.url("/slow?ms=100"), Some(u)).await.unwrap();
+        }
+    }
+    let slo = proxy.slo("60s");
+    assert_eq!(slo["window_s"], 60);
+    let cn = &slo["routes"]["checkout"]["canary"];
+    assert_eq!(
+        (cn["requests"].as_u64(), cn["failures"].as_u64()),
+        (Some(40), Some(10))
+    );
+    assert_eq!(cn["success_ratio"].as_f64(), Some(0.75));
+    assert_eq!(cn["in_flight"], 0);
+    let st = &slo["routes"]["checkout"]["stable"];
+    assert_eq!(
+        (st["requests"].as_u64(), st["failures"].as_u64()),
+        (Some(20), Some(0))
+    );
+    let p50 = st["latency_p50_s"].as_f64().unwrap();
+    assert!((0.1..0.2).contains(&p50), "stable p50 {p50}");
+    assert!(st["latency_p99_s"].as_f64().unwrap() >= p50);
+    let bad = raw_get(proxy.admin, "/slo?window=5s").unwrap();
+    assert!(
+        bad.starts_with("HTTP/1.1 400") && bad.contains("between 10s and 10m"),
+        "{bad}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_chunked_bodies_and_upgrades_pass_through() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 0));
+
+    // h2c (prior knowledge) and HTTP/1.1 on the same port.
+    let r = get(&h2c_client(), &proxy.url("/"), Some("u-1"))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.backend.as_str()), (200, "stable"));
+    let r = get(&client(), &proxy.url("/"), Some("u-1")).await.unwrap();
+    assert_eq!(r.status, 200);
+    let post = Request::post(proxy.url("/upload"))
+        .header("x-user-id", "u-1")
+        .body(Full::new(Bytes::from(vec![b'x'; 70_000])))
+        .unwrap();
+    let r = send(&h2c_client(), post).await.unwrap();
+    assert_eq!(r.body, "stable 70000");
+
+    // Chunked request body over HTTP/1.1.
+    let chunked = raw(
+        proxy.listen,
+        b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert!(
+        chunked.starts_with("HTTP/1.1 200") && chunked.contains("stable 11"),
+        "{chunked}\n{}",
+        proxy.log()
+    );
+
+    // WebSocket upgrade: the proxy relays 101 and then raw bytes both ways. (Other Upgrade
+    // protocols are stripped by pingora's default request policy, against request smuggling.)
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(proxy.listen).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+          sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}\n{}", proxy.log());
+    s.write_all(b"ping-through-vireo").unwrap();
+    let mut got = Vec::new();
+    while got.len() < 18 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "upgrade stream closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got, b"ping-through-vireo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests_then_exits() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let mut proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 0));
+    let slow: Vec<_> = (0..3)
+        .map(|i| {
+            let url = proxy.url("/slow?ms=1500");
+            tokio::spawn(async move { get(&client(), &url, Some(&format!("u-{i}"))).await })
+        })
+        .collect();
+    let gauge = r#"vireo_in_flight_requests{route="checkout",backend="stable"}"#;
+    tokio::task::block_in_place(|| {
+        wait_until("3 in flight", Duration::from_secs(5), || {
+            metric(&proxy.metrics(), gauge) == 3.0
+        })
+    });
+    let sent = Instant::now();
+    unsafe { libc::kill(proxy.child.id() as i32, libc::SIGTERM) };
+    tokio::task::block_in_place(|| {
+        wait_until("readiness 503", Duration::from_secs(1), || {
+            raw_get(proxy.admin, "/ready").is_some_and(|r| r.starts_with("HTTP/1.1 503"))
+        });
+        wait_until("listener closed", Duration::from_secs(2), || {
+            raw(
+                proxy.listen,
+                b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            .is_none_or(|r| r.is_empty())
+        });
+    });
+    for s in slow {
+        let r = s.await.unwrap().unwrap();
+        assert_eq!(r.status, 200);
+    }
+    // Exits once drained, long before the 10 s shutdown_grace.
+    let status = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            if let Some(s) = proxy.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "still running 8 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert!(status.success(), "{status}");
+    assert!(sent.elapsed() < Duration::from_secs(8));
+    assert!(proxy.log().contains("drained; exiting"), "{}", proxy.log());
+}
