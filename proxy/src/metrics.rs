@@ -137,6 +137,9 @@ impl MetricConstructor<AtomicHistogram> for HistogramCtor {
     }
 }
 
+/// What all versions of one `(route, backend)` share: in-flight gauge and SLO window.
+type Shared = (Gauge, Arc<SloWindow>);
+
 /// The proxy's metric registry and the stats of every backend it has served.
 pub struct Metrics {
     registry: Registry,
@@ -147,8 +150,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     /// Cold path only (config compilation).
     stats: Mutex<HashMap<(String, String, String), Arc<BackendStats>>>,
-    /// What versions of one `(route, backend)` share: in-flight gauge and SLO window.
-    shared: Mutex<HashMap<(String, String), (Gauge, Arc<SloWindow>)>>,
+    shared: Mutex<HashMap<(String, String), Shared>>,
     epoch: Instant,
 }
 
@@ -361,11 +363,16 @@ impl BackendStats {
         &self.labels.version
     }
 
-    /// Marks a request as in flight until the guard drops.
+    /// Marks a request as in flight; pair with [`BackendStats::end`] (the proxy does so from a
+    /// drop guard, so every exit path counts down).
     #[inline]
-    pub fn start(self: &Arc<Self>) -> InFlight {
+    pub fn begin(&self) {
         self.in_flight.inc();
-        InFlight(self.clone())
+    }
+
+    #[inline]
+    pub fn end(&self) {
+        self.in_flight.dec();
     }
 
     pub fn in_flight(&self) -> i64 {
@@ -407,22 +414,6 @@ impl BackendStats {
     }
 }
 
-/// In-flight marker of one request; decrements its backend's gauge when dropped, on every path
-/// (success, error, cancelled task).
-pub struct InFlight(Arc<BackendStats>);
-
-impl InFlight {
-    pub fn stats(&self) -> &Arc<BackendStats> {
-        &self.0
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.dec();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,10 +422,9 @@ mod tests {
     fn series_follow_spec_names_and_labels() {
         let m = Metrics::new(&[0.1, 1.0]);
         let b = m.backend("checkout", "canary", "v2");
-        {
-            let _g = b.start();
-            assert_eq!(b.in_flight(), 1);
-        }
+        b.begin();
+        assert_eq!(b.in_flight(), 1);
+        b.end();
         assert_eq!(b.in_flight(), 0);
         b.record(Outcome::Status(200), Duration::from_millis(50), 0);
         b.record(Outcome::Error, Duration::from_millis(500), 0);
@@ -479,7 +469,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         // A new version is a new series but the same in-flight gauge and SLO window.
         let c = m.backend("r", "canary", "v3");
-        let _g = a.start();
+        a.begin();
         assert_eq!(c.in_flight(), 1);
         assert!(std::ptr::eq(a.slo(), c.slo()));
     }

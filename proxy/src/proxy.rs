@@ -15,7 +15,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
-use crate::metrics::{BackendStats, InFlight, Metrics, Outcome};
+use crate::metrics::{BackendStats, Metrics, Outcome};
 use crate::route::{Backend, Limits, Selection};
 use crate::TableHandle;
 
@@ -36,26 +36,43 @@ impl VireoProxy {
 pub struct RequestCtx {
     start: Instant,
     target: Option<Target>,
-    /// Where the outcome is recorded: the picked backend, or `_unmatched`.
-    stats: Option<Arc<BackendStats>>,
+    /// Answered by the proxy itself (404, 431), recorded under `_unmatched`.
+    local: Option<(u16, Arc<BackendStats>)>,
     /// Status of the upstream's response, once its header arrived.
     upstream_status: Option<u16>,
-    /// Status the proxy answered by itself (404, 431).
-    local_status: Option<u16>,
 }
 
+/// The backend a request was sent to. Counts as in flight from creation to drop, so the count
+/// drops on every exit path (success, error, cancelled task).
 struct Target {
     backend: Arc<Backend>,
     limits: Limits,
     start: usize,
     attempt: usize,
-    _in_flight: InFlight,
+}
+
+impl Target {
+    fn new(backend: &Arc<Backend>, limits: Limits) -> Self {
+        backend.stats().begin();
+        Target {
+            start: backend.next_start(),
+            attempt: 0,
+            limits,
+            backend: backend.clone(),
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.backend.stats().end();
+    }
 }
 
 /// Size of the request line and header section as it was on the wire, near enough: the
 /// parser does not keep the raw bytes, so count what it kept plus the separators.
 fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
-    let line = req.method.as_str().len() + req.uri.to_string().len() + 12;
+    let line = req.method.as_str().len() + req.raw_path().len() + 12;
     req.headers
         .iter()
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
@@ -75,9 +92,8 @@ impl ProxyHttp for VireoProxy {
         RequestCtx {
             start: Instant::now(),
             target: None,
-            stats: None,
+            local: None,
             upstream_status: None,
-            local_status: None,
         }
     }
 
@@ -92,25 +108,17 @@ impl ProxyHttp for VireoProxy {
             } else {
                 match table.select(&req.uri, &req.headers, || fastrand::u64(..)) {
                     Selection::Backend { backend, .. } => {
-                        ctx.stats = Some(backend.stats().clone());
-                        ctx.target = Some(Target {
-                            start: backend.next_start(),
-                            attempt: 0,
-                            limits,
-                            _in_flight: backend.stats().start(),
-                            backend,
-                        });
+                        ctx.target = Some(Target::new(backend, limits));
                         None
                     }
-                    Selection::Unmatched(stats) => Some((404, stats)),
+                    Selection::Unmatched(stats) => Some((404, stats.clone())),
                 }
             }
         };
         let Some((status, stats)) = local else {
             return Ok(false);
         };
-        ctx.stats = Some(stats);
-        ctx.local_status = Some(status);
+        ctx.local = Some((status, stats));
         session.respond_error(status).await?;
         Ok(true)
     }
@@ -185,16 +193,32 @@ impl ProxyHttp for VireoProxy {
         }
     }
 
+    /// A client closing its connection is ordinary (load generators stopping, users navigating
+    /// away); pingora would log each one as an error.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        use ErrorType::*;
+        matches!(e.esource(), ErrorSource::Downstream)
+            && matches!(
+                e.etype(),
+                ConnectionClosed | ReadError | WriteError | ReadTimedout | WriteTimedout
+            )
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let Some(stats) = ctx.stats.take() else {
-            return;
-        };
-        let outcome = match (ctx.upstream_status, ctx.local_status) {
-            (Some(code), _) | (None, Some(code)) => Outcome::Status(code),
-            (None, None) if e.is_none() => session
-                .response_written()
-                .map_or(Outcome::Error, |r| Outcome::Status(r.status.as_u16())),
-            (None, None) => Outcome::Error,
+        let (stats, outcome) = match (&ctx.target, &ctx.local) {
+            (_, Some((status, stats))) => (stats, Outcome::Status(*status)),
+            (Some(t), None) => {
+                let outcome = match ctx.upstream_status {
+                    Some(code) => Outcome::Status(code),
+                    None if e.is_none() => session
+                        .response_written()
+                        .map_or(Outcome::Error, |r| Outcome::Status(r.status.as_u16())),
+                    None => Outcome::Error,
+                };
+                (t.backend.stats(), outcome)
+            }
+            // Failed before a route was picked (e.g. the client went away): nothing to count.
+            (None, None) => return,
         };
         let now = Instant::now();
         stats.record(

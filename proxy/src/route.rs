@@ -106,14 +106,14 @@ impl Backend {
     }
 }
 
-/// Where a request goes.
-pub enum Selection {
+/// Where a request goes. Borrows from the table: the caller clones only what it keeps.
+pub enum Selection<'a> {
     Backend {
-        route: Arc<str>,
-        backend: Arc<Backend>,
+        route: &'a str,
+        backend: &'a Arc<Backend>,
     },
     /// No route matched: 404, counted under `route="_unmatched"`.
-    Unmatched(Arc<BackendStats>),
+    Unmatched(&'a Arc<BackendStats>),
 }
 
 impl RouteTable {
@@ -243,15 +243,15 @@ impl RouteTable {
         uri: &Uri,
         headers: &HeaderMap,
         random: impl FnOnce() -> u64,
-    ) -> Selection {
+    ) -> Selection<'_> {
         let host = request_host(uri, headers);
         let Some(route) = self.routes.iter().find(|r| r.matches(host, uri, headers)) else {
-            return Selection::Unmatched(self.unmatched.clone());
+            return Selection::Unmatched(&self.unmatched);
         };
         let index = route.pick(uri, headers, random);
         Selection::Backend {
-            route: route.name.clone(),
-            backend: route.backends[index].clone(),
+            route: &route.name,
+            backend: &route.backends[index],
         }
     }
 }

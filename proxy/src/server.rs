@@ -125,6 +125,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         threads: config.worker_threads(),
         grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
         graceful_shutdown_timeout_seconds: Some(1),
+        work_stealing: false,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -109,10 +109,8 @@ async fn hot_reload_under_continuous_traffic_fails_no_request() {
             (ok, failed)
         }));
     }
-    let mut version = 1;
-    for weight in [25, 50, 100, 0, 50, 5] {
+    for (version, weight) in (2..).zip([25, 50, 100, 0, 50, 5]) {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        version += 1;
         let routes = canary_route("checkout", &canary, &stable, weight);
         tokio::task::block_in_place(|| proxy.reload("", &routes, version));
     }

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Vireo needs when their commands are missing.
+#   scripts/ensure-deps.sh build       cmake (pingora's build needs it)
+#   scripts/ensure-deps.sh test        cmake + prometheus (promtool and prometheus for tests)
+#   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk (load comparison peers)
+# As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
+set -euo pipefail
+
+declare -A pkg_of=([cmake]=cmake [promtool]=prometheus [prometheus]=prometheus
+                   [nginx]=nginx [haproxy]=haproxy [wrk]=wrk)
+case "${1:-build}" in
+  build) cmds=(cmake) ;;
+  test)  cmds=(cmake promtool prometheus) ;;
+  bench) cmds=(cmake nginx haproxy wrk) ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for c in "${cmds[@]}"; do
+  # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
+  command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("${pkg_of[$c]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+
+if [ "$(id -u)" -eq 0 ]; then
+  apt=(apt-get)
+elif command -v sudo >/dev/null 2>&1; then
+  apt=(sudo -n apt-get)
+else
+  echo "vireo: missing ${missing[*]}; install them with: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "vireo: installing ${missing[*]} (Debian packages)" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${apt[@]}" update -qq
+"${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts nginx/haproxy as services on install; the benchmarks run their own instances.
+if [ "$(id -u)" -eq 0 ]; then
+  for svc in nginx haproxy; do
+    command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi

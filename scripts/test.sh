@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: everything CI checks, from a fresh clone.
+# Installs cmake and prometheus (Debian) when missing, then: rustfmt, clippy -D warnings, and
+# every test of the workspace in one cargo profile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-deps.sh test
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
