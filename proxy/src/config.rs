@@ -187,6 +187,17 @@ pub struct Backend {
     /// Relative weight. Parsed signed so that `-5` is reported as "must be >= 0" rather than as
     /// a type error.
     pub weight: i64,
+    /// How to talk to the backend: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC needs h2c).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    H2c,
 }
 
 fn default_shutdown_grace() -> Duration {
@@ -528,6 +539,12 @@ routes:
         assert_eq!(s.buckets, 100);
         assert_eq!(s.on_missing_key, OnMissingKey::Random);
         assert_eq!(s.key, Some(KeySource::Header("x-user-id".into())));
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let c = Config::parse(include_str!("../../deploy/examples/proxy.yaml")).unwrap();
+        assert_eq!(c.routes[0].split.backends[0].weight, 5);
     }
 
     #[test]

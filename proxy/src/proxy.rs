@@ -12,12 +12,16 @@ use std::time::Instant;
 use async_trait::async_trait;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::ALPN;
 use pingora::proxy::FailToProxy;
 use pingora::{ErrorSource, ErrorType};
 
 use crate::metrics::{BackendStats, Metrics, Outcome};
 use crate::route::{Backend, Limits, Selection};
 use crate::TableHandle;
+
+/// Concurrent streams the proxy opens on one h2c upstream connection before opening another.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 /// The pingora service logic of `vireo-proxy`.
 #[derive(Clone)]
@@ -136,6 +140,12 @@ impl ProxyHttp for VireoProxy {
         peer.options.connection_timeout = Some(t.limits.connect_timeout);
         peer.options.read_timeout = Some(t.limits.request_timeout);
         peer.options.idle_timeout = Some(t.limits.upstream_idle_timeout);
+        if t.backend.h2c() {
+            // Plaintext with ALPN H2 is HTTP/2 prior knowledge in pingora; streams share
+            // connections like a gRPC client's would.
+            peer.options.alpn = ALPN::H2;
+            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
+        }
         Ok(Box::new(peer))
     }
 

@@ -70,6 +70,7 @@ pub struct Backend {
     name: Box<str>,
     version: Box<str>,
     weight: u32,
+    h2c: bool,
     addrs: Box<[SocketAddr]>,
     next: AtomicUsize,
     stats: Arc<BackendStats>,
@@ -84,6 +85,10 @@ impl Backend {
     }
     pub fn weight(&self) -> u32 {
         self.weight
+    }
+    /// Whether to speak HTTP/2 with prior knowledge to this backend.
+    pub fn h2c(&self) -> bool {
+        self.h2c
     }
     pub fn stats(&self) -> &Arc<BackendStats> {
         &self.stats
@@ -154,6 +159,7 @@ impl RouteTable {
                     name: b.name.as_str().into(),
                     version: b.version.as_str().into(),
                     weight: weights[bi],
+                    h2c: b.protocol == config::UpstreamProtocol::H2c,
                     addrs: addrs.into(),
                     next: AtomicUsize::new(0),
                     stats: metrics.backend(&r.name, &b.name, &b.version),

@@ -290,6 +290,18 @@ impl Proxy {
         admin_body(self.admin, "/metrics")
     }
 
+    /// Waits (at most 5 s) until `series` equals `want`, then asserts it. Pingora records a
+    /// request just after the client has the response, so counts may trail by a moment.
+    pub fn expect_metric(&self, series: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut text = self.metrics();
+        while metric(&text, series) != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            text = self.metrics();
+        }
+        assert_eq!(metric(&text, series), want, "{series}\n{text}");
+    }
+
     pub fn slo(&self, window: &str) -> serde_json::Value {
         serde_json::from_str(&admin_body(self.admin, &format!("/slo?window={window}"))).unwrap()
     }
@@ -390,4 +402,65 @@ pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<Reply, S
         backend,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// An h2c (HTTP/2 prior knowledge) upstream that answers like a gRPC server: it echoes the
+/// request body, says which HTTP version it saw in `x-upstream-version`, and ends the response
+/// with `grpc-status: 0` trailers.
+pub fn grpc_upstream(name: &str) -> Upstream {
+    let std_listener = StdListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicI64::new(0));
+    let (r, o) = (requests.clone(), open.clone());
+    let task = upstream_runtime().spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (r, o) = (r.clone(), o.clone());
+            o.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let r = r.clone();
+                    async move {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let version = format!("{:?}", req.version());
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let body = Full::new(body)
+                            .with_trailers(async move { Some(Ok(trailers)) })
+                            .boxed();
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/grpc")
+                                .header("x-upstream-version", version)
+                                .body(body)
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                o.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    Upstream {
+        name: name.to_string(),
+        addr,
+        requests,
+        open_connections: open,
+        task,
+    }
 }
