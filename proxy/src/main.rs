@@ -33,10 +33,14 @@ struct Cli {
     check: Option<PathBuf>,
 
     /// Log filter, e.g. `info`, `debug`, `vireo_proxy=debug,pingora=warn` (or set RUST_LOG).
+    ///
+    /// The default silences `pingora_core::connectors`, which logs an ERROR each time it loses
+    /// a race over a pooled upstream connection and dials a new one (pingora#998): harmless, and
+    /// frequent under light traffic. Real upstream failures still show as request errors.
     #[arg(
         long,
         env = "RUST_LOG",
-        default_value = "info,pingora_core=warn,pingora_proxy=warn"
+        default_value = "info,pingora_core=warn,pingora_core::connectors=off,pingora_proxy=warn"
     )]
     log: String,
 }
