@@ -1,0 +1,611 @@
+//! The rollout state machine.
+//!
+//! Pure and deterministic: [`RolloutState::apply`] takes the recipe's steps, the time and one
+//! [`Input`], changes the state and returns the [`Effect`]s a driver must carry out. It does no
+//! I/O and reads no clock, so the same inputs always give the same transitions; that is what
+//! lets a store persist the state after every input, a restarted control plane resume from it,
+//! and an auditor replay a rollout's recorded inputs.
+//!
+//! Lifecycle (`shared/spec/control.md`), a checkpoint effect at each arrow:
+//!
+//! ```text
+//! Pending → InputsMaterialized → GateEval → [AwaitingApproval] → Progressing (steps)
+//!         → PostDeployVerify → Sealed → Completed          side states: Paused, Aborted, RolledBack
+//! ```
+//!
+//! Steps: `setWeight` publishes a weight and waits until every proxy applied it; a timed `pause`
+//! waits for the clock ([`RolloutState::next_deadline`] tells the driver when to tick);
+//! `pause: {}` pauses until `resume`/`promote`; `analysis` starts a run and waits for its verdict:
+//! Successful advances, Failed or Error aborts, Inconclusive pauses.
+//!
+//! Abort (on a failed analysis or the `abort` action, from any live phase): weight 0 is published
+//! at once and the phase is `Aborted`; when every proxy applied 0 the canary is drained; when it
+//! reports no request in flight, or at the hard deadline ([`ABORT_DEADLINE`] after the decision),
+//! the canary workload is stopped. `abort_to_zero_ms` and `drain_ms` are kept in the state.
+//!
+//! Inputs that no longer apply (a verdict for a step already skipped, an acknowledgement of a
+//! superseded weight) are ignored, not errors: in a distributed system they are normal. Actions
+//! that do not apply in the current phase are rejected with the reason (the API's 409).
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Step;
+
+/// Milliseconds on the driver's clock (wall time in production, anything in tests).
+pub type Millis = u64;
+
+/// Hard deadline of an abort, from the decision: by then the canary is stopped whether or not
+/// every proxy reported it drained (spec: 60 s, never near the 90 s ceiling).
+pub const ABORT_DEADLINE: Millis = 60_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Pending,
+    InputsMaterialized,
+    GateEval,
+    AwaitingApproval,
+    Progressing,
+    Paused,
+    PostDeployVerify,
+    Sealed,
+    Completed,
+    Aborted,
+    RolledBack,
+}
+
+impl Phase {
+    /// No further progress without `retry` (or ever, for Completed).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Aborted | Phase::RolledBack)
+    }
+}
+
+/// A user's action (API `POST /api/v1/rollouts/{name}/{action}`, CLI `vireo rollout ACTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    Pause,
+    Resume,
+    /// Skip the current step.
+    Promote,
+    /// Skip every remaining step: straight to 100 %.
+    PromoteFull,
+    Abort,
+    Retry,
+    Approve,
+}
+
+impl Action {
+    pub const ALL: [Action; 7] = [
+        Action::Pause,
+        Action::Resume,
+        Action::Promote,
+        Action::PromoteFull,
+        Action::Abort,
+        Action::Retry,
+        Action::Approve,
+    ];
+}
+
+/// Verdict of an analysis run (Argo's run phases that end a run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Successful,
+    Failed,
+    Error,
+    Inconclusive,
+}
+
+/// What happened, as the driver saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// The rollout's inputs (spec, images, templates) are resolved and recorded.
+    InputsMaterialized,
+    /// The gate's decision.
+    GateEvaluated {
+        passed: bool,
+        needs_approval: bool,
+        reason: String,
+    },
+    /// Every connected proxy reported this canary weight applied.
+    WeightApplied {
+        weight: u8,
+    },
+    /// The analysis run of step `step` ended.
+    AnalysisCompleted {
+        step: usize,
+        verdict: Verdict,
+        message: String,
+    },
+    /// Every proxy reported 0 requests in flight to the canary.
+    CanaryDrained,
+    /// Time passed (the driver ticks at [`RolloutState::next_deadline`]).
+    Tick,
+    Action(Action),
+}
+
+/// What the driver must do. Effects are idempotent in intent: publishing the same weight twice
+/// or checkpointing a transition already stored must be harmless to the driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Persist and sign a lifecycle transition.
+    Checkpoint {
+        from: Phase,
+        to: Phase,
+        reason: String,
+    },
+    MaterializeInputs,
+    EvaluateGate,
+    /// Publish a route table with this canary weight (stable gets the rest).
+    SetCanaryWeight(u8),
+    StartAnalysis {
+        step: usize,
+    },
+    CancelAnalysis {
+        step: usize,
+    },
+    /// Watch the canary's in-flight count on every proxy; report `CanaryDrained`.
+    WatchDrain,
+    /// The deadline passed with requests still in flight: close the canary's connections.
+    ForceCloseCanary,
+    /// Stop the canary workload.
+    StopCanary,
+    /// The canary is the new stable: publish a route with only it.
+    PromoteCanaryToStable,
+}
+
+/// What the current step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Wait {
+    /// Every proxy to apply this weight.
+    Weight(u8),
+    /// The clock to reach this time.
+    Until(Millis),
+    /// `resume` or `promote` (an indefinite pause step).
+    Resume,
+    /// The analysis run of the current step.
+    Analysis,
+    /// Nothing: the step finished while the rollout was paused; resuming moves on.
+    Done,
+}
+
+/// Why a rollout is paused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PauseReason {
+    /// A `pause: {}` step.
+    Step,
+    /// The `pause` action. `remaining` keeps what was left of a timed pause step.
+    User { remaining: Option<Millis> },
+    /// An analysis ended Inconclusive; `resume` runs it again, `promote` skips it.
+    Inconclusive(String),
+}
+
+/// Progress of an abort; times are on the driver's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortProgress {
+    pub decided_at: Millis,
+    pub reason: String,
+    /// When every proxy had applied weight 0.
+    pub zero_at: Option<Millis>,
+    /// When the canary was stopped (drained, or forced at the deadline).
+    pub drained_at: Option<Millis>,
+    pub forced: bool,
+}
+
+impl AbortProgress {
+    pub fn abort_to_zero_ms(&self) -> Option<Millis> {
+        self.zero_at.map(|t| t - self.decided_at)
+    }
+    pub fn drain_ms(&self) -> Option<Millis> {
+        self.drained_at.map(|t| t - self.decided_at)
+    }
+    pub fn is_done(&self) -> bool {
+        self.drained_at.is_some()
+    }
+}
+
+/// An action that does not apply now (the API answers 409 with `reason`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("cannot {action:?} a rollout in phase {phase:?}: {reason}")]
+pub struct Rejected {
+    pub action: Action,
+    pub phase: Phase,
+    pub reason: String,
+}
+
+/// The whole state of one rollout. Serializable: the store keeps it after every input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutState {
+    pub phase: Phase,
+    /// Index of the current step; equals the number of steps once they are all done.
+    pub step: usize,
+    pub wait: Option<Wait>,
+    /// The canary weight every proxy has applied.
+    pub canary_weight: u8,
+    pub paused: Option<PauseReason>,
+    pub abort: Option<AbortProgress>,
+    pub message: String,
+}
+
+impl RolloutState {
+    /// A new rollout: `Pending`, asking the driver to materialize its inputs.
+    pub fn new() -> (Self, Vec<Effect>) {
+        let s = RolloutState {
+            phase: Phase::Pending,
+            step: 0,
+            wait: None,
+            canary_weight: 0,
+            paused: None,
+            abort: None,
+            message: "materializing inputs".into(),
+        };
+        (s, vec![Effect::MaterializeInputs])
+    }
+
+    /// When the driver must send [`Input::Tick`], if ever.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match (self.phase, self.wait, &self.abort) {
+            (Phase::Aborted, _, Some(a)) if !a.is_done() => Some(a.decided_at + ABORT_DEADLINE),
+            (Phase::Progressing, Some(Wait::Until(t)), _) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Applies one input. On `Err` the state is unchanged.
+    pub fn apply(
+        &mut self,
+        steps: &[Step],
+        now: Millis,
+        input: Input,
+    ) -> Result<Vec<Effect>, Rejected> {
+        let mut fx = Vec::new();
+        match input {
+            Input::Action(action) => self.act(steps, now, action, &mut fx)?,
+            Input::InputsMaterialized if self.phase == Phase::Pending => {
+                self.transition(Phase::InputsMaterialized, "inputs recorded", &mut fx);
+                self.transition(Phase::GateEval, "evaluating the gate", &mut fx);
+                fx.push(Effect::EvaluateGate);
+            }
+            Input::GateEvaluated {
+                passed,
+                needs_approval,
+                reason,
+            } if self.phase == Phase::GateEval => {
+                if !passed {
+                    // No traffic ever reached the canary: nothing to drain.
+                    self.abort = Some(AbortProgress {
+                        decided_at: now,
+                        reason: format!("gate failed: {reason}"),
+                        zero_at: Some(now),
+                        drained_at: Some(now),
+                        forced: false,
+                    });
+                    self.transition(Phase::Aborted, &format!("gate failed: {reason}"), &mut fx);
+                } else if needs_approval {
+                    self.transition(Phase::AwaitingApproval, &reason, &mut fx);
+                } else {
+                    self.transition(Phase::Progressing, &reason, &mut fx);
+                    self.enter_step(steps, now, &mut fx);
+                }
+            }
+            Input::WeightApplied { weight } => self.weight_applied(steps, now, weight, &mut fx),
+            Input::AnalysisCompleted {
+                step,
+                verdict,
+                message,
+            } => self.analysis_completed(steps, now, step, verdict, message, &mut fx),
+            Input::CanaryDrained => self.finish_abort(now, false, &mut fx),
+            Input::Tick => self.tick(steps, now, &mut fx),
+            // Anything else arrived in a phase it does not belong to (late or duplicate).
+            Input::InputsMaterialized | Input::GateEvaluated { .. } => {}
+        }
+        Ok(fx)
+    }
+
+    fn act(
+        &mut self,
+        steps: &[Step],
+        now: Millis,
+        action: Action,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Rejected> {
+        let reject = |reason: &str| Rejected {
+            action,
+            phase: self.phase,
+            reason: reason.to_string(),
+        };
+        match action {
+            Action::Pause => {
+                if self.phase != Phase::Progressing {
+                    return Err(reject("only a progressing rollout can be paused"));
+                }
+                let remaining = match self.wait {
+                    Some(Wait::Until(t)) => Some(t.saturating_sub(now)),
+                    _ => None,
+                };
+                self.paused = Some(PauseReason::User { remaining });
+                self.transition(Phase::Paused, "paused by user", fx);
+            }
+            Action::Resume => {
+                if self.phase != Phase::Paused {
+                    return Err(reject("only a paused rollout can be resumed"));
+                }
+                let reason = self.paused.take();
+                self.transition(Phase::Progressing, "resumed", fx);
+                match (reason, self.wait) {
+                    // Before `Done`: an inconclusive run also left the step `Done`.
+                    (Some(PauseReason::Inconclusive(_)), _) => {
+                        self.wait = Some(Wait::Analysis);
+                        fx.push(Effect::StartAnalysis { step: self.step });
+                    }
+                    (Some(PauseReason::Step), _) | (_, Some(Wait::Done)) => {
+                        self.advance(steps, now, fx)
+                    }
+                    (
+                        Some(PauseReason::User {
+                            remaining: Some(left),
+                        }),
+                        Some(Wait::Until(_)),
+                    ) => {
+                        self.wait = Some(Wait::Until(now + left));
+                    }
+                    // Still waiting for a weight or an analysis: keep waiting.
+                    _ => {}
+                }
+            }
+            Action::Promote | Action::PromoteFull => {
+                if !matches!(self.phase, Phase::Progressing | Phase::Paused) {
+                    return Err(reject(
+                        "only a progressing or paused rollout can be promoted",
+                    ));
+                }
+                if self.step >= steps.len() {
+                    return Err(reject("every step is done; the rollout is finishing"));
+                }
+                if self.wait == Some(Wait::Analysis) {
+                    fx.push(Effect::CancelAnalysis { step: self.step });
+                }
+                if self.phase == Phase::Paused {
+                    self.paused = None;
+                    self.transition(Phase::Progressing, "promoted", fx);
+                }
+                if action == Action::PromoteFull {
+                    self.message = "promoted to 100 %, remaining steps skipped".into();
+                    self.step = steps.len();
+                    self.enter_step(steps, now, fx);
+                } else {
+                    self.advance(steps, now, fx);
+                }
+            }
+            Action::Abort => {
+                if self.phase.is_terminal() || matches!(self.phase, Phase::Sealed) {
+                    return Err(reject("the rollout has already ended"));
+                }
+                self.begin_abort(now, "aborted by user".into(), fx);
+            }
+            Action::Retry => match (&self.phase, &self.abort) {
+                (Phase::Aborted, Some(a)) if a.is_done() => {
+                    self.abort = None;
+                    self.paused = None;
+                    self.step = 0;
+                    self.transition(Phase::Progressing, "retry from the first step", fx);
+                    self.enter_step(steps, now, fx);
+                }
+                (Phase::Aborted, _) => {
+                    return Err(reject("the abort is still draining the canary"))
+                }
+                _ => return Err(reject("only an aborted rollout can be retried")),
+            },
+            Action::Approve => {
+                if self.phase != Phase::AwaitingApproval {
+                    return Err(reject("the rollout is not waiting for approval"));
+                }
+                self.transition(Phase::Progressing, "approved", fx);
+                self.enter_step(steps, now, fx);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the current step (or, past the last one, the finish).
+    fn enter_step(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+        // Each iteration either waits (returns) or moves to the next step, so this ends after
+        // at most steps.len() + 1 rounds.
+        loop {
+            let Some(step) = steps.get(self.step) else {
+                // Every step done: the canary takes all traffic, then the rollout finishes.
+                if self.canary_weight == 100 {
+                    self.wait = None;
+                    self.finish(fx);
+                } else {
+                    self.wait = Some(Wait::Weight(100));
+                    fx.push(Effect::SetCanaryWeight(100));
+                }
+                return;
+            };
+            match step {
+                Step::SetWeight(w) if *w == self.canary_weight => {
+                    self.step += 1;
+                }
+                Step::SetWeight(w) => {
+                    self.wait = Some(Wait::Weight(*w));
+                    self.message = format!("step {}: setting canary weight {w} %", self.step);
+                    fx.push(Effect::SetCanaryWeight(*w));
+                    return;
+                }
+                Step::Pause(Some(d)) => {
+                    let until = now + d.as_millis() as Millis;
+                    self.wait = Some(Wait::Until(until));
+                    self.message = format!(
+                        "step {}: pausing {}",
+                        self.step,
+                        humantime::format_duration(*d)
+                    );
+                    return;
+                }
+                Step::Pause(None) => {
+                    self.wait = Some(Wait::Resume);
+                    self.paused = Some(PauseReason::Step);
+                    self.message = format!("step {}: paused until resume or promote", self.step);
+                    self.transition(Phase::Paused, "pause step", fx);
+                    return;
+                }
+                Step::Analysis(_) => {
+                    self.wait = Some(Wait::Analysis);
+                    self.message = format!("step {}: analysis running", self.step);
+                    fx.push(Effect::StartAnalysis { step: self.step });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+        self.step = (self.step + 1).min(steps.len());
+        self.enter_step(steps, now, fx);
+    }
+
+    /// The current step finished: move on now, or, while paused, on resume.
+    fn step_done(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+        if self.phase == Phase::Paused {
+            self.wait = Some(Wait::Done);
+        } else {
+            self.advance(steps, now, fx);
+        }
+    }
+
+    fn weight_applied(&mut self, steps: &[Step], now: Millis, weight: u8, fx: &mut Vec<Effect>) {
+        if self.phase == Phase::Aborted {
+            if weight == 0 {
+                if let Some(a) = self.abort.as_mut().filter(|a| a.zero_at.is_none()) {
+                    a.zero_at = Some(now);
+                    self.canary_weight = 0;
+                    self.message = "canary at 0 % on every proxy; draining".into();
+                    fx.push(Effect::WatchDrain);
+                }
+            }
+            return;
+        }
+        if !matches!(self.phase, Phase::Progressing | Phase::Paused) {
+            return;
+        }
+        self.canary_weight = weight;
+        if self.wait != Some(Wait::Weight(weight)) {
+            return; // a superseded weight (promote moved on before it applied)
+        }
+        if self.step >= steps.len() {
+            self.wait = None;
+            self.finish(fx);
+        } else {
+            self.step_done(steps, now, fx);
+        }
+    }
+
+    fn analysis_completed(
+        &mut self,
+        steps: &[Step],
+        now: Millis,
+        step: usize,
+        verdict: Verdict,
+        message: String,
+        fx: &mut Vec<Effect>,
+    ) {
+        let live = matches!(self.phase, Phase::Progressing | Phase::Paused);
+        if !live || step != self.step || self.wait != Some(Wait::Analysis) {
+            return; // a run that was cancelled or belongs to a step already left
+        }
+        match verdict {
+            Verdict::Successful => self.step_done(steps, now, fx),
+            Verdict::Failed | Verdict::Error => self.begin_abort(
+                now,
+                format!("analysis {verdict:?} at step {step}: {message}"),
+                fx,
+            ),
+            Verdict::Inconclusive => {
+                self.wait = Some(Wait::Done);
+                let reason = format!("analysis inconclusive at step {step}: {message}");
+                self.paused = Some(PauseReason::Inconclusive(reason.clone()));
+                if self.phase != Phase::Paused {
+                    self.transition(Phase::Paused, &reason, fx);
+                }
+                self.message = reason;
+            }
+        }
+    }
+
+    fn tick(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+        match (self.phase, self.wait) {
+            (Phase::Progressing, Some(Wait::Until(t))) if now >= t => self.advance(steps, now, fx),
+            (Phase::Aborted, _) => {
+                if let Some(a) = &self.abort {
+                    if !a.is_done() && now >= a.decided_at + ABORT_DEADLINE {
+                        fx.push(Effect::ForceCloseCanary);
+                        self.finish_abort(now, true, fx);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_abort(&mut self, now: Millis, reason: String, fx: &mut Vec<Effect>) {
+        if self.wait == Some(Wait::Analysis) {
+            fx.push(Effect::CancelAnalysis { step: self.step });
+        }
+        self.wait = None;
+        self.paused = None;
+        self.abort = Some(AbortProgress {
+            decided_at: now,
+            reason: reason.clone(),
+            zero_at: None,
+            drained_at: None,
+            forced: false,
+        });
+        self.transition(Phase::Aborted, &reason, fx);
+        self.message = format!("aborting: {reason}");
+        fx.push(Effect::SetCanaryWeight(0));
+    }
+
+    fn finish_abort(&mut self, now: Millis, forced: bool, fx: &mut Vec<Effect>) {
+        if self.phase != Phase::Aborted {
+            return;
+        }
+        let Some(a) = self.abort.as_mut() else { return };
+        // Drained only counts once weight 0 is applied everywhere (before that, new requests
+        // could still arrive); the deadline forces it regardless.
+        if a.is_done() || (!forced && a.zero_at.is_none()) {
+            return;
+        }
+        a.drained_at = Some(now);
+        a.forced = forced;
+        self.message = format!(
+            "aborted: {}; canary stopped{}",
+            a.reason,
+            if forced { " at the deadline" } else { "" }
+        );
+        fx.push(Effect::StopCanary);
+    }
+
+    /// All steps done and 100 % applied everywhere.
+    fn finish(&mut self, fx: &mut Vec<Effect>) {
+        // Post-deploy verification and sealing are immediate until their checks exist
+        // (analysis and evidence issues); the checkpoints are already in place.
+        self.transition(Phase::PostDeployVerify, "canary at 100 %", fx);
+        self.transition(Phase::Sealed, "post-deploy verification passed", fx);
+        fx.push(Effect::PromoteCanaryToStable);
+        self.transition(Phase::Completed, "canary promoted to stable", fx);
+        self.message = "completed".into();
+    }
+
+    fn transition(&mut self, to: Phase, reason: &str, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Checkpoint {
+            from: self.phase,
+            to,
+            reason: reason.to_string(),
+        });
+        self.phase = to;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,550 @@
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::*;
+use crate::spec::{AnalysisStep, Step, TemplateRef};
+
+fn analysis() -> Step {
+    Step::Analysis(AnalysisStep {
+        templates: vec![TemplateRef {
+            template_name: "canary-slo".into(),
+        }],
+        args: vec![],
+    })
+}
+
+fn pause(secs: u64) -> Step {
+    Step::Pause(Some(Duration::from_secs(secs)))
+}
+
+/// The spec's default recipe: 5 → 25 → 50 → 100 with 3-minute pauses and analysis.
+fn default_recipe() -> Vec<Step> {
+    let mut steps = Vec::new();
+    for w in [5, 25, 50] {
+        steps.extend([Step::SetWeight(w), pause(180), analysis()]);
+    }
+    steps.extend([Step::SetWeight(100), pause(180)]);
+    steps
+}
+
+/// A driver stand-in: answers every effect the way the real driver will (weights apply,
+/// analyses return the scripted verdict, drains complete) and ticks at deadlines.
+struct Sim {
+    steps: Vec<Step>,
+    state: RolloutState,
+    now: Millis,
+    effects: Vec<Effect>,
+    queue: VecDeque<Input>,
+    verdict: fn(usize) -> Verdict,
+    gate: (bool, bool),
+    drains: bool,
+}
+
+impl Sim {
+    fn new(steps: Vec<Step>) -> Sim {
+        let (state, fx) = RolloutState::new();
+        let mut sim = Sim {
+            steps,
+            state,
+            now: 1_000,
+            effects: Vec::new(),
+            queue: VecDeque::new(),
+            verdict: |_| Verdict::Successful,
+            gate: (true, false),
+            drains: true,
+        };
+        sim.react(fx);
+        sim
+    }
+
+    fn react(&mut self, fx: Vec<Effect>) {
+        for e in fx {
+            match &e {
+                Effect::MaterializeInputs => self.queue.push_back(Input::InputsMaterialized),
+                Effect::EvaluateGate => self.queue.push_back(Input::GateEvaluated {
+                    passed: self.gate.0,
+                    needs_approval: self.gate.1,
+                    reason: "policy".into(),
+                }),
+                Effect::SetCanaryWeight(w) => {
+                    self.queue.push_back(Input::WeightApplied { weight: *w })
+                }
+                Effect::StartAnalysis { step } => self.queue.push_back(Input::AnalysisCompleted {
+                    step: *step,
+                    verdict: (self.verdict)(*step),
+                    message: "scripted".into(),
+                }),
+                Effect::WatchDrain if self.drains => self.queue.push_back(Input::CanaryDrained),
+                _ => {}
+            }
+            self.effects.push(e);
+        }
+    }
+
+    fn send(&mut self, input: Input) -> Result<(), Rejected> {
+        let fx = self.state.apply(&self.steps, self.now, input)?;
+        self.react(fx);
+        Ok(())
+    }
+
+    /// Delivers one queued input (100 ms after the last) or, with none queued, ticks at the
+    /// next deadline. False when there is nothing left to do.
+    fn step_once(&mut self) -> bool {
+        if let Some(input) = self.queue.pop_front() {
+            self.now += 100;
+            self.send(input).unwrap();
+        } else if let Some(t) = self.state.next_deadline() {
+            self.now = self.now.max(t);
+            self.send(Input::Tick).unwrap();
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..1_000 {
+            if !self.step_once() {
+                return;
+            }
+        }
+        panic!("rollout did not settle: {:?}", self.state);
+    }
+
+    fn act(&mut self, a: Action) -> Result<(), Rejected> {
+        self.send(Input::Action(a))
+    }
+
+    fn weights(&self) -> Vec<u8> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::SetCanaryWeight(w) => Some(*w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn checkpoints(&self) -> Vec<Phase> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Checkpoint { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn default_recipe_goes_5_25_50_100_through_every_checkpoint() {
+    let mut sim = Sim::new(default_recipe());
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    assert_eq!(sim.weights(), vec![5, 25, 50, 100]);
+    use Phase::*;
+    assert_eq!(
+        sim.checkpoints(),
+        vec![
+            InputsMaterialized,
+            GateEval,
+            Progressing,
+            PostDeployVerify,
+            Sealed,
+            Completed
+        ]
+    );
+    let analyses = sim
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::StartAnalysis { .. }))
+        .count();
+    assert_eq!(analyses, 3);
+    assert!(sim.effects.contains(&Effect::PromoteCanaryToStable));
+    // Four 3-minute pauses: the recipe takes 12 minutes (plus the simulated 100 ms hops).
+    assert!(
+        (720_000..730_000).contains(&(sim.now - 1_000)),
+        "took {} ms",
+        sim.now - 1_000
+    );
+}
+
+#[test]
+fn a_failed_analysis_aborts_to_zero_then_drains_then_stops_the_canary() {
+    let mut sim = Sim::new(default_recipe());
+    sim.verdict = |step| {
+        if step == 5 {
+            Verdict::Failed
+        } else {
+            Verdict::Successful
+        }
+    };
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
+    assert_eq!(sim.weights(), vec![5, 25, 0]);
+    assert_eq!(sim.state.canary_weight, 0);
+    let a = sim.state.abort.clone().unwrap();
+    assert!(a.reason.contains("Failed at step 5"), "{}", a.reason);
+    // Decision → weight 0 applied: one hop; → drained: two hops (100 ms each in the sim).
+    assert_eq!((a.abort_to_zero_ms(), a.drain_ms()), (Some(100), Some(200)));
+    assert!(!a.forced);
+    let tail: Vec<_> = sim.effects.iter().rev().take(3).cloned().collect();
+    assert_eq!(tail[0], Effect::StopCanary);
+    assert!(tail.contains(&Effect::WatchDrain));
+}
+
+#[test]
+fn an_error_verdict_aborts_too() {
+    let mut sim = Sim::new(default_recipe());
+    sim.verdict = |_| Verdict::Error;
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
+    assert_eq!(sim.weights(), vec![5, 0]);
+}
+
+#[test]
+fn abort_forces_the_canary_down_at_the_deadline() {
+    let mut sim = Sim::new(default_recipe());
+    sim.drains = false; // a proxy never reports 0 in flight
+    sim.verdict = |_| Verdict::Failed;
+    sim.settle();
+    let a = sim.state.abort.clone().unwrap();
+    assert!(a.forced);
+    assert_eq!(a.drain_ms(), Some(ABORT_DEADLINE));
+    assert!(sim.effects.contains(&Effect::ForceCloseCanary));
+    assert_eq!(sim.effects.last(), Some(&Effect::StopCanary));
+}
+
+#[test]
+fn drained_before_zero_is_applied_does_not_count() {
+    let mut sim = Sim::new(vec![Step::SetWeight(50), Step::Pause(None)]);
+    sim.settle();
+    sim.queue.clear();
+    sim.act(Action::Abort).unwrap();
+    sim.queue.clear(); // hold back the WeightApplied(0)
+    sim.send(Input::CanaryDrained).unwrap();
+    assert!(sim.state.abort.as_ref().unwrap().drained_at.is_none());
+    sim.send(Input::WeightApplied { weight: 0 }).unwrap();
+    sim.settle();
+    assert!(sim.state.abort.as_ref().unwrap().is_done());
+}
+
+#[test]
+fn inconclusive_pauses_resume_reruns_promote_skips() {
+    let mut sim = Sim::new(vec![Step::SetWeight(10), analysis(), Step::SetWeight(20)]);
+    sim.verdict = |_| Verdict::Inconclusive;
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Paused);
+    assert!(matches!(
+        sim.state.paused,
+        Some(PauseReason::Inconclusive(_))
+    ));
+    sim.act(Action::Resume).unwrap();
+    sim.settle();
+    let runs = sim
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::StartAnalysis { step: 1 }))
+        .count();
+    assert_eq!(runs, 2, "resume runs the analysis again");
+    assert_eq!(sim.state.phase, Phase::Paused);
+    sim.act(Action::Promote).unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    assert_eq!(sim.weights(), vec![10, 20, 100]);
+}
+
+#[test]
+fn an_indefinite_pause_waits_for_resume() {
+    let mut sim = Sim::new(vec![
+        Step::SetWeight(5),
+        Step::Pause(None),
+        Step::SetWeight(50),
+    ]);
+    sim.settle();
+    assert_eq!((sim.state.phase, sim.state.step), (Phase::Paused, 1));
+    assert_eq!(sim.state.next_deadline(), None);
+    sim.act(Action::Resume).unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    assert_eq!(sim.weights(), vec![5, 50, 100]);
+}
+
+#[test]
+fn a_user_pause_freezes_the_remaining_pause_time() {
+    let mut sim = Sim::new(vec![Step::SetWeight(5), pause(60), Step::SetWeight(50)]);
+    for _ in 0..4 {
+        // deliver everything but do not tick: the rollout sits in its 60 s pause
+        while let Some(i) = sim.queue.pop_front() {
+            sim.now += 100;
+            sim.send(i).unwrap();
+        }
+    }
+    let until = sim.state.next_deadline().unwrap();
+    sim.now = until - 20_000; // 40 s into the pause
+    sim.act(Action::Pause).unwrap();
+    assert_eq!(
+        sim.state.next_deadline(),
+        None,
+        "a paused rollout sets no timer"
+    );
+    sim.now += 3_600_000; // an hour later
+    sim.act(Action::Resume).unwrap();
+    assert_eq!(sim.state.next_deadline(), Some(sim.now + 20_000));
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+}
+
+#[test]
+fn a_weight_applied_while_paused_advances_on_resume() {
+    let mut sim = Sim::new(vec![Step::SetWeight(5), Step::SetWeight(25)]);
+    // Materialize, gate, publish 5: then pause before the 5 % is acknowledged.
+    for _ in 0..2 {
+        let i = sim.queue.pop_front().unwrap();
+        sim.send(i).unwrap();
+    }
+    assert_eq!(sim.state.wait, Some(Wait::Weight(5)));
+    sim.act(Action::Pause).unwrap();
+    sim.settle();
+    assert_eq!(
+        (sim.state.phase, sim.state.wait, sim.state.canary_weight),
+        (Phase::Paused, Some(Wait::Done), 5)
+    );
+    sim.act(Action::Resume).unwrap();
+    sim.settle();
+    assert_eq!(sim.weights(), vec![5, 25, 100]);
+    assert_eq!(sim.state.phase, Phase::Completed);
+}
+
+#[test]
+fn promote_skips_a_running_analysis_and_ignores_its_late_verdict() {
+    let mut sim = Sim::new(vec![Step::SetWeight(5), analysis(), Step::Pause(None)]);
+    sim.verdict = |_| Verdict::Failed;
+    while !matches!(sim.queue.front(), Some(Input::AnalysisCompleted { .. })) {
+        let i = sim.queue.pop_front().unwrap();
+        sim.send(i).unwrap();
+    }
+    sim.act(Action::Promote).unwrap();
+    assert!(sim.effects.contains(&Effect::CancelAnalysis { step: 1 }));
+    sim.settle(); // the queued Failed verdict for step 1 arrives late
+    assert_eq!(
+        sim.state.phase,
+        Phase::Paused,
+        "late verdict ignored; now at the pause step"
+    );
+    assert_eq!(sim.state.step, 2);
+}
+
+#[test]
+fn promote_full_goes_straight_to_100() {
+    let mut sim = Sim::new(default_recipe());
+    sim.gate = (true, true);
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::AwaitingApproval);
+    sim.act(Action::Approve).unwrap();
+    let i = sim.queue.pop_front().unwrap();
+    sim.send(i).unwrap(); // 5 % applied, now in the first pause
+    sim.act(Action::PromoteFull).unwrap();
+    sim.settle();
+    assert_eq!(sim.weights(), vec![5, 100]);
+    assert_eq!(sim.state.phase, Phase::Completed);
+}
+
+#[test]
+fn a_failed_gate_ends_the_rollout_before_traffic_and_retry_starts_over() {
+    let mut sim = Sim::new(default_recipe());
+    sim.gate = (false, false);
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
+    assert!(sim.weights().is_empty(), "no weight was ever published");
+    assert!(sim
+        .state
+        .abort
+        .as_ref()
+        .unwrap()
+        .reason
+        .contains("gate failed"));
+    sim.act(Action::Retry).unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+}
+
+/// Drives a fresh rollout into each resting phase.
+fn in_phase(phase: &str) -> Sim {
+    let steps = vec![Step::SetWeight(5), pause(60), Step::Pause(None)];
+    let mut sim = Sim::new(steps);
+    match phase {
+        "Pending" => sim.queue.clear(),
+        "GateEval" => {
+            let i = sim.queue.pop_front().unwrap();
+            sim.send(i).unwrap();
+            sim.queue.clear();
+        }
+        "AwaitingApproval" => {
+            sim.gate = (true, true);
+            sim.settle();
+        }
+        "Progressing" => {
+            while sim.state.wait != Some(Wait::Until(sim.state.next_deadline().unwrap_or(0))) {
+                let i = sim.queue.pop_front().unwrap();
+                sim.now += 100;
+                sim.send(i).unwrap();
+            }
+        }
+        "Paused" => sim.settle(),
+        "Completed" => {
+            sim.settle();
+            sim.act(Action::Resume).unwrap();
+            sim.settle();
+        }
+        "Aborting" => {
+            sim.settle();
+            sim.act(Action::Abort).unwrap();
+            sim.queue.clear();
+        }
+        "Aborted" => {
+            sim.settle();
+            sim.act(Action::Abort).unwrap();
+            sim.settle();
+        }
+        other => unreachable!("{other}"),
+    }
+    sim
+}
+
+#[test]
+fn every_action_in_every_phase() {
+    use Action::*;
+    let table: [(&str, Phase, &[Action]); 8] = [
+        ("Pending", Phase::Pending, &[Abort]),
+        ("GateEval", Phase::GateEval, &[Abort]),
+        (
+            "AwaitingApproval",
+            Phase::AwaitingApproval,
+            &[Approve, Abort],
+        ),
+        (
+            "Progressing",
+            Phase::Progressing,
+            &[Pause, Promote, PromoteFull, Abort],
+        ),
+        (
+            "Paused",
+            Phase::Paused,
+            &[Resume, Promote, PromoteFull, Abort],
+        ),
+        ("Completed", Phase::Completed, &[]),
+        ("Aborting", Phase::Aborted, &[]),
+        ("Aborted", Phase::Aborted, &[Retry]),
+    ];
+    for (name, phase, legal) in table {
+        for action in Action::ALL {
+            let mut sim = in_phase(name);
+            assert_eq!(sim.state.phase, phase, "{name}");
+            let before = sim.state.clone();
+            let result = sim.act(action);
+            if legal.contains(&action) {
+                assert!(
+                    result.is_ok(),
+                    "{action:?} in {name} should be legal: {result:?}"
+                );
+            } else {
+                let err = result.expect_err(&format!("{action:?} in {name} should be rejected"));
+                assert_eq!((err.action, err.phase), (action, phase));
+                assert!(!err.reason.is_empty());
+                assert_eq!(sim.state, before, "a rejected action changed the state");
+            }
+        }
+    }
+}
+
+#[test]
+fn abort_from_every_live_phase_publishes_zero() {
+    for name in [
+        "Pending",
+        "GateEval",
+        "AwaitingApproval",
+        "Progressing",
+        "Paused",
+    ] {
+        let mut sim = in_phase(name);
+        sim.act(Action::Abort).unwrap();
+        assert_eq!(sim.state.phase, Phase::Aborted, "{name}");
+        assert_eq!(sim.weights().last(), Some(&0), "{name}");
+        sim.settle();
+        assert!(sim.state.abort.as_ref().unwrap().is_done(), "{name}");
+    }
+}
+
+#[test]
+fn the_same_inputs_give_the_same_transitions() {
+    let run = || {
+        let mut sim = Sim::new(default_recipe());
+        sim.verdict = |step| {
+            if step == 8 {
+                Verdict::Failed
+            } else {
+                Verdict::Successful
+            }
+        };
+        sim.settle();
+        (sim.state, sim.effects, sim.now)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_state_restored_from_the_store_continues_identically() {
+    let mut a = Sim::new(default_recipe());
+    for _ in 0..9 {
+        assert!(a.step_once());
+    }
+    assert_eq!(a.state.phase, Phase::Progressing);
+    assert!(
+        (1..100).contains(&a.state.canary_weight),
+        "mid-rollout: {:?}",
+        a.state
+    );
+    // "kill -9" here: the store has the state as JSON; a new process reloads it.
+    let stored = serde_json::to_string(&a.state).unwrap();
+    let mut b = Sim::new(default_recipe());
+    b.state = serde_json::from_str(&stored).unwrap();
+    b.now = a.now;
+    b.queue = a.queue.clone();
+    b.effects.clear();
+    a.effects.clear();
+    a.settle();
+    b.settle();
+    assert_eq!(a.state, b.state);
+    assert_eq!(a.effects, b.effects);
+    assert_eq!(b.state.phase, Phase::Completed);
+}
+
+#[test]
+fn stale_inputs_are_ignored() {
+    let mut sim = Sim::new(default_recipe());
+    sim.settle();
+    let done = sim.state.clone();
+    for input in [
+        Input::WeightApplied { weight: 5 },
+        Input::AnalysisCompleted {
+            step: 2,
+            verdict: Verdict::Failed,
+            message: String::new(),
+        },
+        Input::CanaryDrained,
+        Input::Tick,
+        Input::InputsMaterialized,
+        Input::GateEvaluated {
+            passed: false,
+            needs_approval: false,
+            reason: String::new(),
+        },
+    ] {
+        assert_eq!(
+            sim.state.apply(&sim.steps.clone(), sim.now, input),
+            Ok(vec![])
+        );
+    }
+    assert_eq!(sim.state, done);
+}

@@ -1,0 +1,535 @@
+//! The `Rollout` resource: what a release engineer applies (`shared/spec/control.md`).
+//!
+//! Field names follow Argo Rollouts wherever Argo has the concept (`setWeight`, `pause`,
+//! `analysis.templates[].templateName`), so a recipe reads the same to an Argo user. YAML and
+//! JSON are both accepted; unknown fields are errors, and every error names its field path
+//! (`spec.strategy.canary.steps[3].setWeight: must be 0..=100`).
+//!
+//! Step kinds are written as one-key maps (`- setWeight: 5`). serde_yaml_ng reads externally
+//! tagged enums only from YAML tags, so each step goes through [`StepSpec`], a struct of
+//! optional fields of which exactly one must be set.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use vireo_proxy::config::KeySource;
+
+pub const API_VERSION: &str = "vireo.dev/v1alpha1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rollout {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: RolloutSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// The proxy route this rollout drives.
+    pub route: String,
+    pub stable: Workload,
+    pub canary: Workload,
+    #[serde(default)]
+    pub split: SplitSpec,
+    pub strategy: Strategy,
+    /// The rollback envelope's contents. Kept as given here; the evidence work gives it a type
+    /// and checks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<serde_json::Value>,
+}
+
+/// One version of the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub addrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SplitSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeySource>,
+    #[serde(default = "default_buckets")]
+    pub buckets: u32,
+    /// Defaults to `"<name>-<canary version>"`: a new canary version reshuffles cohorts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        SplitSpec {
+            key: None,
+            buckets: default_buckets(),
+            salt: None,
+        }
+    }
+}
+
+fn default_buckets() -> u32 {
+    100
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strategy {
+    pub canary: CanaryStrategy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryStrategy {
+    pub steps: Vec<Step>,
+}
+
+/// One step of the recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StepSpec", into = "StepSpec")]
+pub enum Step {
+    /// Canary weight in percent, 0..=100.
+    SetWeight(u8),
+    /// A timed pause, or `None`: wait for `resume` or `promote`.
+    Pause(Option<Duration>),
+    Analysis(AnalysisStep),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisStep {
+    pub templates: Vec<TemplateRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Arg>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRef {
+    pub template_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arg {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// The wire form of [`Step`]: exactly one field set. `setWeight` is read signed so that `-5`
+/// gets a range error rather than a type error.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_weight: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStep>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseSpec {
+    /// Argo accepts `30` (seconds) or a duration string such as `"3m"`.
+    #[serde(
+        default,
+        deserialize_with = "argo_duration",
+        serialize_with = "ser_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
+}
+
+impl TryFrom<StepSpec> for Step {
+    type Error = String;
+    fn try_from(s: StepSpec) -> Result<Self, String> {
+        match (s.set_weight, s.pause, s.analysis) {
+            (Some(w), None, None) => match u8::try_from(w) {
+                Ok(w) if w <= 100 => Ok(Step::SetWeight(w)),
+                _ => Err(format!("setWeight: must be 0..=100, got {w}")),
+            },
+            (None, Some(p), None) => Ok(Step::Pause(p.duration)),
+            (None, None, Some(a)) => Ok(Step::Analysis(a)),
+            _ => Err("a step sets exactly one of setWeight, pause, analysis".into()),
+        }
+    }
+}
+
+impl From<Step> for StepSpec {
+    fn from(s: Step) -> Self {
+        match s {
+            Step::SetWeight(w) => StepSpec {
+                set_weight: Some(i64::from(w)),
+                ..StepSpec::default()
+            },
+            Step::Pause(duration) => StepSpec {
+                pause: Some(PauseSpec { duration }),
+                ..StepSpec::default()
+            },
+            Step::Analysis(a) => StepSpec {
+                analysis: Some(a),
+                ..StepSpec::default()
+            },
+        }
+    }
+}
+
+fn argo_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(s)) => Ok(Some(Duration::from_secs(s))),
+        Some(Raw::Text(t)) => humantime::parse_duration(&t).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{t:?} is not a duration ({e}); examples: 30s, 3m, 1h"
+            ))
+        }),
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+/// One problem in a resource, with the path of the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", self.path, self.reason)
+        }
+    }
+}
+
+/// Every problem found in a resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[error("{}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct SpecError {
+    pub errors: Vec<FieldError>,
+}
+
+impl SpecError {
+    fn one(path: String, reason: String) -> Self {
+        SpecError {
+            errors: vec![FieldError { path, reason }],
+        }
+    }
+}
+
+impl Rollout {
+    /// Parses YAML or JSON (a text starting with `{` is JSON) and validates.
+    pub fn parse(text: &str) -> Result<Rollout, SpecError> {
+        let r: Rollout = if text.trim_start().starts_with('{') {
+            let de = &mut serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(path_error)?
+        } else {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(path_error)?
+        };
+        r.validate()?;
+        Ok(r)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// The cohort salt in effect.
+    pub fn salt(&self) -> String {
+        self.spec
+            .split
+            .salt
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.metadata.name, self.spec.canary.version))
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.spec.strategy.canary.steps
+    }
+
+    /// Checks what serde cannot; collects every error.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut errors = Vec::new();
+        let mut err = |path: &str, reason: String| {
+            errors.push(FieldError {
+                path: path.to_string(),
+                reason,
+            })
+        };
+        if self.api_version != API_VERSION {
+            err("apiVersion", format!("must be {API_VERSION:?}"));
+        }
+        if self.kind != "Rollout" {
+            err("kind", "must be \"Rollout\"".into());
+        }
+        if let Err(reason) = check_name(&self.metadata.name) {
+            err("metadata.name", reason);
+        }
+        let s = &self.spec;
+        if s.route.is_empty() {
+            err("spec.route", "must name the proxy route to drive".into());
+        }
+        for (field, w) in [("spec.stable", &s.stable), ("spec.canary", &s.canary)] {
+            if w.version.is_empty() {
+                err(&format!("{field}.version"), "must not be empty".into());
+            }
+            if w.addrs.is_empty() {
+                err(
+                    &format!("{field}.addrs"),
+                    "needs at least one host:port".into(),
+                );
+            }
+            for (i, a) in w.addrs.iter().enumerate() {
+                if let Err(reason) = check_host_port(a) {
+                    err(&format!("{field}.addrs[{i}]"), reason);
+                }
+            }
+        }
+        if !s.canary.version.is_empty() && s.canary.version == s.stable.version {
+            err(
+                "spec.canary.version",
+                format!(
+                    "must differ from spec.stable.version ({:?})",
+                    s.stable.version
+                ),
+            );
+        }
+        if s.split.buckets == 0 || s.split.buckets > vireo_proxy::split::MAX_BUCKETS {
+            err(
+                "spec.split.buckets",
+                format!("must be 1..={}", vireo_proxy::split::MAX_BUCKETS),
+            );
+        }
+        let steps = &s.strategy.canary.steps;
+        if steps.is_empty() {
+            err(
+                "spec.strategy.canary.steps",
+                "needs at least one step".into(),
+            );
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if let Step::Analysis(a) = step {
+                let p = format!("spec.strategy.canary.steps[{i}].analysis.templates");
+                if a.templates.is_empty() {
+                    err(&p, "needs at least one templateName".into());
+                }
+                for (t, r) in a.templates.iter().enumerate() {
+                    if r.template_name.is_empty() {
+                        err(
+                            &format!("{p}[{t}].templateName"),
+                            "must not be empty".into(),
+                        );
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError { errors })
+        }
+    }
+}
+
+/// Kubernetes object names (RFC 1123 label): lower-case alphanumerics and `-`, 1–63 chars,
+/// starting and ending alphanumeric. They appear in URLs, event sources and file names.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// `host:port` without resolving: the control plane may not see the workloads' network.
+fn check_host_port(addr: &str) -> Result<(), String> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!("{addr:?} is not host:port")),
+    }
+}
+
+fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> SpecError {
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let reason = e.into_inner().to_string();
+    // serde_yaml_ng repeats the path in front of its message.
+    let reason = reason
+        .strip_prefix(&format!("{path}: "))
+        .map(str::to_string)
+        .unwrap_or(reason);
+    SpecError::one(path, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spec's example recipe (shared/spec/control.md).
+    pub const EXAMPLE: &str = r#"
+apiVersion: vireo.dev/v1alpha1
+kind: Rollout
+metadata: { name: checkout }
+spec:
+  route: checkout
+  stable: { version: v1, image: "reg.example/checkout@sha256:aaa", addrs: ["127.0.0.1:9001"] }
+  canary: { version: v2, image: "reg.example/checkout@sha256:bbb", addrs: ["127.0.0.1:9002"] }
+  split: { key: { header: x-user-id }, buckets: 100 }
+  strategy:
+    canary:
+      steps:
+        - setWeight: 5
+        - pause: { duration: 3m }
+        - analysis: { templates: [ { templateName: canary-slo } ] }
+        - setWeight: 25
+        - pause: { duration: 3m }
+        - analysis: { templates: [ { templateName: canary-slo } ] }
+        - setWeight: 50
+        - pause: { duration: 3m }
+        - analysis: { templates: [ { templateName: canary-slo } ] }
+        - setWeight: 100
+        - pause: { duration: 3m }
+  rollback:
+    downMigration: none
+    flag: { key: checkout-v2, disable: { value: false } }
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        Rollout::parse(text)
+            .unwrap_err()
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_spec_example() {
+        let r = Rollout::parse(EXAMPLE).unwrap();
+        assert_eq!(r.name(), "checkout");
+        assert_eq!(r.salt(), "checkout-v2");
+        assert_eq!(r.steps().len(), 11);
+        assert_eq!(r.steps()[0], Step::SetWeight(5));
+        assert_eq!(r.steps()[1], Step::Pause(Some(Duration::from_secs(180))));
+        assert!(
+            matches!(&r.steps()[2], Step::Analysis(a) if a.templates[0].template_name == "canary-slo")
+        );
+        // JSON round trip
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(Rollout::parse(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn pauses_take_argo_forms() {
+        let t = EXAMPLE.replace("pause: { duration: 3m }", "pause: { duration: 30 }");
+        assert_eq!(
+            Rollout::parse(&t).unwrap().steps()[1],
+            Step::Pause(Some(Duration::from_secs(30)))
+        );
+        let t = EXAMPLE.replace("pause: { duration: 3m }", "pause: {}");
+        assert_eq!(Rollout::parse(&t).unwrap().steps()[1], Step::Pause(None));
+        let t = EXAMPLE.replace("pause: { duration: 3m }", "pause: { duration: soon }");
+        assert!(
+            errors(&t)[0].contains("\"soon\" is not a duration"),
+            "{:?}",
+            errors(&t)
+        );
+    }
+
+    #[test]
+    fn weights_out_of_range_name_the_step() {
+        let t = EXAMPLE.replace("setWeight: 25", "setWeight: 101");
+        let e = errors(&t);
+        assert!(
+            e[0].starts_with("spec.strategy.canary.steps[3]") && e[0].contains("must be 0..=100"),
+            "{e:?}"
+        );
+        let t = EXAMPLE.replace("setWeight: 25", "setWeight: -1");
+        assert!(errors(&t)[0].contains("must be 0..=100"));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_steps_are_rejected() {
+        let t = EXAMPLE.replace("route: checkout", "route: checkout\n  routes: x");
+        assert!(errors(&t)[0].contains("routes"), "{:?}", errors(&t));
+        let t = EXAMPLE.replace("- setWeight: 5", "- { setWeight: 5, pause: {} }");
+        assert!(errors(&t)[0].contains("exactly one"), "{:?}", errors(&t));
+    }
+
+    #[test]
+    fn semantic_errors_are_collected_with_paths() {
+        let t = EXAMPLE
+            .replace(
+                "metadata: { name: checkout }",
+                "metadata: { name: Checkout_1 }",
+            )
+            .replace("canary: { version: v2", "canary: { version: v1")
+            .replace("[\"127.0.0.1:9002\"]", "[\"nowhere\"]")
+            .replace(
+                "templateName: canary-slo } ] }\n        - setWeight: 25",
+                "templateName: \"\" } ] }\n        - setWeight: 25",
+            );
+        assert_eq!(
+            errors(&t),
+            vec![
+                "metadata.name: \"Checkout_1\" is not a valid name: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit",
+                "spec.canary.addrs[0]: \"nowhere\" is not host:port",
+                "spec.canary.version: must differ from spec.stable.version (\"v1\")",
+                "spec.strategy.canary.steps[2].analysis.templates[0].templateName: must not be empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for t in ["", "{", "[", "kind: Rollout", "spec: 5", "\u{0}"] {
+            assert!(Rollout::parse(t).is_err(), "{t:?}");
+        }
+    }
+}
