@@ -13,14 +13,16 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 "$bin/example-backend" --listen 127.0.0.1:9001 --name stable-v1 & pids+=($!)
 "$bin/example-backend" --listen 127.0.0.1:9002 --name canary-v2 & pids+=($!)
-"$bin/vireo-proxy" --config deploy/examples/proxy.yaml & pids+=($!)
+# A copy, so editing it (hot reload) leaves the tracked example alone.
+mkdir -p target && cp deploy/examples/proxy.yaml target/example-proxy.yaml
+"$bin/vireo-proxy" --config target/example-proxy.yaml & pids+=($!)
 sleep 1
 cat <<TXT
 
 vireo-proxy is listening on 127.0.0.1:4140 (admin 127.0.0.1:4191), canary at 5 %.
   for u in \$(seq 1 20); do curl -s -H "x-user-id: u-\$u" http://127.0.0.1:4140/; done
   curl -s http://127.0.0.1:4191/slo?window=60s
-  edit deploy/examples/proxy.yaml (e.g. canary weight 50): it reloads within a second
+  edit target/example-proxy.yaml (e.g. canary weight 50): it reloads within a second
 Ctrl-C to stop.
 TXT
 wait "${pids[2]}"

@@ -219,48 +219,14 @@ fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
     }
 }
 
-/// One problem in a resource, with the path of the field it is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldError {
-    pub path: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.reason)
-        } else {
-            write!(f, "{}: {}", self.path, self.reason)
-        }
-    }
-}
-
-/// Every problem found in a resource.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
-#[error("{}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct SpecError {
-    pub errors: Vec<FieldError>,
-}
-
-impl SpecError {
-    fn one(path: String, reason: String) -> Self {
-        SpecError {
-            errors: vec![FieldError { path, reason }],
-        }
-    }
-}
+/// Every problem found in a resource, each with its field path (the proxy config's error type:
+/// one format for every document Vireo reads).
+pub use vireo_proxy::config::{ConfigError as SpecError, FieldError};
 
 impl Rollout {
     /// Parses YAML or JSON (a text starting with `{` is JSON) and validates.
     pub fn parse(text: &str) -> Result<Rollout, SpecError> {
-        let r: Rollout = if text.trim_start().starts_with('{') {
-            let de = &mut serde_json::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(path_error)?
-        } else {
-            let de = serde_yaml_ng::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(de).map_err(path_error)?
-        };
+        let r: Rollout = vireo_proxy::config::parse_document(text)?;
         r.validate()?;
         Ok(r)
     }
@@ -393,18 +359,6 @@ fn check_host_port(addr: &str) -> Result<(), String> {
         }
         _ => Err(format!("{addr:?} is not host:port")),
     }
-}
-
-fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> SpecError {
-    let path = e.path().to_string();
-    let path = if path == "." { String::new() } else { path };
-    let reason = e.into_inner().to_string();
-    // serde_yaml_ng repeats the path in front of its message.
-    let reason = reason
-        .strip_prefix(&format!("{path}: "))
-        .map(str::to_string)
-        .unwrap_or(reason);
-    SpecError::one(path, reason)
 }
 
 #[cfg(test)]

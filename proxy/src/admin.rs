@@ -146,14 +146,23 @@ pub struct BackendSlo {
     pub in_flight: i64,
 }
 
+/// Every backend of the active table, plus any backend a reload removed that still has
+/// requests in flight or in the window: that is how a drain is watched to its end.
 pub fn slo_report(table: &TableHandle, window: Duration) -> SloReport {
-    let now = table.metrics().now_ms(Instant::now());
+    let metrics = table.metrics();
+    let now = metrics.now_ms(Instant::now());
+    let active = table.load();
     let mut routes: BTreeMap<String, BTreeMap<String, BackendSlo>> = BTreeMap::new();
-    for (route, backend) in table.load().backends() {
-        let stats = backend.stats();
-        let s = stats.slo().snapshot(now, window);
-        routes.entry(route.to_string()).or_default().insert(
-            backend.name().to_string(),
+    for (route, backend, in_flight, slo) in metrics.backends_seen() {
+        let configured = active
+            .backends()
+            .any(|(r, b)| r == route && b.name() == backend);
+        let s = slo.snapshot(now, window);
+        if !configured && in_flight == 0 && s.requests == 0 {
+            continue;
+        }
+        routes.entry(route).or_default().insert(
+            backend,
             BackendSlo {
                 requests: s.requests,
                 failures: s.failures,
@@ -161,7 +170,7 @@ pub fn slo_report(table: &TableHandle, window: Duration) -> SloReport {
                 latency_p50_s: s.latency_quantile(0.50),
                 latency_p95_s: s.latency_quantile(0.95),
                 latency_p99_s: s.latency_quantile(0.99),
-                in_flight: stats.in_flight(),
+                in_flight,
             },
         );
     }

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::split::MAX_BUCKETS;
 
+/// pingora rejects request header sections above this (1 MiB - 1) before any hook runs.
+pub const MAX_HEADER_BYTES: usize = 1_048_575;
+
 /// Hard ceiling on `shutdown_grace` (spec: never above 90 s).
 pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
 
@@ -230,7 +233,7 @@ pub fn default_latency_buckets() -> Vec<f64> {
 pub const MAX_WEIGHT: i64 = 1_000_000;
 
 /// One problem in a config, with the path of the field it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub path: String,
     pub reason: String,
@@ -247,7 +250,7 @@ impl std::fmt::Display for FieldError {
 }
 
 /// Every problem found in a config (validation does not stop at the first one).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 pub struct ConfigError {
     pub errors: Vec<FieldError>,
 }
@@ -265,7 +268,7 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl ConfigError {
-    fn one(path: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn one(path: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
             errors: vec![FieldError {
                 path: path.into(),
@@ -296,16 +299,7 @@ impl Format {
 impl Config {
     /// Parses and validates a config file's text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = match Format::sniff(text) {
-            Format::Json => {
-                let de = &mut serde_json::Deserializer::from_str(text);
-                serde_path_to_error::deserialize(de).map_err(path_error)?
-            }
-            Format::Yaml => {
-                let de = serde_yaml_ng::Deserializer::from_str(text);
-                serde_path_to_error::deserialize(de).map_err(path_error)?
-            }
-        };
+        let config: Config = parse_document(text)?;
         config.validate()?;
         Ok(config)
     }
@@ -340,8 +334,13 @@ impl Config {
         if self.connect_timeout.is_zero() {
             err("connect_timeout".into(), "must be > 0".into());
         }
-        if self.max_header_bytes < 1024 {
-            err("max_header_bytes".into(), "must be >= 1024".into());
+        if !(1024..=MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
+            // Above 1 MiB pingora's own limit answers first (with 400), so a larger value
+            // would silently do nothing.
+            err(
+                "max_header_bytes".into(),
+                format!("must be 1024..={MAX_HEADER_BYTES}"),
+            );
         }
         let lb = &self.metrics.latency_buckets;
         if lb.is_empty() || lb.iter().any(|b| !b.is_finite() || *b <= 0.0) {
@@ -390,11 +389,16 @@ impl Config {
                     );
                 }
             }
-            for name in m.headers.keys() {
+            for (name, value) in &m.headers {
                 if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     err(
                         format!("{rp}.match.headers.{name}"),
                         "not a valid header name".into(),
+                    );
+                } else if http::HeaderValue::from_str(value).is_err() {
+                    err(
+                        format!("{rp}.match.headers.{name}"),
+                        format!("{value:?} is not a valid header value (control characters or a line break?)"),
                     );
                 }
             }
@@ -496,6 +500,21 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
             .next()
             .ok_or_else(|| format!("{addr:?} resolved to no address")),
         Err(e) => Err(format!("cannot resolve {addr:?}: {e}")),
+    }
+}
+
+/// Deserializes a YAML or JSON document (JSON when it starts with `{`), with the failing
+/// field's path in the error. Shared by every resource Vireo reads (proxy config, Rollout…).
+pub fn parse_document<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
+    match Format::sniff(text) {
+        Format::Json => {
+            let de = &mut serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(path_error)
+        }
+        Format::Yaml => {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(de).map_err(path_error)
+        }
     }
 }
 
@@ -622,6 +641,26 @@ routes:
             vec![
                 "shutdown_grace: must be <= 90s",
                 "routes[0].split.backends: at least one backend needs a weight above 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn header_values_are_checked_and_limits_bounded() {
+        let bad = GOOD
+            .replace(
+                "headers: { x-env: prod }",
+                "headers: { x-env: \"prod\\n\" }",
+            )
+            .replace(
+                "admin: 127.0.0.1:4191",
+                "admin: 127.0.0.1:4191\nmax_header_bytes: 2000000",
+            );
+        assert_eq!(
+            errors_of(&bad),
+            vec![
+                "max_header_bytes: must be 1024..=1048575",
+                "routes[0].match.headers.x-env: \"prod\\n\" is not a valid header value (control characters or a line break?)",
             ]
         );
     }

@@ -10,6 +10,7 @@
 //! connection to one of two pingora apps built from the same proxy logic: one HTTP/1-only, one
 //! with h2c on (which re-reads the preface we put back and goes straight to HTTP/2).
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,18 +47,38 @@ pub fn classify(first: &[u8]) -> Option<Protocol> {
     }
 }
 
-/// A pingora server app that detects the protocol, then runs `http1` or `h2c`.
+/// A pingora server app that detects the protocol, then runs `http1` or `h2c`. It also counts
+/// open client connections, so a shutdown can wait until the last response is written out
+/// (not only until the last request was handed back by the proxy logic).
 pub struct Detect<A> {
     http1: Arc<A>,
     h2c: Arc<A>,
+    connections: Arc<AtomicI64>,
 }
 
 impl<A> Detect<A> {
-    pub fn new(http1: A, h2c: A) -> Self {
+    pub fn new(http1: A, h2c: A, connections: Arc<AtomicI64>) -> Self {
         Detect {
             http1: Arc::new(http1),
             h2c: Arc::new(h2c),
+            connections,
         }
+    }
+}
+
+/// Counts one open connection while alive.
+struct Open(Arc<AtomicI64>);
+
+impl Open {
+    fn new(count: &Arc<AtomicI64>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -68,6 +89,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Detect<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _open = Open::new(&self.connections);
         // Only plain TCP streams can have bytes put back; anything else goes to the h2c app,
         // which runs pingora's own detection.
         if !stream.as_any().is::<L4Stream>() {

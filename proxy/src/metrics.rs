@@ -250,6 +250,19 @@ impl Metrics {
         at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
+    /// Every `(route, backend)` ever configured with its in-flight count and SLO window,
+    /// including ones a reload removed (their requests may still be finishing).
+    pub fn backends_seen(&self) -> Vec<(String, String, i64, Arc<SloWindow>)> {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .iter()
+            .filter(|((route, _), _)| route != UNMATCHED)
+            .map(|((route, backend), (gauge, slo))| {
+                (route.clone(), backend.clone(), gauge.get(), slo.clone())
+            })
+            .collect()
+    }
+
     /// Requests in flight to any backend ever configured (including ones a reload removed).
     pub fn total_in_flight(&self) -> i64 {
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());

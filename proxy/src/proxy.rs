@@ -88,6 +88,31 @@ fn malformed(req: &pingora::http::RequestHeader, limits: Limits) -> Option<u16> 
     (header_bytes(req) > limits.max_header_bytes).then_some(431)
 }
 
+/// What a proxied request counts as. The blame goes where the failure came from:
+/// - the upstream failed (no response, or it broke off mid-body): `error`, an SLO failure even
+///   if a status had arrived, since the client got a truncated response;
+/// - the client went away or stalled first: 499 (nginx's convention), not the backend's fault;
+/// - otherwise the status the upstream sent.
+fn outcome(
+    upstream_status: Option<u16>,
+    e: Option<&Error>,
+    written: impl FnOnce() -> Option<u16>,
+) -> Outcome {
+    match e {
+        Some(e) if *e.esource() == ErrorSource::Downstream => Outcome::Status(CLIENT_CLOSED),
+        Some(_) => Outcome::Error,
+        None => upstream_status
+            .or_else(written)
+            .map_or(Outcome::Error, Outcome::Status),
+    }
+}
+
+/// nginx's "client closed request".
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// How long a client may stall reading its response (nginx's `send_timeout` default).
+const DOWNSTREAM_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[async_trait]
 impl ProxyHttp for VireoProxy {
     type CTX = RequestCtx;
@@ -120,6 +145,10 @@ impl ProxyHttp for VireoProxy {
             }
         };
         let Some((status, stats)) = local else {
+            // A client that stops reading would otherwise hold the request (and a drain) open.
+            session
+                .as_downstream_mut()
+                .set_write_timeout(Some(DOWNSTREAM_WRITE_TIMEOUT));
             return Ok(false);
         };
         ctx.local = Some((status, stats));
@@ -138,7 +167,10 @@ impl ProxyHttp for VireoProxy {
         let addr = t.backend.addr(t.start, t.attempt);
         let mut peer = HttpPeer::new(addr, false, String::new());
         peer.options.connection_timeout = Some(t.limits.connect_timeout);
+        // pingora applies this to every read from the upstream: the wait for the response
+        // headers, and each wait between body chunks (see README: request_timeout).
         peer.options.read_timeout = Some(t.limits.request_timeout);
+        peer.options.write_timeout = Some(t.limits.request_timeout);
         peer.options.idle_timeout = Some(t.limits.upstream_idle_timeout);
         if t.backend.h2c() {
             // Plaintext with ALPN H2 is HTTP/2 prior knowledge in pingora; streams share
@@ -218,14 +250,8 @@ impl ProxyHttp for VireoProxy {
         let (stats, outcome) = match (&ctx.target, &ctx.local) {
             (_, Some((status, stats))) => (stats, Outcome::Status(*status)),
             (Some(t), None) => {
-                let outcome = match ctx.upstream_status {
-                    Some(code) => Outcome::Status(code),
-                    None if e.is_none() => session
-                        .response_written()
-                        .map_or(Outcome::Error, |r| Outcome::Status(r.status.as_u16())),
-                    None => Outcome::Error,
-                };
-                (t.backend.stats(), outcome)
+                let written = || session.response_written().map(|r| r.status.as_u16());
+                (t.backend.stats(), outcome(ctx.upstream_status, e, written))
             }
             // Failed before a route was picked (e.g. the client went away): nothing to count.
             (None, None) => return,
@@ -236,5 +262,28 @@ impl ProxyHttp for VireoProxy {
             now.saturating_duration_since(ctx.start),
             self.metrics.now_ms(now),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_blame_the_side_that_failed() {
+        let up = Error::new_up(ErrorType::ConnectionClosed);
+        let down = Error::new_down(ErrorType::ConnectionClosed);
+        let none = || None;
+        // the upstream answered and nothing failed
+        assert_eq!(outcome(Some(503), None, none), Outcome::Status(503));
+        // the upstream broke off after its headers: a failure, not a 200
+        assert_eq!(outcome(Some(200), Some(&up), none), Outcome::Error);
+        // no upstream response at all
+        assert_eq!(outcome(None, Some(&up), none), Outcome::Error);
+        // the client went away: 499, not the backend's failure
+        assert_eq!(outcome(Some(200), Some(&down), none), Outcome::Status(499));
+        assert!(!Outcome::Status(499).is_failure());
+        // pingora answered by itself without an error (e.g. a cached 304)
+        assert_eq!(outcome(None, None, || Some(304)), Outcome::Status(304));
     }
 }

@@ -124,6 +124,9 @@ pub enum Selection<'a> {
 impl RouteTable {
     /// Compiles a validated config. Fails only if a host name no longer resolves.
     pub fn compile(config: Config, version: u64, metrics: &Metrics) -> Result<Self, ConfigError> {
+        // Every source goes through validation, not only files: a table built from an
+        // unvalidated config (a backend with no address) could fail on the request path.
+        config.validate()?;
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut errors = Vec::new();
         for (ri, r) in config.routes.iter().enumerate() {
@@ -166,6 +169,36 @@ impl RouteTable {
                 }));
             }
             let m = &r.matches;
+            // Validation has checked these; an error here still fails the compile rather than
+            // dropping a match condition (which would widen the route).
+            let mut headers = Vec::with_capacity(m.headers.len());
+            for (k, v) in &m.headers {
+                match (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) {
+                    (Ok(k), Ok(v)) => headers.push((k, v)),
+                    _ => errors.push(FieldError {
+                        path: format!("routes[{ri}].match.headers.{k}"),
+                        reason: "not a valid header name and value".into(),
+                    }),
+                }
+            }
+            let key = match &s.key {
+                None => None,
+                Some(KeySource::Header(h)) => match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(h) => Some(Key::Header(h)),
+                    Err(_) => {
+                        errors.push(FieldError {
+                            path: format!("routes[{ri}].split.key.header"),
+                            reason: "not a valid header name".into(),
+                        });
+                        continue;
+                    }
+                },
+                Some(KeySource::Cookie(c)) => Some(Key::Cookie(c.as_str().into())),
+                Some(KeySource::Query(q)) => Some(Key::Query(q.as_str().into())),
+            };
             routes.push(CompiledRoute {
                 name: r.name.as_str().into(),
                 host: m.host.as_deref().map(|h| {
@@ -176,25 +209,8 @@ impl RouteTable {
                     }
                 }),
                 path_prefix: m.path_prefix.as_deref().map(Into::into),
-                headers: m
-                    .headers
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        Some((
-                            HeaderName::from_bytes(k.as_bytes()).ok()?,
-                            HeaderValue::from_str(v).ok()?,
-                        ))
-                    })
-                    .collect(),
-                key: s.key.as_ref().and_then(|k| {
-                    Some(match k {
-                        KeySource::Header(h) => {
-                            Key::Header(HeaderName::from_bytes(h.as_bytes()).ok()?)
-                        }
-                        KeySource::Cookie(c) => Key::Cookie(c.as_str().into()),
-                        KeySource::Query(q) => Key::Query(q.as_str().into()),
-                    })
-                }),
+                headers: headers.into(),
+                key,
                 on_missing_key: s.on_missing_key,
                 salt: s.salt_or(&r.name).as_bytes().into(),
                 allow_override: s.allow_override,
@@ -278,7 +294,7 @@ impl CompiledRoute {
             }
         }
         if let Some(prefix) = &self.path_prefix {
-            if !uri.path().starts_with(&**prefix) {
+            if !path_has_prefix(uri.path(), prefix) {
                 return false;
             }
         }
@@ -289,10 +305,12 @@ impl CompiledRoute {
 
     fn pick(&self, uri: &Uri, headers: &HeaderMap, random: impl FnOnce() -> u64) -> usize {
         if self.allow_override {
+            // Only backends that take traffic: a weight-0 backend is drained, and an override
+            // must not keep sending it new requests.
             if let Some(forced) = headers.get(OVERRIDE_HEADER).and_then(|v| {
                 self.backends
                     .iter()
-                    .position(|b| b.name.as_bytes() == v.as_bytes())
+                    .position(|b| b.weight > 0 && b.name.as_bytes() == v.as_bytes())
             }) {
                 return forced;
             }
@@ -313,13 +331,23 @@ impl CompiledRoute {
     }
 }
 
-/// The request's host without port: `Host` for HTTP/1, the `:authority` (in the URI) for h2.
+/// The request's host without port: the URI's authority when it has one (h2 `:authority`, or
+/// an HTTP/1 absolute-form target, which RFC 9112 §3.2.2 says wins over `Host`), else `Host`.
 fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a [u8]> {
-    let raw = match headers.get(HOST) {
-        Some(h) => h.as_bytes(),
-        None => uri.authority()?.as_str().as_bytes(),
+    let raw = match uri.authority() {
+        Some(a) => a.as_str().as_bytes(),
+        None => headers.get(HOST)?.as_bytes(),
     };
     Some(strip_port(raw))
+}
+
+/// Gateway API `PathPrefix` semantics: the prefix matches whole path segments, so `/api`
+/// matches `/api` and `/api/v1` but not `/apiv2`. A prefix ending in `/` matches below it.
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return false;
+    };
+    prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')
 }
 
 fn strip_port(host: &[u8]) -> &[u8] {
@@ -467,6 +495,44 @@ routes:
         // an unknown name is ignored, not an error
         let unknown = [base[0], base[1], ("x-vireo-backend", "nope")];
         assert_eq!(pick(&t, "/api", &unknown).unwrap().1, "canary");
+    }
+
+    #[test]
+    fn path_prefixes_match_whole_segments() {
+        for (path, prefix, want) in [
+            ("/api", "/api", true),
+            ("/api/v1", "/api", true),
+            ("/apiv2", "/api", false),
+            ("/api/", "/api/", true),
+            ("/api", "/api/", false),
+            ("/anything", "/", true),
+        ] {
+            assert_eq!(path_has_prefix(path, prefix), want, "{path} vs {prefix}");
+        }
+        let t = table(TWO_ROUTES);
+        let prod = [("host", "a.example.com"), ("x-env", "prod")];
+        assert!(pick(&t, "/apiv2", &prod).is_none());
+    }
+
+    #[test]
+    fn an_override_never_reaches_a_drained_backend() {
+        let t = table(&TWO_ROUTES.replace(
+            "key: { query: uid }",
+            "key: { query: uid }\n      allow_override: true",
+        ));
+        let forced = [("host", "web.local"), ("x-vireo-backend", "canary")];
+        assert_eq!(
+            pick(&t, "/", &forced).unwrap().1,
+            "stable",
+            "canary has weight 0"
+        );
+    }
+
+    #[test]
+    fn an_absolute_form_target_wins_over_the_host_header() {
+        let t = table(TWO_ROUTES);
+        let r = pick(&t, "http://web.local/x", &[("host", "other.local")]);
+        assert_eq!(r.unwrap().0, "web");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         .map_err(StartError::Runtime)?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let connections = Arc::new(AtomicI64::new(0));
     let side = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("vireo-admin")
@@ -105,6 +107,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         let source = FileSource::new(config_path.to_path_buf(), initial, table.clone());
         let lifecycle = lifecycle.clone();
         let metrics = metrics.clone();
+        let connections = connections.clone();
         let grace = config.shutdown_grace;
         std::thread::Builder::new()
             .name("vireo-admin".into())
@@ -115,7 +118,9 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
                     tokio::spawn(admin::serve(listener, state));
                     tokio::spawn(source.run());
                     tokio::spawn(mark_ready_when_listening(listen, lifecycle.clone()));
-                    shutdown_on_signal(lifecycle, metrics, shutdown_tx, grace).await;
+                    let busy =
+                        move || metrics.total_in_flight() + connections.load(Ordering::Relaxed);
+                    shutdown_on_signal(lifecycle, busy, shutdown_tx, grace).await;
                 })
             })
             .map_err(StartError::Runtime)?;
@@ -138,7 +143,10 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     h2c.server_options = Some(options);
-    let mut service = Service::new("vireo-proxy".into(), Detect::new(http1, h2c));
+    let mut service = Service::new(
+        "vireo-proxy".into(),
+        Detect::new(http1, h2c, connections.clone()),
+    );
     service.add_tcp(&config.listen);
     server.add_service(service);
     tracing::info!(listen = %config.listen, admin = %config.admin, threads = config.worker_threads(), "vireo-proxy starting");
@@ -161,15 +169,23 @@ impl ShutdownSignalWatch for Trigger {
     }
 }
 
-/// Ready = config loaded (it is, by now) and the data listener accepting connections.
+/// Ready = config loaded (it is, by now) and the data listener accepting connections. Probes
+/// until it is (pingora binds within milliseconds; backing off to 1 s if it does not).
 async fn mark_ready_when_listening(listen: SocketAddr, lifecycle: Arc<Lifecycle>) {
-    let probe = if listen.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
-    } else {
-        listen
+    let probe = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
+        _ => listen,
     };
-    // Bounded: 30 s of 10 ms probes; pingora binds within milliseconds.
-    for _ in 0..3000 {
+    let mut delay = Duration::from_millis(10);
+    loop {
+        if lifecycle.is_shutting_down() {
+            return;
+        }
         let ok = tokio::task::spawn_blocking(move || {
             TcpStream::connect_timeout(&probe, Duration::from_millis(100)).is_ok()
         })
@@ -180,14 +196,19 @@ async fn mark_ready_when_listening(listen: SocketAddr, lifecycle: Arc<Lifecycle>
             tracing::info!(%listen, "ready");
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+        if delay == Duration::from_secs(1) {
+            tracing::warn!(%listen, "data listener not accepting yet; still unready");
+        }
     }
-    tracing::error!(%listen, "data listener never came up; staying unready");
 }
 
+/// `busy()` is requests in flight plus open client connections: pingora closes idle
+/// keep-alive connections at shutdown, so both reach zero once the last response is out.
 async fn shutdown_on_signal(
     lifecycle: Arc<Lifecycle>,
-    metrics: Arc<Metrics>,
+    busy: impl Fn() -> i64,
     trigger: watch::Sender<bool>,
     grace: Duration,
 ) {
@@ -206,13 +227,13 @@ async fn shutdown_on_signal(
     let started = Instant::now();
     lifecycle.begin_shutdown();
     let _ = trigger.send(true);
-    tracing::info!(signal = name, grace = ?grace, in_flight = metrics.total_in_flight(), "shutting down: readiness 503, listeners closing, draining");
+    tracing::info!(signal = name, grace = ?grace, busy = busy(), "shutting down: readiness 503, listeners closing, draining");
 
     let drained = async {
         let mut zero_streak = 0;
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if metrics.total_in_flight() <= 0 {
+            if busy() <= 0 {
                 zero_streak += 1;
                 if zero_streak >= 3 {
                     return;
@@ -225,8 +246,8 @@ async fn shutdown_on_signal(
     tokio::select! {
         _ = drained => tracing::info!(elapsed = ?started.elapsed(), "drained; exiting"),
         _ = tokio::time::sleep(grace) => tracing::warn!(
-            in_flight = metrics.total_in_flight(),
-            "shutdown_grace reached with requests in flight; exiting"
+            busy = busy(),
+            "shutdown_grace reached with requests or connections open; exiting"
         ),
         _ = term.recv() => tracing::warn!("second signal; exiting now"),
         _ = int.recv() => tracing::warn!("second signal; exiting now"),

@@ -29,6 +29,10 @@ pub const LATENCY_BUCKETS: usize = (OCTAVES * SUB_BUCKETS) as usize + 2;
 
 const RESETTING: u64 = u64::MAX;
 
+/// How many times a writer waits for another writer's slot reset before giving up on its
+/// sample (tens of thousands of yields: only a stalled thread gets here).
+const MAX_RESET_WAITS: u32 = 100_000;
+
 /// Shortest and longest windows served (spec: 10 s – 10 min).
 pub const MIN_WINDOW: Duration = Duration::from_secs(10);
 pub const MAX_WINDOW: Duration = Duration::from_secs(600);
@@ -112,15 +116,25 @@ impl Ring {
     fn record(&self, now_ms: u64, failed: bool, bucket: usize) {
         let tag = self.tag_of(now_ms);
         let slot = &self.slots[(tag % self.slots.len() as u64) as usize];
-        // Bounded: a reset is a few dozen stores, so the spin ends almost at once; the bound
-        // only guards against a writer descheduled mid-reset.
-        for _ in 0..10_000 {
+        // A reset is a few hundred stores, so waiting for one is short: spin, then yield.
+        // The bound only matters if the resetting thread stalls for seconds; the sample is
+        // then dropped rather than added into a slot that is still being zeroed.
+        let mut waits = 0u32;
+        loop {
             let cur = slot.tag.load(Acquire);
             if cur == tag {
                 break;
             }
             if cur == RESETTING {
-                std::hint::spin_loop();
+                waits += 1;
+                if waits > MAX_RESET_WAITS {
+                    return;
+                }
+                if waits < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 continue;
             }
             if cur > tag {
@@ -337,14 +351,20 @@ mod tests {
 
     #[test]
     fn concurrent_writers_lose_nothing_across_slot_resets() {
+        // Writers start together and walk the same clock, so they reach every slot boundary
+        // at about the same moment: each boundary is a race over who resets the slot.
+        const THREADS: u64 = 4;
+        const PER_THREAD: u64 = 50_000;
         let w = std::sync::Arc::new(SloWindow::new());
-        let threads: Vec<_> = (0..4)
+        let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
+        let threads: Vec<_> = (0..THREADS)
             .map(|_| {
-                let w = w.clone();
+                let (w, start) = (w.clone(), start.clone());
                 std::thread::spawn(move || {
-                    for i in 0..20_000u64 {
-                        // every writer crosses 20 slot boundaries
-                        w.record(100_000 + i, false, Duration::from_micros(i));
+                    start.wait();
+                    for i in 0..PER_THREAD {
+                        // a new fine slot every 1000 samples: 50 boundaries per writer
+                        w.record(100_000 + i, i % 10 == 0, Duration::from_micros(i));
                     }
                 })
             })
@@ -352,7 +372,9 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let s = w.snapshot(120_000, Duration::from_secs(60));
-        assert_eq!(s.requests, 80_000);
+        let s = w.snapshot(100_000 + PER_THREAD, Duration::from_secs(60));
+        assert_eq!(s.requests, THREADS * PER_THREAD);
+        assert_eq!(s.failures, THREADS * PER_THREAD / 10);
+        assert_eq!(s.latency.iter().sum::<u64>(), THREADS * PER_THREAD);
     }
 }

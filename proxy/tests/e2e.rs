@@ -599,3 +599,53 @@ async fn grpc_over_h2c_reaches_an_h2c_backend_with_trailers() {
         )
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_counts_as_499_not_as_a_backend_failure() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 0));
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(proxy.listen).unwrap();
+        s.write_all(b"GET /slow?ms=800 HTTP/1.1\r\nhost: x\r\nx-user-id: u-1\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    } // closed before the upstream answers
+    let base = r#"vireo_requests_total{route="checkout",backend="stable",version="v1",code="#;
+    tokio::task::block_in_place(|| proxy.expect_metric(&format!("{base}\"499\"}}"), 1.0));
+    assert_eq!(metric(&proxy.metrics(), &format!("{base}\"error\"}}")), 0.0);
+    let slo = proxy.slo("60s");
+    assert_eq!(slo["routes"]["checkout"]["stable"]["failures"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slo_keeps_a_removed_backend_visible_until_it_drains() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 100));
+    let slow = {
+        let url = proxy.url("/slow?ms=1500");
+        tokio::spawn(async move { get(&client(), &url, Some("u-1")).await })
+    };
+    let gauge = r#"vireo_in_flight_requests{route="checkout",backend="canary"}"#;
+    tokio::task::block_in_place(|| proxy.expect_metric(gauge, 1.0));
+    // A config without the canary at all.
+    let only_stable = format!(
+        "  - name: checkout\n    split:\n      backends: [ {{ name: stable, version: v1, addrs: [\"{}\"], weight: 1 }} ]\n",
+        stable.addr
+    );
+    tokio::task::block_in_place(|| proxy.reload("", &only_stable, 2));
+    assert_eq!(
+        proxy.slo("60s")["routes"]["checkout"]["canary"]["in_flight"],
+        1
+    );
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    tokio::task::block_in_place(|| proxy.expect_metric(gauge, 0.0));
+    assert_eq!(
+        proxy.slo("60s")["routes"]["checkout"]["canary"]["in_flight"],
+        0
+    );
+    assert_eq!(
+        proxy.slo("60s")["routes"]["checkout"]["canary"]["requests"],
+        1
+    );
+}

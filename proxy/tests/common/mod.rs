@@ -72,31 +72,29 @@ fn upstream_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Starts an upstream on a free loopback port.
-pub fn upstream(name: &str) -> Upstream {
+/// Listens on a free loopback port and runs `conn(stream, name, request counter)` for every
+/// connection, counting open connections around it.
+fn spawn_upstream<F, Fut>(name: &str, conn: F) -> Upstream
+where
+    F: Fn(tokio::net::TcpStream, Arc<str>, Arc<AtomicU64>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let std_listener = StdListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
     let open = Arc::new(AtomicI64::new(0));
-    let (n, r, o) = (name.to_string(), requests.clone(), open.clone());
+    let (n, r, o): (Arc<str>, _, _) = (name.into(), requests.clone(), open.clone());
     let task = upstream_runtime().spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let (n, r, o) = (n.clone(), r.clone(), o.clone());
             o.fetch_add(1, Ordering::SeqCst);
+            let (served, o) = (conn(stream, n.clone(), r.clone()), o.clone());
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let (n, r) = (n.clone(), r.clone());
-                    async move { Ok::<_, std::convert::Infallible>(serve(&n, &r, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades()
-                    .await;
+                served.await;
                 o.fetch_sub(1, Ordering::SeqCst);
             });
         }
@@ -108,6 +106,20 @@ pub fn upstream(name: &str) -> Upstream {
         open_connections: open,
         task,
     }
+}
+
+/// Starts an HTTP/1.1 upstream (with upgrades) on a free loopback port.
+pub fn upstream(name: &str) -> Upstream {
+    spawn_upstream(name, |stream, n, r| async move {
+        let svc = service_fn(move |req| {
+            let (n, r) = (n.clone(), r.clone());
+            async move { Ok::<_, std::convert::Infallible>(serve(&n, &r, req).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades()
+            .await;
+    })
 }
 
 async fn serve(name: &str, count: &AtomicU64, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -408,59 +420,34 @@ pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<Reply, S
 /// request body, says which HTTP version it saw in `x-upstream-version`, and ends the response
 /// with `grpc-status: 0` trailers.
 pub fn grpc_upstream(name: &str) -> Upstream {
-    let std_listener = StdListener::bind("127.0.0.1:0").unwrap();
-    std_listener.set_nonblocking(true).unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    let requests = Arc::new(AtomicU64::new(0));
-    let open = Arc::new(AtomicI64::new(0));
-    let (r, o) = (requests.clone(), open.clone());
-    let task = upstream_runtime().spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (r, o) = (r.clone(), o.clone());
-            o.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let r = r.clone();
-                    async move {
-                        r.fetch_add(1, Ordering::SeqCst);
-                        let version = format!("{:?}", req.version());
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let mut trailers = hyper::HeaderMap::new();
-                        trailers.insert("grpc-status", "0".parse().unwrap());
-                        let body = Full::new(body)
-                            .with_trailers(async move { Some(Ok(trailers)) })
-                            .boxed();
-                        Ok::<_, std::convert::Infallible>(
-                            Response::builder()
-                                .header("content-type", "application/grpc")
-                                .header("x-upstream-version", version)
-                                .body(body)
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ =
-                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                o.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    Upstream {
-        name: name.to_string(),
-        addr,
-        requests,
-        open_connections: open,
-        task,
-    }
+    spawn_upstream(name, |stream, _, r| async move {
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                let version = format!("{:?}", req.version());
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let mut trailers = hyper::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                let body = Full::new(body)
+                    .with_trailers(async move { Some(Ok(trailers)) })
+                    .boxed();
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("x-upstream-version", version)
+                        .body(body)
+                        .unwrap(),
+                )
+            }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+    })
 }
