@@ -194,7 +194,7 @@ impl From<Step> for StepSpec {
     }
 }
 
-fn argo_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn argo_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -212,7 +212,10 @@ fn argo_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D:
     }
 }
 
-fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_duration<S: serde::Serializer>(
+    d: &Option<Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
         None => s.serialize_none(),

@@ -1,0 +1,460 @@
+//! Argo-compatible analysis: `AnalysisTemplate` resources, and the pure rules that turn
+//! measurements into a metric's phase and a run's phase.
+//!
+//! An Argo `AnalysisTemplate` or `ClusterAnalysisTemplate` (`argoproj.io/v1alpha1`) with a
+//! Prometheus provider is accepted as is; Vireo's own `vireo.dev/v1alpha1` adds the `proxy`
+//! provider, which reads the proxies' native SLO figures.
+//!
+//! Conditions (`successCondition`, `failureCondition`) are expr-lang expressions, the language
+//! Argo uses, evaluated with the `expr-lang` crate over `result` (a number, or a list of numbers
+//! for a Prometheus vector), with Argo's helpers `isNaN` and `isInf` added. A condition that
+//! cannot be evaluated (an empty vector indexed with `result[0] >= …`, a non-boolean result)
+//! makes an `Error` measurement, never a crash and never a success.
+//!
+//! Everything here is pure: taking measurements (HTTP to Prometheus or the proxies) and timing
+//! them is the driver's job; it asks [`Metric::next_measurement_at`] when to measure and feeds
+//! the values back through [`Metric::assess`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{argo_duration, ser_duration, Arg, FieldError, Metadata, SpecError};
+
+/// Argo's default `consecutiveErrorLimit`.
+pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: u32 = 4;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisTemplate {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: TemplateSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Arg>,
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metric {
+    pub name: String,
+    /// Time between measurements.
+    #[serde(
+        default,
+        deserialize_with = "argo_duration",
+        serialize_with = "ser_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interval: Option<Duration>,
+    #[serde(
+        default,
+        deserialize_with = "argo_duration",
+        serialize_with = "ser_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub initial_delay: Option<Duration>,
+    /// Measurements to take. Default: 1 without `interval`; without end with one (background
+    /// analysis, which ends with the rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_error_limit: Option<u32>,
+    pub provider: Provider,
+}
+
+/// Where measurements come from. Exactly one provider per metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusProvider>,
+}
+
+/// The proxies' own `/slo` figures (no Prometheus needed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyProvider {
+    pub metric: ProxyMetric,
+    /// Rolling window, 10 s – 10 min; default 1 min.
+    #[serde(
+        default,
+        deserialize_with = "argo_duration",
+        serialize_with = "ser_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyMetric {
+    SuccessRate,
+    ErrorRate,
+    LatencyP50,
+    LatencyP95,
+    LatencyP99,
+    RequestRate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusProvider {
+    pub address: String,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<Header>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub key: String,
+    pub value: String,
+}
+
+/// A measured value: a scalar, or a Prometheus vector's sample values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Scalar(f64),
+    Vector(Vec<f64>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MeasurementPhase {
+    Successful,
+    Failed,
+    Inconclusive,
+    Error,
+}
+
+/// Argo's analysis phases, for a metric and for a whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunPhase {
+    Pending,
+    Running,
+    Successful,
+    Failed,
+    Error,
+    Inconclusive,
+}
+
+impl RunPhase {
+    pub fn is_done(self) -> bool {
+        !matches!(self, RunPhase::Pending | RunPhase::Running)
+    }
+}
+
+impl AnalysisTemplate {
+    /// Parses YAML or JSON and validates (conditions are compiled, so a syntax error is
+    /// reported at apply time with its field path, not at the first measurement).
+    pub fn parse(text: &str) -> Result<AnalysisTemplate, SpecError> {
+        let t: AnalysisTemplate = vireo_proxy::config::parse_document(text)?;
+        t.validate()?;
+        Ok(t)
+    }
+
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let mut errors = Vec::new();
+        let mut err = |path: String, reason: String| errors.push(FieldError { path, reason });
+        if !matches!(
+            self.api_version.as_str(),
+            crate::spec::API_VERSION | "argoproj.io/v1alpha1"
+        ) {
+            err(
+                "apiVersion".into(),
+                format!(
+                    "must be {:?} or \"argoproj.io/v1alpha1\"",
+                    crate::spec::API_VERSION
+                ),
+            );
+        }
+        if !matches!(
+            self.kind.as_str(),
+            "AnalysisTemplate" | "ClusterAnalysisTemplate"
+        ) {
+            err(
+                "kind".into(),
+                "must be \"AnalysisTemplate\" or \"ClusterAnalysisTemplate\"".into(),
+            );
+        }
+        if self.spec.metrics.is_empty() {
+            err("spec.metrics".into(), "needs at least one metric".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.spec.metrics.iter().enumerate() {
+            let p = format!("spec.metrics[{i}]");
+            if !names.insert(m.name.as_str()) {
+                err(
+                    format!("{p}.name"),
+                    format!("duplicate metric name {:?}", m.name),
+                );
+            }
+            for (field, cond) in [
+                ("successCondition", &m.success_condition),
+                ("failureCondition", &m.failure_condition),
+            ] {
+                if let Some(c) = cond {
+                    if let Err(e) = expr::compile(c) {
+                        err(format!("{p}.{field}"), format!("{c:?} does not parse: {e}"));
+                    }
+                }
+            }
+            if m.count == Some(0) {
+                err(
+                    format!("{p}.count"),
+                    "must be >= 1 (omit it, with an interval, to measure until the rollout ends)"
+                        .into(),
+                );
+            }
+            if m.count.is_some_and(|c| c > 1) && m.interval.is_none() {
+                err(format!("{p}.interval"), "is required when count > 1".into());
+            }
+            match (&m.provider.proxy, &m.provider.prometheus) {
+                (Some(px), None) => {
+                    if let Some(w) = px.window {
+                        if w < vireo_proxy::slo::MIN_WINDOW || w > vireo_proxy::slo::MAX_WINDOW {
+                            err(
+                                format!("{p}.provider.proxy.window"),
+                                "must be between 10s and 10m".into(),
+                            );
+                        }
+                    }
+                }
+                (None, Some(pm)) => {
+                    if !(pm.address.starts_with("http://") || pm.address.starts_with("https://")) {
+                        err(
+                            format!("{p}.provider.prometheus.address"),
+                            format!("{:?} is not an http(s) URL", pm.address),
+                        );
+                    }
+                    if pm.query.trim().is_empty() {
+                        err(
+                            format!("{p}.provider.prometheus.query"),
+                            "must not be empty".into(),
+                        );
+                    }
+                }
+                _ => err(
+                    format!("{p}.provider"),
+                    "set exactly one of proxy, prometheus".into(),
+                ),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecError { errors })
+        }
+    }
+
+    /// The template's args, with step-level values overriding defaults. Every arg must end up
+    /// with a value.
+    pub fn resolve_args(&self, overrides: &[Arg]) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for a in &self.spec.args {
+            let value = overrides
+                .iter()
+                .find(|o| o.name == a.name)
+                .and_then(|o| o.value.clone())
+                .or_else(|| a.value.clone())
+                .ok_or_else(|| format!("arg {:?} of template {:?} has no value: give one in the rollout step's args", a.name, self.metadata.name))?;
+            out.insert(a.name.clone(), value);
+        }
+        Ok(out)
+    }
+}
+
+/// Replaces `{{args.NAME}}` (spaces inside the braces allowed) with the arg's value.
+pub fn render(text: &str, args: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed {{{{ in {text:?}"))?;
+        let name = after[..end].trim();
+        let key = name
+            .strip_prefix("args.")
+            .ok_or_else(|| format!("{{{{{name}}}}}: only args.NAME can be used"))?;
+        let value = args
+            .get(key)
+            .ok_or_else(|| format!("{{{{{name}}}}}: no arg named {key:?}"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Metric {
+    pub fn failure_limit(&self) -> u32 {
+        self.failure_limit.unwrap_or(0)
+    }
+    pub fn inconclusive_limit(&self) -> u32 {
+        self.inconclusive_limit.unwrap_or(0)
+    }
+    pub fn consecutive_error_limit(&self) -> u32 {
+        self.consecutive_error_limit
+            .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
+    }
+
+    /// Measurements to take; `None` means until the run is stopped (background analysis).
+    pub fn effective_count(&self) -> Option<u32> {
+        match (self.count, self.interval) {
+            (Some(c), _) => Some(c),
+            (None, None) => Some(1),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// When to take measurement number `taken` (0-based), for a run started at `started_ms`;
+    /// `None` once every measurement is taken.
+    pub fn next_measurement_at(&self, started_ms: u64, taken: u32) -> Option<u64> {
+        if self.effective_count().is_some_and(|c| taken >= c) {
+            return None;
+        }
+        let delay = self.initial_delay.unwrap_or_default().as_millis() as u64;
+        let interval = self.interval.unwrap_or_default().as_millis() as u64;
+        Some(started_ms + delay + interval * u64::from(taken))
+    }
+
+    /// Judges one measurement by the metric's conditions (Argo semantics):
+    /// - both conditions: success if `successCondition`, failed if `failureCondition`,
+    ///   otherwise inconclusive;
+    /// - only one: it decides, and its negation gives the other outcome;
+    /// - none: successful (the value is only recorded).
+    ///
+    /// A provider error, or a condition that cannot be evaluated, is an `Error` measurement.
+    pub fn assess(&self, value: Result<&Value, &str>) -> (MeasurementPhase, Option<String>) {
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => return (MeasurementPhase::Error, Some(e.to_string())),
+        };
+        let eval = |cond: &Option<String>| cond.as_deref().map(|c| condition(c, value));
+        match (eval(&self.success_condition), eval(&self.failure_condition)) {
+            (Some(Err(e)), _) | (_, Some(Err(e))) => (MeasurementPhase::Error, Some(e)),
+            (Some(Ok(true)), _) => (MeasurementPhase::Successful, None),
+            (_, Some(Ok(true))) => (MeasurementPhase::Failed, None),
+            (Some(Ok(false)), Some(Ok(false))) => (MeasurementPhase::Inconclusive, None),
+            (Some(Ok(false)), None) => (MeasurementPhase::Failed, None),
+            (None, Some(Ok(false))) | (None, None) => (MeasurementPhase::Successful, None),
+        }
+    }
+
+    /// The metric's phase after these measurements (Argo's limits): Failed when failures
+    /// exceed `failureLimit`, Error when trailing consecutive errors exceed
+    /// `consecutiveErrorLimit`, Inconclusive when inconclusive ones exceed `inconclusiveLimit`,
+    /// Successful once `count` measurements are in, else Running (Pending before the first).
+    pub fn phase(&self, measurements: &[MeasurementPhase]) -> RunPhase {
+        use MeasurementPhase as M;
+        let count = |p: M| measurements.iter().filter(|&&m| m == p).count() as u32;
+        let consecutive_errors = measurements
+            .iter()
+            .rev()
+            .take_while(|&&m| m == M::Error)
+            .count() as u32;
+        if count(M::Failed) > self.failure_limit() {
+            RunPhase::Failed
+        } else if consecutive_errors > self.consecutive_error_limit() {
+            RunPhase::Error
+        } else if count(M::Inconclusive) > self.inconclusive_limit() {
+            RunPhase::Inconclusive
+        } else if self
+            .effective_count()
+            .is_some_and(|c| measurements.len() as u32 >= c)
+        {
+            RunPhase::Successful
+        } else if measurements.is_empty() {
+            RunPhase::Pending
+        } else {
+            RunPhase::Running
+        }
+    }
+}
+
+/// A run's phase from its metrics' phases: the worst one decides (Failed, then Error, then
+/// Inconclusive); it is Successful only when every metric is.
+pub fn run_phase(metrics: impl IntoIterator<Item = RunPhase>) -> RunPhase {
+    let phases: Vec<RunPhase> = metrics.into_iter().collect();
+    for worst in [RunPhase::Failed, RunPhase::Error, RunPhase::Inconclusive] {
+        if phases.contains(&worst) {
+            return worst;
+        }
+    }
+    if phases.is_empty() || phases.iter().all(|&p| p == RunPhase::Successful) {
+        RunPhase::Successful
+    } else if phases.iter().all(|&p| p == RunPhase::Pending) {
+        RunPhase::Pending
+    } else {
+        RunPhase::Running
+    }
+}
+
+/// Evaluates one condition over `result`; anything but a boolean is an error.
+pub fn condition(text: &str, value: &Value) -> Result<bool, String> {
+    let mut env = expr::Environment::new();
+    env.add_function("isNaN", |c| match c.args.as_slice() {
+        [expr::Value::Float(f)] => Ok(f.is_nan().into()),
+        [expr::Value::Integer(_)] => Ok(false.into()),
+        other => Err(expr::Error::ExprError(format!(
+            "isNaN takes one number, got {other:?}"
+        ))),
+    });
+    env.add_function("isInf", |c| match c.args.as_slice() {
+        [expr::Value::Float(f)] => Ok(f.is_infinite().into()),
+        [expr::Value::Integer(_)] => Ok(false.into()),
+        other => Err(expr::Error::ExprError(format!(
+            "isInf takes one number, got {other:?}"
+        ))),
+    });
+    let mut ctx = expr::Context::default();
+    match value {
+        Value::Scalar(f) => ctx.insert("result", *f),
+        Value::Vector(v) => ctx.insert("result", v.clone()),
+    }
+    match env.eval(text, &ctx) {
+        Ok(expr::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!(
+            "condition {text:?} gave {other}, not true or false"
+        )),
+        Err(e) => Err(format!(
+            "condition {text:?} on result {}: {e}",
+            describe(value)
+        )),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Scalar(f) => f.to_string(),
+        Value::Vector(v) if v.is_empty() => "[] (an empty vector)".into(),
+        Value::Vector(v) => format!("{v:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
