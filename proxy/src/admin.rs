@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::slo::{MAX_WINDOW, MIN_WINDOW};
@@ -129,13 +129,13 @@ fn parse_window(query: Option<&str>) -> Result<Duration, String> {
 
 /// `/slo` body (shape fixed by the spec). Ratios and quantiles are `null` for a backend with no
 /// requests in the window: no traffic is not the same as 100 % success.
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SloReport {
     pub window_s: u64,
     pub routes: BTreeMap<String, BTreeMap<String, BackendSlo>>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackendSlo {
     pub requests: u64,
     pub failures: u64,

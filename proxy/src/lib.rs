@@ -13,6 +13,7 @@
 //! - [`detect`]: HTTP/1 vs h2c detection per connection, without pingora's unbounded wait.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/slo`, `/config`, health).
 //! - [`reload`]: the config file source (poll + SIGHUP).
+//! - [`watch`]: the control-plane config source (long poll + heartbeat) and its wire types.
 //! - [`server`]: assembles everything and runs it, including graceful shutdown and drain.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod route;
 pub mod server;
 pub mod slo;
 pub mod split;
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

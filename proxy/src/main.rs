@@ -27,6 +27,16 @@ struct Cli {
     #[arg(long, value_name = "FILE", conflicts_with = "check")]
     config: Option<PathBuf>,
 
+    /// Take routes from this control plane (e.g. http://127.0.0.1:8080) instead of the file;
+    /// the file still gives listen, admin and timeouts, and its routes serve until the first
+    /// table arrives or while the control plane is unreachable at start.
+    #[arg(long, value_name = "URL", requires = "proxy_id")]
+    control: Option<String>,
+
+    /// This proxy's name in the control plane, e.g. demo/proxy-0 (with --control).
+    #[arg(long, value_name = "ID")]
+    proxy_id: Option<String>,
+
     /// Validate a config file, print every error with its field path, and exit: 0 if valid,
     /// 1 if not.
     #[arg(long, value_name = "FILE")]
@@ -48,6 +58,7 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   vireo-proxy --config deploy/examples/proxy.yaml
   vireo-proxy --check deploy/examples/proxy.yaml
+  vireo-proxy --config proxy.yaml --control http://127.0.0.1:8080 --proxy-id demo/proxy-0
   curl -H 'x-user-id: u-42' http://127.0.0.1:4140/
   curl 'http://127.0.0.1:4191/slo?window=60s'
 
@@ -81,7 +92,11 @@ fn main() -> ExitCode {
         eprintln!("vireo-proxy: nothing to do: pass --config FILE to run, or --check FILE to validate (see --help)");
         return ExitCode::from(2);
     };
-    match vireo_proxy::server::run(&path) {
+    let control = cli.control.map(|url| vireo_proxy::watch::ControlOptions {
+        url,
+        proxy_id: cli.proxy_id.unwrap_or_default(),
+    });
+    match vireo_proxy::server::run(&path, control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vireo-proxy: {e}");

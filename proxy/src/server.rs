@@ -29,6 +29,7 @@ use crate::detect::Detect;
 use crate::metrics::Metrics;
 use crate::proxy::VireoProxy;
 use crate::reload::FileSource;
+use crate::watch::{ControlOptions, ControlSource};
 use crate::{Lifecycle, TableHandle};
 
 /// Why the proxy could not start.
@@ -47,7 +48,7 @@ pub enum StartError {
 
 /// Runs the proxy from a config file until shutdown. Returns only on start-up errors: a
 /// shutdown ends the process.
-pub fn run(config_path: &Path) -> Result<(), StartError> {
+pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), StartError> {
     let initial = std::fs::read(config_path).map_err(|e| StartError::Config {
         path: config_path.to_path_buf(),
         source: ConfigError {
@@ -71,8 +72,11 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         })?;
 
     let metrics = Metrics::new(&config.metrics.latency_buckets);
+    // Version 0 marks the local file's routes when a control plane will send numbered tables
+    // (its versions start at 1); a file-only proxy starts at 1 and counts its reloads.
+    let first_version = if control.is_some() { 0 } else { 1 };
     let table = Arc::new(
-        TableHandle::new(config.clone(), 1, metrics.clone()).map_err(|source| {
+        TableHandle::new(config.clone(), first_version, metrics.clone()).map_err(|source| {
             StartError::Config {
                 path: config_path.to_path_buf(),
                 source,
@@ -104,7 +108,14 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
             table: table.clone(),
             lifecycle: lifecycle.clone(),
         });
-        let source = FileSource::new(config_path.to_path_buf(), initial, table.clone());
+        // Routes come from the control plane when there is one, else from the file.
+        let source: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match control
+        {
+            Some(opts) => Box::pin(ControlSource::new(opts, config.clone(), table.clone()).run()),
+            None => {
+                Box::pin(FileSource::new(config_path.to_path_buf(), initial, table.clone()).run())
+            }
+        };
         let lifecycle = lifecycle.clone();
         let metrics = metrics.clone();
         let connections = connections.clone();
@@ -116,7 +127,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
                     let listener = tokio::net::TcpListener::from_std(admin_listener)
                         .expect("a std listener converts inside a runtime");
                     tokio::spawn(admin::serve(listener, state));
-                    tokio::spawn(source.run());
+                    tokio::spawn(source);
                     tokio::spawn(mark_ready_when_listening(listen, lifecycle.clone()));
                     let busy =
                         move || metrics.total_in_flight() + connections.load(Ordering::Relaxed);

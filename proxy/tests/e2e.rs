@@ -649,3 +649,82 @@ async fn slo_keeps_a_removed_backend_visible_until_it_drains() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_come_from_the_control_plane_and_outlive_it() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let cp = ControlPlane::start(None);
+    cp.publish(1, &canary_route("checkout", &canary, &stable, 0));
+    // The file's own routes would send everyone to the canary: the control plane's win.
+    let url = cp.url();
+    let proxy = Proxy::start_with(
+        "",
+        &canary_route("checkout", &canary, &stable, 100),
+        &["--control", &url, "--proxy-id", "test/proxy-0"],
+    );
+    tokio::task::block_in_place(|| proxy.wait_version(1));
+    let c = client();
+    for i in 0..20 {
+        let r = get(&c, &proxy.url("/"), Some(&format!("u-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(r.backend, "stable");
+    }
+    // Heartbeats carry the applied version, in-flight counts and the SLO figures.
+    let report = tokio::task::block_in_place(|| {
+        cp.wait_report("version 1 and the traffic sent", |r| {
+            r.applied_version == 1
+                && r.slo
+                    .routes
+                    .get("checkout")
+                    .and_then(|b| b.get("stable"))
+                    .is_some_and(|s| s.requests == 20)
+        })
+    });
+    assert_eq!(report.proxy, "test/proxy-0");
+    assert_eq!(report.in_flight["checkout"]["stable"], 0);
+
+    // A weight change is applied and reported.
+    cp.publish(2, &canary_route("checkout", &canary, &stable, 100));
+    tokio::task::block_in_place(|| {
+        proxy.wait_version(2);
+        cp.wait_report("version 2", |r| r.applied_version == 2);
+    });
+    assert_eq!(
+        get(&c, &proxy.url("/"), Some("u-1")).await.unwrap().backend,
+        "canary"
+    );
+
+    // An invalid table is refused and counted; version 2 keeps serving.
+    let bad = vireo_proxy::watch::ConfigUpdate {
+        version: 3,
+        routes: vec![serde_json::from_str(
+            r#"{"name":"checkout","split":{"backends":[{"name":"b","addrs":[],"weight":1}]}}"#,
+        )
+        .unwrap()],
+    };
+    cp.publish_raw(bad);
+    tokio::task::block_in_place(|| {
+        proxy.expect_metric(r#"vireo_config_reloads_total{result="error"}"#, 1.0)
+    });
+    assert_eq!(proxy.config_version(), 2);
+
+    // Control plane gone: the proxy keeps routing with what it has.
+    let addr = cp.addr;
+    drop(cp);
+    for i in 0..10 {
+        let r = get(&c, &proxy.url("/"), Some(&format!("u-{i}")))
+            .await
+            .unwrap();
+        assert_eq!((r.status, r.backend.as_str()), (200, "canary"));
+    }
+    // Back on the same address with a newer table: the proxy reconnects and applies it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cp = ControlPlane::start(Some(addr));
+    cp.publish(4, &canary_route("checkout", &canary, &stable, 0));
+    tokio::task::block_in_place(|| proxy.wait_version(4));
+    assert_eq!(
+        get(&c, &proxy.url("/"), Some("u-1")).await.unwrap().backend,
+        "stable"
+    );
+}

@@ -223,6 +223,11 @@ impl Proxy {
     /// Starts the binary with `routes` (and optional top-level `extra` settings) and waits for
     /// `/ready`.
     pub fn start(extra: &str, routes: &str) -> Proxy {
+        Proxy::start_with(extra, routes, &[])
+    }
+
+    /// Like [`Proxy::start`], with extra command-line arguments.
+    pub fn start_with(extra: &str, routes: &str, args: &[&str]) -> Proxy {
         let dir =
             std::env::temp_dir().join(format!("vireo-e2e-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -234,6 +239,7 @@ impl Proxy {
         let child = Command::new(env!("CARGO_BIN_EXE_vireo-proxy"))
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -450,4 +456,149 @@ pub fn grpc_upstream(name: &str) -> Upstream {
             .serve_connection(TokioIo::new(stream), svc)
             .await;
     })
+}
+
+/// A stand-in control plane speaking the proxy watch protocol with the proxy crate's own wire
+/// types (until `vireo serve` exists to test against): it serves the table given to
+/// [`ControlPlane::publish`] through the long poll and records every status report.
+pub struct ControlPlane {
+    pub addr: SocketAddr,
+    table: Arc<std::sync::Mutex<Option<vireo_proxy::watch::ConfigUpdate>>>,
+    changed: Arc<tokio::sync::Notify>,
+    pub reports: Arc<std::sync::Mutex<Vec<vireo_proxy::watch::StatusReport>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ControlPlane {
+    /// Starts on `addr` (a free port when `None`).
+    pub fn start(addr: Option<SocketAddr>) -> ControlPlane {
+        let std_listener =
+            StdListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap())).unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let table = Arc::new(std::sync::Mutex::new(None));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (t, c, r) = (table.clone(), changed.clone(), reports.clone());
+        let task = upstream_runtime().spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            // Connections belong to this task: stopping the control plane closes them too,
+            // as a crashed process would.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                while connections.try_join_next().is_some() {}
+                let (t, c, r) = (t.clone(), c.clone(), r.clone());
+                connections.spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (t, c, r) = (t.clone(), c.clone(), r.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(control_answer(req, t, c, r).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        ControlPlane {
+            addr,
+            table,
+            changed,
+            reports,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn publish(&self, version: u64, routes_yaml: &str) {
+        let config = vireo_proxy::config::Config::parse(&config_text(
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            "",
+            routes_yaml,
+        ))
+        .unwrap();
+        self.publish_raw(vireo_proxy::watch::ConfigUpdate {
+            version,
+            routes: config.routes,
+        });
+    }
+
+    pub fn publish_raw(&self, update: vireo_proxy::watch::ConfigUpdate) {
+        *self.table.lock().unwrap() = Some(update);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits (at most 5 s) for a status report that satisfies `cond`.
+    pub fn wait_report(
+        &self,
+        what: &str,
+        cond: impl Fn(&vireo_proxy::watch::StatusReport) -> bool,
+    ) -> vireo_proxy::watch::StatusReport {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(r) = self.reports.lock().unwrap().iter().rev().find(|r| cond(r)) {
+                return r.clone();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no status report with {what}");
+    }
+}
+
+async fn control_answer(
+    req: Request<Incoming>,
+    table: Arc<std::sync::Mutex<Option<vireo_proxy::watch::ConfigUpdate>>>,
+    changed: Arc<tokio::sync::Notify>,
+    reports: Arc<std::sync::Mutex<Vec<vireo_proxy::watch::StatusReport>>>,
+) -> Response<Full<Bytes>> {
+    let json = |status: StatusCode, body: Vec<u8>| {
+        Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    match req.uri().path() {
+        "/api/v1/proxy/config" => {
+            let since: u64 = req
+                .uri()
+                .query()
+                .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("since=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            // Long poll, held 2 s here (the spec allows up to 30 s).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            loop {
+                let wake = changed.notified();
+                if let Some(t) = table.lock().unwrap().clone().filter(|t| t.version > since) {
+                    return json(StatusCode::OK, serde_json::to_vec(&t).unwrap());
+                }
+                if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                    return json(StatusCode::NOT_MODIFIED, Vec::new());
+                }
+            }
+        }
+        "/api/v1/proxy/status" => {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            reports
+                .lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap());
+            json(StatusCode::OK, b"{}".to_vec())
+        }
+        _ => json(StatusCode::NOT_FOUND, Vec::new()),
+    }
 }

@@ -1,0 +1,275 @@
+//! The control-plane config source: `vireo-proxy --control URL --proxy-id ID`.
+//!
+//! Routes come from the control plane as versioned tables over a long poll
+//! (`GET /api/v1/proxy/config?proxy=ID&since=V`: 200 with a newer table, or 304 after at most
+//! 30 s); everything else (`listen`, `admin`, timeouts) stays from the local file. A heartbeat
+//! (`POST /api/v1/proxy/status`) reports the applied version, the in-flight count of every
+//! backend (also ones a new table removed, so the control plane can see a drain finish) and the
+//! SLO figures. It is sent every second and at once after a table is applied, which is how a
+//! weight change is known to be applied everywhere within about a round trip.
+//!
+//! Static stability: when the control plane is unreachable the proxy keeps serving the last
+//! table it applied (at start, the local file's routes) and retries with jittered exponential
+//! backoff, 100 ms up to 10 s.
+//!
+//! The wire types live here so the control plane serves exactly what the proxy parses.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{slo_report, SloReport};
+use crate::config::{Config, Route};
+use crate::TableHandle;
+
+/// How long the control plane may hold a long poll (spec: ≤ 30 s), plus slack.
+const POLL_TIMEOUT: Duration = Duration::from_secs(35);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The SLO window reported in heartbeats.
+const STATUS_WINDOW: Duration = Duration::from_secs(60);
+
+/// `GET /api/v1/proxy/config` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigUpdate {
+    pub version: u64,
+    pub routes: Vec<Route>,
+}
+
+/// `POST /api/v1/proxy/status` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub proxy: String,
+    pub applied_version: u64,
+    /// route → backend → requests in flight.
+    pub in_flight: BTreeMap<String, BTreeMap<String, i64>>,
+    pub slo: SloReport,
+}
+
+/// Where to find the control plane, and who this proxy is.
+#[derive(Debug, Clone)]
+pub struct ControlOptions {
+    pub url: String,
+    pub proxy_id: String,
+}
+
+pub struct ControlSource {
+    base: String,
+    proxy_id: String,
+    local: Config,
+    table: Arc<TableHandle>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    applied: tokio::sync::watch::Sender<u64>,
+}
+
+impl ControlSource {
+    /// `local` is the file's config: its routes serve until the first table arrives.
+    pub fn new(opts: ControlOptions, local: Config, table: Arc<TableHandle>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let (applied, _) = tokio::sync::watch::channel(table.load().version());
+        ControlSource {
+            base: opts.url.trim_end_matches('/').to_string(),
+            proxy_id: opts.proxy_id,
+            local,
+            table,
+            client,
+            applied,
+        }
+    }
+
+    /// Long-polls for tables and sends heartbeats until the task is dropped.
+    pub async fn run(self) {
+        let this = Arc::new(self);
+        tokio::spawn(this.clone().heartbeats());
+        this.poll_loop().await;
+    }
+
+    async fn poll_loop(&self) {
+        let mut since = self.table.load().version();
+        let mut backoff = BACKOFF_MIN;
+        let mut reachable = true;
+        loop {
+            match self.poll(since).await {
+                Ok(Some(update)) => {
+                    reachable = true;
+                    backoff = BACKOFF_MIN;
+                    // A rejected version is not asked for again: the next poll waits for a newer one.
+                    since = update.version;
+                    self.apply(update);
+                }
+                Ok(None) => {
+                    reachable = true;
+                    backoff = BACKOFF_MIN;
+                }
+                Err(e) => {
+                    if reachable {
+                        tracing::warn!(control = %self.base, error = %e, "control plane unreachable; serving the last table, retrying");
+                    }
+                    reachable = false;
+                    let jitter = fastrand::u64(..=backoff.as_millis() as u64 / 2);
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    fn apply(&self, update: ConfigUpdate) {
+        let mut config = self.local.clone();
+        config.routes = update.routes;
+        match self.table.apply(config, update.version) {
+            Ok(()) => {
+                self.table.metrics().reload(true);
+                tracing::info!(
+                    version = update.version,
+                    "applied route table from the control plane"
+                );
+                self.applied.send_replace(update.version);
+            }
+            Err(e) => {
+                self.table.metrics().reload(false);
+                tracing::error!(
+                    version = update.version,
+                    "control plane sent an invalid table; keeping version {}:\n{e}",
+                    self.table.load().version()
+                );
+            }
+        }
+    }
+
+    /// One long poll: `Some` with a newer table, `None` when nothing changed.
+    async fn poll(&self, since: u64) -> Result<Option<ConfigUpdate>, String> {
+        let uri = format!(
+            "{}/api/v1/proxy/config?proxy={}&since={since}",
+            self.base,
+            encode_query(&self.proxy_id)
+        );
+        let (status, body) = self
+            .send(Method::GET, &uri, Bytes::new(), POLL_TIMEOUT)
+            .await?;
+        match status {
+            StatusCode::NOT_MODIFIED => Ok(None),
+            StatusCode::OK => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| format!("unreadable table from {uri}: {e}")),
+            other => Err(format!("{uri}: HTTP {other}")),
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>) {
+        let mut applied = self.applied.subscribe();
+        loop {
+            if let Err(e) = self.report().await {
+                tracing::debug!(error = %e, "heartbeat failed");
+            }
+            // Every second, and at once when a new table is applied.
+            tokio::select! {
+                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+                _ = applied.changed() => {}
+            }
+        }
+    }
+
+    async fn report(&self) -> Result<(), String> {
+        let report = status_report(&self.proxy_id, &self.table);
+        let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
+        let uri = format!("{}/api/v1/proxy/status", self.base);
+        let (status, _) = self
+            .send(Method::POST, &uri, body.into(), Duration::from_secs(5))
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{uri}: HTTP {status}"))
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let uri: Uri = uri.parse().map_err(|e| format!("{uri}: {e}"))?;
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+    }
+}
+
+/// What this proxy reports about itself.
+pub fn status_report(proxy_id: &str, table: &TableHandle) -> StatusReport {
+    let mut in_flight: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (route, backend, n, _) in table.metrics().backends_seen() {
+        in_flight.entry(route).or_default().insert(backend, n);
+    }
+    StatusReport {
+        proxy: proxy_id.to_string(),
+        applied_version: table.load().version(),
+        in_flight,
+        slo: slo_report(table, STATUS_WINDOW),
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters and `/` stay as they are, so
+/// `demo/proxy-0` reads naturally in logs).
+fn encode_query(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_ids_are_encoded_for_the_query() {
+        assert_eq!(encode_query("demo/proxy-0"), "demo/proxy-0");
+        assert_eq!(encode_query("a b&c=d"), "a%20b%26c%3Dd");
+    }
+
+    #[test]
+    fn tables_round_trip_through_json() {
+        let text = r#"{"version":7,"routes":[{"name":"r","split":{"backends":[{"name":"b","addrs":["127.0.0.1:1"],"weight":1}]}}]}"#;
+        let u: ConfigUpdate = serde_json::from_str(text).unwrap();
+        assert_eq!(u.version, 7);
+        let again: ConfigUpdate =
+            serde_json::from_str(&serde_json::to_string(&u).unwrap()).unwrap();
+        assert_eq!(again, u);
+    }
+}
