@@ -607,5 +607,19 @@ impl RolloutState {
     }
 }
 
+/// Recomputes a rollout's state from its recorded inputs, from the start. The state machine is
+/// deterministic, so this must equal the state stored after the last input: a store checks
+/// itself with it, and an auditor can re-run a rollout's history with it.
+pub fn replay(
+    steps: &[Step],
+    inputs: impl IntoIterator<Item = (Millis, Input)>,
+) -> Result<RolloutState, Rejected> {
+    let (mut state, _) = RolloutState::new();
+    for (now, input) in inputs {
+        state.apply(steps, now, input)?;
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,330 @@
+//! Durable state: SQLite in `<data-dir>/vireo.db`.
+//!
+//! Durability rule: one transaction per state-machine input. The input, the state it leads to
+//! and the checkpoints it produced commit together or not at all, and [`Store::apply`] returns
+//! the effects only after the commit, so the driver never acts on a transition that a crash
+//! could lose. The journal is WAL with `synchronous=FULL`: a commit returns once the WAL is
+//! fsynced, so an acknowledged transition survives `kill -9` and power loss.
+//!
+//! The recorded inputs make the history checkable: [`crate::rollout::replay`] over them gives
+//! back the stored state (the state machine is deterministic). A restarted control plane simply
+//! loads the stored state and carries on; no step is applied twice, because a step's effects are
+//! only carried out after its transition committed.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+use crate::analysis::AnalysisTemplate;
+use crate::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
+use crate::spec::Rollout;
+
+const DB_FILE: &str = "vireo.db";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE rollouts (
+    name       TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,     -- the Rollout as applied (JSON)
+    state      TEXT NOT NULL,     -- RolloutState after input `seq` (JSON)
+    seq        INTEGER NOT NULL,  -- inputs applied so far
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE templates (
+    name       TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+-- Every input the state machine accepted, in order: enough to replay the rollout.
+CREATE TABLE inputs (
+    rollout TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    at_ms   INTEGER NOT NULL,
+    input   TEXT NOT NULL,
+    PRIMARY KEY (rollout, seq)
+);
+-- Lifecycle checkpoints, with the input that caused them.
+CREATE TABLE timeline (
+    rollout    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    from_phase TEXT NOT NULL,
+    to_phase   TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    PRIMARY KEY (rollout, seq, idx)
+);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the data dir {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored data is unreadable ({0}); the database may come from a newer vireo")]
+    Json(#[from] serde_json::Error),
+    #[error("the database has schema version {0}; this vireo knows up to {SCHEMA_VERSION}")]
+    Schema(i64),
+    #[error("no rollout named {0:?}")]
+    NotFound(String),
+    #[error(
+        "rollout {name:?} is {phase:?}; it can be replaced once it has ended (or abort it first)"
+    )]
+    Busy { name: String, phase: Phase },
+}
+
+/// A rollout as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredRollout {
+    pub spec: Rollout,
+    pub state: RolloutState,
+    pub seq: u64,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+/// One checkpoint of the timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub at_ms: Millis,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/vireo.db`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join(DB_FILE))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        match version {
+            0 => {
+                conn.execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))?;
+            }
+            SCHEMA_VERSION => {}
+            newer => return Err(StoreError::Schema(newer)),
+        }
+        Ok(Store { conn })
+    }
+
+    /// Stores a new rollout (or replaces one that has ended) in its initial state; returns the
+    /// effects of that state for the driver.
+    pub fn create_rollout(
+        &mut self,
+        spec: &Rollout,
+        now: Millis,
+    ) -> Result<Vec<Effect>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT state FROM rollouts WHERE name = ?1",
+                [spec.name()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(state) = existing {
+            let state: RolloutState = serde_json::from_str(&state)?;
+            if !state.phase.is_terminal() {
+                return Err(StoreError::Busy {
+                    name: spec.name().to_string(),
+                    phase: state.phase,
+                });
+            }
+            for table in ["inputs", "timeline"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE rollout = ?1"),
+                    [spec.name()],
+                )?;
+            }
+        }
+        let (state, effects) = RolloutState::new();
+        tx.execute(
+            "INSERT OR REPLACE INTO rollouts (name, spec, state, seq, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, 0, ?4, ?4)",
+            params![
+                spec.name(),
+                serde_json::to_string(spec)?,
+                serde_json::to_string(&state)?,
+                now as i64
+            ],
+        )?;
+        tx.commit()?;
+        Ok(effects)
+    }
+
+    /// Applies one input to a stored rollout. The input, the new state and its checkpoints are
+    /// committed (fsynced) before this returns the effects. A rejected action writes nothing.
+    pub fn apply(
+        &mut self,
+        name: &str,
+        now: Millis,
+        input: Input,
+    ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (spec, state, seq): (String, String, i64) = tx
+            .query_row(
+                "SELECT spec, state, seq FROM rollouts WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let spec: Rollout = serde_json::from_str(&spec)?;
+        let mut state: RolloutState = serde_json::from_str(&state)?;
+        let recorded = serde_json::to_string(&input)?;
+        let effects = match state.apply(spec.steps(), now, input) {
+            Ok(effects) => effects,
+            Err(rejected) => return Ok(Err(rejected)), // dropping `tx` rolls back: nothing written
+        };
+        let seq = seq + 1;
+        tx.execute(
+            "INSERT INTO inputs (rollout, seq, at_ms, input) VALUES (?1, ?2, ?3, ?4)",
+            params![name, seq, now as i64, recorded],
+        )?;
+        let checkpoints = effects.iter().filter_map(|e| match e {
+            Effect::Checkpoint { from, to, reason } => Some((from, to, reason)),
+            _ => None,
+        });
+        for (idx, (from, to, reason)) in checkpoints.enumerate() {
+            tx.execute(
+                "INSERT INTO timeline (rollout, seq, idx, at_ms, from_phase, to_phase, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    name,
+                    seq,
+                    idx as i64,
+                    now as i64,
+                    format!("{from:?}"),
+                    format!("{to:?}"),
+                    reason
+                ],
+            )?;
+        }
+        tx.execute(
+            "UPDATE rollouts SET state = ?2, seq = ?3, updated_ms = ?4 WHERE name = ?1",
+            params![name, serde_json::to_string(&state)?, seq, now as i64],
+        )?;
+        tx.commit()?;
+        Ok(Ok(effects))
+    }
+
+    pub fn rollout(&self, name: &str) -> Result<Option<StoredRollout>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT spec, state, seq, created_ms, updated_ms FROM rollouts WHERE name = ?1",
+                [name],
+                read_rollout,
+            )
+            .optional()?
+            .transpose()
+    }
+
+    /// Every rollout, by name.
+    pub fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT spec, state, seq, created_ms, updated_ms FROM rollouts ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], read_rollout)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// The checkpoints of a rollout, in order.
+    pub fn timeline(&self, name: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, from_phase, to_phase, reason FROM timeline
+             WHERE rollout = ?1 ORDER BY seq, idx",
+        )?;
+        let rows = stmt.query_map([name], |r| {
+            Ok(Checkpoint {
+                seq: r.get::<_, i64>(0)? as u64,
+                at_ms: r.get::<_, i64>(1)? as u64,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                reason: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The accepted inputs of a rollout, in order, with their times: what replay needs.
+    pub fn inputs(&self, name: &str) -> Result<Vec<(Millis, Input)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at_ms, input FROM inputs WHERE rollout = ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([name], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (at, input) = row?;
+            Ok((at as u64, serde_json::from_str(&input)?))
+        })
+        .collect()
+    }
+
+    pub fn put_template(&mut self, t: &AnalysisTemplate, now: Millis) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO templates (name, spec, updated_ms) VALUES (?1, ?2, ?3)",
+            params![t.metadata.name, serde_json::to_string(t)?, now as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn template(&self, name: &str) -> Result<Option<AnalysisTemplate>, StoreError> {
+        let spec: Option<String> = self
+            .conn
+            .query_row("SELECT spec FROM templates WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(spec.map(|s| serde_json::from_str(&s)).transpose()?)
+    }
+
+    /// SQLite's own consistency check: `true` when the file is sound.
+    pub fn integrity_ok(&self) -> Result<bool, StoreError> {
+        let result: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok(result == "ok")
+    }
+}
+
+fn read_rollout(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout, StoreError>> {
+    let (spec, state): (String, String) = (r.get(0)?, r.get(1)?);
+    let (seq, created, updated): (i64, i64, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok((|| {
+        Ok(StoredRollout {
+            spec: serde_json::from_str(&spec)?,
+            state: serde_json::from_str(&state)?,
+            seq: seq as u64,
+            created_ms: created as u64,
+            updated_ms: updated as u64,
+        })
+    })())
+}
+
+#[cfg(test)]
+mod tests;
