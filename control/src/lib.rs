@@ -6,6 +6,8 @@
 //! - [`analysis`]: Argo-compatible `AnalysisTemplate`s (Argo's own files accepted as is), args
 //!   templating, condition evaluation (expr-lang) and Argo's limit rules for metric and run
 //!   phases;
+//! - [`routes`]: the proxy route a rollout's state implies;
+//! - [`fleet`]: the proxies as their heartbeats describe them (applied, drained, measured);
 //! - [`store`]: durable state in SQLite, one fsynced transaction per state-machine input;
 //! - [`rollout`]: the rollout state machine: lifecycle, steps, actions, abort. It does no I/O
 //!   and reads no clock; a driver feeds it inputs stamped with the time and carries out the
@@ -16,6 +18,8 @@
 //! recorded inputs through the state machine is what makes a rollout's history checkable.
 
 pub mod analysis;
+pub mod fleet;
 pub mod rollout;
+pub mod routes;
 pub mod spec;
 pub mod store;

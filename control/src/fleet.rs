@@ -1,0 +1,212 @@
+//! The control plane's view of its proxies, built from their heartbeats
+//! (`POST /api/v1/proxy/status`, [`vireo_proxy::watch::StatusReport`]).
+//!
+//! It answers the questions the driver asks to turn effects into inputs:
+//! - is route table version V **applied**? — every connected proxy reports `applied_version ≥ V`
+//!   (spec: "a weight change is applied when every connected proxy has reported");
+//! - is the canary **drained**? — no connected proxy reports a request in flight to it;
+//! - what do the proxies **measure** for a backend? — their SLO windows summed, for the native
+//!   analysis provider (no Prometheus needed).
+//!
+//! A proxy counts as connected while its last heartbeat is younger than [`CONNECTED_FOR`]
+//! (heartbeats come every second). Pure: time is passed in.
+
+use std::collections::BTreeMap;
+
+use vireo_proxy::watch::StatusReport;
+
+use crate::analysis::{ProxyMetric, Value};
+use crate::rollout::Millis;
+
+/// A proxy silent for longer is no longer waited for (five missed heartbeats).
+pub const CONNECTED_FOR: Millis = 5_000;
+
+#[derive(Debug, Default, Clone)]
+pub struct Fleet {
+    proxies: BTreeMap<String, (Millis, StatusReport)>,
+}
+
+/// SLO figures of one backend summed over the connected proxies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub proxies: usize,
+    pub requests: u64,
+    pub failures: u64,
+    pub window_s: u64,
+    /// The highest of the proxies' quantiles: a conservative bound, since per-proxy quantiles
+    /// cannot be merged exactly.
+    pub latency_p50_s: Option<f64>,
+    pub latency_p95_s: Option<f64>,
+    pub latency_p99_s: Option<f64>,
+}
+
+impl Fleet {
+    pub fn record(&mut self, report: StatusReport, now: Millis) {
+        self.proxies.insert(report.proxy.clone(), (now, report));
+    }
+
+    /// Proxies heard from within [`CONNECTED_FOR`].
+    pub fn connected(&self, now: Millis) -> impl Iterator<Item = &StatusReport> {
+        self.proxies
+            .values()
+            .filter(move |(seen, _)| now.saturating_sub(*seen) <= CONNECTED_FOR)
+            .map(|(_, r)| r)
+    }
+
+    /// Every connected proxy runs table `version` or newer. True with no proxy connected: there
+    /// is nobody to wait for (and analysis will then find no traffic).
+    pub fn applied(&self, version: u64, now: Millis) -> bool {
+        self.connected(now).all(|r| r.applied_version >= version)
+    }
+
+    /// Requests in flight to `backend` of `route`, over the connected proxies.
+    pub fn in_flight(&self, route: &str, backend: &str, now: Millis) -> i64 {
+        self.connected(now)
+            .filter_map(|r| r.in_flight.get(route)?.get(backend))
+            .sum()
+    }
+
+    /// The connected proxies' SLO figures for one backend, summed.
+    pub fn aggregate(&self, route: &str, backend: &str, now: Millis) -> Aggregate {
+        let mut a = Aggregate {
+            proxies: 0,
+            requests: 0,
+            failures: 0,
+            window_s: 0,
+            latency_p50_s: None,
+            latency_p95_s: None,
+            latency_p99_s: None,
+        };
+        for r in self.connected(now) {
+            let Some(b) = r.slo.routes.get(route).and_then(|b| b.get(backend)) else {
+                continue;
+            };
+            a.proxies += 1;
+            a.requests += b.requests;
+            a.failures += b.failures;
+            a.window_s = a.window_s.max(r.slo.window_s);
+            a.latency_p50_s = max(a.latency_p50_s, b.latency_p50_s);
+            a.latency_p95_s = max(a.latency_p95_s, b.latency_p95_s);
+            a.latency_p99_s = max(a.latency_p99_s, b.latency_p99_s);
+        }
+        a
+    }
+}
+
+fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+impl Aggregate {
+    /// The value the native `proxy` provider measures. No traffic in the window is an error
+    /// (an Error measurement), never a made-up 100 % success.
+    pub fn value(&self, metric: ProxyMetric) -> Result<Value, String> {
+        if self.requests == 0 {
+            return Err(format!(
+                "no requests in the window on {} connected proxies",
+                self.proxies
+            ));
+        }
+        let ratio = (self.requests - self.failures) as f64 / self.requests as f64;
+        let latency = |q: Option<f64>| q.map(Value::Scalar).ok_or("no latency figures".to_string());
+        match metric {
+            ProxyMetric::SuccessRate => Ok(Value::Scalar(ratio)),
+            ProxyMetric::ErrorRate => Ok(Value::Scalar(1.0 - ratio)),
+            ProxyMetric::LatencyP50 => latency(self.latency_p50_s),
+            ProxyMetric::LatencyP95 => latency(self.latency_p95_s),
+            ProxyMetric::LatencyP99 => latency(self.latency_p99_s),
+            ProxyMetric::RequestRate => Ok(Value::Scalar(
+                self.requests as f64 / self.window_s.max(1) as f64,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vireo_proxy::admin::{BackendSlo, SloReport};
+
+    fn report(
+        proxy: &str,
+        version: u64,
+        canary_in_flight: i64,
+        requests: u64,
+        failures: u64,
+        p95: f64,
+    ) -> StatusReport {
+        let slo = BackendSlo {
+            requests,
+            failures,
+            success_ratio: None,
+            latency_p50_s: Some(p95 / 2.0),
+            latency_p95_s: Some(p95),
+            latency_p99_s: Some(p95 * 2.0),
+            in_flight: canary_in_flight,
+        };
+        StatusReport {
+            proxy: proxy.into(),
+            applied_version: version,
+            in_flight: [(
+                "checkout".to_string(),
+                [("canary".to_string(), canary_in_flight)].into(),
+            )]
+            .into(),
+            slo: SloReport {
+                window_s: 60,
+                routes: [("checkout".to_string(), [("canary".to_string(), slo)].into())].into(),
+            },
+        }
+    }
+
+    #[test]
+    fn applied_means_every_connected_proxy() {
+        let mut f = Fleet::default();
+        f.record(report("a", 3, 0, 0, 0, 0.1), 1_000);
+        f.record(report("b", 2, 0, 0, 0, 0.1), 1_000);
+        assert!(f.applied(2, 1_000));
+        assert!(!f.applied(3, 1_000), "b is behind");
+        f.record(report("b", 3, 0, 0, 0, 0.1), 1_500);
+        assert!(f.applied(3, 1_500));
+        // a proxy that went silent is no longer waited for
+        f.record(report("c", 1, 0, 0, 0, 0.1), 1_500);
+        assert!(!f.applied(3, 2_000));
+        f.record(report("a", 3, 0, 0, 0, 0.1), 7_000);
+        f.record(report("b", 3, 0, 0, 0, 0.1), 7_000);
+        assert!(
+            f.applied(3, 7_000),
+            "c last seen at 1.5 s: disconnected at 7 s"
+        );
+        assert!(Fleet::default().applied(9, 0));
+    }
+
+    #[test]
+    fn drain_and_measurements_sum_over_proxies() {
+        let mut f = Fleet::default();
+        f.record(report("a", 1, 2, 100, 1, 0.10), 0);
+        f.record(report("b", 1, 1, 300, 3, 0.30), 0);
+        assert_eq!(f.in_flight("checkout", "canary", 0), 3);
+        assert_eq!(f.in_flight("checkout", "stable", 0), 0);
+        let a = f.aggregate("checkout", "canary", 0);
+        assert_eq!((a.proxies, a.requests, a.failures), (2, 400, 4));
+        assert_eq!(a.value(ProxyMetric::SuccessRate), Ok(Value::Scalar(0.99)));
+        assert_eq!(
+            a.value(ProxyMetric::LatencyP95),
+            Ok(Value::Scalar(0.30)),
+            "the worst proxy"
+        );
+        assert_eq!(
+            a.value(ProxyMetric::RequestRate),
+            Ok(Value::Scalar(400.0 / 60.0))
+        );
+        let none = f.aggregate("checkout", "stable", 0);
+        assert!(none
+            .value(ProxyMetric::SuccessRate)
+            .unwrap_err()
+            .contains("no requests"));
+    }
+}

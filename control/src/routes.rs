@@ -1,0 +1,126 @@
+//! The proxy route a rollout implies: what the control plane publishes to every proxy.
+//!
+//! Canary first, so that it owns the low buckets and raising its weight only ever moves users
+//! into it (the split's monotonic cohorts). Weights are percentages (canary `w`, stable
+//! `100 - w`). Once promoted, the route has the single backend `stable` running the canary's
+//! version: the canary is the new stable.
+
+use vireo_proxy::config::{Backend, Route, RouteMatch, SplitConfig, UpstreamProtocol};
+
+use crate::spec::{Rollout, Workload};
+
+/// Backend names on the proxy (they appear in metrics and `/slo`).
+pub const CANARY: &str = "canary";
+pub const STABLE: &str = "stable";
+
+/// The route for `rollout` with the canary at `canary_weight` percent.
+pub fn route(rollout: &Rollout, canary_weight: u8) -> Route {
+    let s = &rollout.spec;
+    let w = i64::from(canary_weight.min(100));
+    let split = SplitConfig {
+        key: s.split.key.clone(),
+        on_missing_key: Default::default(),
+        buckets: s.split.buckets,
+        salt: Some(rollout.salt()),
+        allow_override: false,
+        backends: vec![
+            backend(CANARY, &s.canary, w),
+            backend(STABLE, &s.stable, 100 - w),
+        ],
+    };
+    Route {
+        name: s.route.clone(),
+        matches: RouteMatch::default(),
+        split,
+    }
+}
+
+/// The route once the canary has been promoted: all traffic to its version, as `stable`.
+pub fn promoted_route(rollout: &Rollout) -> Route {
+    let mut r = route(rollout, 100);
+    r.split.backends = vec![backend(STABLE, &rollout.spec.canary, 100)];
+    r
+}
+
+fn backend(name: &str, w: &Workload, weight: i64) -> Backend {
+    Backend {
+        name: name.to_string(),
+        version: w.version.clone(),
+        addrs: w.addrs.clone(),
+        weight,
+        protocol: UpstreamProtocol::Http1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vireo_proxy::config::Config;
+    use vireo_proxy::metrics::Metrics;
+    use vireo_proxy::route::{RouteTable, Selection};
+
+    const ROLLOUT: &str = r#"
+apiVersion: vireo.dev/v1alpha1
+kind: Rollout
+metadata: { name: checkout }
+spec:
+  route: checkout
+  stable: { version: v1, addrs: ["127.0.0.1:9001"] }
+  canary: { version: v2, addrs: ["127.0.0.1:9002"] }
+  split: { key: { header: x-user-id }, buckets: 100 }
+  strategy: { canary: { steps: [ { setWeight: 5 } ] } }
+"#;
+
+    /// Compiles routes as a proxy would, and asks it where a user goes.
+    fn proxy_pick(route: Route, user: &str) -> (String, String) {
+        let mut config = Config::parse("listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\n").unwrap();
+        config.routes = vec![route];
+        let table = RouteTable::compile(config, 1, &Metrics::new(&[1.0])).unwrap();
+        let mut h = http::HeaderMap::new();
+        h.insert("x-user-id", user.parse().unwrap());
+        match table.select(&"/".parse().unwrap(), &h, || 0) {
+            Selection::Backend { backend, .. } => (backend.name().into(), backend.version().into()),
+            Selection::Unmatched(_) => panic!("unmatched"),
+        }
+    }
+
+    #[test]
+    fn the_published_route_is_valid_for_the_proxy_and_splits_by_the_rollout_salt() {
+        let r = Rollout::parse(ROLLOUT).unwrap();
+        let route5 = route(&r, 5);
+        assert_eq!(route5.split.salt.as_deref(), Some("checkout-v2"));
+        assert_eq!(route5.split.backends[0].name, CANARY);
+        assert_eq!(
+            (
+                route5.split.backends[0].weight,
+                route5.split.backends[1].weight
+            ),
+            (5, 95)
+        );
+        for i in 0..200 {
+            let user = format!("u-{i}");
+            let in_canary = vireo_proxy::split::bucket(b"checkout-v2", user.as_bytes(), 100) < 5;
+            let (name, version) = proxy_pick(route5.clone(), &user);
+            assert_eq!(name == CANARY, in_canary, "{user}");
+            assert_eq!(version, if in_canary { "v2" } else { "v1" });
+        }
+    }
+
+    #[test]
+    fn weight_zero_keeps_the_canary_listed_and_promotion_leaves_only_the_new_version() {
+        let r = Rollout::parse(ROLLOUT).unwrap();
+        let zero = route(&r, 0);
+        assert_eq!(
+            zero.split.backends.len(),
+            2,
+            "listed, so its in-flight requests stay visible"
+        );
+        assert_eq!(proxy_pick(zero, "anyone").0, STABLE);
+        let promoted = promoted_route(&r);
+        assert_eq!(promoted.split.backends.len(), 1);
+        assert_eq!(
+            proxy_pick(promoted, "anyone"),
+            (STABLE.to_string(), "v2".to_string())
+        );
+    }
+}
