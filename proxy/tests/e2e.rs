@@ -728,3 +728,27 @@ async fn routes_come_from_the_control_plane_and_outlive_it() {
         "stable"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_breaks_off_mid_body_counts_as_an_error() {
+    let broken = truncating_upstream("broken");
+    let routes = format!(
+        "  - name: r\n    split:\n      backends: [ {{ name: b, version: v9, addrs: [\"{}\"], weight: 1 }} ]\n",
+        broken.addr
+    );
+    let proxy = Proxy::start("", &routes);
+    let resp = raw(
+        proxy.listen,
+        b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .unwrap();
+    // The client saw a 200 head and a short body...
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let body = resp.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(body.len() < 100, "the body was cut short: {body:?}");
+    // ...and the proxy counts what it was: a failed response of the backend.
+    let base = r#"vireo_requests_total{route="r",backend="b",version="v9",code="#;
+    tokio::task::block_in_place(|| proxy.expect_metric(&format!("{base}\"error\"}}"), 1.0));
+    assert_eq!(metric(&proxy.metrics(), &format!("{base}\"200\"}}")), 0.0);
+    assert_eq!(proxy.slo("60s")["routes"]["r"]["b"]["failures"], 1);
+}

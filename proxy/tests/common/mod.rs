@@ -602,3 +602,17 @@ async fn control_answer(
         _ => json(StatusCode::NOT_FOUND, Vec::new()),
     }
 }
+
+/// An upstream that promises a 100-byte body, sends 10 bytes of it and hangs up: a backend
+/// crashing mid-response.
+pub fn truncating_upstream(name: &str) -> Upstream {
+    spawn_upstream(name, |mut stream, _, r| async move {
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await; // the request head
+        r.fetch_add(1, Ordering::SeqCst);
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+            .await;
+        let _ = stream.shutdown().await;
+    })
+}
