@@ -74,6 +74,21 @@ impl TableHandle {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+
+    /// Frees the series of versions the active table no longer has, once idle for the longest
+    /// SLO window (so nothing pruned could still show in any `/slo` window). Returns how many
+    /// series went.
+    pub fn prune_metrics(&self) -> usize {
+        let active = self.load();
+        let now = self.metrics.now_ms(std::time::Instant::now());
+        self.metrics
+            .prune(now, slo::MAX_WINDOW, |route, backend, version| {
+                route == metrics::UNMATCHED
+                    || active
+                        .backends()
+                        .any(|(r, b)| r == route && b.name() == backend && b.version() == version)
+            })
+    }
 }
 
 /// Process-wide readiness, read by `/ready`.

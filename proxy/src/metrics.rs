@@ -235,6 +235,7 @@ impl Metrics {
             duration: self.duration.get_or_create(&vl).clone(),
             in_flight,
             codes: (0..CODES).map(|_| OnceLock::new()).collect(),
+            last_ms: AtomicU64::new(self.now_ms(Instant::now())),
             error: OnceLock::new(),
             family: self.requests.clone(),
             labels: vl,
@@ -261,6 +262,59 @@ impl Metrics {
                 (route.clone(), backend.clone(), gauge.get(), slo.clone())
             })
             .collect()
+    }
+
+    /// Forgets series of `(route, backend, version)`s that the active table no longer has, once
+    /// nothing is in flight to them and they recorded nothing for `idle`: their counters leave
+    /// `/metrics` and their SLO window is freed. Without this, every rollout's new version
+    /// label would stay for the life of the process. `active(route, backend, version)` tells
+    /// what the current table has.
+    pub fn prune(
+        &self,
+        now_ms: u64,
+        idle: Duration,
+        active: impl Fn(&str, &str, &str) -> bool,
+    ) -> usize {
+        let idle_ms = idle.as_millis() as u64;
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let doomed: Vec<_> = stats
+            .iter()
+            .filter(|((route, backend, version), s)| {
+                !active(route, backend, version)
+                    && s.in_flight() == 0
+                    && now_ms.saturating_sub(s.last_ms.load(Relaxed)) >= idle_ms
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &doomed {
+            if let Some(s) = stats.remove(key) {
+                for (i, cell) in s.codes.iter().enumerate() {
+                    if cell.get().is_some() {
+                        self.requests
+                            .remove(&s.request_labels((i + 100).to_string()));
+                    }
+                }
+                if s.error.get().is_some() {
+                    self.requests.remove(&s.request_labels("error".into()));
+                }
+                self.duration.remove(&s.labels);
+            }
+        }
+        // In-flight gauges and SLO windows go with the last version of their (route, backend).
+        shared.retain(|(route, backend), (gauge, _)| {
+            let used = stats.keys().any(|(r, b, _)| r == route && b == backend);
+            if !used && gauge.get() == 0 {
+                self.in_flight.remove(&BackendLabels {
+                    route: route.clone(),
+                    backend: backend.clone(),
+                });
+                false
+            } else {
+                true
+            }
+        });
+        doomed.len()
     }
 
     /// Requests in flight to any backend ever configured (including ones a reload removed).
@@ -339,6 +393,8 @@ const CODES: usize = 500;
 pub struct BackendStats {
     labels: VersionLabels,
     family: Family<RequestLabels, Counter>,
+    /// When this series last recorded a request (`now_ms`), for pruning.
+    last_ms: AtomicU64,
     codes: Box<[OnceLock<Counter>]>,
     error: OnceLock<Counter>,
     duration: AtomicHistogram,
@@ -402,6 +458,16 @@ impl BackendStats {
         self.counter(outcome).inc();
         self.duration.observe(elapsed);
         self.slo.record(now_ms, outcome.is_failure(), elapsed);
+        self.last_ms.store(now_ms, Relaxed);
+    }
+
+    fn request_labels(&self, code: String) -> RequestLabels {
+        RequestLabels {
+            route: self.labels.route.clone(),
+            backend: self.labels.backend.clone(),
+            version: self.labels.version.clone(),
+            code,
+        }
     }
 
     fn counter(&self, outcome: Outcome) -> &Counter {
@@ -416,12 +482,7 @@ impl BackendStats {
         cell.get_or_init(|| {
             let code = code.map_or_else(|| "error".to_string(), |c| c.to_string());
             self.family
-                .get_or_create(&RequestLabels {
-                    route: self.labels.route.clone(),
-                    backend: self.labels.backend.clone(),
-                    version: self.labels.version.clone(),
-                    code,
-                })
+                .get_or_create(&self.request_labels(code))
                 .clone()
         })
     }
@@ -485,6 +546,34 @@ mod tests {
         a.begin();
         assert_eq!(c.in_flight(), 1);
         assert!(std::ptr::eq(a.slo(), c.slo()));
+    }
+
+    #[test]
+    fn pruning_forgets_idle_versions_the_table_no_longer_has() {
+        let m = Metrics::new(&[1.0]);
+        let old = m.backend("r", "canary", "v2");
+        old.record(Outcome::Status(200), Duration::from_millis(1), 1_000);
+        old.record(Outcome::Error, Duration::from_millis(1), 1_000);
+        let new = m.backend("r", "canary", "v3");
+        new.record(Outcome::Status(200), Duration::from_millis(1), 1_000);
+        let only_v3 = |_: &str, _: &str, v: &str| v == "v3";
+        let idle = Duration::from_secs(600);
+        // Too recent, then in flight: kept.
+        assert_eq!(m.prune(60_000, idle, only_v3), 0);
+        old.begin();
+        assert_eq!(m.prune(700_000, idle, only_v3), 0);
+        old.end();
+        assert_eq!(m.prune(700_000, idle, only_v3), 1);
+        let text = m.encode();
+        assert!(!text.contains(r#"version="v2""#), "{text}");
+        assert!(text.contains(
+            r#"vireo_requests_total{route="r",backend="canary",version="v3",code="200"} 1"#
+        ));
+        // The shared gauge and window stay while v3 uses them, and go with it.
+        assert!(text.contains(r#"vireo_in_flight_requests{route="r",backend="canary"}"#));
+        assert_eq!(m.prune(2_000_000, idle, |_, _, _| false), 1);
+        assert!(!m.encode().contains(r#"backend="canary""#));
+        assert!(m.backends_seen().is_empty());
     }
 
     #[test]

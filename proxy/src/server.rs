@@ -119,6 +119,7 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
         let lifecycle = lifecycle.clone();
         let metrics = metrics.clone();
         let connections = connections.clone();
+        let table_for_pruning = table.clone();
         let grace = config.shutdown_grace;
         std::thread::Builder::new()
             .name("vireo-admin".into())
@@ -128,6 +129,7 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
                         .expect("a std listener converts inside a runtime");
                     tokio::spawn(admin::serve(listener, state));
                     tokio::spawn(source);
+                    tokio::spawn(prune_metrics_every_minute(table_for_pruning));
                     tokio::spawn(mark_ready_when_listening(listen, lifecycle.clone()));
                     let busy =
                         move || metrics.total_in_flight() + connections.load(Ordering::Relaxed);
@@ -165,6 +167,20 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
         shutdown_signal: Box::new(Trigger(shutdown_rx)),
     });
     Ok(())
+}
+
+async fn prune_metrics_every_minute(table: Arc<TableHandle>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let pruned = table.prune_metrics();
+        if pruned > 0 {
+            tracing::info!(
+                pruned,
+                "forgot metric series of versions no longer configured"
+            );
+        }
+    }
 }
 
 /// Hands our shutdown decision to pingora.
