@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::{argo_duration, ser_duration, Arg, FieldError, Metadata, SpecError};
 
+/// How soon an errored measurement is retried when the metric has no `interval` (Argo: 10 s).
+pub const ERROR_RETRY: Duration = Duration::from_secs(10);
+
 /// Argo's default `consecutiveErrorLimit`.
 pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: u32 = 4;
 
@@ -331,20 +334,34 @@ impl Metric {
         }
     }
 
-    /// When to take measurement number `taken` (0-based), for a run started at `started_ms`;
-    /// `None` once every measurement is taken.
-    pub fn next_measurement_at(&self, started_ms: u64, taken: u32) -> Option<u64> {
-        if self.effective_count().is_some_and(|c| taken >= c) {
+    /// When to take the next measurement, given those taken so far (and when the last one
+    /// was), for a run started at `started_ms`; `None` once the metric is decided. As in Argo,
+    /// an Error measurement does not count toward `count`: it is retried after `interval`
+    /// (or [`ERROR_RETRY`] without one) until `consecutiveErrorLimit` is exceeded.
+    pub fn next_measurement_at(
+        &self,
+        started_ms: u64,
+        last_ms: Option<u64>,
+        taken: &[MeasurementPhase],
+    ) -> Option<u64> {
+        if self.phase(taken).is_done() {
             return None;
         }
-        let delay = self.initial_delay.unwrap_or_default().as_millis() as u64;
-        let interval = self.interval.unwrap_or_default().as_millis() as u64;
-        Some(started_ms + delay + interval * u64::from(taken))
+        let Some(last) = last_ms else {
+            return Some(started_ms + self.initial_delay.unwrap_or_default().as_millis() as u64);
+        };
+        let wait = match (self.interval, taken.last()) {
+            (Some(i), _) => i,
+            (None, Some(MeasurementPhase::Error)) => ERROR_RETRY,
+            // Without an interval the count is 1, so a non-error measurement decided it.
+            (None, _) => return None,
+        };
+        Some(last + wait.as_millis() as u64)
     }
 
     /// Judges one measurement by the metric's conditions (Argo semantics):
-    /// - both conditions: success if `successCondition`, failed if `failureCondition`,
-    ///   otherwise inconclusive;
+    /// - both conditions: failed if `failureCondition` (checked first, as Argo does), success if
+    ///   `successCondition`, otherwise inconclusive;
     /// - only one: it decides, and its negation gives the other outcome;
     /// - none: successful (the value is only recorded).
     ///
@@ -357,18 +374,19 @@ impl Metric {
         let eval = |cond: &Option<String>| cond.as_deref().map(|c| condition(c, value));
         match (eval(&self.success_condition), eval(&self.failure_condition)) {
             (Some(Err(e)), _) | (_, Some(Err(e))) => (MeasurementPhase::Error, Some(e)),
-            (Some(Ok(true)), _) => (MeasurementPhase::Successful, None),
             (_, Some(Ok(true))) => (MeasurementPhase::Failed, None),
+            (Some(Ok(true)), _) => (MeasurementPhase::Successful, None),
             (Some(Ok(false)), Some(Ok(false))) => (MeasurementPhase::Inconclusive, None),
             (Some(Ok(false)), None) => (MeasurementPhase::Failed, None),
             (None, Some(Ok(false))) | (None, None) => (MeasurementPhase::Successful, None),
         }
     }
 
-    /// The metric's phase after these measurements (Argo's limits): Failed when failures
-    /// exceed `failureLimit`, Error when trailing consecutive errors exceed
-    /// `consecutiveErrorLimit`, Inconclusive when inconclusive ones exceed `inconclusiveLimit`,
-    /// Successful once `count` measurements are in, else Running (Pending before the first).
+    /// The metric's phase after these measurements (Argo's limits, in Argo's order): Failed
+    /// when failures exceed `failureLimit`, Inconclusive when inconclusive ones exceed
+    /// `inconclusiveLimit`, Error when trailing consecutive errors exceed
+    /// `consecutiveErrorLimit`, Successful once `count` measurements that are not errors are
+    /// in, else Running (Pending before the first).
     pub fn phase(&self, measurements: &[MeasurementPhase]) -> RunPhase {
         use MeasurementPhase as M;
         let count = |p: M| measurements.iter().filter(|&&m| m == p).count() as u32;
@@ -377,16 +395,14 @@ impl Metric {
             .rev()
             .take_while(|&&m| m == M::Error)
             .count() as u32;
+        let counted = measurements.len() as u32 - count(M::Error);
         if count(M::Failed) > self.failure_limit() {
             RunPhase::Failed
-        } else if consecutive_errors > self.consecutive_error_limit() {
-            RunPhase::Error
         } else if count(M::Inconclusive) > self.inconclusive_limit() {
             RunPhase::Inconclusive
-        } else if self
-            .effective_count()
-            .is_some_and(|c| measurements.len() as u32 >= c)
-        {
+        } else if consecutive_errors > self.consecutive_error_limit() {
+            RunPhase::Error
+        } else if self.effective_count().is_some_and(|c| counted >= c) {
             RunPhase::Successful
         } else if measurements.is_empty() {
             RunPhase::Pending
@@ -396,22 +412,27 @@ impl Metric {
     }
 }
 
-/// A run's phase from its metrics' phases: the worst one decides (Failed, then Error, then
-/// Inconclusive); it is Successful only when every metric is.
+/// A run's phase from its metrics' phases, as Argo decides it: a Failed metric ends the run at
+/// once; otherwise the run is Running until every metric is done, and then the worst phase
+/// decides (Error, then Inconclusive), Successful only when every metric is.
 pub fn run_phase(metrics: impl IntoIterator<Item = RunPhase>) -> RunPhase {
     let phases: Vec<RunPhase> = metrics.into_iter().collect();
-    for worst in [RunPhase::Failed, RunPhase::Error, RunPhase::Inconclusive] {
+    if phases.contains(&RunPhase::Failed) {
+        return RunPhase::Failed;
+    }
+    if phases.iter().any(|p| !p.is_done()) {
+        return if phases.iter().all(|&p| p == RunPhase::Pending) {
+            RunPhase::Pending
+        } else {
+            RunPhase::Running
+        };
+    }
+    for worst in [RunPhase::Error, RunPhase::Inconclusive] {
         if phases.contains(&worst) {
             return worst;
         }
     }
-    if phases.is_empty() || phases.iter().all(|&p| p == RunPhase::Successful) {
-        RunPhase::Successful
-    } else if phases.iter().all(|&p| p == RunPhase::Pending) {
-        RunPhase::Pending
-    } else {
-        RunPhase::Running
-    }
+    RunPhase::Successful
 }
 
 /// Evaluates one condition over `result`; anything but a boolean is an error.

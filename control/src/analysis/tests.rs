@@ -174,6 +174,13 @@ fn measurements_are_judged_by_argo_rules() {
     // only failureCondition
     assert_eq!(metric(None, Some("result > 0.4")).assess(Ok(&v)).0, F);
     assert_eq!(metric(None, Some("result > 0.6")).assess(Ok(&v)).0, S);
+    // both true: failure wins (Argo checks it first)
+    assert_eq!(
+        metric(Some("result < 0.9"), Some("result < 0.6"))
+            .assess(Ok(&v))
+            .0,
+        F
+    );
     // both: neither true is inconclusive
     assert_eq!(
         metric(Some("result > 0.9"), Some("result < 0.1"))
@@ -214,8 +221,23 @@ fn metric_phases_apply_the_limits() {
     assert_eq!(m.phase(&[F, S]), RunPhase::Running);
     assert_eq!(m.phase(&[F, S, S]), RunPhase::Successful);
     assert_eq!(m.phase(&[F, F]), RunPhase::Failed);
-    // consecutiveErrorLimit defaults to 4: the fifth error in a row ends the metric
+    // errors do not count toward `count`: a metric that only errors never passes
+    m.failure_limit = Some(0);
+    assert_eq!(m.phase(&[E, E, E]), RunPhase::Running);
+    assert_eq!(m.phase(&[E, S, S]), RunPhase::Running);
+    assert_eq!(m.phase(&[E, S, S, S]), RunPhase::Successful);
+    let mut once = m.clone();
+    (once.count, once.interval) = (None, None);
+    assert_eq!(
+        once.phase(&[E]),
+        RunPhase::Running,
+        "count 1: an error is retried"
+    );
+    m.failure_limit = Some(1);
+    // Argo checks inconclusive before error
     m.count = Some(10);
+    assert_eq!(m.phase(&[I, E, E, E, E, E]), RunPhase::Inconclusive);
+    // consecutiveErrorLimit defaults to 4: the fifth error in a row ends the metric
     assert_eq!(m.phase(&[E, E, E, E]), RunPhase::Running);
     assert_eq!(m.phase(&[E, E, E, E, E]), RunPhase::Error);
     assert_eq!(
@@ -236,27 +258,56 @@ fn runs_take_their_worst_metric() {
     assert_eq!(run_phase([Successful, Successful]), Successful);
     assert_eq!(run_phase([Successful, Running]), Running);
     assert_eq!(run_phase([Pending, Pending]), Pending);
-    assert_eq!(run_phase([Inconclusive, Running]), Inconclusive);
+    assert_eq!(
+        run_phase([Inconclusive, Running]),
+        Running,
+        "wait for every metric"
+    );
+    assert_eq!(
+        run_phase([Failed, Running]),
+        Failed,
+        "a failure ends the run at once"
+    );
+    assert_eq!(run_phase([Inconclusive, Successful]), Inconclusive);
     assert_eq!(run_phase([Inconclusive, Error]), Error);
     assert_eq!(run_phase([Error, Failed, Successful]), Failed);
 }
 
 #[test]
 fn measurements_are_scheduled_by_interval_count_and_initial_delay() {
-    let mut m = metric(None, None); // interval 30s, count 3
-    assert_eq!(m.next_measurement_at(1_000, 0), Some(1_000));
-    assert_eq!(m.next_measurement_at(1_000, 2), Some(61_000));
-    assert_eq!(m.next_measurement_at(1_000, 3), None);
-    m.initial_delay = Some(Duration::from_secs(10));
-    assert_eq!(m.next_measurement_at(1_000, 1), Some(41_000));
-    m.count = None;
+    let mut m = metric(Some("result > 0"), None); // interval 30s, count 3
+    assert_eq!(m.next_measurement_at(1_000, None, &[]), Some(1_000));
     assert_eq!(
-        m.next_measurement_at(0, 1_000),
-        Some(10_000 + 30_000_000),
-        "background: no end"
+        m.next_measurement_at(1_000, Some(31_000), &[S]),
+        Some(61_000)
     );
-    m.interval = None;
-    assert_eq!(m.effective_count(), Some(1));
+    assert_eq!(
+        m.next_measurement_at(1_000, Some(61_000), &[S, S, S]),
+        None,
+        "decided"
+    );
+    assert_eq!(
+        m.next_measurement_at(1_000, Some(61_000), &[S, E, S]),
+        Some(91_000),
+        "error retried"
+    );
+    assert_eq!(
+        m.next_measurement_at(1_000, Some(1_000), &[F]),
+        None,
+        "failed: decided"
+    );
+    m.initial_delay = Some(Duration::from_secs(10));
+    assert_eq!(m.next_measurement_at(1_000, None, &[]), Some(11_000));
+    // no interval: count 1, errors retried after 10 s
+    (m.count, m.interval) = (None, None);
+    assert_eq!(m.next_measurement_at(0, Some(5_000), &[E]), Some(15_000));
+    assert_eq!(m.next_measurement_at(0, Some(5_000), &[E, S]), None);
+    // background: an interval and no count measures until stopped
+    m.interval = Some(Duration::from_secs(30));
+    assert_eq!(
+        m.next_measurement_at(0, Some(9_000_000), &[S; 300]),
+        Some(9_030_000)
+    );
 }
 
 #[test]
