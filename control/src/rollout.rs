@@ -111,9 +111,9 @@ pub enum Input {
     WeightApplied {
         weight: u8,
     },
-    /// The analysis run of step `step` ended.
+    /// Analysis run `run` ended.
     AnalysisCompleted {
-        step: usize,
+        run: u64,
         verdict: Verdict,
         message: String,
     },
@@ -138,11 +138,14 @@ pub enum Effect {
     EvaluateGate,
     /// Publish a route table with this canary weight (stable gets the rest).
     SetCanaryWeight(u8),
+    /// Start analysis run `run` for the analysis step `step`. Run ids tell a late verdict of
+    /// a cancelled run (say, before a retry reached the same step again) from the current one.
     StartAnalysis {
         step: usize,
+        run: u64,
     },
     CancelAnalysis {
-        step: usize,
+        run: u64,
     },
     /// Watch the canary's in-flight count on every proxy; report `CanaryDrained`.
     WatchDrain,
@@ -194,10 +197,10 @@ pub struct AbortProgress {
 
 impl AbortProgress {
     pub fn abort_to_zero_ms(&self) -> Option<Millis> {
-        self.zero_at.map(|t| t - self.decided_at)
+        self.zero_at.map(|t| t.saturating_sub(self.decided_at))
     }
     pub fn drain_ms(&self) -> Option<Millis> {
-        self.drained_at.map(|t| t - self.decided_at)
+        self.drained_at.map(|t| t.saturating_sub(self.decided_at))
     }
     pub fn is_done(&self) -> bool {
         self.drained_at.is_some()
@@ -224,6 +227,9 @@ pub struct RolloutState {
     pub canary_weight: u8,
     pub paused: Option<PauseReason>,
     pub abort: Option<AbortProgress>,
+    /// Id of the latest analysis run started.
+    #[serde(default)]
+    pub analysis_run: u64,
     pub message: String,
 }
 
@@ -237,9 +243,36 @@ impl RolloutState {
             canary_weight: 0,
             paused: None,
             abort: None,
+            analysis_run: 0,
             message: "materializing inputs".into(),
         };
         (s, vec![Effect::MaterializeInputs])
+    }
+
+    /// What the current state waits on, for a driver that (re)starts from a stored state: the
+    /// effects of the transition that led here may never have been carried out (a crash between
+    /// the commit and the action). Every effect is idempotent, so issuing them again is safe.
+    pub fn resume_effects(&self) -> Vec<Effect> {
+        match (self.phase, self.wait, &self.abort) {
+            (Phase::Pending, _, _) => vec![Effect::MaterializeInputs],
+            (Phase::GateEval, _, _) => vec![Effect::EvaluateGate],
+            (Phase::Progressing | Phase::Paused, Some(Wait::Weight(w)), _) => {
+                vec![Effect::SetCanaryWeight(w)]
+            }
+            (Phase::Progressing | Phase::Paused, Some(Wait::Analysis), _) => {
+                vec![Effect::StartAnalysis {
+                    step: self.step,
+                    run: self.analysis_run,
+                }]
+            }
+            (Phase::Aborted, _, Some(a)) if a.zero_at.is_none() => {
+                vec![Effect::SetCanaryWeight(0)]
+            }
+            (Phase::Aborted, _, Some(a)) if !a.is_done() => vec![Effect::WatchDrain],
+            (Phase::Aborted, _, _) => vec![Effect::SetCanaryWeight(0), Effect::StopCanary],
+            (Phase::Completed, _, _) => vec![Effect::PromoteCanaryToStable],
+            _ => vec![],
+        }
     }
 
     /// When the driver must send [`Input::Tick`], if ever.
@@ -290,10 +323,10 @@ impl RolloutState {
             }
             Input::WeightApplied { weight } => self.weight_applied(steps, now, weight, &mut fx),
             Input::AnalysisCompleted {
-                step,
+                run,
                 verdict,
                 message,
-            } => self.analysis_completed(steps, now, step, verdict, message, &mut fx),
+            } => self.analysis_completed(steps, now, run, verdict, message, &mut fx),
             Input::CanaryDrained => self.finish_abort(now, false, &mut fx),
             Input::Tick => self.tick(steps, now, &mut fx),
             // Anything else arrived in a phase it does not belong to (late or duplicate).
@@ -334,10 +367,7 @@ impl RolloutState {
                 self.transition(Phase::Progressing, "resumed", fx);
                 match (reason, self.wait) {
                     // Before `Done`: an inconclusive run also left the step `Done`.
-                    (Some(PauseReason::Inconclusive(_)), _) => {
-                        self.wait = Some(Wait::Analysis);
-                        fx.push(Effect::StartAnalysis { step: self.step });
-                    }
+                    (Some(PauseReason::Inconclusive(_)), _) => self.start_analysis(fx),
                     (Some(PauseReason::Step), _) | (_, Some(Wait::Done)) => {
                         self.advance(steps, now, fx)
                     }
@@ -363,7 +393,9 @@ impl RolloutState {
                     return Err(reject("every step is done; the rollout is finishing"));
                 }
                 if self.wait == Some(Wait::Analysis) {
-                    fx.push(Effect::CancelAnalysis { step: self.step });
+                    fx.push(Effect::CancelAnalysis {
+                        run: self.analysis_run,
+                    });
                 }
                 if self.phase == Phase::Paused {
                     self.paused = None;
@@ -385,11 +417,15 @@ impl RolloutState {
             }
             Action::Retry => match (&self.phase, &self.abort) {
                 (Phase::Aborted, Some(a)) if a.is_done() => {
+                    // From the start: inputs and the gate are evaluated again, so a retry cannot
+                    // send traffic to a canary that never passed the gate.
                     self.abort = None;
                     self.paused = None;
                     self.step = 0;
-                    self.transition(Phase::Progressing, "retry from the first step", fx);
-                    self.enter_step(steps, now, fx);
+                    self.wait = None;
+                    self.transition(Phase::Pending, "retry from the start", fx);
+                    self.message = "materializing inputs".into();
+                    fx.push(Effect::MaterializeInputs);
                 }
                 (Phase::Aborted, _) => {
                     return Err(reject("the abort is still draining the canary"))
@@ -451,13 +487,21 @@ impl RolloutState {
                     return;
                 }
                 Step::Analysis(_) => {
-                    self.wait = Some(Wait::Analysis);
                     self.message = format!("step {}: analysis running", self.step);
-                    fx.push(Effect::StartAnalysis { step: self.step });
+                    self.start_analysis(fx);
                     return;
                 }
             }
         }
+    }
+
+    fn start_analysis(&mut self, fx: &mut Vec<Effect>) {
+        self.analysis_run += 1;
+        self.wait = Some(Wait::Analysis);
+        fx.push(Effect::StartAnalysis {
+            step: self.step,
+            run: self.analysis_run,
+        });
     }
 
     fn advance(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
@@ -493,10 +537,11 @@ impl RolloutState {
         if self.wait != Some(Wait::Weight(weight)) {
             return; // a superseded weight (promote moved on before it applied)
         }
-        if self.step >= steps.len() {
+        if self.step >= steps.len() && self.phase == Phase::Progressing {
             self.wait = None;
             self.finish(fx);
         } else {
+            // Paused during the final push too: finishing waits for resume.
             self.step_done(steps, now, fx);
         }
     }
@@ -505,15 +550,16 @@ impl RolloutState {
         &mut self,
         steps: &[Step],
         now: Millis,
-        step: usize,
+        run: u64,
         verdict: Verdict,
         message: String,
         fx: &mut Vec<Effect>,
     ) {
         let live = matches!(self.phase, Phase::Progressing | Phase::Paused);
-        if !live || step != self.step || self.wait != Some(Wait::Analysis) {
-            return; // a run that was cancelled or belongs to a step already left
+        if !live || run != self.analysis_run || self.wait != Some(Wait::Analysis) {
+            return; // a run that was cancelled, or belongs to a step already left
         }
+        let step = self.step;
         match verdict {
             Verdict::Successful => self.step_done(steps, now, fx),
             Verdict::Failed | Verdict::Error => self.begin_abort(
@@ -550,7 +596,9 @@ impl RolloutState {
 
     fn begin_abort(&mut self, now: Millis, reason: String, fx: &mut Vec<Effect>) {
         if self.wait == Some(Wait::Analysis) {
-            fx.push(Effect::CancelAnalysis { step: self.step });
+            fx.push(Effect::CancelAnalysis {
+                run: self.analysis_run,
+            });
         }
         self.wait = None;
         self.paused = None;

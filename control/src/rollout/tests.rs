@@ -69,11 +69,13 @@ impl Sim {
                 Effect::SetCanaryWeight(w) => {
                     self.queue.push_back(Input::WeightApplied { weight: *w })
                 }
-                Effect::StartAnalysis { step } => self.queue.push_back(Input::AnalysisCompleted {
-                    step: *step,
-                    verdict: (self.verdict)(*step),
-                    message: "scripted".into(),
-                }),
+                Effect::StartAnalysis { step, run } => {
+                    self.queue.push_back(Input::AnalysisCompleted {
+                        run: *run,
+                        verdict: (self.verdict)(*step),
+                        message: "scripted".into(),
+                    })
+                }
                 Effect::WatchDrain if self.drains => self.queue.push_back(Input::CanaryDrained),
                 _ => {}
             }
@@ -244,7 +246,7 @@ fn inconclusive_pauses_resume_reruns_promote_skips() {
     let runs = sim
         .effects
         .iter()
-        .filter(|e| matches!(e, Effect::StartAnalysis { step: 1 }))
+        .filter(|e| matches!(e, Effect::StartAnalysis { step: 1, .. }))
         .count();
     assert_eq!(runs, 2, "resume runs the analysis again");
     assert_eq!(sim.state.phase, Phase::Paused);
@@ -325,7 +327,10 @@ fn promote_skips_a_running_analysis_and_ignores_its_late_verdict() {
         sim.send(i).unwrap();
     }
     sim.act(Action::Promote).unwrap();
-    assert!(sim.effects.contains(&Effect::CancelAnalysis { step: 1 }));
+    assert!(sim
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::CancelAnalysis { .. })));
     sim.settle(); // the queued Failed verdict for step 1 arrives late
     assert_eq!(
         sim.state.phase,
@@ -364,9 +369,59 @@ fn a_failed_gate_ends_the_rollout_before_traffic_and_retry_starts_over() {
         .unwrap()
         .reason
         .contains("gate failed"));
+    // Retry starts over through the gate: still failing, still no traffic.
+    sim.act(Action::Retry).unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
+    assert!(sim.weights().is_empty(), "retry must not skip the gate");
+    // Once the gate passes, the retry runs the recipe.
+    sim.gate = (true, false);
     sim.act(Action::Retry).unwrap();
     sim.settle();
     assert_eq!(sim.state.phase, Phase::Completed);
+}
+
+#[test]
+fn a_pause_during_the_final_push_holds_the_finish() {
+    let mut sim = Sim::new(vec![Step::SetWeight(50)]);
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    let mut sim = Sim::new(vec![Step::SetWeight(50)]);
+    while sim.state.wait != Some(Wait::Weight(100)) {
+        assert!(sim.step_once());
+    }
+    sim.act(Action::Pause).unwrap();
+    sim.settle(); // 100 % applies while paused
+    assert_eq!(
+        (sim.state.phase, sim.state.canary_weight),
+        (Phase::Paused, 100)
+    );
+    assert!(!sim.effects.contains(&Effect::PromoteCanaryToStable));
+    sim.act(Action::Resume).unwrap();
+    assert_eq!(sim.state.phase, Phase::Completed);
+}
+
+#[test]
+fn a_late_verdict_from_before_a_retry_is_ignored() {
+    let mut sim = Sim::new(vec![Step::SetWeight(5), analysis(), Step::Pause(None)]);
+    sim.verdict = |_| Verdict::Successful;
+    while !matches!(sim.queue.front(), Some(Input::AnalysisCompleted { .. })) {
+        assert!(sim.step_once());
+    }
+    let stale = sim.queue.pop_front().unwrap(); // run 1's verdict, delayed
+    sim.act(Action::Abort).unwrap();
+    sim.settle();
+    sim.act(Action::Retry).unwrap();
+    while !matches!(sim.queue.front(), Some(Input::AnalysisCompleted { .. })) {
+        assert!(sim.step_once());
+    }
+    sim.queue.clear(); // run 2 is still measuring...
+    sim.send(stale).unwrap(); // ...when run 1's Successful finally arrives
+    assert_eq!(
+        (sim.state.step, sim.state.wait),
+        (1, Some(Wait::Analysis)),
+        "run 1 must not pass run 2"
+    );
 }
 
 /// Drives a fresh rollout into each resting phase.
@@ -510,14 +565,24 @@ fn a_state_restored_from_the_store_continues_identically() {
     let mut b = Sim::new(default_recipe());
     b.state = serde_json::from_str(&stored).unwrap();
     b.now = a.now;
-    b.queue = a.queue.clone();
+    // The crash lost the in-memory effects: the restarted driver asks the state what it waits on.
+    b.queue.clear();
     b.effects.clear();
-    a.effects.clear();
+    let fx = b.state.resume_effects();
+    assert!(
+        !fx.is_empty() || b.state.next_deadline().is_some(),
+        "a rollout in progress waits on an effect or on the clock: {:?}",
+        b.state
+    );
+    b.react(fx);
     a.settle();
     b.settle();
-    assert_eq!(a.state, b.state);
-    assert_eq!(a.effects, b.effects);
     assert_eq!(b.state.phase, Phase::Completed);
+    assert_eq!(
+        (b.state.step, b.state.canary_weight),
+        (a.state.step, a.state.canary_weight)
+    );
+    assert_eq!(b.weights().last(), Some(&100));
 }
 
 #[test]
@@ -528,7 +593,7 @@ fn stale_inputs_are_ignored() {
     for input in [
         Input::WeightApplied { weight: 5 },
         Input::AnalysisCompleted {
-            step: 2,
+            run: 1,
             verdict: Verdict::Failed,
             message: String::new(),
         },

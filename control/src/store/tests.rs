@@ -50,8 +50,8 @@ fn answer(e: &Effect) -> Option<Input> {
             reason: "ok".into(),
         }),
         Effect::SetCanaryWeight(w) => Some(Input::WeightApplied { weight: *w }),
-        Effect::StartAnalysis { step } => Some(Input::AnalysisCompleted {
-            step: *step,
+        Effect::StartAnalysis { run, .. } => Some(Input::AnalysisCompleted {
+            run: *run,
             verdict: Verdict::Successful,
             message: String::new(),
         }),
