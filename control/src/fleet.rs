@@ -53,10 +53,25 @@ impl Fleet {
             .map(|(_, r)| r)
     }
 
-    /// Every connected proxy runs table `version` or newer. True with no proxy connected: there
-    /// is nobody to wait for (and analysis will then find no traffic).
+    /// Every connected proxy runs table `version` or newer, and at least one is connected.
+    /// With none connected nothing is known to be applied: after a control-plane restart or
+    /// during a partition, proxies keep serving their last table (static stability), so an
+    /// abort must not believe weight 0 is in force; it waits, up to its deadline.
     pub fn applied(&self, version: u64, now: Millis) -> bool {
-        self.connected(now).all(|r| r.applied_version >= version)
+        let mut any = false;
+        for r in self.connected(now) {
+            if r.applied_version < version {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// No connected proxy has a request in flight to `backend`, and at least one is connected
+    /// (for the same reason as [`Fleet::applied`]).
+    pub fn drained(&self, route: &str, backend: &str, now: Millis) -> bool {
+        self.connected(now).next().is_some() && self.in_flight(route, backend, now) == 0
     }
 
     /// Requests in flight to `backend` of `route`, over the connected proxies.
@@ -111,7 +126,10 @@ impl Aggregate {
                 self.proxies
             ));
         }
-        let ratio = (self.requests - self.failures) as f64 / self.requests as f64;
+        // Proxies read their counters without a lock, so a report may briefly show one more
+        // failure than requests; clamp rather than underflow into a huge "success rate".
+        let failures = self.failures.min(self.requests);
+        let ratio = (self.requests - failures) as f64 / self.requests as f64;
         let latency = |q: Option<f64>| q.map(Value::Scalar).ok_or("no latency figures".to_string());
         match metric {
             ProxyMetric::SuccessRate => Ok(Value::Scalar(ratio)),
@@ -181,7 +199,11 @@ mod tests {
             f.applied(3, 7_000),
             "c last seen at 1.5 s: disconnected at 7 s"
         );
-        assert!(Fleet::default().applied(9, 0));
+        assert!(
+            !Fleet::default().applied(9, 0),
+            "nobody connected: nothing known applied"
+        );
+        assert!(!f.applied(3, 60_000), "everyone silent");
     }
 
     #[test]
@@ -191,6 +213,14 @@ mod tests {
         f.record(report("b", 1, 1, 300, 3, 0.30), 0);
         assert_eq!(f.in_flight("checkout", "canary", 0), 3);
         assert_eq!(f.in_flight("checkout", "stable", 0), 0);
+        assert!(!f.drained("checkout", "canary", 0));
+        assert!(f.drained("checkout", "stable", 0));
+        assert!(!Fleet::default().drained("checkout", "canary", 0));
+        // a report racing a failing request: failures > requests must not wrap
+        let mut racy = Fleet::default();
+        racy.record(report("a", 1, 0, 10, 11, 0.1), 0);
+        let a = racy.aggregate("checkout", "canary", 0);
+        assert_eq!(a.value(ProxyMetric::SuccessRate), Ok(Value::Scalar(0.0)));
         let a = f.aggregate("checkout", "canary", 0);
         assert_eq!((a.proxies, a.requests, a.failures), (2, 400, 4));
         assert_eq!(a.value(ProxyMetric::SuccessRate), Ok(Value::Scalar(0.99)));

@@ -247,7 +247,9 @@ impl Snapshot {
     /// Successes / requests; `None` with no requests (the analysis side decides what an empty
     /// window means, rather than reading a made-up 1.0 or 0.0).
     pub fn success_ratio(&self) -> Option<f64> {
-        (self.requests > 0).then(|| (self.requests - self.failures) as f64 / self.requests as f64)
+        // Slots are read without a lock: a failure may be counted before its request.
+        let failures = self.failures.min(self.requests);
+        (self.requests > 0).then(|| (self.requests - failures) as f64 / self.requests as f64)
     }
 
     /// The `q` quantile (0..=1) of latency in seconds, interpolated linearly within its bucket;
