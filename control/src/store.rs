@@ -28,7 +28,8 @@ CREATE TABLE rollouts (
     name       TEXT PRIMARY KEY,
     spec       TEXT NOT NULL,     -- the Rollout as applied (JSON)
     state      TEXT NOT NULL,     -- RolloutState after input `seq` (JSON)
-    seq        INTEGER NOT NULL,  -- inputs applied so far
+    generation INTEGER NOT NULL,  -- 1, then +1 each time an ended rollout is applied again
+    seq        INTEGER NOT NULL,  -- inputs applied so far in this generation
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 );
@@ -38,23 +39,26 @@ CREATE TABLE templates (
     updated_ms INTEGER NOT NULL
 );
 -- Every input the state machine accepted, in order: enough to replay the rollout.
+-- Earlier generations stay: nothing a user did is lost.
 CREATE TABLE inputs (
-    rollout TEXT NOT NULL,
-    seq     INTEGER NOT NULL,
-    at_ms   INTEGER NOT NULL,
-    input   TEXT NOT NULL,
-    PRIMARY KEY (rollout, seq)
+    rollout    TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    input      TEXT NOT NULL,
+    PRIMARY KEY (rollout, generation, seq)
 );
 -- Lifecycle checkpoints, with the input that caused them.
 CREATE TABLE timeline (
     rollout    TEXT NOT NULL,
+    generation INTEGER NOT NULL,
     seq        INTEGER NOT NULL,
     idx        INTEGER NOT NULL,
     at_ms      INTEGER NOT NULL,
     from_phase TEXT NOT NULL,
     to_phase   TEXT NOT NULL,
     reason     TEXT NOT NULL,
-    PRIMARY KEY (rollout, seq, idx)
+    PRIMARY KEY (rollout, generation, seq, idx)
 );
 ";
 
@@ -84,6 +88,7 @@ pub enum StoreError {
 pub struct StoredRollout {
     pub spec: Rollout,
     pub state: RolloutState,
+    pub generation: u64,
     pub seq: u64,
     pub created_ms: Millis,
     pub updated_ms: Millis,
@@ -127,8 +132,8 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// Stores a new rollout (or replaces one that has ended) in its initial state; returns the
-    /// effects of that state for the driver.
+    /// Stores a new rollout, or replaces one that has ended (a new generation; the earlier
+    /// one's inputs and timeline stay), in its initial state; returns that state's effects.
     pub fn create_rollout(
         &mut self,
         spec: &Rollout,
@@ -137,36 +142,37 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let existing: Option<String> = tx
+        let existing: Option<(String, i64)> = tx
             .query_row(
-                "SELECT state FROM rollouts WHERE name = ?1",
+                "SELECT state, generation FROM rollouts WHERE name = ?1",
                 [spec.name()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        if let Some(state) = existing {
+        let mut generation = 1;
+        if let Some((state, previous)) = existing {
             let state: RolloutState = serde_json::from_str(&state)?;
-            if !state.phase.is_terminal() {
+            // Ended means nothing left to do: an abort still draining has a canary to stop.
+            let ended =
+                state.phase.is_terminal() && state.abort.as_ref().is_none_or(|a| a.is_done());
+            if !ended {
                 return Err(StoreError::Busy {
                     name: spec.name().to_string(),
                     phase: state.phase,
                 });
             }
-            for table in ["inputs", "timeline"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE rollout = ?1"),
-                    [spec.name()],
-                )?;
-            }
+            generation = previous + 1;
         }
         let (state, effects) = RolloutState::new();
         tx.execute(
-            "INSERT OR REPLACE INTO rollouts (name, spec, state, seq, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, 0, ?4, ?4)",
+            "INSERT OR REPLACE INTO rollouts
+                 (name, spec, state, generation, seq, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
             params![
                 spec.name(),
                 serde_json::to_string(spec)?,
                 serde_json::to_string(&state)?,
+                generation,
                 now as i64
             ],
         )?;
@@ -185,11 +191,11 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (spec, state, seq): (String, String, i64) = tx
+        let (spec, state, generation, seq): (String, String, i64, i64) = tx
             .query_row(
-                "SELECT spec, state, seq FROM rollouts WHERE name = ?1",
+                "SELECT spec, state, generation, seq FROM rollouts WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
@@ -202,8 +208,9 @@ impl Store {
         };
         let seq = seq + 1;
         tx.execute(
-            "INSERT INTO inputs (rollout, seq, at_ms, input) VALUES (?1, ?2, ?3, ?4)",
-            params![name, seq, now as i64, recorded],
+            "INSERT INTO inputs (rollout, generation, seq, at_ms, input)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, generation, seq, now as i64, recorded],
         )?;
         let checkpoints = effects.iter().filter_map(|e| match e {
             Effect::Checkpoint { from, to, reason } => Some((from, to, reason)),
@@ -211,10 +218,12 @@ impl Store {
         });
         for (idx, (from, to, reason)) in checkpoints.enumerate() {
             tx.execute(
-                "INSERT INTO timeline (rollout, seq, idx, at_ms, from_phase, to_phase, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO timeline
+                     (rollout, generation, seq, idx, at_ms, from_phase, to_phase, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     name,
+                    generation,
                     seq,
                     idx as i64,
                     now as i64,
@@ -235,7 +244,7 @@ impl Store {
     pub fn rollout(&self, name: &str) -> Result<Option<StoredRollout>, StoreError> {
         self.conn
             .query_row(
-                "SELECT spec, state, seq, created_ms, updated_ms FROM rollouts WHERE name = ?1",
+                "SELECT spec, state, generation, seq, created_ms, updated_ms FROM rollouts WHERE name = ?1",
                 [name],
                 read_rollout,
             )
@@ -246,7 +255,7 @@ impl Store {
     /// Every rollout, by name.
     pub fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT spec, state, seq, created_ms, updated_ms FROM rollouts ORDER BY name",
+            "SELECT spec, state, generation, seq, created_ms, updated_ms FROM rollouts ORDER BY name",
         )?;
         let rows = stmt.query_map([], read_rollout)?;
         rows.map(|r| r?).collect()
@@ -256,7 +265,8 @@ impl Store {
     pub fn timeline(&self, name: &str) -> Result<Vec<Checkpoint>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, at_ms, from_phase, to_phase, reason FROM timeline
-             WHERE rollout = ?1 ORDER BY seq, idx",
+             WHERE rollout = ?1 AND generation = (SELECT generation FROM rollouts WHERE name = ?1)
+             ORDER BY seq, idx",
         )?;
         let rows = stmt.query_map([name], |r| {
             Ok(Checkpoint {
@@ -272,9 +282,10 @@ impl Store {
 
     /// The accepted inputs of a rollout, in order, with their times: what replay needs.
     pub fn inputs(&self, name: &str) -> Result<Vec<(Millis, Input)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at_ms, input FROM inputs WHERE rollout = ?1 ORDER BY seq")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT at_ms, input FROM inputs WHERE rollout = ?1
+                 AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY seq",
+        )?;
         let rows = stmt.query_map([name], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })?;
@@ -314,11 +325,13 @@ impl Store {
 
 fn read_rollout(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout, StoreError>> {
     let (spec, state): (String, String) = (r.get(0)?, r.get(1)?);
-    let (seq, created, updated): (i64, i64, i64) = (r.get(2)?, r.get(3)?, r.get(4)?);
+    let (generation, seq): (i64, i64) = (r.get(2)?, r.get(3)?);
+    let (created, updated): (i64, i64) = (r.get(4)?, r.get(5)?);
     Ok((|| {
         Ok(StoredRollout {
             spec: serde_json::from_str(&spec)?,
             state: serde_json::from_str(&state)?,
+            generation: generation as u64,
             seq: seq as u64,
             created_ms: created as u64,
             updated_ms: updated as u64,

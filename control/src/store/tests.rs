@@ -138,19 +138,39 @@ fn rejected_actions_write_nothing_and_live_rollouts_are_not_replaced() {
         store.apply("nope", now, Input::Tick),
         Err(StoreError::NotFound(_))
     ));
-    // Once it has ended it can be applied again, from a clean history.
+    // While its abort is still draining it cannot be replaced: the canary has to be stopped.
     store
         .apply("checkout", now, Input::Action(Action::Abort))
         .unwrap()
         .unwrap();
+    assert!(matches!(
+        store.create_rollout(&spec, now),
+        Err(StoreError::Busy {
+            phase: Phase::Aborted,
+            ..
+        })
+    ));
     drive(&mut store, &mut now, vec![Effect::SetCanaryWeight(0)]);
     assert_eq!(
         store.rollout("checkout").unwrap().unwrap().state.phase,
         Phase::Aborted
     );
+    // Once it has ended it can be applied again: a new generation starting clean, the earlier
+    // one's history kept.
     store.create_rollout(&spec, now).unwrap();
-    assert_eq!(store.rollout("checkout").unwrap().unwrap().seq, 0);
+    let again = store.rollout("checkout").unwrap().unwrap();
+    assert_eq!((again.generation, again.seq), (2, 0));
     assert!(store.timeline("checkout").unwrap().is_empty());
+    assert!(store.inputs("checkout").unwrap().is_empty());
+    let kept: i64 = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM inputs WHERE rollout = 'checkout' AND generation = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(kept > 0, "the first generation's history is kept");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
