@@ -178,6 +178,7 @@ mod tests {
                 window_s: 60,
                 routes: [("checkout".to_string(), [("canary".to_string(), slo)].into())].into(),
             },
+            rejected: None,
         }
     }
 

@@ -51,6 +51,16 @@ pub struct StatusReport {
     /// route → backend → requests in flight.
     pub in_flight: BTreeMap<String, BTreeMap<String, i64>>,
     pub slo: SloReport,
+    /// The last table this proxy refused, if it refused the newest it was sent: without this
+    /// the control plane could only wait for an `applied_version` that will never come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<RejectedTable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedTable {
+    pub version: u64,
+    pub error: String,
 }
 
 /// Where to find the control plane, and who this proxy is.
@@ -67,6 +77,7 @@ pub struct ControlSource {
     table: Arc<TableHandle>,
     client: Client<HttpConnector, Full<Bytes>>,
     applied: tokio::sync::watch::Sender<u64>,
+    rejected: std::sync::Mutex<Option<RejectedTable>>,
 }
 
 impl ControlSource {
@@ -84,6 +95,7 @@ impl ControlSource {
             table,
             client,
             applied,
+            rejected: std::sync::Mutex::new(None),
         }
     }
 
@@ -129,6 +141,7 @@ impl ControlSource {
         config.routes = update.routes;
         match self.table.apply(config, update.version) {
             Ok(()) => {
+                *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 self.table.metrics().reload(true);
                 tracing::info!(
                     version = update.version,
@@ -137,6 +150,11 @@ impl ControlSource {
                 self.applied.send_replace(update.version);
             }
             Err(e) => {
+                *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = Some(RejectedTable {
+                    version: update.version,
+                    error: e.to_string(),
+                });
+                self.applied.send_modify(|_| {}); // report the refusal at once
                 self.table.metrics().reload(false);
                 tracing::error!(
                     version = update.version,
@@ -181,7 +199,12 @@ impl ControlSource {
     }
 
     async fn report(&self) -> Result<(), String> {
-        let report = status_report(&self.proxy_id, &self.table);
+        let rejected = self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let report = status_report(&self.proxy_id, &self.table, rejected);
         let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
         let uri = format!("{}/api/v1/proxy/status", self.base);
         let (status, _) = self
@@ -226,7 +249,11 @@ impl ControlSource {
 }
 
 /// What this proxy reports about itself.
-pub fn status_report(proxy_id: &str, table: &TableHandle) -> StatusReport {
+pub fn status_report(
+    proxy_id: &str,
+    table: &TableHandle,
+    rejected: Option<RejectedTable>,
+) -> StatusReport {
     let mut in_flight: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (route, backend, n, _) in table.metrics().backends_seen() {
         in_flight.entry(route).or_default().insert(backend, n);
@@ -236,6 +263,7 @@ pub fn status_report(proxy_id: &str, table: &TableHandle) -> StatusReport {
         applied_version: table.load().version(),
         in_flight,
         slo: slo_report(table, STATUS_WINDOW),
+        rejected,
     }
 }
 

@@ -708,6 +708,16 @@ async fn routes_come_from_the_control_plane_and_outlive_it() {
         proxy.expect_metric(r#"vireo_config_reloads_total{result="error"}"#, 1.0)
     });
     assert_eq!(proxy.config_version(), 2);
+    // ...and the heartbeat says so, so the control plane need not wait for it forever.
+    let refused =
+        tokio::task::block_in_place(|| cp.wait_report("the refusal", |r| r.rejected.is_some()));
+    let rejected = refused.rejected.unwrap();
+    assert_eq!((rejected.version, refused.applied_version), (3, 2));
+    assert!(
+        rejected.error.contains("needs at least one address"),
+        "{}",
+        rejected.error
+    );
 
     // Control plane gone: the proxy keeps routing with what it has.
     let addr = cp.addr;
