@@ -72,12 +72,13 @@ pub struct Metric {
     pub success_condition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_condition: Option<String>,
+    /// Limits: `-1` means no limit, as in Argo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_limit: Option<u32>,
+    pub failure_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inconclusive_limit: Option<u32>,
+    pub inconclusive_limit: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_error_limit: Option<u32>,
+    pub consecutive_error_limit: Option<i64>,
     pub provider: Provider,
 }
 
@@ -224,13 +225,6 @@ impl AnalysisTemplate {
                     }
                 }
             }
-            if m.count == Some(0) {
-                err(
-                    format!("{p}.count"),
-                    "must be >= 1 (omit it, with an interval, to measure until the rollout ends)"
-                        .into(),
-                );
-            }
             if m.count.is_some_and(|c| c > 1) && m.interval.is_none() {
                 err(format!("{p}.interval"), "is required when count > 1".into());
             }
@@ -315,19 +309,22 @@ pub fn render(text: &str, args: &BTreeMap<String, String>) -> Result<String, Str
 
 impl Metric {
     pub fn failure_limit(&self) -> u32 {
-        self.failure_limit.unwrap_or(0)
+        limit(self.failure_limit, 0)
     }
     pub fn inconclusive_limit(&self) -> u32 {
-        self.inconclusive_limit.unwrap_or(0)
+        limit(self.inconclusive_limit, 0)
     }
     pub fn consecutive_error_limit(&self) -> u32 {
-        self.consecutive_error_limit
-            .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT)
+        limit(
+            self.consecutive_error_limit,
+            DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+        )
     }
 
     /// Measurements to take; `None` means until the run is stopped (background analysis).
     pub fn effective_count(&self) -> Option<u32> {
-        match (self.count, self.interval) {
+        // Argo treats `count: 0` as not set.
+        match (self.count.filter(|&c| c > 0), self.interval) {
             (Some(c), _) => Some(c),
             (None, None) => Some(1),
             (None, Some(_)) => None,
@@ -412,6 +409,15 @@ impl Metric {
     }
 }
 
+/// A limit as written: absent takes the default; `-1` (or any negative) means no limit.
+fn limit(value: Option<i64>, default: u32) -> u32 {
+    match value {
+        None => default,
+        Some(v) if v < 0 => u32::MAX,
+        Some(v) => u32::try_from(v).unwrap_or(u32::MAX),
+    }
+}
+
 /// A run's phase from its metrics' phases, as Argo decides it: a Failed metric ends the run at
 /// once; otherwise the run is Running until every metric is done, and then the worst phase
 /// decides (Error, then Inconclusive), Successful only when every metric is.
@@ -450,6 +456,44 @@ pub fn condition(text: &str, value: &Value) -> Result<bool, String> {
         [expr::Value::Integer(_)] => Ok(false.into()),
         other => Err(expr::Error::ExprError(format!(
             "isInf takes one number, got {other:?}"
+        ))),
+    });
+    // Argo's other helpers.
+    env.add_function("isNil", |c| match c.args.as_slice() {
+        [v] => Ok(matches!(v, expr::Value::Nil).into()),
+        other => Err(expr::Error::ExprError(format!(
+            "isNil takes one argument, got {other:?}"
+        ))),
+    });
+    env.add_function("default", |c| match c.args.as_slice() {
+        [expr::Value::Nil, d] => Ok(d.clone()),
+        [v, _] => Ok(v.clone()),
+        other => Err(expr::Error::ExprError(format!(
+            "default takes two arguments, got {other:?}"
+        ))),
+    });
+    env.add_function("asFloat", |c| match c.args.as_slice() {
+        [expr::Value::Float(f)] => Ok((*f).into()),
+        [expr::Value::Integer(i)] => Ok((*i as f64).into()),
+        [expr::Value::String(t)] => t
+            .trim()
+            .parse::<f64>()
+            .map(Into::into)
+            .map_err(|e| expr::Error::ExprError(format!("asFloat({t:?}): {e}"))),
+        other => Err(expr::Error::ExprError(format!(
+            "asFloat takes a number or a string, got {other:?}"
+        ))),
+    });
+    env.add_function("asInt", |c| match c.args.as_slice() {
+        [expr::Value::Integer(i)] => Ok((*i).into()),
+        [expr::Value::Float(f)] if f.is_finite() => Ok((f.trunc() as i64).into()),
+        [expr::Value::String(t)] => t
+            .trim()
+            .parse::<i64>()
+            .map(Into::into)
+            .map_err(|e| expr::Error::ExprError(format!("asInt({t:?}): {e}"))),
+        other => Err(expr::Error::ExprError(format!(
+            "asInt takes a number or a string, got {other:?}"
         ))),
     });
     let mut ctx = expr::Context::default();

@@ -325,10 +325,6 @@ fn bad_templates_name_the_field() {
             "successCondition: result >= 0.99",
             "successCondition: result >=",
         )
-        .replace(
-            "count: 3\n      successCondition: result < 0.25",
-            "count: 0\n      successCondition: result < 0.25",
-        )
         .replace("address: http://127.0.0.1:9090", "address: 127.0.0.1:9090");
     let e = errs(&t);
     assert!(
@@ -336,11 +332,7 @@ fn bad_templates_name_the_field() {
         "{e:?}"
     );
     assert!(
-        e[1].starts_with("spec.metrics[1].count: must be >= 1"),
-        "{e:?}"
-    );
-    assert!(
-        e[2].starts_with("spec.metrics[1].provider.prometheus.address"),
+        e[1].starts_with("spec.metrics[1].provider.prometheus.address"),
         "{e:?}"
     );
     let both = VIREO_TEMPLATE.replace(
@@ -359,4 +351,32 @@ fn bad_templates_name_the_field() {
     );
     let bad_metric = VIREO_TEMPLATE.replace("metric: success-rate", "metric: happiness");
     assert!(errs(&bad_metric)[0].contains("happiness"));
+}
+
+#[test]
+fn argo_forms_unlimited_limits_count_zero_and_helpers() {
+    let t = ARGO_TEMPLATE.replace("failureLimit: 3", "failureLimit: -1\n    count: 0");
+    let m = &AnalysisTemplate::parse(&t).unwrap().spec.metrics[0];
+    assert_eq!(
+        m.effective_count(),
+        None,
+        "count 0 is unset: with an interval, until stopped"
+    );
+    assert_eq!(
+        m.phase(&[F; 50]),
+        RunPhase::Running,
+        "failureLimit -1: never fails"
+    );
+    let sc = |c: &str, v: Value| condition(c, &v);
+    assert_eq!(sc("asInt(result) == 3", Value::Scalar(3.7)), Ok(true));
+    assert_eq!(
+        sc("asFloat(\"0.5\") < result", Value::Scalar(0.9)),
+        Ok(true)
+    );
+    assert_eq!(sc("isNil(result[0])", Value::Vector(vec![])), Ok(true));
+    assert_eq!(
+        sc("default(result[0], 1) >= 0.95", Value::Vector(vec![])),
+        Ok(true)
+    );
+    assert!(sc("asInt(\"x\") > 0", Value::Scalar(1.0)).is_err());
 }
