@@ -23,3 +23,5 @@ pub mod rollout;
 pub mod routes;
 pub mod spec;
 pub mod store;
+#[cfg(test)]
+mod testdata;

@@ -59,17 +59,7 @@ mod tests {
     use vireo_proxy::metrics::Metrics;
     use vireo_proxy::route::{RouteTable, Selection};
 
-    const ROLLOUT: &str = r#"
-apiVersion: vireo.dev/v1alpha1
-kind: Rollout
-metadata: { name: checkout }
-spec:
-  route: checkout
-  stable: { version: v1, addrs: ["127.0.0.1:9001"] }
-  canary: { version: v2, addrs: ["127.0.0.1:9002"] }
-  split: { key: { header: x-user-id }, buckets: 100 }
-  strategy: { canary: { steps: [ { setWeight: 5 } ] } }
-"#;
+    use crate::testdata::ROLLOUT;
 
     /// Compiles routes as a proxy would, and asks it where a user goes.
     fn proxy_pick(route: Route, user: &str) -> (String, String) {

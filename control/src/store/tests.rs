@@ -3,22 +3,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::rollout::{replay, Action, Verdict};
 
-const ROLLOUT: &str = r#"
-apiVersion: vireo.dev/v1alpha1
-kind: Rollout
-metadata: { name: checkout }
-spec:
-  route: checkout
-  stable: { version: v1, addrs: ["127.0.0.1:9001"] }
-  canary: { version: v2, addrs: ["127.0.0.1:9002"] }
-  strategy:
-    canary:
-      steps:
-        - setWeight: 5
-        - pause: { duration: 1h }
-        - analysis: { templates: [ { templateName: canary-slo } ] }
-        - setWeight: 50
-"#;
+use crate::testdata::ROLLOUT;
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vireo-store-{tag}-{}", std::process::id()));

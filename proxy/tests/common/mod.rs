@@ -72,14 +72,15 @@ fn upstream_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Listens on a free loopback port and runs `conn(stream, name, request counter)` for every
-/// connection, counting open connections around it.
-fn spawn_upstream<F, Fut>(name: &str, conn: F) -> Upstream
+/// Listens on `addr` (a free loopback port when `None`) and runs `conn(stream, name, request
+/// counter)` for every connection, counting open connections. Connections belong to the
+/// listener's task: dropping the [`Upstream`] closes them too, as a crashed process would.
+fn spawn_upstream<F, Fut>(name: &str, addr: Option<SocketAddr>, conn: F) -> Upstream
 where
     F: Fn(tokio::net::TcpStream, Arc<str>, Arc<AtomicU64>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let std_listener = StdListener::bind("127.0.0.1:0").unwrap();
+    let std_listener = StdListener::bind(addr.unwrap_or(([127, 0, 0, 1], 0).into())).unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
@@ -87,13 +88,15 @@ where
     let (n, r, o): (Arc<str>, _, _) = (name.into(), requests.clone(), open.clone());
     let task = upstream_runtime().spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            while connections.try_join_next().is_some() {}
             o.fetch_add(1, Ordering::SeqCst);
             let (served, o) = (conn(stream, n.clone(), r.clone()), o.clone());
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 served.await;
                 o.fetch_sub(1, Ordering::SeqCst);
             });
@@ -110,7 +113,7 @@ where
 
 /// Starts an HTTP/1.1 upstream (with upgrades) on a free loopback port.
 pub fn upstream(name: &str) -> Upstream {
-    spawn_upstream(name, |stream, n, r| async move {
+    spawn_upstream(name, None, |stream, n, r| async move {
         let svc = service_fn(move |req| {
             let (n, r) = (n.clone(), r.clone());
             async move { Ok::<_, std::convert::Infallible>(serve(&n, &r, req).await) }
@@ -426,7 +429,7 @@ pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<Reply, S
 /// request body, says which HTTP version it saw in `x-upstream-version`, and ends the response
 /// with `grpc-status: 0` trailers.
 pub fn grpc_upstream(name: &str) -> Upstream {
-    spawn_upstream(name, |stream, _, r| async move {
+    spawn_upstream(name, None, |stream, _, r| async move {
         let svc = service_fn(move |req: Request<Incoming>| {
             let r = r.clone();
             async move {
@@ -466,56 +469,35 @@ pub struct ControlPlane {
     table: Arc<std::sync::Mutex<Option<vireo_proxy::watch::ConfigUpdate>>>,
     changed: Arc<tokio::sync::Notify>,
     pub reports: Arc<std::sync::Mutex<Vec<vireo_proxy::watch::StatusReport>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: Upstream,
 }
 
 impl ControlPlane {
-    /// Starts on `addr` (a free port when `None`).
+    /// Starts on `addr` (a free port when `None`); dropping it is a crash: listener and
+    /// connections close.
     pub fn start(addr: Option<SocketAddr>) -> ControlPlane {
-        let std_listener =
-            StdListener::bind(addr.unwrap_or("127.0.0.1:0".parse().unwrap())).unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
         let table = Arc::new(std::sync::Mutex::new(None));
         let changed = Arc::new(tokio::sync::Notify::new());
         let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (t, c, r) = (table.clone(), changed.clone(), reports.clone());
-        let task = upstream_runtime().spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-            // Connections belong to this task: stopping the control plane closes them too,
-            // as a crashed process would.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                while connections.try_join_next().is_some() {}
-                let (t, c, r) = (t.clone(), c.clone(), r.clone());
-                connections.spawn(async move {
-                    let svc = service_fn(move |req: Request<Incoming>| {
-                        let (t, c, r) = (t.clone(), c.clone(), r.clone());
-                        async move {
-                            Ok::<_, std::convert::Infallible>(control_answer(req, t, c, r).await)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+        let server = spawn_upstream("control", addr, move |stream, _, _| {
+            let (t, c, r) = (t.clone(), c.clone(), r.clone());
+            async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (t, c, r) = (t.clone(), c.clone(), r.clone());
+                    async move { Ok::<_, std::convert::Infallible>(control_answer(req, t, c, r).await) }
                 });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             }
         });
         ControlPlane {
-            addr,
+            addr: server.addr,
             table,
             changed,
             reports,
-            task,
+            _server: server,
         }
     }
 
@@ -606,7 +588,7 @@ async fn control_answer(
 /// An upstream that promises a 100-byte body, sends 10 bytes of it and hangs up: a backend
 /// crashing mid-response.
 pub fn truncating_upstream(name: &str) -> Upstream {
-    spawn_upstream(name, |mut stream, _, r| async move {
+    spawn_upstream(name, None, |mut stream, _, r| async move {
         let mut buf = [0u8; 4096];
         let _ = stream.read(&mut buf).await; // the request head
         r.fetch_add(1, Ordering::SeqCst);

@@ -1,0 +1,20 @@
+//! Test fixtures shared by the modules' tests.
+
+/// A small rollout: 5 %, a one-hour pause, an analysis, 50 %, keyed on `x-user-id`.
+pub const ROLLOUT: &str = r#"
+apiVersion: vireo.dev/v1alpha1
+kind: Rollout
+metadata: { name: checkout }
+spec:
+  route: checkout
+  stable: { version: v1, addrs: ["127.0.0.1:9001"] }
+  canary: { version: v2, addrs: ["127.0.0.1:9002"] }
+  split: { key: { header: x-user-id }, buckets: 100 }
+  strategy:
+    canary:
+      steps:
+        - setWeight: 5
+        - pause: { duration: 1h }
+        - analysis: { templates: [ { templateName: canary-slo } ] }
+        - setWeight: 50
+"#;
