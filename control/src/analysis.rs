@@ -97,7 +97,8 @@ pub struct Provider {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxyProvider {
     pub metric: ProxyMetric,
-    /// Rolling window, 10 s – 10 min; default 1 min.
+    /// Rolling window, 1 s – 10 min; default 1 min. Proxies report it in their heartbeats
+    /// (1-second slots up to a minute, 10-second slots beyond).
     #[serde(
         default,
         deserialize_with = "argo_duration",
@@ -231,10 +232,10 @@ impl AnalysisTemplate {
             match (&m.provider.proxy, &m.provider.prometheus) {
                 (Some(px), None) => {
                     if let Some(w) = px.window {
-                        if w < vireo_proxy::slo::MIN_WINDOW || w > vireo_proxy::slo::MAX_WINDOW {
+                        if w < Duration::from_secs(1) || w > vireo_proxy::slo::MAX_WINDOW {
                             err(
                                 format!("{p}.provider.proxy.window"),
-                                "must be between 10s and 10m".into(),
+                                "must be between 1s and 10m".into(),
                             );
                         }
                     }

@@ -46,7 +46,22 @@ CREATE TABLE inputs (
     seq        INTEGER NOT NULL,
     at_ms      INTEGER NOT NULL,
     input      TEXT NOT NULL,
+    effects    TEXT NOT NULL,     -- what the state machine asked for (JSON array)
     PRIMARY KEY (rollout, generation, seq)
+);
+-- Analysis runs as measured so far (JSON), for status and, later, evidence.
+CREATE TABLE analysis_runs (
+    rollout    TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    run        INTEGER NOT NULL,
+    view       TEXT NOT NULL,
+    PRIMARY KEY (rollout, generation, run)
+);
+-- Counters that must only grow, across restarts: `table_version` numbers the route tables
+-- published to proxies, which poll with the last version they applied.
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 -- Lifecycle checkpoints, with the input that caused them.
 CREATE TABLE timeline (
@@ -102,6 +117,15 @@ pub struct Checkpoint {
     pub from: String,
     pub to: String,
     pub reason: String,
+}
+
+/// One accepted input and what it caused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    pub at_ms: Millis,
+    pub input: Input,
+    pub effects: Vec<Effect>,
 }
 
 pub struct Store {
@@ -208,9 +232,16 @@ impl Store {
         };
         let seq = seq + 1;
         tx.execute(
-            "INSERT INTO inputs (rollout, generation, seq, at_ms, input)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, generation, seq, now as i64, recorded],
+            "INSERT INTO inputs (rollout, generation, seq, at_ms, input, effects)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                name,
+                generation,
+                seq,
+                now as i64,
+                recorded,
+                serde_json::to_string(&effects)?
+            ],
         )?;
         let checkpoints = effects.iter().filter_map(|e| match e {
             Effect::Checkpoint { from, to, reason } => Some((from, to, reason)),
@@ -294,6 +325,70 @@ impl Store {
             Ok((at as u64, serde_json::from_str(&input)?))
         })
         .collect()
+    }
+
+    /// The rollout's history: every accepted input with its time and the effects it caused.
+    pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, input, effects FROM inputs WHERE rollout = ?1
+                 AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([name], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (seq, at, input, effects) = row?;
+            Ok(HistoryEntry {
+                seq: seq as u64,
+                at_ms: at as u64,
+                input: serde_json::from_str(&input)?,
+                effects: serde_json::from_str(&effects)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Records an analysis run's progress (replacing what was stored for it).
+    pub fn put_run(
+        &mut self,
+        name: &str,
+        generation: u64,
+        run: u64,
+        view: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO analysis_runs (rollout, generation, run, view)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![name, generation as i64, run as i64, view.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The analysis runs of a rollout's current generation, oldest first.
+    pub fn runs(&self, name: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT view FROM analysis_runs WHERE rollout = ?1
+                 AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY run",
+        )?;
+        let rows = stmt.query_map([name], |r| r.get::<_, String>(0))?;
+        rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
+    }
+
+    /// Increments a counter and returns its new value, durably: a number handed out is never
+    /// handed out again, even after a crash.
+    pub fn next(&mut self, counter: &str) -> Result<u64, StoreError> {
+        let value: i64 = self.conn.query_row(
+            "INSERT INTO counters (name, value) VALUES (?1, 1)
+             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+            [counter],
+            |r| r.get(0),
+        )?;
+        Ok(value as u64)
     }
 
     pub fn put_template(&mut self, t: &AnalysisTemplate, now: Millis) -> Result<(), StoreError> {

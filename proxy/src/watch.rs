@@ -31,16 +31,24 @@ use crate::TableHandle;
 /// How long the control plane may hold a long poll (spec: ≤ 30 s), plus slack.
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Heartbeat period for [`FAST_FOR`] after a table is applied.
+const HEARTBEAT_FAST: Duration = Duration::from_millis(200);
+const FAST_FOR: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// The SLO window reported in heartbeats.
-const STATUS_WINDOW: Duration = Duration::from_secs(60);
+/// The SLO window reported in heartbeats unless the control plane asks for another.
+pub const STATUS_WINDOW: Duration = Duration::from_secs(60);
 
 /// `GET /api/v1/proxy/config` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigUpdate {
     pub version: u64,
     pub routes: Vec<Route>,
+    /// The SLO window (seconds) heartbeats should report: the control plane asks for the
+    /// window its running analyses measure over. Absent: [`STATUS_WINDOW`]. Clamped to
+    /// 1 s – 10 min.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_window_s: Option<u64>,
 }
 
 /// `POST /api/v1/proxy/status` body.
@@ -78,6 +86,7 @@ pub struct ControlSource {
     client: Client<HttpConnector, Full<Bytes>>,
     applied: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::Mutex<Option<RejectedTable>>,
+    slo_window_s: std::sync::atomic::AtomicU64,
 }
 
 impl ControlSource {
@@ -96,6 +105,7 @@ impl ControlSource {
             client,
             applied,
             rejected: std::sync::Mutex::new(None),
+            slo_window_s: STATUS_WINDOW.as_secs().into(),
         }
     }
 
@@ -137,6 +147,12 @@ impl ControlSource {
     }
 
     fn apply(&self, update: ConfigUpdate) {
+        let window = update
+            .slo_window_s
+            .unwrap_or(STATUS_WINDOW.as_secs())
+            .clamp(1, crate::slo::MAX_WINDOW.as_secs());
+        self.slo_window_s
+            .store(window, std::sync::atomic::Ordering::Relaxed);
         let mut config = self.local.clone();
         config.routes = update.routes;
         match self.table.apply(config, update.version) {
@@ -186,14 +202,23 @@ impl ControlSource {
 
     async fn heartbeats(self: Arc<Self>) {
         let mut applied = self.applied.subscribe();
+        let mut fast_until = tokio::time::Instant::now();
         loop {
             if let Err(e) = self.report().await {
                 tracing::debug!(error = %e, "heartbeat failed");
             }
-            // Every second, and at once when a new table is applied.
+            // Every second; at once when a new table is applied, and then faster for a while,
+            // since a table change is when the control plane watches for a drain to finish.
+            let every = if tokio::time::Instant::now() < fast_until {
+                HEARTBEAT_FAST
+            } else {
+                HEARTBEAT_EVERY
+            };
             tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
-                _ = applied.changed() => {}
+                _ = tokio::time::sleep(every) => {}
+                _ = applied.changed() => {
+                    fast_until = tokio::time::Instant::now() + FAST_FOR;
+                }
             }
         }
     }
@@ -204,7 +229,9 @@ impl ControlSource {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let report = status_report(&self.proxy_id, &self.table, rejected);
+        let window =
+            Duration::from_secs(self.slo_window_s.load(std::sync::atomic::Ordering::Relaxed));
+        let report = status_report(&self.proxy_id, &self.table, rejected, window);
         let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
         let uri = format!("{}/api/v1/proxy/status", self.base);
         let (status, _) = self
@@ -253,6 +280,7 @@ pub fn status_report(
     proxy_id: &str,
     table: &TableHandle,
     rejected: Option<RejectedTable>,
+    window: Duration,
 ) -> StatusReport {
     let mut in_flight: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (route, backend, n, _) in table.metrics().backends_seen() {
@@ -262,7 +290,7 @@ pub fn status_report(
         proxy: proxy_id.to_string(),
         applied_version: table.load().version(),
         in_flight,
-        slo: slo_report(table, STATUS_WINDOW),
+        slo: slo_report(table, window),
         rejected,
     }
 }

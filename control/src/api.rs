@@ -1,0 +1,238 @@
+//! The HTTP API (`shared/spec/control.md`, "API"): axum routes over the driver's [`Handle`].
+//!
+//! Errors are JSON `{"error": "...", "fields": [{"path", "reason"}]}`: 400 for a spec that does
+//! not parse or validate (every field error, with its path), 404 for an unknown rollout, 409 for
+//! an action the phase does not allow (the reason names the phase) or a rollout that cannot be
+//! replaced yet. Specs are accepted as YAML or JSON whatever the content type says.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use vireo_proxy::watch::StatusReport;
+
+use crate::analysis::AnalysisTemplate;
+use crate::driver::{ApiError, Handle};
+use crate::rollout::Action;
+use crate::spec::{FieldError, Rollout, SpecError};
+use crate::tables::HOLD;
+
+/// Specs and heartbeats are small; anything bigger is a mistake.
+const BODY_LIMIT: usize = 1 << 20;
+
+pub fn router(handle: Handle) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/rollouts", post(apply_rollout).get(list_rollouts))
+        .route("/api/v1/rollouts/{name}", get(get_rollout))
+        .route("/api/v1/rollouts/{name}/timeline", get(timeline))
+        .route("/api/v1/rollouts/{name}/{action}", post(act))
+        .route("/api/v1/analysistemplates", post(apply_template))
+        .route("/api/v1/proxy/config", get(proxy_config))
+        .route("/api/v1/proxy/status", post(proxy_status))
+        .route("/api/v1/proxies", get(proxies))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(handle)
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fields: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, fields) = match &self {
+            ApiError::Invalid(e) => (StatusCode::BAD_REQUEST, e.errors.clone()),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, Vec::new()),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, Vec::new()),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
+        };
+        let error = match &self {
+            ApiError::Invalid(e) => e
+                .errors
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody { error, fields })).into_response()
+    }
+}
+
+fn text(body: &Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|e| {
+        ApiError::Invalid(SpecError {
+            errors: vec![FieldError {
+                path: String::new(),
+                reason: format!("body is not UTF-8: {e}"),
+            }],
+        })
+    })
+}
+
+async fn apply_rollout(State(h): State<Handle>, body: Bytes) -> Response {
+    let rollout = match text(&body).and_then(|t| Rollout::parse(t).map_err(ApiError::Invalid)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match h.apply_rollout(rollout).await {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn apply_template(State(h): State<Handle>, body: Bytes) -> Response {
+    let template =
+        match text(&body).and_then(|t| AnalysisTemplate::parse(t).map_err(ApiError::Invalid)) {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        };
+    let name = template.metadata.name.clone();
+    match h.apply_template(template).await {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "analysisTemplate": name })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_rollouts(State(h): State<Handle>) -> Response {
+    match h.list().await {
+        Ok(v) => Json(serde_json::json!({ "items": v })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_rollout(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.get(&name).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn timeline(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.timeline(&name).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActQuery {
+    #[serde(default)]
+    full: bool,
+}
+
+async fn act(
+    State(h): State<Handle>,
+    Path((name, action)): Path<(String, String)>,
+    Query(q): Query<ActQuery>,
+) -> Response {
+    let action = match (action.as_str(), q.full) {
+        ("pause", _) => Action::Pause,
+        ("resume", _) => Action::Resume,
+        ("promote", false) => Action::Promote,
+        ("promote", true) => Action::PromoteFull,
+        ("abort", _) => Action::Abort,
+        ("retry", _) => Action::Retry,
+        ("approve", _) => Action::Approve,
+        (other, _) => return ApiError::NotFound(format!(
+            "no action {other:?}: use pause, resume, promote (?full=true), abort, retry or approve"
+        ))
+        .into_response(),
+    };
+    match h.act(&name, action).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct PollQuery {
+    proxy: Option<String>,
+    #[serde(default)]
+    since: u64,
+}
+
+/// Long poll: 200 with a newer table, or 304 after [`HOLD`].
+async fn proxy_config(State(h): State<Handle>, Query(q): Query<PollQuery>) -> Response {
+    if q.proxy.as_deref().is_none_or(str::is_empty) {
+        return ApiError::Invalid(SpecError {
+            errors: vec![FieldError {
+                path: "proxy".into(),
+                reason: "query parameter is required (the proxy's id)".into(),
+            }],
+        })
+        .into_response();
+    }
+    match h.shared.tables.wait_newer(q.since, HOLD).await {
+        Some(update) => Json(&*update).into_response(),
+        None => StatusCode::NOT_MODIFIED.into_response(),
+    }
+}
+
+async fn proxy_status(State(h): State<Handle>, body: Bytes) -> Response {
+    match serde_json::from_slice::<StatusReport>(&body) {
+        Ok(report) if !report.proxy.is_empty() => {
+            h.shared.heartbeat(report);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => ApiError::Invalid(SpecError {
+            errors: vec![FieldError {
+                path: "proxy".into(),
+                reason: "must not be empty".into(),
+            }],
+        })
+        .into_response(),
+        Err(e) => ApiError::Invalid(SpecError {
+            errors: vec![FieldError {
+                path: String::new(),
+                reason: format!("not a status report: {e}"),
+            }],
+        })
+        .into_response(),
+    }
+}
+
+/// The connected proxies and the version each has applied.
+async fn proxies(State(h): State<Handle>) -> Response {
+    let now = crate::driver::now_ms();
+    let fleet = h.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
+    let items: Vec<_> = fleet
+        .connected(now)
+        .map(|r| {
+            serde_json::json!({
+                "proxy": r.proxy,
+                "appliedVersion": r.applied_version,
+                "inFlight": r.in_flight,
+                "rejected": r.rejected,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "tableVersion": h.shared.tables.current().version,
+        "items": items,
+    }))
+    .into_response()
+}
+
+/// Serves the API on `listener` until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, handle: Handle) -> std::io::Result<()> {
+    // Nothing but the long poll (held at most HOLD) takes long; a stuck handler gets 408.
+    let app = router(handle).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        HOLD + Duration::from_secs(10),
+    ));
+    axum::serve(listener, app.into_make_service()).await
+}

@@ -1,0 +1,798 @@
+//! `vireo demo`: the whole product in one process on loopback, no cluster, no Prometheus.
+//!
+//! It starts the control plane (API on :8080), one real `vireo-proxy` (pingora, :4140, admin
+//! :4191) in a thread, watching the control plane over HTTP like any sidecar, a stable backend
+//! (v1) and a canary backend (v2), and a traffic generator of simulated users (ids in
+//! `x-user-id`, so bucket hashing keeps each user on one version). It applies the default
+//! recipe and shows it live: a bar of the canary weight, the step, each version's success
+//! rate and p95 as the proxy measures them, and the analysis verdicts; then a summary.
+//!
+//! The recipe (`--speed 1`, 12 minutes): canary 5 %, 25 %, 50 %, each held 3 minutes (a 2-minute
+//! pause, then a 1-minute analysis of three measurements of success rate and p95 from the
+//! proxies' own SLO windows), then 100 % for 3 minutes. `--speed N` divides every duration;
+//! SLO windows do not go below 2 s (the proxy counts in 1-second slots).
+//!
+//! `--scenario faulty` makes the canary fail about 20 % of requests and answer in 100–400 ms,
+//! so the first analysis fails and the abort path runs. `--once` exits when the rollout ends
+//! (0 completed, 2 aborted, 1 error) with a JSON summary as the last line of stdout.
+//!
+//! The canary is the demo's one managed workload ([`DemoWorkloads`]): the abort stops it.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioIo;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::watch;
+
+use crate::analysis::AnalysisTemplate;
+use crate::driver::{Handle, RolloutView};
+use crate::rollout::Phase;
+use crate::routes::{CANARY, STABLE};
+use crate::spec::{Rollout, Workload};
+use crate::workload::Workloads;
+
+pub const ROLLOUT: &str = "checkout";
+const USERS: u32 = 1000;
+const WORKERS: usize = 6;
+const PAUSE_BETWEEN_REQUESTS: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Healthy,
+    Faulty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub speed: u32,
+    pub scenario: Scenario,
+    pub once: bool,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Exit codes of `--once` (spec).
+pub const EXIT_COMPLETED: u8 = 0;
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_ABORTED: u8 = 2;
+
+pub async fn run(opts: Options) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let speed = opts.speed.max(1);
+    let data_dir = match &opts.data_dir {
+        Some(d) => d.clone(),
+        None => PathBuf::from(format!(
+            "vireo-data/demo-{}",
+            crate::driver::now_ms() / 1000
+        )),
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+
+    // Ports: the defaults when free, else any free one (printed below).
+    let api_listener = listen_at_or_free(8080)?;
+    let api_addr = api_listener.local_addr()?;
+    let proxy_addr = free_port_like(4140)?;
+    let admin_addr = free_port_like(4191)?;
+
+    // The two versions of the service.
+    let faulty = opts.scenario == Scenario::Faulty;
+    let stable = spawn_backend(std::net::TcpListener::bind("127.0.0.1:0")?, "v1", false)?;
+    let canary_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let canary_addr = canary_listener.local_addr()?;
+    let workloads = Arc::new(DemoWorkloads {
+        canary: Mutex::new(Some(spawn_backend(canary_listener, "v2", faulty)?)),
+        addr: canary_addr,
+        faulty,
+    });
+
+    // The control plane.
+    let listener = tokio::net::TcpListener::from_std(api_listener)?;
+    let handle = crate::serve::start(listener, &data_dir, workloads.clone(), Vec::new()).await?;
+    let control_url = format!("http://{api_addr}");
+
+    // The proxy, in a thread of its own (pingora runs its own runtimes).
+    let proxy_config = data_dir.join("proxy.yaml");
+    std::fs::write(
+        &proxy_config,
+        format!(
+            "# written by vireo demo: routes come from the control plane\n\
+             listen: {proxy_addr}\nadmin: {admin_addr}\nshutdown_grace: 5s\nroutes: []\n"
+        ),
+    )?;
+    {
+        let control = vireo_proxy::watch::ControlOptions {
+            url: control_url.clone(),
+            proxy_id: "demo/proxy-0".into(),
+        };
+        let path = proxy_config.clone();
+        std::thread::Builder::new()
+            .name("vireo-proxy".into())
+            .spawn(move || {
+                if let Err(e) = vireo_proxy::server::run(&path, Some(control)) {
+                    eprintln!("vireo demo: the proxy could not start: {e}");
+                    std::process::exit(EXIT_ERROR.into());
+                }
+            })?;
+    }
+    let http = http_client();
+    wait_ready(&http, admin_addr).await?;
+
+    eprintln!(
+        "vireo demo ({:?}, speed {speed}): control plane http://{api_addr}  proxy http://{proxy_addr}  proxy admin http://{admin_addr}",
+        opts.scenario
+    );
+    for (name, port, addr) in [
+        ("API", 8080, api_addr),
+        ("proxy", 4140, proxy_addr),
+        ("proxy admin", 4191, admin_addr),
+    ] {
+        if addr.port() != port {
+            eprintln!(
+                "  port {port} is taken: the {name} is on {} instead",
+                addr.port()
+            );
+        }
+    }
+    eprintln!("  state and specs: {}", data_dir.display());
+
+    // The recipe.
+    let (template, rollout) = recipe(speed, stable.addr, canary_addr);
+    std::fs::write(data_dir.join("analysis-template.yaml"), &template)?;
+    std::fs::write(data_dir.join("rollout.yaml"), &rollout)?;
+    handle
+        .apply_template(AnalysisTemplate::parse(&template).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    handle
+        .apply_rollout(Rollout::parse(&rollout).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Users arrive once the proxy has the route (before, it would answer 404).
+    wait_routed(&handle).await?;
+    let traffic = Arc::new(Traffic::default());
+    let stop_traffic = Arc::new(AtomicBool::new(false));
+    for _ in 0..WORKERS {
+        tokio::spawn(generate(
+            http.clone(),
+            proxy_addr,
+            traffic.clone(),
+            stop_traffic.clone(),
+        ));
+    }
+
+    // Watch it to the end.
+    let limit = Duration::from_secs(2 * 15 * 60 / u64::from(speed) + 60);
+    let mut view = LiveView::new();
+    let last = loop {
+        let v = handle
+            .get(ROLLOUT)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        view.show(&v, &handle, &traffic, started);
+        let s = &v.status;
+        let done = s.phase.is_terminal() && (s.phase != Phase::Aborted || s.drain_ms.is_some());
+        if done {
+            break v;
+        }
+        if started.elapsed() > limit {
+            view.finish();
+            anyhow::bail!(
+                "the rollout did not finish within {} (phase {:?}: {})",
+                humantime::format_duration(limit),
+                s.phase,
+                s.message
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    view.finish();
+
+    // After an abort, keep the users coming for a second: none may reach the canary.
+    let mut canary_after = None;
+    if last.status.phase == Phase::Aborted {
+        let before = traffic.served("v2");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        canary_after = Some(traffic.served("v2") - before);
+    }
+    let summary = Summary::new(&last, canary_after, &traffic, &data_dir, started.elapsed());
+    eprint!("{}", summary.text(api_addr));
+    println!("{}", summary.json());
+
+    if opts.once {
+        stop_traffic.store(true, Ordering::Relaxed);
+        return Ok(summary.exit_code());
+    }
+    eprintln!(
+        "The demo keeps running: try `vireo rollout status {ROLLOUT} --server http://{api_addr}` or \
+         `curl -H 'x-user-id: u-42' http://{proxy_addr}/`. Ctrl-C stops it."
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(summary.exit_code())
+}
+
+/// The default recipe's template and rollout (YAML, also written to the data dir), durations
+/// divided by `speed`.
+pub fn recipe(speed: u32, stable: SocketAddr, canary: SocketAddr) -> (String, String) {
+    let d = |secs: u64| {
+        humantime::format_duration(Duration::from_millis(secs * 1000 / u64::from(speed)))
+            .to_string()
+    };
+    let window = humantime::format_duration(Duration::from_millis(
+        (60_000 / u64::from(speed)).max(2_000),
+    ));
+    let template = format!(
+        "apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {{ name: canary-slo }}
+spec:
+  args: [ {{ name: route }}, {{ name: backend, value: canary }} ]
+  metrics:
+    - name: success-rate
+      interval: {interval}
+      count: 3
+      failureLimit: 0
+      successCondition: result >= 0.99
+      provider:
+        proxy: {{ metric: success-rate, window: {window} }}
+    - name: p95-latency
+      interval: {interval}
+      count: 3
+      successCondition: result < 0.25
+      provider:
+        proxy: {{ metric: latency-p95, window: {window} }}
+",
+        interval = d(30),
+    );
+    let mut steps = String::new();
+    for w in [5, 25, 50] {
+        steps.push_str(&format!(
+            "        - setWeight: {w}\n        - pause: {{ duration: {} }}\n        - analysis: {{ templates: [ {{ templateName: canary-slo }} ] }}\n",
+            d(120)
+        ));
+    }
+    steps.push_str(&format!(
+        "        - setWeight: 100\n        - pause: {{ duration: {} }}\n",
+        d(180)
+    ));
+    let rollout = format!(
+        "apiVersion: vireo.dev/v1alpha1
+kind: Rollout
+metadata: {{ name: {ROLLOUT} }}
+spec:
+  route: {ROLLOUT}
+  stable: {{ version: v1, addrs: [\"{stable}\"] }}
+  canary: {{ version: v2, addrs: [\"{canary}\"] }}
+  split: {{ key: {{ header: x-user-id }}, buckets: 100 }}
+  strategy:
+    canary:
+      steps:
+{steps}"
+    );
+    (template, rollout)
+}
+
+/// A listener on 127.0.0.1:`port`, or on a free port if that one is taken.
+fn listen_at_or_free(port: u16) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", port))
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// An address for a server that binds by itself (the proxy): `port` if it is free now, else a
+/// free one. Another process could take it before the proxy binds; the proxy then fails with a
+/// clear error.
+fn free_port_like(port: u16) -> std::io::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", port))
+        .or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"))?;
+    l.local_addr()
+}
+
+fn http_client() -> Client<HttpConnector, Empty<Bytes>> {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(Duration::from_secs(2)));
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(c)
+}
+
+async fn wait_ready(
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    admin: SocketAddr,
+) -> anyhow::Result<()> {
+    let uri: http::Uri = format!("http://{admin}/ready").parse()?;
+    for _ in 0..200 {
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), http.get(uri.clone())).await
+        {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the proxy did not become ready at http://{admin}/ready within 10 s")
+}
+
+/// Waits until the proxy reports a table from the control plane (bounded: 10 s).
+async fn wait_routed(handle: &Handle) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        let now = crate::driver::now_ms();
+        let fleet = handle
+            .shared
+            .fleet
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if fleet.connected(now).any(|r| r.applied_version > 0) {
+            return Ok(());
+        }
+        drop(fleet);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the proxy did not apply the control plane's route table within 10 s")
+}
+
+/// A running in-process backend.
+pub struct Backend {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Backend {
+    /// Stops accepting and closes every connection (their tasks are aborted).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Serves `version` on `listener`: 200 with `x-version`, or, when `faulty`, 100–400 ms late
+/// and 500 for about one request in five.
+pub fn spawn_backend(
+    listener: std::net::TcpListener,
+    version: &'static str,
+    faulty: bool,
+) -> std::io::Result<Backend> {
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(async move {
+                        let svc = service_fn(move |_req| answer(version, faulty));
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
+                    });
+                    while conns.try_join_next().is_some() {}
+                }
+                _ = stopped.wait_for(|&s| s) => break,
+            }
+        }
+        // Dropping `conns` aborts every connection; dropping the listener stops accepting.
+    });
+    Ok(Backend { addr, stop })
+}
+
+async fn answer(
+    version: &'static str,
+    faulty: bool,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let mut status = 200;
+    if faulty {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..=400))).await;
+        if fastrand::u32(0..100) < 20 {
+            status = 500;
+        }
+    }
+    Ok(hyper::Response::builder()
+        .status(status)
+        .header("x-version", version)
+        .body(Full::new(Bytes::from(format!("hello from {version}\n"))))
+        .expect("static response"))
+}
+
+/// The demo's canary workload: an in-process server the abort stops and a retry starts again.
+pub struct DemoWorkloads {
+    canary: Mutex<Option<Backend>>,
+    addr: SocketAddr,
+    faulty: bool,
+}
+
+impl Workloads for DemoWorkloads {
+    fn start(&self, _rollout: &str, _w: &Workload) -> Result<(), String> {
+        let mut canary = self.canary.lock().unwrap_or_else(|e| e.into_inner());
+        if canary.is_none() {
+            let l = std::net::TcpListener::bind(self.addr).map_err(|e| e.to_string())?;
+            *canary = Some(spawn_backend(l, "v2", self.faulty).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+    fn stop(&self, _rollout: &str, _w: &Workload) -> Result<(), String> {
+        if let Some(c) = self.canary.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            c.stop();
+        }
+        Ok(())
+    }
+}
+
+/// What the simulated users saw, by the version that answered.
+#[derive(Default)]
+pub struct Traffic {
+    served: Mutex<BTreeMap<String, u64>>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Traffic {
+    fn served(&self, version: &str) -> u64 {
+        *self
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(version)
+            .unwrap_or(&0)
+    }
+}
+
+async fn generate(
+    http: Client<HttpConnector, Empty<Bytes>>,
+    proxy: SocketAddr,
+    traffic: Arc<Traffic>,
+    stop: Arc<AtomicBool>,
+) {
+    let uri: http::Uri = format!("http://{proxy}/").parse().expect("valid uri");
+    while !stop.load(Ordering::Relaxed) {
+        let user = format!("u-{}", fastrand::u32(0..USERS));
+        let req = hyper::Request::get(uri.clone())
+            .header("x-user-id", &user)
+            .body(Empty::new())
+            .expect("valid request");
+        traffic.requests.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(Duration::from_secs(5), http.request(req)).await {
+            Ok(Ok(resp)) => {
+                if !resp.status().is_success() {
+                    traffic.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(v) = resp
+                    .headers()
+                    .get("x-version")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    *traffic
+                        .served
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(v.to_string())
+                        .or_default() += 1;
+                }
+                let _ = resp.into_body().collect().await;
+            }
+            _ => {
+                traffic.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tokio::time::sleep(PAUSE_BETWEEN_REQUESTS).await;
+    }
+}
+
+/// The terminal view: bars on a terminal, a line per change otherwise (CI logs, pipes).
+struct LiveView {
+    multi: MultiProgress,
+    weight: ProgressBar,
+    slo: ProgressBar,
+    analysis: ProgressBar,
+    plain: bool,
+    last_line: String,
+    runs_reported: usize,
+}
+
+impl LiveView {
+    fn new() -> LiveView {
+        let plain = !std::io::stderr().is_terminal();
+        let multi = MultiProgress::with_draw_target(if plain {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        });
+        let weight = multi.add(ProgressBar::new(100));
+        weight.set_style(
+            ProgressStyle::with_template("canary {bar:40.green/white} {pos:>3} %  {msg}")
+                .expect("valid template")
+                .progress_chars("█▉ "),
+        );
+        let line = || ProgressStyle::with_template("  {msg}").expect("valid template");
+        let slo = multi.add(ProgressBar::new(1));
+        slo.set_style(line());
+        let analysis = multi.add(ProgressBar::new(1));
+        analysis.set_style(line());
+        LiveView {
+            multi,
+            weight,
+            slo,
+            analysis,
+            plain,
+            last_line: String::new(),
+            runs_reported: 0,
+        }
+    }
+
+    fn show(&mut self, v: &RolloutView, handle: &Handle, traffic: &Traffic, started: Instant) {
+        let s = &v.status;
+        let step = format!(
+            "{:?} · step {}/{} · {}",
+            s.phase,
+            s.current_step_index.min(s.steps),
+            s.steps,
+            s.message
+        );
+        self.weight.set_position(u64::from(s.canary_weight));
+        self.weight.set_message(step.clone());
+
+        let now = crate::driver::now_ms();
+        let fleet = handle
+            .shared
+            .fleet
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut versions = Vec::new();
+        for (backend, version) in [
+            (STABLE, v.rollout.spec.stable.version.as_str()),
+            (CANARY, v.rollout.spec.canary.version.as_str()),
+        ] {
+            let a = fleet.aggregate(&v.rollout.spec.route, backend, now);
+            if a.requests == 0 {
+                versions.push(format!("{version} {backend}: no traffic"));
+                continue;
+            }
+            let ok = 100.0 * (a.requests - a.failures.min(a.requests)) as f64 / a.requests as f64;
+            let p95 = a
+                .latency_p95_s
+                .map(|p| format!("{:.0} ms", p * 1000.0))
+                .unwrap_or_else(|| "-".into());
+            versions.push(format!(
+                "{version} {backend}: {ok:.1} % ok, p95 {p95}, {} req/{} s",
+                a.requests, a.window_s
+            ));
+        }
+        drop(fleet);
+        self.slo.set_message(format!(
+            "{}   ({} requests sent)",
+            versions.join("   "),
+            traffic.requests.load(Ordering::Relaxed)
+        ));
+        let runs: Vec<String> = s
+            .analysis_runs
+            .iter()
+            .map(|r| {
+                let m: Vec<String> = r
+                    .metrics
+                    .iter()
+                    .map(|m| format!("{} {:?} ({})", m.name, m.phase, m.measurements.len()))
+                    .collect();
+                format!("run {} {:?}: {}", r.run, r.phase, m.join(", "))
+            })
+            .collect();
+        self.analysis.set_message(format!(
+            "analysis: {}",
+            runs.last().cloned().unwrap_or_else(|| "none yet".into())
+        ));
+
+        if self.plain {
+            let line = format!("canary {:>3} % · {step}", s.canary_weight);
+            if line != self.last_line {
+                eprintln!("[{:>6.1}s] {line}", started.elapsed().as_secs_f64());
+                self.last_line = line;
+            }
+            let finished: Vec<_> = s
+                .analysis_runs
+                .iter()
+                .filter(|r| r.phase.is_done())
+                .collect();
+            for r in finished.iter().skip(self.runs_reported) {
+                eprintln!(
+                    "[{:>6.1}s]   analysis run {} (step {}): {:?} — {}",
+                    started.elapsed().as_secs_f64(),
+                    r.run,
+                    r.step,
+                    r.phase,
+                    r.message
+                );
+            }
+            self.runs_reported = self.runs_reported.max(finished.len());
+        }
+    }
+
+    fn finish(&self) {
+        self.weight.finish();
+        self.slo.finish();
+        self.analysis.finish();
+        let _ = self.multi.clear();
+    }
+}
+
+struct Summary {
+    rollout: String,
+    phase: Phase,
+    steps: Vec<u8>,
+    abort_to_zero_ms: Option<u64>,
+    drain_ms: Option<u64>,
+    drain_forced: bool,
+    canary_after: Option<u64>,
+    message: String,
+    requests: u64,
+    failures: u64,
+    served: BTreeMap<String, u64>,
+    runs: Vec<String>,
+    data_dir: PathBuf,
+    elapsed: Duration,
+    peak_rss_mb: Option<f64>,
+}
+
+impl Summary {
+    fn new(
+        v: &RolloutView,
+        canary_after: Option<u64>,
+        traffic: &Traffic,
+        data_dir: &Path,
+        elapsed: Duration,
+    ) -> Summary {
+        let s = &v.status;
+        Summary {
+            rollout: v.rollout.name().to_string(),
+            phase: s.phase,
+            steps: s.applied_weights.iter().map(|w| w.weight).collect(),
+            abort_to_zero_ms: s.abort_to_zero_ms,
+            drain_ms: s.drain_ms,
+            drain_forced: s.drain_forced,
+            canary_after,
+            message: s.message.clone(),
+            requests: traffic.requests.load(Ordering::Relaxed),
+            failures: traffic.failures.load(Ordering::Relaxed),
+            served: traffic
+                .served
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            runs: s
+                .analysis_runs
+                .iter()
+                .map(|r| {
+                    format!(
+                        "run {} (step {}): {:?} — {}",
+                        r.run, r.step, r.phase, r.message
+                    )
+                })
+                .collect(),
+            data_dir: data_dir.to_path_buf(),
+            elapsed,
+            peak_rss_mb: peak_rss_mb(),
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self.phase {
+            Phase::Completed => EXIT_COMPLETED,
+            Phase::Aborted | Phase::RolledBack => EXIT_ABORTED,
+            _ => EXIT_ERROR,
+        }
+    }
+
+    fn text(&self, api: SocketAddr) -> String {
+        let weights: Vec<String> = self.steps.iter().map(|w| format!("{w} %")).collect();
+        let served: Vec<String> = self
+            .served
+            .iter()
+            .map(|(v, n)| format!("{v} {n}"))
+            .collect();
+        let mut out = format!(
+            "\nRollout {}: {:?} after {:.1} s — {}\n  weights applied: {}\n  users' requests: {} ({}), {} failed\n",
+            self.rollout,
+            self.phase,
+            self.elapsed.as_secs_f64(),
+            self.message,
+            weights.join(" → "),
+            self.requests,
+            served.join(", "),
+            self.failures,
+        );
+        for r in &self.runs {
+            out.push_str(&format!("  analysis {r}\n"));
+        }
+        if let Some(z) = self.abort_to_zero_ms {
+            out.push_str(&format!("  abort: weight 0 on every proxy after {z} ms"));
+            if let Some(d) = self.drain_ms {
+                out.push_str(&format!(
+                    ", canary drained and stopped after {d} ms{}",
+                    if self.drain_forced { " (forced)" } else { "" }
+                ));
+            }
+            out.push('\n');
+        }
+        if let Some(n) = self.canary_after {
+            out.push_str(&format!(
+                "  requests served by the canary in the second after the abort: {n}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "  state: {}/vireo.db   timeline: curl http://{api}/api/v1/rollouts/{}/timeline\n",
+            self.data_dir.display(),
+            self.rollout
+        ));
+        out
+    }
+
+    fn json(&self) -> String {
+        let mut j = serde_json::json!({
+            "rollout": self.rollout,
+            "phase": self.phase,
+            "steps": self.steps,
+            "requests": self.requests,
+            "served": self.served,
+            "data_dir": self.data_dir,
+            "elapsed_ms": self.elapsed.as_millis() as u64,
+        });
+        if let Some(z) = self.abort_to_zero_ms {
+            j["abort_to_zero_ms"] = z.into();
+        }
+        if let Some(d) = self.drain_ms {
+            j["drain_ms"] = d.into();
+        }
+        if let Some(n) = self.canary_after {
+            j["canary_requests_after_abort"] = n.into();
+        }
+        if let Some(r) = self.peak_rss_mb {
+            j["peak_rss_mb"] = r.into();
+        }
+        j.to_string()
+    }
+}
+
+/// This process's peak resident set (Linux), in MB.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recipe_parses_and_scales() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        for speed in [1, 12, 60] {
+            let (t, r) = recipe(speed, a, a);
+            let t = AnalysisTemplate::parse(&t).unwrap();
+            let r = Rollout::parse(&r).unwrap();
+            assert_eq!(r.steps().len(), 11);
+            let total: Duration = r
+                .steps()
+                .iter()
+                .filter_map(|s| match s {
+                    crate::spec::Step::Pause(Some(d)) => Some(*d),
+                    _ => None,
+                })
+                .sum::<Duration>()
+                + 3 * 2 * t.spec.metrics[0].interval.unwrap();
+            assert_eq!(total, Duration::from_secs(12 * 60) / speed, "speed {speed}");
+        }
+    }
+}

@@ -1,0 +1,820 @@
+//! The driver: the I/O around the rollout state machine.
+//!
+//! One task owns the [`Store`] and every rollout's in-memory companion state, and takes its
+//! work from one channel: API commands, analysis progress, and wake-ups from heartbeats and
+//! timers. So inputs reach the state machine one at a time, in one order, which is the order
+//! the store records and a replay repeats.
+//!
+//! For each input the store commits the transition first ([`Store::apply`]); only then are its
+//! effects carried out here:
+//! - `SetCanaryWeight` / `PromoteCanaryToStable` change the rollout's route and publish a new
+//!   numbered table ([`Tables`]); the rollout then waits until the [`Fleet`] shows every
+//!   connected proxy at that version, and `WeightApplied` is fed back;
+//! - `StartAnalysis` spawns a [`runner`] task; its verdict comes back as `AnalysisCompleted`;
+//! - an aborted rollout is watched until no proxy reports the canary in flight
+//!   (`CanaryDrained`); `StopCanary` / `ForceCloseCanary` go to [`Workloads`];
+//! - `MaterializeInputs` starts the canary workload; `EvaluateGate` applies the approval
+//!   policy (annotation `vireo.dev/approval: required`; signed-provenance gates come with the
+//!   evidence work);
+//! - timed steps and the abort deadline come back as `Tick` at [`RolloutState::next_deadline`].
+//!
+//! Effects that lead straight to another input (materialize, gate) queue it; the queue is
+//! drained before the next command, so an API call returns with the rollout as far as it can
+//! get without waiting on the world.
+//!
+//! On start the driver loads every rollout and carries out [`RolloutState::resume_effects`]:
+//! whatever a crash interrupted is done again (effects are idempotent), and nothing already
+//! committed is repeated.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinHandle;
+use vireo_proxy::config::Route;
+use vireo_proxy::watch::{ConfigUpdate, StatusReport};
+
+use crate::analysis::AnalysisTemplate;
+use crate::fleet::Fleet;
+use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict};
+use crate::routes::{self, CANARY};
+use crate::runner::{self, Plan, RunView};
+use crate::spec::{FieldError, Rollout, SpecError, Step};
+use crate::store::{HistoryEntry, Store, StoreError, StoredRollout};
+use crate::tables::Tables;
+use crate::workload::Workloads;
+
+/// The annotation that makes a rollout wait for `approve` before its first step.
+pub const APPROVAL_ANNOTATION: &str = "vireo.dev/approval";
+
+/// Wall-clock milliseconds: stored deadlines must mean the same after a restart.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// What the driver and the API share.
+pub struct Shared {
+    pub fleet: Arc<RwLock<Fleet>>,
+    pub tables: Tables,
+    wake: Notify,
+}
+
+impl Shared {
+    /// Records a proxy heartbeat and wakes the driver (an applied version or a finished drain
+    /// may be what a rollout waits for).
+    pub fn heartbeat(&self, report: StatusReport) {
+        self.fleet
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(report, now_ms());
+        self.wake.notify_one();
+    }
+}
+
+/// Errors as the API reports them.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Invalid(SpecError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(name) => ApiError::NotFound(format!("no rollout named {name:?}")),
+            StoreError::Busy { .. } => ApiError::Conflict(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Rejected> for ApiError {
+    fn from(r: Rejected) -> Self {
+        ApiError::Conflict(r.to_string())
+    }
+}
+
+/// A rollout as the API shows it: the spec plus `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutView {
+    #[serde(flatten)]
+    pub rollout: Rollout,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub phase: Phase,
+    pub current_step_index: usize,
+    pub steps: usize,
+    pub canary_weight: u8,
+    pub message: String,
+    pub generation: u64,
+    /// Each weight once every connected proxy applied it, in order.
+    pub applied_weights: Vec<AppliedWeight>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort_to_zero_ms: Option<Millis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_ms: Option<Millis>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub drain_forced: bool,
+    pub analysis_runs: Vec<RunView>,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedWeight {
+    pub weight: u8,
+    pub applied_ms: Millis,
+}
+
+/// `GET /api/v1/rollouts/{name}/timeline`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    pub rollout: String,
+    pub generation: u64,
+    pub entries: Vec<TimelineEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub seq: u64,
+    pub at: String,
+    pub at_ms: Millis,
+    pub input: Input,
+    /// Lifecycle transitions this input caused (the checkpoints).
+    pub checkpoints: Vec<Effect>,
+    /// What the driver was asked to do.
+    pub outputs: Vec<Effect>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+enum Command {
+    ApplyRollout(Box<Rollout>, Reply<RolloutView>),
+    ApplyTemplate(Box<AnalysisTemplate>, Reply<()>),
+    Act(String, Action, Reply<RolloutView>),
+    Get(String, Reply<RolloutView>),
+    List(Reply<Vec<RolloutView>>),
+    Timeline(String, Reply<Timeline>),
+    RunProgress {
+        rollout: String,
+        generation: u64,
+        view: RunView,
+        done: bool,
+    },
+}
+
+/// The API's way in.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+    pub shared: Arc<Shared>,
+}
+
+impl Handle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::Internal("the driver has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Internal("the driver dropped the request".into()))?
+    }
+
+    pub async fn apply_rollout(&self, r: Rollout) -> Result<RolloutView, ApiError> {
+        self.call(|reply| Command::ApplyRollout(Box::new(r), reply))
+            .await
+    }
+    pub async fn apply_template(&self, t: AnalysisTemplate) -> Result<(), ApiError> {
+        self.call(|reply| Command::ApplyTemplate(Box::new(t), reply))
+            .await
+    }
+    pub async fn act(&self, name: &str, action: Action) -> Result<RolloutView, ApiError> {
+        self.call(|reply| Command::Act(name.to_string(), action, reply))
+            .await
+    }
+    pub async fn get(&self, name: &str) -> Result<RolloutView, ApiError> {
+        self.call(|reply| Command::Get(name.to_string(), reply))
+            .await
+    }
+    pub async fn list(&self) -> Result<Vec<RolloutView>, ApiError> {
+        self.call(Command::List).await
+    }
+    pub async fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
+        self.call(|reply| Command::Timeline(name.to_string(), reply))
+            .await
+    }
+}
+
+/// What the driver keeps beside a stored rollout.
+struct Live {
+    stored: StoredRollout,
+    route: RouteState,
+    /// A published weight every proxy has yet to apply: (weight, table version once published).
+    awaiting: Option<(u8, Option<u64>)>,
+    run: Option<RunTask>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RouteState {
+    Weight(u8),
+    Promoted,
+}
+
+struct RunTask {
+    run: u64,
+    window: Option<Duration>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RunTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct Driver {
+    store: Store,
+    shared: Arc<Shared>,
+    workloads: Arc<dyn Workloads>,
+    static_routes: Vec<Route>,
+    live: BTreeMap<String, Live>,
+    queue: VecDeque<(String, Input)>,
+    dirty: bool,
+    tx: mpsc::Sender<Command>,
+    rx: mpsc::Receiver<Command>,
+}
+
+/// Bound on inputs handled in one go: each input moves a state machine forward, so real
+/// chains are a handful long; this only stops a bug from spinning forever.
+const QUEUE_BUDGET: usize = 10_000;
+
+impl Driver {
+    /// Loads every stored rollout, redoes what a crash may have interrupted, publishes the
+    /// route table, and runs the driver on the current tokio runtime.
+    pub fn start(
+        store: Store,
+        workloads: Arc<dyn Workloads>,
+        static_routes: Vec<Route>,
+    ) -> Result<Handle, StoreError> {
+        let (tx, rx) = mpsc::channel(1024);
+        let shared = Arc::new(Shared {
+            fleet: Arc::new(RwLock::new(Fleet::default())),
+            tables: Tables::default(),
+            wake: Notify::new(),
+        });
+        let mut d = Driver {
+            store,
+            shared: shared.clone(),
+            workloads,
+            static_routes,
+            live: BTreeMap::new(),
+            queue: VecDeque::new(),
+            dirty: true,
+            tx: tx.clone(),
+            rx,
+        };
+        for stored in d.store.rollouts()? {
+            let name = stored.spec.name().to_string();
+            let state = stored.state.clone();
+            d.live.insert(
+                name.clone(),
+                Live {
+                    route: initial_route(&stored),
+                    stored,
+                    awaiting: None,
+                    run: None,
+                },
+            );
+            let effects = state.resume_effects();
+            if !effects.is_empty() {
+                tracing::info!(rollout = %name, phase = ?state.phase, "resuming from the last checkpoint");
+            }
+            d.carry_out(&name, effects);
+        }
+        if d.live.is_empty() && d.static_routes.is_empty() {
+            d.dirty = false; // nothing to serve: proxies keep their own routes
+        }
+        d.drain_queue();
+        tokio::spawn(d.run());
+        Ok(Handle { tx, shared })
+    }
+
+    async fn run(mut self) {
+        // Heartbeats wake the driver; this only covers proxies going silent (they stop
+        // counting after fleet::CONNECTED_FOR without any message).
+        let mut every = tokio::time::interval(Duration::from_millis(500));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let sleep = self
+                .next_deadline()
+                .map(|d| Duration::from_millis(d.saturating_sub(now_ms())))
+                .unwrap_or(Duration::from_secs(3600));
+            let command = tokio::select! {
+                c = self.rx.recv() => match c {
+                    Some(c) => Some(c),
+                    None => return,
+                },
+                _ = self.shared.wake.notified() => None,
+                _ = every.tick() => None,
+                _ = tokio::time::sleep(sleep) => None,
+            };
+            if let Some(c) = command {
+                self.command(c);
+            }
+            self.check_progress();
+            self.drain_queue();
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        self.live
+            .values()
+            .filter_map(|l| l.stored.state.next_deadline())
+            .min()
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::ApplyRollout(r, reply) => {
+                let result = self.apply_rollout(*r);
+                let _ = reply.send(result);
+            }
+            Command::ApplyTemplate(t, reply) => {
+                let result = self
+                    .store
+                    .put_template(&t, now_ms())
+                    .map_err(ApiError::from);
+                if result.is_ok() {
+                    tracing::info!(template = %t.metadata.name, "analysis template stored");
+                }
+                let _ = reply.send(result);
+            }
+            Command::Act(name, action, reply) => {
+                let result = match self.input(&name, Input::Action(action)) {
+                    Ok(Ok(())) => {
+                        self.drain_queue();
+                        self.view(&name)
+                    }
+                    Ok(Err(rejected)) => Err(rejected.into()),
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }
+            Command::Get(name, reply) => {
+                let _ = reply.send(self.view(&name));
+            }
+            Command::List(reply) => {
+                let names: Vec<String> = self.live.keys().cloned().collect();
+                let _ = reply.send(names.iter().map(|n| self.view(n)).collect());
+            }
+            Command::Timeline(name, reply) => {
+                let _ = reply.send(self.timeline(&name));
+            }
+            Command::RunProgress {
+                rollout,
+                generation,
+                view,
+                done,
+            } => self.run_progress(&rollout, generation, view, done),
+        }
+    }
+
+    fn apply_rollout(&mut self, r: Rollout) -> Result<RolloutView, ApiError> {
+        let name = r.name().to_string();
+        let mut errors = Vec::new();
+        for (i, step) in r.steps().iter().enumerate() {
+            if let Step::Analysis(a) = step {
+                for (j, t) in a.templates.iter().enumerate() {
+                    if self.store.template(&t.template_name)?.is_none() {
+                        errors.push(FieldError {
+                            path: format!(
+                                "spec.strategy.canary.steps[{i}].analysis.templates[{j}].templateName"
+                            ),
+                            reason: format!(
+                                "no AnalysisTemplate named {:?}; apply it first",
+                                t.template_name
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(SpecError { errors }));
+        }
+        if let Some(other) = self
+            .live
+            .iter()
+            .find(|(n, l)| **n != name && l.stored.spec.spec.route == r.spec.route)
+        {
+            return Err(ApiError::Conflict(format!(
+                "route {:?} is already driven by rollout {:?}; one rollout per route",
+                r.spec.route, other.0
+            )));
+        }
+        let effects = self.store.create_rollout(&r, now_ms())?;
+        let stored = self
+            .store
+            .rollout(&name)?
+            .ok_or_else(|| ApiError::Internal("the rollout vanished after commit".into()))?;
+        tracing::info!(rollout = %name, generation = stored.generation, "rollout applied");
+        self.live.insert(
+            name.clone(),
+            Live {
+                route: initial_route(&stored),
+                stored,
+                awaiting: None,
+                run: None,
+            },
+        );
+        self.dirty = true;
+        self.carry_out(&name, effects);
+        self.drain_queue();
+        self.view(&name)
+    }
+
+    /// Commits one input, then carries out its effects.
+    fn input(&mut self, name: &str, input: Input) -> Result<Result<(), Rejected>, StoreError> {
+        let effects = match self.store.apply(name, now_ms(), input)? {
+            Ok(fx) => fx,
+            Err(rejected) => return Ok(Err(rejected)),
+        };
+        let stored = self
+            .store
+            .rollout(name)?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        if let Some(l) = self.live.get_mut(name) {
+            l.stored = stored;
+        }
+        self.carry_out(name, effects);
+        Ok(Ok(()))
+    }
+
+    fn drain_queue(&mut self) {
+        let mut budget = QUEUE_BUDGET;
+        while let Some((name, input)) = self.queue.pop_front() {
+            budget -= 1;
+            if budget == 0 {
+                tracing::error!(rollout = %name, "input queue did not settle; dropping the rest");
+                self.queue.clear();
+                break;
+            }
+            match self.input(&name, input.clone()) {
+                Ok(Ok(())) => {}
+                Ok(Err(rejected)) => {
+                    tracing::warn!(rollout = %name, ?input, "driver input rejected: {rejected}")
+                }
+                Err(e) => {
+                    tracing::error!(rollout = %name, ?input, "cannot record input: {e}")
+                }
+            }
+        }
+        self.flush();
+    }
+
+    fn carry_out(&mut self, name: &str, effects: Vec<Effect>) {
+        for effect in effects {
+            let Some(live) = self.live.get_mut(name) else {
+                return;
+            };
+            let spec = &live.stored.spec;
+            match effect {
+                Effect::Checkpoint { from, to, reason } => {
+                    tracing::info!(rollout = %name, "{from:?} → {to:?}: {reason}");
+                }
+                Effect::MaterializeInputs => {
+                    if let Err(e) = self.workloads.start(name, &spec.spec.canary) {
+                        tracing::warn!(rollout = %name, "canary start: {e}");
+                    }
+                    self.queue
+                        .push_back((name.to_string(), Input::InputsMaterialized));
+                }
+                Effect::EvaluateGate => {
+                    let needs_approval = spec
+                        .metadata
+                        .annotations
+                        .get(APPROVAL_ANNOTATION)
+                        .is_some_and(|v| v == "required");
+                    let reason = if needs_approval {
+                        format!("waiting for approval ({APPROVAL_ANNOTATION}: required)")
+                    } else {
+                        "no gate configured".to_string()
+                    };
+                    self.queue.push_back((
+                        name.to_string(),
+                        Input::GateEvaluated {
+                            passed: true,
+                            needs_approval,
+                            reason,
+                        },
+                    ));
+                }
+                Effect::SetCanaryWeight(w) => {
+                    live.route = RouteState::Weight(w);
+                    live.awaiting = Some((w, None));
+                    self.dirty = true;
+                }
+                Effect::PromoteCanaryToStable => {
+                    live.route = RouteState::Promoted;
+                    live.awaiting = None;
+                    self.dirty = true;
+                }
+                Effect::StartAnalysis { step, run } => self.start_run(name, step, run),
+                Effect::CancelAnalysis { run } => {
+                    if live.run.as_ref().is_some_and(|r| r.run == run) {
+                        live.run = None; // dropping aborts the task
+                        self.dirty = true; // the heartbeat window may change back
+                    }
+                }
+                // Every aborted rollout's drain is watched in `check_progress`.
+                Effect::WatchDrain => {}
+                Effect::ForceCloseCanary => {
+                    if let Err(e) = self.workloads.force_close(name, &spec.spec.canary) {
+                        tracing::warn!(rollout = %name, "canary force-close: {e}");
+                    }
+                }
+                Effect::StopCanary => {
+                    if let Err(e) = self.workloads.stop(name, &spec.spec.canary) {
+                        tracing::warn!(rollout = %name, "canary stop: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_run(&mut self, name: &str, step: usize, run: u64) {
+        let Some(live) = self.live.get(name) else {
+            return;
+        };
+        let spec = live.stored.spec.clone();
+        let generation = live.stored.generation;
+        let Some(Step::Analysis(analysis)) = spec.steps().get(step) else {
+            return;
+        };
+        let store = &self.store;
+        let plan = Plan::build(&spec, step, run, analysis, |t| {
+            store.template(t).ok().flatten()
+        });
+        let plan = match plan {
+            Ok(p) => p,
+            Err(message) => {
+                self.queue.push_back((
+                    name.to_string(),
+                    Input::AnalysisCompleted {
+                        run,
+                        verdict: Verdict::Error,
+                        message,
+                    },
+                ));
+                return;
+            }
+        };
+        let window = plan.proxy_window();
+        let fleet = self.shared.fleet.clone();
+        let tx = self.tx.clone();
+        let rollout = name.to_string();
+        let task = tokio::spawn(async move {
+            let reporter = Reporter {
+                tx: tx.clone(),
+                rollout: rollout.clone(),
+                generation,
+            };
+            let view = runner::execute(plan, fleet, now_ms, reporter).await;
+            let _ = tx
+                .send(Command::RunProgress {
+                    rollout,
+                    generation,
+                    view,
+                    done: true,
+                })
+                .await;
+        });
+        if let Some(live) = self.live.get_mut(name) {
+            live.run = Some(RunTask { run, window, task });
+        }
+        self.dirty = true;
+    }
+
+    fn run_progress(&mut self, name: &str, generation: u64, view: RunView, done: bool) {
+        let Some(live) = self.live.get_mut(name) else {
+            return;
+        };
+        if live.stored.generation != generation {
+            return;
+        }
+        let current = live.run.as_ref().is_some_and(|r| r.run == view.run);
+        if let Err(e) = self.store.put_run(
+            name,
+            generation,
+            view.run,
+            &serde_json::to_value(&view).unwrap_or_default(),
+        ) {
+            tracing::error!(rollout = %name, "cannot record analysis progress: {e}");
+        }
+        if done && current {
+            live.run = None;
+            self.dirty = true;
+            if let Some(verdict) = view.verdict() {
+                self.queue.push_back((
+                    name.to_string(),
+                    Input::AnalysisCompleted {
+                        run: view.run,
+                        verdict,
+                        message: view.message,
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Turns what the fleet and the clock say into inputs.
+    fn check_progress(&mut self) {
+        let now = now_ms();
+        let fleet = self.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
+        for (name, live) in self.live.iter_mut() {
+            if let Some((w, Some(version))) = live.awaiting {
+                if fleet.applied(version, now) {
+                    live.awaiting = None;
+                    self.queue
+                        .push_back((name.clone(), Input::WeightApplied { weight: w }));
+                }
+            }
+            let state = &live.stored.state;
+            if let (Phase::Aborted, Some(a)) = (state.phase, &state.abort) {
+                if a.zero_at.is_some()
+                    && !a.is_done()
+                    && fleet.drained(&live.stored.spec.spec.route, CANARY, now)
+                {
+                    self.queue.push_back((name.clone(), Input::CanaryDrained));
+                }
+            }
+            if state.next_deadline().is_some_and(|d| d <= now) {
+                self.queue.push_back((name.clone(), Input::Tick));
+            }
+        }
+    }
+
+    /// Publishes a new table if any route changed.
+    fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let version = match self.store.next("table_version") {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("cannot number the route table: {e}; retrying");
+                return;
+            }
+        };
+        self.dirty = false;
+        let mut routes = self.static_routes.clone();
+        for live in self.live.values_mut() {
+            routes.push(match live.route {
+                RouteState::Weight(w) => routes::route(&live.stored.spec, w),
+                RouteState::Promoted => routes::promoted_route(&live.stored.spec),
+            });
+            if let Some((_, v @ None)) = &mut live.awaiting {
+                *v = Some(version);
+            }
+        }
+        let window = self
+            .live
+            .values()
+            .filter_map(|l| l.run.as_ref()?.window)
+            .min()
+            .map(|w| w.as_millis().div_ceil(1000).max(1) as u64);
+        tracing::debug!(version, routes = routes.len(), "publishing route table");
+        self.shared.tables.publish(ConfigUpdate {
+            version,
+            routes,
+            slo_window_s: window,
+        });
+    }
+
+    fn view(&self, name: &str) -> Result<RolloutView, ApiError> {
+        let stored = self
+            .store
+            .rollout(name)?
+            .ok_or_else(|| ApiError::NotFound(format!("no rollout named {name:?}")))?;
+        let history = self.store.history(name)?;
+        let runs = self
+            .store
+            .runs(name)?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        Ok(view(stored, &history, runs))
+    }
+
+    fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
+        let stored = self
+            .store
+            .rollout(name)?
+            .ok_or_else(|| ApiError::NotFound(format!("no rollout named {name:?}")))?;
+        let entries = self
+            .store
+            .history(name)?
+            .into_iter()
+            .map(|h| {
+                let (checkpoints, outputs) = h
+                    .effects
+                    .into_iter()
+                    .partition(|e| matches!(e, Effect::Checkpoint { .. }));
+                TimelineEntry {
+                    seq: h.seq,
+                    at: humantime::format_rfc3339_millis(
+                        UNIX_EPOCH + Duration::from_millis(h.at_ms),
+                    )
+                    .to_string(),
+                    at_ms: h.at_ms,
+                    input: h.input,
+                    checkpoints,
+                    outputs,
+                }
+            })
+            .collect();
+        Ok(Timeline {
+            rollout: name.to_string(),
+            generation: stored.generation,
+            entries,
+        })
+    }
+}
+
+fn initial_route(stored: &StoredRollout) -> RouteState {
+    match stored.state.phase {
+        Phase::Completed => RouteState::Promoted,
+        _ => RouteState::Weight(stored.state.canary_weight),
+    }
+}
+
+/// The API view of a stored rollout (pure: also used by tests).
+pub fn view(stored: StoredRollout, history: &[HistoryEntry], runs: Vec<RunView>) -> RolloutView {
+    let mut applied_weights: Vec<AppliedWeight> = Vec::new();
+    for h in history {
+        if let Input::WeightApplied { weight } = h.input {
+            if applied_weights.last().map(|a| a.weight) != Some(weight) {
+                applied_weights.push(AppliedWeight {
+                    weight,
+                    applied_ms: h.at_ms,
+                });
+            }
+        }
+    }
+    let s = &stored.state;
+    let abort = s.abort.as_ref();
+    RolloutView {
+        status: Status {
+            phase: s.phase,
+            current_step_index: s.step,
+            steps: stored.spec.steps().len(),
+            canary_weight: s.canary_weight,
+            message: s.message.clone(),
+            generation: stored.generation,
+            applied_weights,
+            abort_to_zero_ms: abort.and_then(|a| a.abort_to_zero_ms()),
+            drain_ms: abort.and_then(|a| a.drain_ms()),
+            drain_forced: abort.is_some_and(|a| a.forced),
+            analysis_runs: runs,
+            created_ms: stored.created_ms,
+            updated_ms: stored.updated_ms,
+        },
+        rollout: stored.spec,
+    }
+}
+
+struct Reporter {
+    tx: mpsc::Sender<Command>,
+    rollout: String,
+    generation: u64,
+}
+
+impl runner::Report for Reporter {
+    fn progress(&self, view: &RunView) {
+        // Progress is best effort (the final view is sent with `send().await`).
+        let _ = self.tx.try_send(Command::RunProgress {
+            rollout: self.rollout.clone(),
+            generation: self.generation,
+            view: view.clone(),
+            done: false,
+        });
+    }
+}

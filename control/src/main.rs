@@ -1,0 +1,360 @@
+//! `vireo`: the control plane binary. Argument parsing, logging and exit codes; everything
+//! else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use http::Method;
+use vireo_control::client::{self, Client};
+use vireo_control::demo;
+use vireo_control::serve::{self, ControlConfig};
+
+/// Vireo's control plane: steps a canary's weight 5 → 25 → 50 → 100 % on every vireo-proxy,
+/// runs Argo-compatible analysis at each step, and aborts to weight 0 when it fails.
+///
+/// Start with `vireo demo`: everything in one process, a canary rolled out live.
+#[derive(Parser, Debug)]
+#[command(name = "vireo", version, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log filter, e.g. `info` or `vireo_control=debug` (or set RUST_LOG). `vireo demo`
+    /// defaults to warnings only, to keep its live view readable.
+    #[arg(long, global = true, env = "RUST_LOG")]
+    log: Option<String>,
+}
+
+const EXAMPLES: &str = "Examples:
+  vireo demo                              # the 12-minute default rollout, live
+  vireo demo --speed 60 --once            # twelve seconds; exit 0, or 2 if aborted
+  vireo demo --scenario faulty --speed 12 # a bad canary: analysis fails, abort to 0 %
+  vireo serve --data-dir ./vireo-data
+  vireo rollout apply -f analysis-template.yaml
+  vireo rollout apply -f rollout.yaml
+  vireo rollout status checkout --watch
+  vireo rollout promote checkout --full
+
+Exit codes: 0 ok; 1 error (bad input, refused action, server unreachable); 2 bad command
+line, or (demo --once, status --watch) the rollout was aborted.";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything in one process on loopback: control plane (:8080), a proxy (:4140,
+    /// admin :4191), stable v1 and canary v2 backends and simulated users; apply the default
+    /// rollout and show it live. Taken ports are replaced by free ones (printed).
+    Demo {
+        /// Divide every duration by N (12 minutes at 1; `--speed 12` takes one minute).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        speed: u32,
+        /// `faulty`: the canary answers ≈20 % 5xx, slowly; analysis fails and the abort runs.
+        #[arg(long, value_enum, default_value_t = demo::Scenario::Healthy)]
+        scenario: demo::Scenario,
+        /// Exit when the rollout ends: 0 completed, 2 aborted, 1 error; the last line of
+        /// stdout is a JSON summary.
+        #[arg(long)]
+        once: bool,
+        /// Where the demo keeps its state (default: a new vireo-data/demo-<time>).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run the control plane: the API, the rollout driver and the proxies' config watch.
+    Serve {
+        /// control.yaml: `listen`, `dataDir`, static `routes` (flags override it).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address of the API [default: 127.0.0.1:8080].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where state lives (SQLite) [default: ./vireo-data].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply, inspect and steer rollouts on a running control plane.
+    Rollout(RolloutArgs),
+}
+
+#[derive(Args, Debug)]
+struct RolloutArgs {
+    /// The control plane's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "VIREO_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: RolloutCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum RolloutCommand {
+    /// Create or replace Rollouts and AnalysisTemplates from a YAML or JSON file (several
+    /// documents separated by `---` are applied in order, templates first).
+    Apply {
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List rollouts with their phase, step and canary weight.
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show one rollout; with --watch, follow it until it ends.
+    Status {
+        name: String,
+        /// Print again on every change until the rollout ends (exit 0 completed, 2 aborted).
+        #[arg(long, short = 'w')]
+        watch: bool,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Pause a progressing rollout (a timed pause keeps what was left of it).
+    Pause { name: String },
+    /// Resume a paused rollout (after an inconclusive analysis: run it again).
+    Resume { name: String },
+    /// Skip the current step; with --full, every remaining step (straight to 100 %).
+    Promote {
+        name: String,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Abort: canary weight 0 on every proxy, drain, stop the canary.
+    Abort { name: String },
+    /// Start an aborted rollout again from the beginning.
+    Retry { name: String },
+    /// Let a rollout waiting for approval start.
+    Approve { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Demo { .. } => {
+            "warn,pingora_core=error,pingora_core::connectors=off,pingora_proxy=error"
+        }
+        _ => "info,pingora_core=warn,pingora_core::connectors=off",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_log))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vireo: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let is_demo = matches!(cli.command, Command::Demo { .. });
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo {
+                speed,
+                scenario,
+                once,
+                data_dir,
+            } => {
+                demo::run(demo::Options {
+                    speed,
+                    scenario,
+                    once,
+                    data_dir,
+                })
+                .await
+            }
+            Command::Serve {
+                config,
+                listen,
+                data_dir,
+            } => run_serve(config, listen, data_dir).await.map(|()| 0),
+            Command::Rollout(args) => rollout(args).await,
+        }
+    });
+    match result {
+        Ok(code) if is_demo => {
+            // The demo's proxy, backends and users all live in this process: end them at once
+            // rather than let them log each other's disappearance.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            std::process::exit(code.into())
+        }
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("vireo: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run_serve(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let file = match &config {
+        Some(path) => ControlConfig::load(path).map_err(anyhow::Error::msg)?,
+        None => ControlConfig::default(),
+    };
+    let listen = listen
+        .or(file.listen)
+        .unwrap_or_else(|| serve::DEFAULT_LISTEN.to_string());
+    let data_dir = data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(serve::DEFAULT_DATA_DIR));
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
+    })?;
+    serve::start(
+        listener,
+        &data_dir,
+        Arc::new(vireo_control::workload::Recorded),
+        file.routes,
+    )
+    .await?;
+    tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
+    wait_for_signal().await;
+    tracing::info!("stopping: every transition is already committed");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
+    let c = Client::new(&args.server);
+    let fail = anyhow::Error::msg;
+    match args.command {
+        RolloutCommand::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut docs = client::documents(&text);
+            if docs.is_empty() {
+                anyhow::bail!("{}: no document in the file", file.display());
+            }
+            // Templates first: a rollout's analysis steps must find theirs.
+            docs.sort_by_key(|d| client::kind(d).as_deref() != Some("AnalysisTemplate"));
+            for doc in docs {
+                let kind = client::kind(&doc).unwrap_or_default();
+                let path = match kind.as_str() {
+                    "AnalysisTemplate" | "ClusterAnalysisTemplate" => "/api/v1/analysistemplates",
+                    _ => "/api/v1/rollouts",
+                };
+                let v = c
+                    .call(Method::POST, path, Some(doc))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                match v.get("analysisTemplate").and_then(|n| n.as_str()) {
+                    Some(name) => println!("analysistemplate/{name} applied"),
+                    None => println!(
+                        "rollout/{} applied: {}",
+                        v["metadata"]["name"].as_str().unwrap_or("?"),
+                        v["status"]["phase"].as_str().unwrap_or("?")
+                    ),
+                }
+            }
+            Ok(0)
+        }
+        RolloutCommand::List { output } => {
+            let v = c
+                .call(Method::GET, "/api/v1/rollouts", None)
+                .await
+                .map_err(fail)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                Output::Text => print!("{}", client::render_list(&v)),
+            }
+            Ok(0)
+        }
+        RolloutCommand::Status {
+            name,
+            watch,
+            output,
+        } => {
+            let path = format!("/api/v1/rollouts/{name}");
+            let mut last = String::new();
+            loop {
+                let v = c.call(Method::GET, &path, None).await.map_err(fail)?;
+                let shown = match output {
+                    Output::Json => serde_json::to_string_pretty(&v)? + "\n",
+                    Output::Text => client::render_status(&v),
+                };
+                if shown != last {
+                    if watch && !last.is_empty() {
+                        println!();
+                    }
+                    print!("{shown}");
+                    last = shown;
+                }
+                let phase = v["status"]["phase"].as_str().unwrap_or("");
+                let ended = matches!(phase, "Completed" | "Aborted" | "RolledBack")
+                    && (phase != "Aborted" || v["status"]["drainMs"].is_u64());
+                if !watch {
+                    return Ok(0);
+                }
+                if ended {
+                    return Ok(if phase == "Completed" { 0 } else { 2 });
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        RolloutCommand::Pause { name } => act(&c, &name, "pause").await,
+        RolloutCommand::Resume { name } => act(&c, &name, "resume").await,
+        RolloutCommand::Promote { name, full } => {
+            act(
+                &c,
+                &name,
+                if full { "promote?full=true" } else { "promote" },
+            )
+            .await
+        }
+        RolloutCommand::Abort { name } => act(&c, &name, "abort").await,
+        RolloutCommand::Retry { name } => act(&c, &name, "retry").await,
+        RolloutCommand::Approve { name } => act(&c, &name, "approve").await,
+    }
+}
+
+async fn act(c: &Client, name: &str, action: &str) -> anyhow::Result<u8> {
+    let v = c
+        .call(
+            Method::POST,
+            &format!("/api/v1/rollouts/{name}/{action}"),
+            None,
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "rollout/{name}: {} (step {}/{}, canary {} %): {}",
+        v["status"]["phase"].as_str().unwrap_or("?"),
+        v["status"]["currentStepIndex"],
+        v["status"]["steps"],
+        v["status"]["canaryWeight"],
+        v["status"]["message"].as_str().unwrap_or("")
+    );
+    Ok(0)
+}

@@ -1,0 +1,282 @@
+//! Analysis runs: taking an analysis step's measurements on their schedule and judging them.
+//!
+//! A [`Plan`] is built when the state machine asks for `StartAnalysis`: the step's templates
+//! with their args resolved (the rollout's route is passed as the `route` arg unless the step
+//! gives one), each metric's provider query rendered. [`execute`] then measures each metric at
+//! the times [`Metric::next_measurement_at`] gives (Argo's `initialDelay`, `interval`, `count`,
+//! error retries), judges every measurement with the metric's conditions, and reports the run's
+//! progress and, once [`run_phase`] decides it, its verdict. Judging is the pure code in
+//! [`crate::analysis`]; this module only schedules and fetches.
+//!
+//! Providers: `proxy` reads the fleet's heartbeat figures for the metric's route and backend
+//! (args `route` and `backend`, default the rollout's route and `canary`). `prometheus` comes
+//! with the analysis issue; until then its measurements are errors that say so.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{run_phase, AnalysisTemplate, MeasurementPhase, Metric, RunPhase, Value};
+use crate::fleet::Fleet;
+use crate::rollout::{Millis, Verdict};
+use crate::routes::CANARY;
+use crate::spec::{AnalysisStep, Arg, Rollout};
+
+/// One metric, ready to measure.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub template: String,
+    pub metric: Metric,
+    pub route: String,
+    pub backend: String,
+    /// The prometheus query with args substituted.
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub run: u64,
+    pub step: usize,
+    pub metrics: Vec<Planned>,
+}
+
+impl Plan {
+    /// Resolves the step's templates (looked up by `template`) into metrics to measure.
+    pub fn build(
+        rollout: &Rollout,
+        step: usize,
+        run: u64,
+        analysis: &AnalysisStep,
+        template: impl Fn(&str) -> Option<AnalysisTemplate>,
+    ) -> Result<Plan, String> {
+        let mut overrides = analysis.args.clone();
+        if !overrides.iter().any(|a| a.name == "route") {
+            overrides.push(Arg {
+                name: "route".into(),
+                value: Some(rollout.spec.route.clone()),
+            });
+        }
+        let mut metrics = Vec::new();
+        for r in &analysis.templates {
+            let t = template(&r.template_name)
+                .ok_or_else(|| format!("no AnalysisTemplate named {:?}", r.template_name))?;
+            let args = t.resolve_args(&overrides)?;
+            let arg = |name: &str| {
+                args.get(name)
+                    .cloned()
+                    .or_else(|| overrides.iter().find(|a| a.name == name)?.value.clone())
+            };
+            for m in &t.spec.metrics {
+                let query = match &m.provider.prometheus {
+                    Some(p) => Some(crate::analysis::render(&p.query, &args)?),
+                    None => None,
+                };
+                metrics.push(Planned {
+                    template: r.template_name.clone(),
+                    metric: m.clone(),
+                    route: arg("route").unwrap_or_else(|| rollout.spec.route.clone()),
+                    backend: arg("backend").unwrap_or_else(|| CANARY.to_string()),
+                    query,
+                });
+            }
+        }
+        Ok(Plan { run, step, metrics })
+    }
+
+    /// The shortest proxy window the plan measures over: what heartbeats must report.
+    pub fn proxy_window(&self) -> Option<Duration> {
+        self.metrics
+            .iter()
+            .filter_map(|p| p.metric.provider.proxy.as_ref())
+            .map(|p| p.window.unwrap_or(Duration::from_secs(60)))
+            .min()
+    }
+}
+
+/// A run as measured so far (the API's `status.analysisRuns[]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    pub run: u64,
+    pub step: usize,
+    pub phase: RunPhase,
+    pub started_ms: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<Millis>,
+    pub message: String,
+    pub metrics: Vec<MetricView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricView {
+    pub name: String,
+    pub phase: RunPhase,
+    pub measurements: Vec<Measurement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    pub at_ms: Millis,
+    pub phase: MeasurementPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl RunView {
+    fn new(plan: &Plan, now: Millis) -> RunView {
+        RunView {
+            run: plan.run,
+            step: plan.step,
+            phase: RunPhase::Pending,
+            started_ms: now,
+            finished_ms: None,
+            message: String::new(),
+            metrics: plan
+                .metrics
+                .iter()
+                .map(|p| MetricView {
+                    name: p.metric.name.clone(),
+                    phase: RunPhase::Pending,
+                    measurements: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The verdict, once the run is decided.
+    pub fn verdict(&self) -> Option<Verdict> {
+        match self.phase {
+            RunPhase::Successful => Some(Verdict::Successful),
+            RunPhase::Failed => Some(Verdict::Failed),
+            RunPhase::Error => Some(Verdict::Error),
+            RunPhase::Inconclusive => Some(Verdict::Inconclusive),
+            RunPhase::Pending | RunPhase::Running => None,
+        }
+    }
+
+    /// One line on each metric that did not succeed (or on all, when every one did).
+    fn summary(&self) -> String {
+        let describe = |m: &MetricView| {
+            let last = m.measurements.last();
+            let value = match last.and_then(|l| l.value.as_ref()) {
+                Some(Value::Scalar(v)) => format!("{v:.4}"),
+                Some(Value::Vector(v)) => format!("{v:?}"),
+                None => "no value".into(),
+            };
+            let why = last
+                .and_then(|l| l.message.as_deref())
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            format!(
+                "{} {:?} after {} measurements, last {value}{why}",
+                m.name,
+                m.phase,
+                m.measurements.len()
+            )
+        };
+        let bad: Vec<String> = self
+            .metrics
+            .iter()
+            .filter(|m| m.phase != RunPhase::Successful)
+            .map(describe)
+            .collect();
+        if bad.is_empty() {
+            self.metrics
+                .iter()
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            bad.join("; ")
+        }
+    }
+}
+
+/// Where [`execute`] reports to.
+pub trait Report: Send + 'static {
+    fn progress(&self, view: &RunView);
+}
+
+/// Measures the plan's metrics on their schedule until the run is decided, reporting progress
+/// after every round. Returns the finished view. Cancel by dropping (aborting) the task.
+pub async fn execute(
+    plan: Plan,
+    fleet: Arc<RwLock<Fleet>>,
+    clock: fn() -> Millis,
+    report: impl Report,
+) -> RunView {
+    let started = clock();
+    let mut view = RunView::new(&plan, started);
+    let mut taken: Vec<Vec<MeasurementPhase>> = vec![Vec::new(); plan.metrics.len()];
+    let mut last: Vec<Option<Millis>> = vec![None; plan.metrics.len()];
+    report.progress(&view);
+    loop {
+        let due: BTreeMap<usize, Millis> = plan
+            .metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                p.metric
+                    .next_measurement_at(started, last[i], &taken[i])
+                    .map(|t| (i, t))
+            })
+            .collect();
+        let Some(&next) = due.values().min() else {
+            break; // every metric decided
+        };
+        let now = clock();
+        if next > now {
+            tokio::time::sleep(Duration::from_millis(next - now)).await;
+        }
+        let now = clock();
+        for (&i, _) in due.iter().filter(|(_, &t)| t <= now) {
+            let p = &plan.metrics[i];
+            let value = measure(p, &fleet, now);
+            let (phase, message) = p.metric.assess(value.as_ref().map_err(|e| e.as_str()));
+            taken[i].push(phase);
+            last[i] = Some(now);
+            let m = &mut view.metrics[i];
+            m.measurements.push(Measurement {
+                at_ms: now,
+                phase,
+                value: value.ok(),
+                message,
+            });
+            m.phase = p.metric.phase(&taken[i]);
+        }
+        view.phase = run_phase(view.metrics.iter().map(|m| m.phase));
+        if view.phase.is_done() {
+            break;
+        }
+        report.progress(&view);
+    }
+    // A run with no metric left to measure and none failed is decided by its metrics' phases.
+    view.phase = run_phase(view.metrics.iter().map(|m| m.phase));
+    if !view.phase.is_done() {
+        view.phase = RunPhase::Error; // unreachable with validated templates; never hang
+    }
+    view.finished_ms = Some(clock());
+    view.message = view.summary();
+    report.progress(&view);
+    view
+}
+
+fn measure(p: &Planned, fleet: &RwLock<Fleet>, now: Millis) -> Result<Value, String> {
+    if let Some(proxy) = &p.metric.provider.proxy {
+        let fleet = fleet.read().unwrap_or_else(|e| e.into_inner());
+        let agg = fleet.aggregate(&p.route, &p.backend, now);
+        return agg
+            .value(proxy.metric)
+            .map_err(|e| format!("{}/{}: {e}", p.route, p.backend));
+    }
+    Err(format!(
+        "template {:?}, metric {:?}: the prometheus provider is not available in this version",
+        p.template, p.metric.name
+    ))
+}

@@ -1,0 +1,69 @@
+//! `vireo serve`: the control plane process (store, driver, API), and its config file.
+//!
+//! `control.yaml` (all optional; flags override it):
+//! ```yaml
+//! listen: 127.0.0.1:8080
+//! dataDir: ./vireo-data
+//! routes: []        # static proxy routes, published beside the rollouts' routes
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use vireo_proxy::config::Route;
+
+use crate::driver::{Driver, Handle};
+use crate::spec::SpecError;
+use crate::store::Store;
+use crate::workload::Workloads;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./vireo-data";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControlConfig {
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+impl ControlConfig {
+    pub fn load(path: &Path) -> Result<ControlConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let c: ControlConfig = vireo_proxy::config::parse_document(&text)
+            .map_err(|e: SpecError| format!("{}: {e}", path.display()))?;
+        // The static routes must be a table proxies accept: compile them as a proxy would.
+        let probe = serde_json::json!({
+            "listen": "127.0.0.1:1",
+            "admin": "127.0.0.1:2",
+            "routes": c.routes,
+        });
+        vireo_proxy::config::Config::parse(&probe.to_string())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(c)
+    }
+}
+
+/// Opens the store, starts the driver and serves the API on `listener`. Returns the driver's
+/// handle; the API runs until the runtime stops.
+pub async fn start(
+    listener: tokio::net::TcpListener,
+    data_dir: &Path,
+    workloads: Arc<dyn Workloads>,
+    static_routes: Vec<Route>,
+) -> anyhow::Result<Handle> {
+    let store = Store::open(data_dir)?;
+    let handle = Driver::start(store, workloads, static_routes)?;
+    let api = handle.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::api::serve(listener, api).await {
+            tracing::error!("API server stopped: {e}");
+        }
+    });
+    Ok(handle)
+}

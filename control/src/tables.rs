@@ -1,0 +1,95 @@
+//! The route tables the control plane serves to proxies (`GET /api/v1/proxy/config`).
+//!
+//! One numbered table for the whole fleet: every rollout's route, plus the static routes of
+//! `control.yaml`. The driver publishes a new version whenever a route changes; versions come
+//! from a durable counter, so they only grow, even across restarts, and a proxy polling with the
+//! last version it applied always gets anything newer.
+//!
+//! The long poll is a `tokio::sync::watch` channel: a request for `since = V` is answered at
+//! once when the current version is newer, else when the next one is published, else with 304
+//! after the hold time. Thousands of waiting proxies cost one channel subscription each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vireo_proxy::watch::ConfigUpdate;
+
+/// How long a long poll is held before 304 (spec: ≤ 30 s).
+pub const HOLD: Duration = Duration::from_secs(25);
+
+pub struct Tables {
+    tx: watch::Sender<Arc<ConfigUpdate>>,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        let (tx, _) = watch::channel(Arc::new(ConfigUpdate {
+            version: 0,
+            routes: Vec::new(),
+            slo_window_s: None,
+        }));
+        Tables { tx }
+    }
+}
+
+impl Tables {
+    pub fn publish(&self, update: ConfigUpdate) {
+        self.tx.send_replace(Arc::new(update));
+    }
+
+    pub fn current(&self) -> Arc<ConfigUpdate> {
+        self.tx.borrow().clone()
+    }
+
+    /// The table a proxy that applied `since` should get, waiting up to `hold` for one.
+    ///
+    /// A proxy *ahead* of us (its `since` is above anything published here: the data dir was
+    /// replaced) gets the current table at once, so it does not wait forever for a version
+    /// this control plane will take long to reach; version 0 (nothing published yet) is never
+    /// sent, so a fresh control plane does not wipe a proxy's routes.
+    pub async fn wait_newer(&self, since: u64, hold: Duration) -> Option<Arc<ConfigUpdate>> {
+        let mut rx = self.tx.subscribe();
+        let fits = |u: &ConfigUpdate| u.version > 0 && u.version != since;
+        let wait = async { rx.wait_for(|u| fits(u)).await.map(|u| u.clone()) };
+        tokio::time::timeout(hold, wait).await.ok()?.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(version: u64) -> ConfigUpdate {
+        ConfigUpdate {
+            version,
+            routes: Vec::new(),
+            slo_window_s: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poll_returns_newer_tables_waits_for_the_next_and_times_out() {
+        let t = Arc::new(Tables::default());
+        let short = Duration::from_millis(50);
+        assert!(
+            t.wait_newer(0, short).await.is_none(),
+            "version 0 is never sent"
+        );
+        t.publish(table(3));
+        assert_eq!(t.wait_newer(0, short).await.unwrap().version, 3);
+        assert!(t.wait_newer(3, short).await.is_none());
+        assert_eq!(
+            t.wait_newer(9, short).await.unwrap().version,
+            3,
+            "a proxy ahead of us is given our table"
+        );
+        let waiter = {
+            let t = t.clone();
+            tokio::spawn(async move { t.wait_newer(3, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        t.publish(table(4));
+        assert_eq!(waiter.await.unwrap().unwrap().version, 4);
+    }
+}
