@@ -147,10 +147,12 @@ async fn act(
         ("abort", _) => Action::Abort,
         ("retry", _) => Action::Retry,
         ("approve", _) => Action::Approve,
-        (other, _) => return ApiError::NotFound(format!(
+        (other, _) => {
+            return ApiError::NotFound(format!(
             "no action {other:?}: use pause, resume, promote (?full=true), abort, retry or approve"
         ))
-        .into_response(),
+            .into_response()
+        }
     };
     match h.act(&name, action).await {
         Ok(v) => Json(v).into_response(),

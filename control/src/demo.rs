@@ -328,15 +328,16 @@ async fn wait_ready(
 async fn wait_routed(handle: &Handle) -> anyhow::Result<()> {
     for _ in 0..200 {
         let now = crate::driver::now_ms();
-        let fleet = handle
+        let routed = handle
             .shared
             .fleet
             .read()
-            .unwrap_or_else(|e| e.into_inner());
-        if fleet.connected(now).any(|r| r.applied_version > 0) {
+            .unwrap_or_else(|e| e.into_inner())
+            .connected(now)
+            .any(|r| r.applied_version > 0);
+        if routed {
             return Ok(());
         }
-        drop(fleet);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("the proxy did not apply the control plane's route table within 10 s")

@@ -522,13 +522,42 @@ pub fn parse_document<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, C
 /// serde_yaml_ng already puts the path in front of its message, so that copy is dropped.
 fn path_error<E: std::fmt::Display>(e: serde_path_to_error::Error<E>) -> ConfigError {
     let path = e.path().to_string();
-    let path = if path == "." { String::new() } else { path };
-    let reason = e.into_inner().to_string();
-    let reason = reason
-        .strip_prefix(&format!("{path}: "))
-        .map(str::to_string)
-        .unwrap_or(reason);
+    let mut path = if path == "." { String::new() } else { path };
+    let mut reason = e.into_inner().to_string();
+    // serde_yaml_ng puts its own path (without sequence indices) in front; ours is exact.
+    if let Some((head, rest)) = reason.split_once(": ") {
+        if !head.is_empty() && (head == path || head == without_indices(&path)) {
+            reason = rest.to_string();
+        }
+    }
+    // A conversion error that names a field of the value ("setWeight: must be 0..=100")
+    // belongs to that field.
+    if let Some((field, rest)) = reason.split_once(": ") {
+        if !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            path = if path.is_empty() {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            reason = rest.to_string();
+        }
+    }
     ConfigError::one(path, reason)
+}
+
+/// `a[0].b[12].c` → `a.b.c`.
+fn without_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]

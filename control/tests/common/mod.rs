@@ -1,0 +1,348 @@
+//! End-to-end harness: the real `vireo` and `vireo-proxy` binaries as processes, real backends
+//! (the demo's, on a runtime of their own), real HTTP on loopback. Tests block; every wait is
+//! bounded.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use serde_json::Value;
+use vireo_control::demo::{spawn_backend, Backend};
+
+pub fn vireo_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vireo"))
+}
+
+/// `vireo-proxy` from the same target dir (`cargo test --workspace` builds it).
+pub fn proxy_bin() -> PathBuf {
+    let p = vireo_bin().with_file_name("vireo-proxy");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (`cargo build -p vireo-proxy`; `cargo test --workspace` does)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// A backend answering 200 with `x-version: version`.
+pub fn backend(version: &'static str) -> Backend {
+    let _rt = runtime().enter();
+    spawn_backend(TcpListener::bind("127.0.0.1:0").unwrap(), version, false).unwrap()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn version(&self) -> Option<&str> {
+        self.headers.get("x-version")?.to_str().ok()
+    }
+}
+
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Reply, String> {
+    static CLIENT: std::sync::OnceLock<Client<HttpConnector, Full<Bytes>>> =
+        std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(HttpConnector::new())
+    });
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    runtime().block_on(async {
+        let exchange = async {
+            let resp = client.request(req).await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(Reply {
+                status,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(40), exchange)
+            .await
+            .map_err(|_| format!("{url}: no answer in 40 s"))?
+    })
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `vireo serve` as a child process.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(addr: SocketAddr, data_dir: &Path) -> Server {
+        let child = Command::new(vireo_bin())
+            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        };
+        wait_for("vireo serve /healthz", Duration::from_secs(20), || {
+            http("GET", &s.url("/healthz"), &[], "")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Reply {
+        http("POST", &self.url(path), &[], body).unwrap()
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        http("GET", &self.url(path), &[], "").unwrap()
+    }
+
+    pub fn status(&self, name: &str) -> Value {
+        let r = self.get(&format!("/api/v1/rollouts/{name}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["status"].clone()
+    }
+
+    pub fn timeline(&self, name: &str) -> Vec<Value> {
+        self.get(&format!("/api/v1/rollouts/{name}/timeline"))
+            .json()["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Waits until the rollout's status satisfies `check`.
+    pub fn wait_status(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        wait_for(what, Duration::from_secs(30), || {
+            let s = self.status(name);
+            check(&s).then_some(s)
+        })
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `vireo-proxy --control` child process.
+pub struct Proxy {
+    pub child: Child,
+    pub id: String,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    config: PathBuf,
+    control: String,
+}
+
+impl Proxy {
+    pub fn start(dir: &Path, id: &str, control: &str) -> Proxy {
+        let listen = free_addr();
+        let admin = free_addr();
+        let config = dir.join(format!("{}.yaml", id.replace('/', "-")));
+        std::fs::write(
+            &config,
+            format!("listen: {listen}\nadmin: {admin}\nshutdown_grace: 1s\nroutes: []\n"),
+        )
+        .unwrap();
+        let child = spawn_proxy(&config, control, id);
+        let p = Proxy {
+            child,
+            id: id.to_string(),
+            listen,
+            admin,
+            config,
+            control: control.to_string(),
+        };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let admin = self.admin;
+        wait_for("vireo-proxy /ready", Duration::from_secs(20), || {
+            http("GET", &format!("http://{admin}/ready"), &[], "")
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+    }
+
+    /// (Re)starts the process with the same id and ports.
+    pub fn restart(&mut self) {
+        self.child = spawn_proxy(&self.config, &self.control, &self.id);
+        self.wait_ready();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// The version of the table this proxy serves (from its admin `/config`).
+    pub fn table_version(&self) -> u64 {
+        http("GET", &format!("http://{}/config", self.admin), &[], "")
+            .ok()
+            .and_then(|r| r.json()["version"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Sends `n` requests as users `u-0..n` and returns how many each version answered.
+    pub fn split(&self, n: usize) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for i in 0..n {
+            let user = format!("u-{i}");
+            let r = http(
+                "GET",
+                &format!("http://{}/", self.listen),
+                &[("x-user-id", &user)],
+                "",
+            )
+            .unwrap();
+            let v = if r.status == 200 {
+                r.version().unwrap_or("?").to_string()
+            } else {
+                format!("HTTP {}", r.status)
+            };
+            *out.entry(v).or_default() += 1;
+        }
+        out
+    }
+}
+
+fn spawn_proxy(config: &Path, control: &str, id: &str) -> Child {
+    Command::new(proxy_bin())
+        .arg("--config")
+        .arg(config)
+        .args(["--control", control, "--proxy-id", id])
+        .env("RUST_LOG", "warn,pingora_core::connectors=off")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const TEMPLATE: &str = "apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: canary-slo }
+spec:
+  args: [ { name: route }, { name: backend, value: canary } ]
+  metrics:
+    - name: success-rate
+      successCondition: result >= 0.99
+      provider: { proxy: { metric: success-rate, window: 10s } }
+";
+
+pub fn rollout(name: &str, stable: SocketAddr, canary: SocketAddr, steps: &str) -> String {
+    format!(
+        "apiVersion: vireo.dev/v1alpha1
+kind: Rollout
+metadata: {{ name: {name} }}
+spec:
+  route: {name}
+  stable: {{ version: v1, addrs: [\"{stable}\"] }}
+  canary: {{ version: v2, addrs: [\"{canary}\"] }}
+  split: {{ key: {{ header: x-user-id }} }}
+  strategy:
+    canary:
+      steps:
+{steps}"
+    )
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "vireo-e2e-{name}-{}-{}",
+        std::process::id(),
+        vireo_control::driver::now_ms()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,311 @@
+//! The control plane end to end: `vireo serve`, real `vireo-proxy` processes and real backends
+//! on loopback; `vireo demo` as a user runs it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn weight_applied_entries(timeline: &[Value]) -> Vec<(u64, u64)> {
+    timeline
+        .iter()
+        .filter_map(|e| {
+            let w = e["input"]["WeightApplied"]["weight"].as_u64()?;
+            Some((w, e["at_ms"].as_u64().unwrap()))
+        })
+        .collect()
+}
+
+fn share_of_v2(split: &std::collections::BTreeMap<String, usize>) -> f64 {
+    let total: usize = split.values().sum();
+    *split.get("v2").unwrap_or(&0) as f64 / total as f64
+}
+
+#[test]
+fn weights_move_on_both_proxies_and_count_as_applied_only_when_both_report() {
+    let dir = tempdir("two-proxies");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let control = server.url("");
+    let a = Proxy::start(&dir, "proxy-a", &control);
+    let mut b = Proxy::start(&dir, "proxy-b", &control);
+    let (v1, v2) = (backend("v1"), backend("v2"));
+
+    let steps = "        - setWeight: 30\n        - pause: {}\n        - setWeight: 60\n        - pause: {}\n";
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("checkout", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.wait_status("checkout", "weight 30 applied", |s| {
+        s["phase"] == "Paused" && s["canaryWeight"] == 30
+    });
+    // Both proxies split by the rollout's salt: about 30 % of users on v2, the same users.
+    let (sa, sb) = (a.split(300), b.split(300));
+    assert_eq!(sa, sb, "both proxies put each user on the same version");
+    let share = share_of_v2(&sa);
+    assert!((0.2..0.4).contains(&share), "v2 share {share}: {sa:?}");
+
+    // Proxy b stops answering (SIGSTOP keeps it "connected" for a few seconds): weight 60 is
+    // published but must not count as applied until b reports it.
+    b.signal(libc::SIGSTOP);
+    let r = server.post("/api/v1/rollouts/checkout/promote", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for("proxy a on the new table", Duration::from_secs(10), || {
+        (share_of_v2(&a.split(200)) > 0.5).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = server.status("checkout");
+    assert_eq!(
+        s["canaryWeight"], 30,
+        "applied before proxy b reported: {s}"
+    );
+    let resumed_at = vireo_control::driver::now_ms();
+    b.signal(libc::SIGCONT);
+    server.wait_status("checkout", "weight 60 applied", |s| s["canaryWeight"] == 60);
+    let applied = weight_applied_entries(&server.timeline("checkout"));
+    assert_eq!(
+        applied.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
+        vec![30, 60]
+    );
+    assert!(
+        applied[1].1 >= resumed_at,
+        "60 % recorded as applied at {} before proxy b came back at {resumed_at}",
+        applied[1].1
+    );
+    assert!(share_of_v2(&b.split(200)) > 0.5);
+
+    // Proxy b dies; the rollout goes on without it (it stops counting after 5 s of silence)
+    // and completes; b, restarted, catches up with the newest table.
+    b.kill9();
+    let r = server.post("/api/v1/rollouts/checkout/promote", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.wait_status("checkout", "completed", |s| s["phase"] == "Completed");
+    let newest = server.get("/api/v1/proxies").json()["tableVersion"]
+        .as_u64()
+        .unwrap();
+    b.restart();
+    wait_for(
+        "restarted proxy b on the newest table",
+        Duration::from_secs(10),
+        || (b.table_version() >= newest).then_some(()),
+    );
+    assert_eq!(
+        b.split(100).get("v2"),
+        Some(&100),
+        "promoted: every user on v2"
+    );
+    assert_eq!(a.split(100).get("v2"), Some(&100));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn proxies_keep_routing_without_the_control_plane_and_a_killed_one_resumes() {
+    let dir = tempdir("kill9");
+    let addr = free_addr();
+    let data = dir.join("data");
+    let mut server = Server::start(addr, &data);
+    let control = server.url("");
+    let proxy = Proxy::start(&dir, "proxy-0", &control);
+    let (v1, v2) = (backend("v1"), backend("v2"));
+
+    let steps = "        - setWeight: 20\n        - pause: { duration: 4s }\n        - setWeight: 50\n        - pause: {}\n";
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("cart", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.wait_status("cart", "weight 20 applied, timed pause running", |s| {
+        s["canaryWeight"] == 20 && s["currentStepIndex"] == 1
+    });
+    let before = server.timeline("cart");
+
+    // kill -9 in the middle of the timed pause.
+    server.kill9();
+    let killed_at = Instant::now();
+    // Static stability: the proxy keeps serving its last table.
+    let split = proxy.split(200);
+    assert_eq!(split.values().sum::<usize>(), 200);
+    assert!(!split.keys().any(|k| k.starts_with("HTTP")), "{split:?}");
+    let share = share_of_v2(&split);
+    assert!((0.1..0.3).contains(&share), "v2 share {share}");
+
+    // Restart on the same data dir: the pause's deadline is absolute, the step moves on to
+    // 50 % once, and the history written before the kill is intact.
+    let server = Server::start(addr, &data);
+    let s = server.wait_status("cart", "weight 50 applied after restart", |s| {
+        s["canaryWeight"] == 50 && s["phase"] == "Paused"
+    });
+    assert!(killed_at.elapsed() < Duration::from_secs(30), "{s}");
+    let after = server.timeline("cart");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "history before the kill changed"
+    );
+    let seqs: Vec<u64> = after.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=after.len() as u64).collect::<Vec<_>>());
+    let applied: Vec<u64> = weight_applied_entries(&after).iter().map(|e| e.0).collect();
+    assert_eq!(applied, vec![20, 50], "a weight step applied twice?");
+    let share = share_of_v2(&proxy.split(200));
+    assert!((0.4..0.6).contains(&share), "v2 share {share}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_nothing_is_stored() {
+    let dir = tempdir("bad-input");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let good = rollout(
+        "shop",
+        v1.addr,
+        v2.addr,
+        "        - setWeight: 10\n        - pause: {}\n",
+    );
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed YAML", "spec: [".into(), ""),
+        (
+            "unknown field",
+            good.replace("route: shop", "route: shop\n  colour: blue"),
+            "spec: unknown field `colour`",
+        ),
+        (
+            "weight out of range",
+            good.replace("setWeight: 10", "setWeight: 150"),
+            "spec.strategy.canary.steps[0].setWeight: must be 0..=100",
+        ),
+        (
+            "missing template",
+            good.replace(
+                "        - pause: {}\n",
+                "        - analysis: { templates: [ { templateName: nope } ] }\n",
+            ),
+            "spec.strategy.canary.steps[1].analysis.templates[0].templateName: no AnalysisTemplate named \"nope\"",
+        ),
+    ];
+    for (what, body, expect) in &cases {
+        let r = server.post("/api/v1/rollouts", body);
+        assert_eq!(r.status, 400, "{what}: {}", r.body);
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(expect), "{what}: {error:?} lacks {expect:?}");
+    }
+    let r = server.post(
+        "/api/v1/analysistemplates",
+        &TEMPLATE.replace("    - name: success-rate\n", "    - name: a\n      successCondition: result >\n      provider: { proxy: { metric: success-rate } }\n    - name: a\n"),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let error = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("spec.metrics[1].name: duplicate metric name \"a\""),
+        "{error}"
+    );
+    assert!(
+        error.contains("spec.metrics[0].successCondition"),
+        "{error}"
+    );
+    assert_eq!(
+        server.get("/api/v1/rollouts").json()["items"],
+        Value::Array(vec![]),
+        "a refused spec left something behind"
+    );
+
+    // A running rollout cannot be replaced, actions name the phase, unknown names are 404.
+    // (No proxy is connected, so the first weight waits, Progressing, to be applied.)
+    assert_eq!(server.post("/api/v1/rollouts", &good).status, 201);
+    server.wait_status("shop", "progressing", |s| s["phase"] == "Progressing");
+    let r = server.post("/api/v1/rollouts", &good);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("Progressing"), "{}", r.body);
+    let r = server.post("/api/v1/rollouts/shop/resume", "");
+    assert_eq!(r.status, 409);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("phase Progressing"),
+        "{}",
+        r.body
+    );
+    assert_eq!(server.post("/api/v1/rollouts/nope/abort", "").status, 404);
+    assert_eq!(server.post("/api/v1/rollouts/shop/explode", "").status, 404);
+
+    // The CLI: one line naming the field, exit 1.
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, good.replace("setWeight: 10", "setWeight: -5")).unwrap();
+    let out = std::process::Command::new(vireo_bin())
+        .args(["rollout", "apply", "-f"])
+        .arg(&bad)
+        .args(["--server", &server.url("")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("steps[0].setWeight: must be 0..=100"),
+        "{stderr}"
+    );
+    // And a good action through the CLI.
+    let out = std::process::Command::new(vireo_bin())
+        .args(["rollout", "abort", "shop", "--server", &server.url("")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Aborted"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `vireo demo --speed 60 --once` and returns the exit code and the final JSON line.
+fn demo(scenario: &str, dir: &std::path::Path) -> (Option<i32>, Value, String) {
+    let out = std::process::Command::new(vireo_bin())
+        .args([
+            "demo",
+            "--speed",
+            "60",
+            "--once",
+            "--scenario",
+            scenario,
+            "--data-dir",
+        ])
+        .arg(dir.join(scenario))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = stdout.lines().last().unwrap_or_default();
+    let summary = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last stdout line is not JSON ({e}): {stdout}\n{stderr}"));
+    (out.status.code(), summary, stderr)
+}
+
+/// Both scenarios in one test: they use the demo's default ports, so they must not overlap.
+#[test]
+fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
+    let dir = tempdir("demo");
+    let (code, s, log) = demo("healthy", &dir);
+    assert_eq!(code, Some(0), "{s}\n{log}");
+    assert_eq!(s["phase"], "Completed", "{s}");
+    assert_eq!(s["steps"], serde_json::json!([5, 25, 50, 100]), "{s}");
+    assert!(s["served"]["v2"].as_u64().unwrap() > 0, "{s}");
+
+    let (code, s, log) = demo("faulty", &dir);
+    assert_eq!(code, Some(2), "{s}\n{log}");
+    assert_eq!(s["phase"], "Aborted", "{s}");
+    assert_eq!(
+        s["steps"].as_array().unwrap().last(),
+        Some(&serde_json::json!(0))
+    );
+    assert_eq!(s["canary_requests_after_abort"], 0, "{s}");
+    assert!(
+        s["abort_to_zero_ms"].is_u64() && s["drain_ms"].is_u64(),
+        "{s}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
