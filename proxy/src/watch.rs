@@ -5,8 +5,10 @@
 //! 30 s); everything else (`listen`, `admin`, timeouts) stays from the local file. A heartbeat
 //! (`POST /api/v1/proxy/status`) reports the applied version, the in-flight count of every
 //! backend (also ones a new table removed, so the control plane can see a drain finish) and the
-//! SLO figures. It is sent every second and at once after a table is applied, which is how a
-//! weight change is known to be applied everywhere within about a round trip.
+//! SLO figures (over the window the control plane asks for, default 60 s). It is sent every
+//! second, at once after a table is applied — which is how a weight change is known to be
+//! applied everywhere within about a round trip — and then every 200 ms for 2 s, when the control
+//! plane may be watching a drain finish.
 //!
 //! Static stability: when the control plane is unreachable the proxy keeps serving the last
 //! table it applied (at start, the local file's routes) and retries with jittered exponential
