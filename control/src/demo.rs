@@ -266,12 +266,19 @@ spec:
         "        - setWeight: 100\n        - pause: {{ duration: {} }}\n",
         d(180)
     ));
-    let rollout = format!(
+    let rollout = rollout_yaml(ROLLOUT, stable, canary, &steps);
+    (template, rollout)
+}
+
+/// A Rollout of `name` (driving the route of that name) from v1 at `stable` to v2 at `canary`,
+/// users split by `x-user-id`, with `steps` (YAML list items, indented eight spaces).
+pub fn rollout_yaml(name: &str, stable: SocketAddr, canary: SocketAddr, steps: &str) -> String {
+    format!(
         "apiVersion: vireo.dev/v1alpha1
 kind: Rollout
-metadata: {{ name: {ROLLOUT} }}
+metadata: {{ name: {name} }}
 spec:
-  route: {ROLLOUT}
+  route: {name}
   stable: {{ version: v1, addrs: [\"{stable}\"] }}
   canary: {{ version: v2, addrs: [\"{canary}\"] }}
   split: {{ key: {{ header: x-user-id }}, buckets: 100 }}
@@ -279,8 +286,7 @@ spec:
     canary:
       steps:
 {steps}"
-    );
-    (template, rollout)
+    )
 }
 
 /// A listener on 127.0.0.1:`port`, or on a free port if that one is taken.

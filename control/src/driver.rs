@@ -294,15 +294,7 @@ impl Driver {
         for stored in d.store.rollouts()? {
             let name = stored.spec.name().to_string();
             let state = stored.state.clone();
-            d.live.insert(
-                name.clone(),
-                Live {
-                    route: initial_route(&stored),
-                    stored,
-                    awaiting: None,
-                    run: None,
-                },
-            );
+            d.live.insert(name.clone(), Live::new(stored));
             let effects = state.resume_effects();
             if !effects.is_empty() {
                 tracing::info!(rollout = %name, phase = ?state.phase, "resuming from the last checkpoint");
@@ -436,15 +428,7 @@ impl Driver {
             .rollout(&name)?
             .ok_or_else(|| ApiError::Internal("the rollout vanished after commit".into()))?;
         tracing::info!(rollout = %name, generation = stored.generation, "rollout applied");
-        self.live.insert(
-            name.clone(),
-            Live {
-                route: initial_route(&stored),
-                stored,
-                awaiting: None,
-                run: None,
-            },
-        );
+        self.live.insert(name.clone(), Live::new(stored));
         self.dirty = true;
         self.carry_out(&name, effects);
         self.drain_queue();
@@ -759,10 +743,20 @@ impl Driver {
     }
 }
 
-fn initial_route(stored: &StoredRollout) -> RouteState {
-    match stored.state.phase {
-        Phase::Completed => RouteState::Promoted,
-        _ => RouteState::Weight(stored.state.canary_weight),
+impl Live {
+    /// A rollout as loaded or applied: its route as the state implies (the resume effects
+    /// then re-publish whatever a crash may have left unpublished).
+    fn new(stored: StoredRollout) -> Live {
+        let route = match stored.state.phase {
+            Phase::Completed => RouteState::Promoted,
+            _ => RouteState::Weight(stored.state.canary_weight),
+        };
+        Live {
+            stored,
+            route,
+            awaiting: None,
+            run: None,
+        }
     }
 }
 

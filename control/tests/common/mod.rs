@@ -321,20 +321,7 @@ spec:
 ";
 
 pub fn rollout(name: &str, stable: SocketAddr, canary: SocketAddr, steps: &str) -> String {
-    format!(
-        "apiVersion: vireo.dev/v1alpha1
-kind: Rollout
-metadata: {{ name: {name} }}
-spec:
-  route: {name}
-  stable: {{ version: v1, addrs: [\"{stable}\"] }}
-  canary: {{ version: v2, addrs: [\"{canary}\"] }}
-  split: {{ key: {{ header: x-user-id }} }}
-  strategy:
-    canary:
-      steps:
-{steps}"
-    )
+    vireo_control::demo::rollout_yaml(name, stable, canary, steps)
 }
 
 pub fn tempdir(name: &str) -> PathBuf {
