@@ -229,6 +229,9 @@ impl AnalysisTemplate {
             if m.count.is_some_and(|c| c > 1) && m.interval.is_none() {
                 err(format!("{p}.interval"), "is required when count > 1".into());
             }
+            if m.interval.is_some_and(|i| i.is_zero()) {
+                err(format!("{p}.interval"), "must be above 0".into());
+            }
             match (&m.provider.proxy, &m.provider.prometheus) {
                 (Some(px), None) => {
                     if let Some(w) = px.window {
@@ -346,7 +349,9 @@ impl Metric {
             return None;
         }
         let Some(last) = last_ms else {
-            return Some(started_ms + self.initial_delay.unwrap_or_default().as_millis() as u64);
+            return Some(started_ms.saturating_add(crate::rollout::millis(
+                self.initial_delay.unwrap_or_default(),
+            )));
         };
         let wait = match (self.interval, taken.last()) {
             (Some(i), _) => i,
@@ -354,7 +359,7 @@ impl Metric {
             // Without an interval the count is 1, so a non-error measurement decided it.
             (None, _) => return None,
         };
-        Some(last + wait.as_millis() as u64)
+        Some(last.saturating_add(crate::rollout::millis(wait)))
     }
 
     /// Judges one measurement by the metric's conditions (Argo semantics):

@@ -145,6 +145,9 @@ pub fn render_status(v: &Value) -> String {
         }
         out.push('\n');
     }
+    for e in s["proxyErrors"].as_array().into_iter().flatten() {
+        out.push_str(&format!("Blocked:   {}\n", e.as_str().unwrap_or("?")));
+    }
     for run in s["analysisRuns"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "Analysis:  run {} (step {}): {}{}\n",

@@ -562,7 +562,7 @@ impl LiveView {
             (STABLE, v.rollout.spec.stable.version.as_str()),
             (CANARY, v.rollout.spec.canary.version.as_str()),
         ] {
-            let a = fleet.aggregate(&v.rollout.spec.route, backend, now);
+            let a = fleet.aggregate(&v.rollout.spec.route, backend, None, now);
             if a.requests == 0 {
                 versions.push(format!("{version} {backend}: no traffic"));
                 continue;

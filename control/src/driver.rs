@@ -38,7 +38,7 @@ use vireo_proxy::watch::{ConfigUpdate, StatusReport};
 
 use crate::analysis::AnalysisTemplate;
 use crate::fleet::Fleet;
-use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict};
+use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
 use crate::routes::{self, CANARY};
 use crate::runner::{self, Plan, RunView};
 use crate::spec::{FieldError, Rollout, SpecError, Step};
@@ -131,6 +131,9 @@ pub struct Status {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub drain_forced: bool,
     pub analysis_runs: Vec<RunView>,
+    /// Proxies refusing the newest table (a rollout waiting on them is stuck until fixed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy_errors: Vec<String>,
     pub created_ms: Millis,
     pub updated_ms: Millis,
 }
@@ -230,6 +233,8 @@ struct Live {
     /// A published weight every proxy has yet to apply: (weight, table version once published).
     awaiting: Option<(u8, Option<u64>)>,
     run: Option<RunTask>,
+    /// SLO windows its analysis steps measure over (see [`proxy_windows`]).
+    windows: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,7 +245,8 @@ enum RouteState {
 
 struct RunTask {
     run: u64,
-    window: Option<Duration>,
+    /// The SLO windows (seconds) its proxy metrics measure over.
+    windows: Vec<u64>,
     task: JoinHandle<()>,
 }
 
@@ -258,6 +264,8 @@ pub struct Driver {
     live: BTreeMap<String, Live>,
     queue: VecDeque<(String, Input)>,
     dirty: bool,
+    /// The store refused a write: back off before the next attempt instead of spinning.
+    store_failing: bool,
     tx: mpsc::Sender<Command>,
     rx: mpsc::Receiver<Command>,
 }
@@ -288,13 +296,15 @@ impl Driver {
             live: BTreeMap::new(),
             queue: VecDeque::new(),
             dirty: true,
+            store_failing: false,
             tx: tx.clone(),
             rx,
         };
         for stored in d.store.rollouts()? {
             let name = stored.spec.name().to_string();
             let state = stored.state.clone();
-            d.live.insert(name.clone(), Live::new(stored));
+            let windows = proxy_windows(&d.store, &stored.spec);
+            d.live.insert(name.clone(), Live::new(stored, windows));
             let effects = state.resume_effects();
             if !effects.is_empty() {
                 tracing::info!(rollout = %name, phase = ?state.phase, "resuming from the last checkpoint");
@@ -315,6 +325,9 @@ impl Driver {
         let mut every = tokio::time::interval(Duration::from_millis(500));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if std::mem::take(&mut self.store_failing) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             let sleep = self
                 .next_deadline()
                 .map(|d| Duration::from_millis(d.saturating_sub(now_ms())))
@@ -412,6 +425,37 @@ impl Driver {
         if !errors.is_empty() {
             return Err(ApiError::Invalid(SpecError { errors }));
         }
+        if self.static_routes.iter().any(|s| s.name == r.spec.route) {
+            return Err(ApiError::Invalid(SpecError {
+                errors: vec![FieldError {
+                    path: "spec.route".into(),
+                    reason: format!(
+                        "{:?} is a static route of the control plane's config; a rollout needs a route of its own",
+                        r.spec.route
+                    ),
+                }],
+            }));
+        }
+        // The table every proxy would get must be one a proxy accepts: a refused table
+        // would stall every rollout, not just this one.
+        let mut candidate = self.static_routes.clone();
+        candidate.extend(
+            self.live
+                .iter()
+                .filter(|(n, _)| **n != name)
+                .map(|(_, l)| l.current_route()),
+        );
+        candidate.push(routes::route(&r, 0));
+        if let Err(e) = proxy_accepts(&candidate) {
+            return Err(ApiError::Invalid(SpecError {
+                errors: vec![FieldError {
+                    path: "spec".into(),
+                    reason: format!(
+                        "the proxies would refuse the route this rollout publishes: {e}"
+                    ),
+                }],
+            }));
+        }
         if let Some(other) = self
             .live
             .iter()
@@ -428,7 +472,8 @@ impl Driver {
             .rollout(&name)?
             .ok_or_else(|| ApiError::Internal("the rollout vanished after commit".into()))?;
         tracing::info!(rollout = %name, generation = stored.generation, "rollout applied");
-        self.live.insert(name.clone(), Live::new(stored));
+        let windows = proxy_windows(&self.store, &stored.spec);
+        self.live.insert(name.clone(), Live::new(stored, windows));
         self.dirty = true;
         self.carry_out(&name, effects);
         self.drain_queue();
@@ -437,6 +482,7 @@ impl Driver {
 
     /// Commits one input, then carries out its effects.
     fn input(&mut self, name: &str, input: Input) -> Result<Result<(), Rejected>, StoreError> {
+        let input_kind = input.clone();
         let effects = match self.store.apply(name, now_ms(), input)? {
             Ok(fx) => fx,
             Err(rejected) => return Ok(Err(rejected)),
@@ -447,6 +493,11 @@ impl Driver {
             .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
         if let Some(l) = self.live.get_mut(name) {
             l.stored = stored;
+            if let (Input::WeightApplied { weight }, Some((w, _))) = (&input_kind, l.awaiting) {
+                if *weight == w {
+                    l.awaiting = None;
+                }
+            }
         }
         self.carry_out(name, effects);
         Ok(Ok(()))
@@ -467,7 +518,8 @@ impl Driver {
                     tracing::warn!(rollout = %name, ?input, "driver input rejected: {rejected}")
                 }
                 Err(e) => {
-                    tracing::error!(rollout = %name, ?input, "cannot record input: {e}")
+                    tracing::error!(rollout = %name, ?input, "cannot record input: {e}; retrying in 1 s");
+                    self.store_failing = true;
                 }
             }
         }
@@ -571,7 +623,7 @@ impl Driver {
                 return;
             }
         };
-        let window = plan.proxy_window();
+        let windows = plan.proxy_windows_s();
         let fleet = self.shared.fleet.clone();
         let tx = self.tx.clone();
         let rollout = name.to_string();
@@ -592,7 +644,7 @@ impl Driver {
                 .await;
         });
         if let Some(live) = self.live.get_mut(name) {
-            live.run = Some(RunTask { run, window, task });
+            live.run = Some(RunTask { run, windows, task });
         }
         self.dirty = true;
     }
@@ -632,16 +684,25 @@ impl Driver {
     /// Turns what the fleet and the clock say into inputs.
     fn check_progress(&mut self) {
         let now = now_ms();
+        let newest = self.shared.tables.current().version;
         let fleet = self.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
         for (name, live) in self.live.iter_mut() {
+            let state = &live.stored.state;
             if let Some((w, Some(version))) = live.awaiting {
-                if fleet.applied(version, now) {
-                    live.awaiting = None;
-                    self.queue
-                        .push_back((name.clone(), Input::WeightApplied { weight: w }));
+                if fleet.applied(version, newest, now) {
+                    // Only what the state machine waits for is recorded (an ended rollout's
+                    // re-published weight, after a restart, is not news). `awaiting` is cleared
+                    // once the input is committed, so a failed commit is retried.
+                    let zero_pending = state.phase == Phase::Aborted
+                        && state.abort.as_ref().is_some_and(|a| a.zero_at.is_none());
+                    if state.wait == Some(Wait::Weight(w)) || (w == 0 && zero_pending) {
+                        self.queue
+                            .push_back((name.clone(), Input::WeightApplied { weight: w }));
+                    } else {
+                        live.awaiting = None;
+                    }
                 }
             }
-            let state = &live.stored.state;
             if let (Phase::Aborted, Some(a)) = (state.phase, &state.abort) {
                 if a.zero_at.is_some()
                     && !a.is_done()
@@ -671,25 +732,28 @@ impl Driver {
         self.dirty = false;
         let mut routes = self.static_routes.clone();
         for live in self.live.values_mut() {
-            routes.push(match live.route {
-                RouteState::Weight(w) => routes::route(&live.stored.spec, w),
-                RouteState::Promoted => routes::promoted_route(&live.stored.spec),
-            });
+            routes.push(live.current_route());
             if let Some((_, v @ None)) = &mut live.awaiting {
                 *v = Some(version);
             }
         }
-        let window = self
+        let windows: std::collections::BTreeSet<u64> = self
             .live
             .values()
-            .filter_map(|l| l.run.as_ref()?.window)
-            .min()
-            .map(|w| w.as_millis().div_ceil(1000).max(1) as u64);
+            .filter(|l| !l.stored.state.phase.is_terminal())
+            .flat_map(|l| l.windows.iter().copied())
+            .chain(
+                self.live
+                    .values()
+                    .filter_map(|l| l.run.as_ref())
+                    .flat_map(|r| r.windows.iter().copied()),
+            )
+            .collect();
         tracing::debug!(version, routes = routes.len(), "publishing route table");
         self.shared.tables.publish(ConfigUpdate {
             version,
             routes,
-            slo_window_s: window,
+            slo_windows_s: windows.into_iter().collect(),
         });
     }
 
@@ -705,7 +769,22 @@ impl Driver {
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect();
-        Ok(view(stored, &history, runs))
+        let now = now_ms();
+        let proxy_errors = self
+            .shared
+            .fleet
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .connected(now)
+            .filter_map(|r| {
+                let t = r.rejected.as_ref()?;
+                Some(format!(
+                    "proxy {} refused table {}: {}",
+                    r.proxy, t.version, t.error
+                ))
+            })
+            .collect();
+        Ok(view(stored, &history, runs, proxy_errors))
     }
 
     fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
@@ -743,10 +822,28 @@ impl Driver {
     }
 }
 
+/// Whether a proxy would accept a table of these routes (parsed and validated as a proxy
+/// does; addresses are not resolved here: the proxies resolve them, and report a refusal).
+pub fn proxy_accepts(routes: &[Route]) -> Result<(), vireo_proxy::config::ConfigError> {
+    let probe = serde_json::json!({
+        "listen": "127.0.0.1:1",
+        "admin": "127.0.0.1:2",
+        "routes": routes,
+    });
+    vireo_proxy::config::Config::parse(&probe.to_string()).map(drop)
+}
+
 impl Live {
+    fn current_route(&self) -> Route {
+        match self.route {
+            RouteState::Weight(w) => routes::route(&self.stored.spec, w),
+            RouteState::Promoted => routes::promoted_route(&self.stored.spec),
+        }
+    }
+
     /// A rollout as loaded or applied: its route as the state implies (the resume effects
     /// then re-publish whatever a crash may have left unpublished).
-    fn new(stored: StoredRollout) -> Live {
+    fn new(stored: StoredRollout, windows: Vec<u64>) -> Live {
         let route = match stored.state.phase {
             Phase::Completed => RouteState::Promoted,
             _ => RouteState::Weight(stored.state.canary_weight),
@@ -756,12 +853,41 @@ impl Live {
             route,
             awaiting: None,
             run: None,
+            windows,
         }
     }
 }
 
+/// The SLO windows (seconds) a rollout's analysis steps measure over with the proxy provider.
+/// Proxies are asked to report them from the moment the rollout is applied, so a run's first
+/// measurement finds them.
+fn proxy_windows(store: &Store, rollout: &Rollout) -> Vec<u64> {
+    let mut out = Vec::new();
+    for step in rollout.steps() {
+        let Step::Analysis(a) = step else { continue };
+        for t in &a.templates {
+            let Ok(Some(t)) = store.template(&t.template_name) else {
+                continue;
+            };
+            out.extend(
+                t.spec
+                    .metrics
+                    .iter()
+                    .filter_map(|m| m.provider.proxy.as_ref())
+                    .map(|p| runner::window_secs(p.window.unwrap_or(runner::DEFAULT_WINDOW))),
+            );
+        }
+    }
+    out
+}
+
 /// The API view of a stored rollout (pure: also used by tests).
-pub fn view(stored: StoredRollout, history: &[HistoryEntry], runs: Vec<RunView>) -> RolloutView {
+pub fn view(
+    stored: StoredRollout,
+    history: &[HistoryEntry],
+    runs: Vec<RunView>,
+    proxy_errors: Vec<String>,
+) -> RolloutView {
     let mut applied_weights: Vec<AppliedWeight> = Vec::new();
     for h in history {
         if let Input::WeightApplied { weight } = h.input {
@@ -788,6 +914,7 @@ pub fn view(stored: StoredRollout, history: &[HistoryEntry], runs: Vec<RunView>)
             drain_ms: abort.and_then(|a| a.drain_ms()),
             drain_forced: abort.is_some_and(|a| a.forced),
             analysis_runs: runs,
+            proxy_errors,
             created_ms: stored.created_ms,
             updated_ms: stored.updated_ms,
         },

@@ -33,6 +33,8 @@ pub struct Aggregate {
     pub requests: u64,
     pub failures: u64,
     pub window_s: u64,
+    /// Connected proxies that do not report the window asked for (yet).
+    pub without_window: usize,
     /// The highest of the proxies' quantiles: a conservative bound, since per-proxy quantiles
     /// cannot be merged exactly.
     pub latency_p50_s: Option<f64>,
@@ -57,10 +59,13 @@ impl Fleet {
     /// With none connected nothing is known to be applied: after a control-plane restart or
     /// during a partition, proxies keep serving their last table (static stability), so an
     /// abort must not believe weight 0 is in force; it waits, up to its deadline.
-    pub fn applied(&self, version: u64, now: Millis) -> bool {
+    ///
+    /// `newest` is the newest version published: a proxy reporting more runs a table from a
+    /// control plane whose state was replaced, not ours, and has applied nothing of it yet.
+    pub fn applied(&self, version: u64, newest: u64, now: Millis) -> bool {
         let mut any = false;
         for r in self.connected(now) {
-            if r.applied_version < version {
+            if r.applied_version < version || r.applied_version > newest {
                 return false;
             }
             any = true;
@@ -81,25 +86,43 @@ impl Fleet {
             .sum()
     }
 
-    /// The connected proxies' SLO figures for one backend, summed.
-    pub fn aggregate(&self, route: &str, backend: &str, now: Millis) -> Aggregate {
+    /// The connected proxies' SLO figures for one backend over `window_s` seconds (`None`:
+    /// the 60 s every heartbeat carries), summed. Proxies that do not report that window yet
+    /// (the table asking for it has not reached them) are left out.
+    pub fn aggregate(
+        &self,
+        route: &str,
+        backend: &str,
+        window_s: Option<u64>,
+        now: Millis,
+    ) -> Aggregate {
         let mut a = Aggregate {
             proxies: 0,
             requests: 0,
             failures: 0,
             window_s: 0,
+            without_window: 0,
             latency_p50_s: None,
             latency_p95_s: None,
             latency_p99_s: None,
         };
         for r in self.connected(now) {
-            let Some(b) = r.slo.routes.get(route).and_then(|b| b.get(backend)) else {
+            let slo = match window_s {
+                None => Some(&r.slo),
+                Some(w) if w == r.slo.window_s => Some(&r.slo),
+                Some(w) => r.slo_windows.get(&w),
+            };
+            let Some(slo) = slo else {
+                a.without_window += 1;
+                continue;
+            };
+            let Some(b) = slo.routes.get(route).and_then(|b| b.get(backend)) else {
                 continue;
             };
             a.proxies += 1;
             a.requests += b.requests;
             a.failures += b.failures;
-            a.window_s = a.window_s.max(r.slo.window_s);
+            a.window_s = a.window_s.max(slo.window_s);
             a.latency_p50_s = max(a.latency_p50_s, b.latency_p50_s);
             a.latency_p95_s = max(a.latency_p95_s, b.latency_p95_s);
             a.latency_p99_s = max(a.latency_p99_s, b.latency_p99_s);
@@ -121,10 +144,17 @@ impl Aggregate {
     /// (an Error measurement), never a made-up 100 % success.
     pub fn value(&self, metric: ProxyMetric) -> Result<Value, String> {
         if self.requests == 0 {
-            return Err(format!(
-                "no requests in the window on {} connected proxies",
-                self.proxies
-            ));
+            return Err(if self.proxies == 0 && self.without_window > 0 {
+                format!(
+                    "{} connected proxies do not report this window yet",
+                    self.without_window
+                )
+            } else {
+                format!(
+                    "no requests in the window on {} connected proxies",
+                    self.proxies
+                )
+            });
         }
         // Proxies read their counters without a lock, so a report may briefly show one more
         // failure than requests; clamp rather than underflow into a huge "success rate".
@@ -178,6 +208,7 @@ mod tests {
                 window_s: 60,
                 routes: [("checkout".to_string(), [("canary".to_string(), slo)].into())].into(),
             },
+            slo_windows: Default::default(),
             rejected: None,
         }
     }
@@ -187,24 +218,49 @@ mod tests {
         let mut f = Fleet::default();
         f.record(report("a", 3, 0, 0, 0, 0.1), 1_000);
         f.record(report("b", 2, 0, 0, 0, 0.1), 1_000);
-        assert!(f.applied(2, 1_000));
-        assert!(!f.applied(3, 1_000), "b is behind");
+        assert!(f.applied(2, 3, 1_000));
+        assert!(!f.applied(3, 3, 1_000), "b is behind");
         f.record(report("b", 3, 0, 0, 0, 0.1), 1_500);
-        assert!(f.applied(3, 1_500));
+        assert!(f.applied(3, 3, 1_500));
         // a proxy that went silent is no longer waited for
         f.record(report("c", 1, 0, 0, 0, 0.1), 1_500);
-        assert!(!f.applied(3, 2_000));
+        assert!(!f.applied(3, 3, 2_000));
         f.record(report("a", 3, 0, 0, 0, 0.1), 7_000);
         f.record(report("b", 3, 0, 0, 0, 0.1), 7_000);
         assert!(
-            f.applied(3, 7_000),
+            f.applied(3, 3, 7_000),
             "c last seen at 1.5 s: disconnected at 7 s"
         );
         assert!(
-            !Fleet::default().applied(9, 0),
+            !Fleet::default().applied(9, 3, 0),
             "nobody connected: nothing known applied"
         );
-        assert!(!f.applied(3, 60_000), "everyone silent");
+        assert!(!f.applied(3, 3, 60_000), "everyone silent");
+        f.record(report("d", 9, 0, 0, 0, 0.1), 7_000);
+        assert!(
+            !f.applied(3, 3, 7_000),
+            "d reports version 9 of a control plane whose state was replaced: not ours"
+        );
+    }
+
+    #[test]
+    fn measurements_use_the_window_asked_for() {
+        let mut short = report("a", 1, 0, 10, 5, 0.2);
+        short.slo.window_s = 2;
+        let mut r = report("a", 1, 0, 1000, 1, 0.1);
+        r.slo_windows.insert(2, short.slo);
+        let mut f = Fleet::default();
+        f.record(r, 0);
+        let v = |w| {
+            f.aggregate("checkout", "canary", w, 0)
+                .value(ProxyMetric::SuccessRate)
+        };
+        assert_eq!(v(None), Ok(Value::Scalar(0.999)));
+        assert_eq!(v(Some(60)), Ok(Value::Scalar(0.999)));
+        assert_eq!(v(Some(2)), Ok(Value::Scalar(0.5)));
+        assert!(v(Some(5))
+            .unwrap_err()
+            .contains("do not report this window"));
     }
 
     #[test]
@@ -220,9 +276,9 @@ mod tests {
         // a report racing a failing request: failures > requests must not wrap
         let mut racy = Fleet::default();
         racy.record(report("a", 1, 0, 10, 11, 0.1), 0);
-        let a = racy.aggregate("checkout", "canary", 0);
+        let a = racy.aggregate("checkout", "canary", None, 0);
         assert_eq!(a.value(ProxyMetric::SuccessRate), Ok(Value::Scalar(0.0)));
-        let a = f.aggregate("checkout", "canary", 0);
+        let a = f.aggregate("checkout", "canary", None, 0);
         assert_eq!((a.proxies, a.requests, a.failures), (2, 400, 4));
         assert_eq!(a.value(ProxyMetric::SuccessRate), Ok(Value::Scalar(0.99)));
         assert_eq!(
@@ -234,7 +290,7 @@ mod tests {
             a.value(ProxyMetric::RequestRate),
             Ok(Value::Scalar(400.0 / 60.0))
         );
-        let none = f.aggregate("checkout", "stable", 0);
+        let none = f.aggregate("checkout", "stable", None, 0);
         assert!(none
             .value(ProxyMetric::SuccessRate)
             .unwrap_err()

@@ -377,7 +377,7 @@ impl RolloutState {
                         }),
                         Some(Wait::Until(_)),
                     ) => {
-                        self.wait = Some(Wait::Until(now + left));
+                        self.wait = Some(Wait::Until(now.saturating_add(left)));
                     }
                     // Still waiting for a weight or an analysis: keep waiting.
                     _ => {}
@@ -460,9 +460,9 @@ impl RolloutState {
                 return;
             };
             match step {
-                Step::SetWeight(w) if *w == self.canary_weight => {
-                    self.step += 1;
-                }
+                // Published even when it equals the weight applied last: a newer weight may
+                // be in flight to the proxies (promote skipped past it), or a forced abort may
+                // have left them at another one. Publishing a table again is harmless.
                 Step::SetWeight(w) => {
                     self.wait = Some(Wait::Weight(*w));
                     self.message = format!("step {}: setting canary weight {w} %", self.step);
@@ -470,7 +470,7 @@ impl RolloutState {
                     return;
                 }
                 Step::Pause(Some(d)) => {
-                    let until = now + d.as_millis() as Millis;
+                    let until = now.saturating_add(millis(*d));
                     self.wait = Some(Wait::Until(until));
                     self.message = format!(
                         "step {}: pausing {}",
@@ -653,6 +653,11 @@ impl RolloutState {
         });
         self.phase = to;
     }
+}
+
+/// A duration in milliseconds, saturating (a pause of a billion years is just very long).
+pub fn millis(d: std::time::Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
 /// Recomputes a rollout's state from its recorded inputs, from the start. The state machine is

@@ -24,6 +24,14 @@ use crate::rollout::{Millis, Verdict};
 use crate::routes::CANARY;
 use crate::spec::{AnalysisStep, Arg, Rollout};
 
+/// The proxy provider's window when a metric gives none (as in the spec's example).
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// A window in whole seconds, rounded up (heartbeats report whole-second windows).
+pub fn window_secs(w: Duration) -> u64 {
+    w.as_millis().div_ceil(1000).max(1) as u64
+}
+
 /// One metric, ready to measure.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -85,13 +93,13 @@ impl Plan {
         Ok(Plan { run, step, metrics })
     }
 
-    /// The shortest proxy window the plan measures over: what heartbeats must report.
-    pub fn proxy_window(&self) -> Option<Duration> {
+    /// Every proxy window the plan measures over, in seconds (what heartbeats must carry).
+    pub fn proxy_windows_s(&self) -> Vec<u64> {
         self.metrics
             .iter()
             .filter_map(|p| p.metric.provider.proxy.as_ref())
-            .map(|p| p.window.unwrap_or(Duration::from_secs(60)))
-            .min()
+            .map(|p| window_secs(p.window.unwrap_or(DEFAULT_WINDOW)))
+            .collect()
     }
 }
 
@@ -233,6 +241,9 @@ pub async fn execute(
         let now = clock();
         if next > now {
             tokio::time::sleep(Duration::from_millis(next - now)).await;
+        } else {
+            // Never spin without yielding: cancellation (abort) takes effect at an await.
+            tokio::task::yield_now().await;
         }
         let now = clock();
         for (&i, _) in due.iter().filter(|(_, &t)| t <= now) {
@@ -270,7 +281,8 @@ pub async fn execute(
 fn measure(p: &Planned, fleet: &RwLock<Fleet>, now: Millis) -> Result<Value, String> {
     if let Some(proxy) = &p.metric.provider.proxy {
         let fleet = fleet.read().unwrap_or_else(|e| e.into_inner());
-        let agg = fleet.aggregate(&p.route, &p.backend, now);
+        let window = proxy.window.unwrap_or(DEFAULT_WINDOW);
+        let agg = fleet.aggregate(&p.route, &p.backend, Some(window_secs(window)), now);
         return agg
             .value(proxy.metric)
             .map_err(|e| format!("{}/{}: {e}", p.route, p.backend));

@@ -38,13 +38,7 @@ impl ControlConfig {
         let c: ControlConfig = vireo_proxy::config::parse_document(&text)
             .map_err(|e: SpecError| format!("{}: {e}", path.display()))?;
         // The static routes must be a table proxies accept: compile them as a proxy would.
-        let probe = serde_json::json!({
-            "listen": "127.0.0.1:1",
-            "admin": "127.0.0.1:2",
-            "routes": c.routes,
-        });
-        vireo_proxy::config::Config::parse(&probe.to_string())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::driver::proxy_accepts(&c.routes).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(c)
     }
 }

@@ -27,7 +27,7 @@ impl Default for Tables {
         let (tx, _) = watch::channel(Arc::new(ConfigUpdate {
             version: 0,
             routes: Vec::new(),
-            slo_window_s: None,
+            slo_windows_s: Vec::new(),
         }));
         Tables { tx }
     }
@@ -64,7 +64,7 @@ mod tests {
         ConfigUpdate {
             version,
             routes: Vec::new(),
-            slo_window_s: None,
+            slo_windows_s: Vec::new(),
         }
     }
 

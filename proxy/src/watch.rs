@@ -5,7 +5,7 @@
 //! 30 s); everything else (`listen`, `admin`, timeouts) stays from the local file. A heartbeat
 //! (`POST /api/v1/proxy/status`) reports the applied version, the in-flight count of every
 //! backend (also ones a new table removed, so the control plane can see a drain finish) and the
-//! SLO figures (over the window the control plane asks for, default 60 s). It is sent every
+//! SLO figures (over 60 s, and over any window the control plane's analyses ask for). It is sent every
 //! second, at once after a table is applied — which is how a weight change is known to be
 //! applied everywhere within about a round trip — and then every 200 ms for 2 s, when the control
 //! plane may be watching a drain finish.
@@ -40,17 +40,19 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The SLO window reported in heartbeats unless the control plane asks for another.
 pub const STATUS_WINDOW: Duration = Duration::from_secs(60);
+/// Bound on the extra windows a heartbeat carries (each costs a pass over the backends).
+pub const MAX_EXTRA_WINDOWS: usize = 8;
 
 /// `GET /api/v1/proxy/config` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConfigUpdate {
     pub version: u64,
     pub routes: Vec<Route>,
-    /// The SLO window (seconds) heartbeats should report: the control plane asks for the
-    /// window its running analyses measure over. Absent: [`STATUS_WINDOW`]. Clamped to
-    /// 1 s – 10 min.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slo_window_s: Option<u64>,
+    /// Extra SLO windows (seconds) heartbeats should report in `slo_windows`: those the
+    /// control plane's running analyses measure over. Each is clamped to 1 s – 10 min; at most
+    /// [`MAX_EXTRA_WINDOWS`] are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo_windows_s: Vec<u64>,
 }
 
 /// `POST /api/v1/proxy/status` body.
@@ -61,6 +63,9 @@ pub struct StatusReport {
     /// route → backend → requests in flight.
     pub in_flight: BTreeMap<String, BTreeMap<String, i64>>,
     pub slo: SloReport,
+    /// The windows the control plane asked for, by length in seconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slo_windows: BTreeMap<u64, SloReport>,
     /// The last table this proxy refused, if it refused the newest it was sent: without this
     /// the control plane could only wait for an `applied_version` that will never come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,7 +93,7 @@ pub struct ControlSource {
     client: Client<HttpConnector, Full<Bytes>>,
     applied: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::Mutex<Option<RejectedTable>>,
-    slo_window_s: std::sync::atomic::AtomicU64,
+    slo_windows: std::sync::Mutex<Vec<Duration>>,
 }
 
 impl ControlSource {
@@ -107,7 +112,7 @@ impl ControlSource {
             client,
             applied,
             rejected: std::sync::Mutex::new(None),
-            slo_window_s: STATUS_WINDOW.as_secs().into(),
+            slo_windows: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -149,17 +154,18 @@ impl ControlSource {
     }
 
     fn apply(&self, update: ConfigUpdate) {
-        let window = update
-            .slo_window_s
-            .unwrap_or(STATUS_WINDOW.as_secs())
-            .clamp(1, crate::slo::MAX_WINDOW.as_secs());
-        self.slo_window_s
-            .store(window, std::sync::atomic::Ordering::Relaxed);
+        let windows: Vec<Duration> = update
+            .slo_windows_s
+            .iter()
+            .take(MAX_EXTRA_WINDOWS)
+            .map(|&w| Duration::from_secs(w.clamp(1, crate::slo::MAX_WINDOW.as_secs())))
+            .collect();
         let mut config = self.local.clone();
         config.routes = update.routes;
         match self.table.apply(config, update.version) {
             Ok(()) => {
                 *self.rejected.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self.slo_windows.lock().unwrap_or_else(|e| e.into_inner()) = windows;
                 self.table.metrics().reload(true);
                 tracing::info!(
                     version = update.version,
@@ -231,9 +237,12 @@ impl ControlSource {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let window =
-            Duration::from_secs(self.slo_window_s.load(std::sync::atomic::Ordering::Relaxed));
-        let report = status_report(&self.proxy_id, &self.table, rejected, window);
+        let windows = self
+            .slo_windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let report = status_report(&self.proxy_id, &self.table, rejected, &windows);
         let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
         let uri = format!("{}/api/v1/proxy/status", self.base);
         let (status, _) = self
@@ -282,7 +291,7 @@ pub fn status_report(
     proxy_id: &str,
     table: &TableHandle,
     rejected: Option<RejectedTable>,
-    window: Duration,
+    extra_windows: &[Duration],
 ) -> StatusReport {
     let mut in_flight: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     for (route, backend, n, _) in table.metrics().backends_seen() {
@@ -292,7 +301,11 @@ pub fn status_report(
         proxy: proxy_id.to_string(),
         applied_version: table.load().version(),
         in_flight,
-        slo: slo_report(table, window),
+        slo: slo_report(table, STATUS_WINDOW),
+        slo_windows: extra_windows
+            .iter()
+            .map(|&w| (w.as_secs(), slo_report(table, w)))
+            .collect(),
         rejected,
     }
 }

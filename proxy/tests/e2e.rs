@@ -702,7 +702,7 @@ async fn routes_come_from_the_control_plane_and_outlive_it() {
             r#"{"name":"checkout","split":{"backends":[{"name":"b","addrs":[],"weight":1}]}}"#,
         )
         .unwrap()],
-        slo_window_s: None,
+        slo_windows_s: Vec::new(),
     };
     cp.publish_raw(bad);
     tokio::task::block_in_place(|| {

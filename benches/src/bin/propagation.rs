@@ -148,6 +148,7 @@ async fn watcher(http: Http, base: String, id: String) {
                         window_s: 60,
                         routes: Default::default(),
                     },
+                    slo_windows: Default::default(),
                     rejected: None,
                 };
                 let body = serde_json::to_string(&report).expect("serializable");

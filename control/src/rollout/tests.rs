@@ -613,3 +613,36 @@ fn stale_inputs_are_ignored() {
     }
     assert_eq!(sim.state, done);
 }
+
+#[test]
+fn a_weight_equal_to_the_last_applied_is_still_published_when_another_is_in_flight() {
+    // 10 applied; 20 published but not yet applied; promote moves to the second 10. The proxies
+    // may already run 20, so 10 must be published again, not assumed.
+    let mut sim = Sim::new(vec![
+        Step::SetWeight(10),
+        Step::SetWeight(20),
+        Step::SetWeight(10),
+        Step::Pause(None),
+    ]);
+    while sim.state.wait != Some(Wait::Weight(20)) {
+        let i = sim.queue.pop_front().expect("reaches the 20 % step");
+        sim.send(i).unwrap();
+    }
+    sim.queue.clear(); // 20 % never acknowledged
+    sim.act(Action::Promote).unwrap();
+    assert_eq!(sim.weights(), vec![10, 20, 10]);
+    assert_eq!(sim.state.wait, Some(Wait::Weight(10)));
+    sim.settle();
+    assert_eq!((sim.state.phase, sim.state.step), (Phase::Paused, 3));
+}
+
+#[test]
+fn absurd_durations_saturate_instead_of_overflowing() {
+    let mut sim = Sim::new(vec![Step::SetWeight(10), Step::Pause(Some(Duration::MAX))]);
+    for _ in 0..10 {
+        if let Some(i) = sim.queue.pop_front() {
+            sim.send(i).unwrap();
+        }
+    }
+    assert_eq!(sim.state.wait, Some(Wait::Until(Millis::MAX)));
+}

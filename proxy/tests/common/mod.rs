@@ -516,7 +516,7 @@ impl ControlPlane {
         self.publish_raw(vireo_proxy::watch::ConfigUpdate {
             version,
             routes: config.routes,
-            slo_window_s: None,
+            slo_windows_s: Vec::new(),
         });
     }
 
