@@ -443,54 +443,47 @@ impl RolloutState {
         Ok(())
     }
 
-    /// Starts the current step (or, past the last one, the finish).
+    /// Starts the current step (or, past the last one, the finish). Every step kind waits for
+    /// something, so this never moves more than one step.
     fn enter_step(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
-        // Each iteration either waits (returns) or moves to the next step, so this ends after
-        // at most steps.len() + 1 rounds.
-        loop {
-            let Some(step) = steps.get(self.step) else {
-                // Every step done: the canary takes all traffic, then the rollout finishes.
-                if self.canary_weight == 100 {
-                    self.wait = None;
-                    self.finish(fx);
-                } else {
-                    self.wait = Some(Wait::Weight(100));
-                    fx.push(Effect::SetCanaryWeight(100));
-                }
-                return;
-            };
-            match step {
-                // Published even when it equals the weight applied last: a newer weight may
-                // be in flight to the proxies (promote skipped past it), or a forced abort may
-                // have left them at another one. Publishing a table again is harmless.
-                Step::SetWeight(w) => {
-                    self.wait = Some(Wait::Weight(*w));
-                    self.message = format!("step {}: setting canary weight {w} %", self.step);
-                    fx.push(Effect::SetCanaryWeight(*w));
-                    return;
-                }
-                Step::Pause(Some(d)) => {
-                    let until = now.saturating_add(millis(*d));
-                    self.wait = Some(Wait::Until(until));
-                    self.message = format!(
-                        "step {}: pausing {}",
-                        self.step,
-                        humantime::format_duration(*d)
-                    );
-                    return;
-                }
-                Step::Pause(None) => {
-                    self.wait = Some(Wait::Resume);
-                    self.paused = Some(PauseReason::Step);
-                    self.message = format!("step {}: paused until resume or promote", self.step);
-                    self.transition(Phase::Paused, "pause step", fx);
-                    return;
-                }
-                Step::Analysis(_) => {
-                    self.message = format!("step {}: analysis running", self.step);
-                    self.start_analysis(fx);
-                    return;
-                }
+        let Some(step) = steps.get(self.step) else {
+            // Every step done: the canary takes all traffic, then the rollout finishes.
+            if self.canary_weight == 100 {
+                self.wait = None;
+                self.finish(fx);
+            } else {
+                self.wait = Some(Wait::Weight(100));
+                fx.push(Effect::SetCanaryWeight(100));
+            }
+            return;
+        };
+        match step {
+            // Published even when it equals the weight applied last: a newer weight may be in
+            // flight to the proxies (promote skipped past it), or a forced abort may have left
+            // them at another one. Publishing a table again is harmless.
+            Step::SetWeight(w) => {
+                self.wait = Some(Wait::Weight(*w));
+                self.message = format!("step {}: setting canary weight {w} %", self.step);
+                fx.push(Effect::SetCanaryWeight(*w));
+            }
+            Step::Pause(Some(d)) => {
+                let until = now.saturating_add(millis(*d));
+                self.wait = Some(Wait::Until(until));
+                self.message = format!(
+                    "step {}: pausing {}",
+                    self.step,
+                    humantime::format_duration(*d)
+                );
+            }
+            Step::Pause(None) => {
+                self.wait = Some(Wait::Resume);
+                self.paused = Some(PauseReason::Step);
+                self.message = format!("step {}: paused until resume or promote", self.step);
+                self.transition(Phase::Paused, "pause step", fx);
+            }
+            Step::Analysis(_) => {
+                self.message = format!("step {}: analysis running", self.step);
+                self.start_analysis(fx);
             }
         }
     }
