@@ -28,6 +28,7 @@ const BODY_LIMIT: usize = 1 << 20;
 pub fn router(handle: Handle) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(console))
         .route("/api/v1/rollouts", post(apply_rollout).get(list_rollouts))
         .route("/api/v1/rollouts/{name}", get(get_rollout))
         .route("/api/v1/rollouts/{name}/timeline", get(timeline))
@@ -38,6 +39,11 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/proxies", get(proxies))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
+}
+
+/// The console: a static page polling the API (no build step, no assets to serve).
+async fn console() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("console.html"))
 }
 
 #[derive(Serialize)]

@@ -230,6 +230,12 @@ fn bad_input_gets_a_clear_error_and_nothing_is_stored() {
         r.body
     );
     assert_eq!(server.post("/api/v1/rollouts/nope/abort", "").status, 404);
+    let console = server.get("/");
+    assert_eq!(console.status, 200);
+    assert!(
+        console.body.contains("/api/v1/rollouts"),
+        "the console polls the API"
+    );
     assert_eq!(server.post("/api/v1/rollouts/shop/explode", "").status, 404);
 
     // The CLI: one line naming the field, exit 1.
