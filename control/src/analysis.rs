@@ -130,6 +130,17 @@ pub struct PrometheusProvider {
     pub headers: Vec<Header>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// Argo's range query: `start`/`end` as `now()` or `now() - 5m`, `step` a duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_query: Option<RangeQuery>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub start: String,
+    pub end: String,
+    pub step: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +155,15 @@ pub struct Header {
 pub enum Value {
     Scalar(f64),
     Vector(Vec<f64>),
+}
+
+impl Value {
+    fn has_non_finite(&self) -> bool {
+        match self {
+            Value::Scalar(f) => !f.is_finite(),
+            Value::Vector(v) => v.iter().any(|f| !f.is_finite()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,6 +394,21 @@ impl Metric {
             Ok(v) => v,
             Err(e) => return (MeasurementPhase::Error, Some(e.to_string())),
         };
+        // NaN and ±Inf (a ratio over no traffic, a quantile of nothing) make comparisons quietly
+        // false, and `failureCondition: result > 0.01` would pass on no data. Unless a
+        // condition tests for them itself, they are an Error, never a verdict.
+        let handles_odd = [&self.success_condition, &self.failure_condition]
+            .iter()
+            .any(|c| c.as_deref().is_some_and(|c| c.contains("isNaN") || c.contains("isInf")));
+        if !handles_odd && value.has_non_finite() {
+            return (
+                MeasurementPhase::Error,
+                Some(format!(
+                    "result {} is not a finite number (no data in the window?); test it with isNaN/isInf to judge it",
+                    describe(value)
+                )),
+            );
+        }
         let eval = |cond: &Option<String>| cond.as_deref().map(|c| condition(c, value));
         match (eval(&self.success_condition), eval(&self.failure_condition)) {
             (Some(Err(e)), _) | (_, Some(Err(e))) => (MeasurementPhase::Error, Some(e)),
@@ -507,7 +542,19 @@ pub fn condition(text: &str, value: &Value) -> Result<bool, String> {
         Value::Scalar(f) => ctx.insert("result", *f),
         Value::Vector(v) => ctx.insert("result", v.clone()),
     }
-    match env.eval(text, &ctx) {
+    let mut outcome = env.eval(text, &ctx);
+    // A one-sample vector (a `sum(...)` or `histogram_quantile(...)` query) also reads as its
+    // number, so both `result[0] < 0.25` and the spec's `result < 0.25` work on it.
+    if let (Err(_), Value::Vector(v)) = (&outcome, value) {
+        if let [only] = v.as_slice() {
+            let mut scalar = expr::Context::default();
+            scalar.insert("result", *only);
+            if let Ok(ok) = env.eval(text, &scalar) {
+                outcome = Ok(ok);
+            }
+        }
+    }
+    match outcome {
         Ok(expr::Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!(
             "condition {text:?} gave {other}, not true or false"

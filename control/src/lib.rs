@@ -15,7 +15,7 @@
 //! The edges, which do I/O around it:
 //! - [`store`]: durable state in SQLite, one fsynced transaction per state-machine input;
 //! - [`driver`]: the one task that feeds the state machine and carries out its effects;
-//! - [`runner`]: analysis runs on their schedule; [`tables`]: the proxies' long poll;
+//! - [`runner`]: analysis runs on their schedule, [`prometheus`] its PromQL provider; [`tables`]: the proxies' long poll;
 //!   [`workload`]: stopping and starting a version's processes;
 //! - [`api`] and [`serve`]: the HTTP API and the `vireo serve` process; [`client`]: the CLI's
 //!   side of the API; [`demo`]: `vireo demo`, everything in one process.
@@ -29,6 +29,7 @@ pub mod client;
 pub mod demo;
 pub mod driver;
 pub mod fleet;
+pub mod prometheus;
 pub mod rollout;
 pub mod routes;
 pub mod runner;

@@ -9,8 +9,8 @@
 //! [`crate::analysis`]; this module only schedules and fetches.
 //!
 //! Providers: `proxy` reads the fleet's heartbeat figures for the metric's route and backend
-//! (args `route` and `backend`, default the rollout's route and `canary`). `prometheus` comes
-//! with the analysis issue; until then its measurements are errors that say so.
+//! (args `route` and `backend`, default the rollout's route and `canary`); `prometheus` runs
+//! the rendered PromQL ([`crate::prometheus`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{run_phase, AnalysisTemplate, MeasurementPhase, Metric, RunPhase, Value};
 use crate::fleet::Fleet;
+use crate::prometheus;
 use crate::rollout::{Millis, Verdict};
 use crate::routes::CANARY;
 use crate::spec::{AnalysisStep, Arg, Rollout};
@@ -223,6 +224,7 @@ pub async fn execute(
     let mut view = RunView::new(&plan, started);
     let mut taken: Vec<Vec<MeasurementPhase>> = vec![Vec::new(); plan.metrics.len()];
     let mut last: Vec<Option<Millis>> = vec![None; plan.metrics.len()];
+    let http = prometheus::client();
     report.progress(&view);
     loop {
         let due: BTreeMap<usize, Millis> = plan
@@ -248,7 +250,7 @@ pub async fn execute(
         let now = clock();
         for (&i, _) in due.iter().filter(|(_, &t)| t <= now) {
             let p = &plan.metrics[i];
-            let value = measure(p, &fleet, now);
+            let value = measure(p, &fleet, &http, now).await;
             let (phase, message) = p.metric.assess(value.as_ref().map_err(|e| e.as_str()));
             taken[i].push(phase);
             last[i] = Some(now);
@@ -278,7 +280,12 @@ pub async fn execute(
     view
 }
 
-fn measure(p: &Planned, fleet: &RwLock<Fleet>, now: Millis) -> Result<Value, String> {
+async fn measure(
+    p: &Planned,
+    fleet: &RwLock<Fleet>,
+    http: &prometheus::HttpClient,
+    now: Millis,
+) -> Result<Value, String> {
     if let Some(proxy) = &p.metric.provider.proxy {
         let fleet = fleet.read().unwrap_or_else(|e| e.into_inner());
         let window = proxy.window.unwrap_or(DEFAULT_WINDOW);
@@ -287,8 +294,14 @@ fn measure(p: &Planned, fleet: &RwLock<Fleet>, now: Millis) -> Result<Value, Str
             .value(proxy.metric)
             .map_err(|e| format!("{}/{}: {e}", p.route, p.backend));
     }
-    Err(format!(
-        "template {:?}, metric {:?}: the prometheus provider is not available in this version",
-        p.template, p.metric.name
-    ))
+    match (&p.metric.provider.prometheus, &p.query) {
+        (Some(provider), Some(promql)) => {
+            let q = prometheus::Query { provider, promql };
+            prometheus::query(http, &q, now as f64 / 1000.0).await
+        }
+        _ => Err(format!(
+            "template {:?}, metric {:?}: no provider",
+            p.template, p.metric.name
+        )),
+    }
 }

@@ -157,7 +157,10 @@ fn conditions_follow_ieee_floats_and_never_panic() {
     // Errors, not panics and not successes:
     let empty = sc("result[0] >= 0.95", Value::Vector(vec![])).unwrap_err();
     assert!(empty.contains("empty vector"), "{empty}");
-    assert!(sc("result < 0.01", Value::Vector(vec![0.0])).is_err());
+    // A one-sample vector also reads as its number (the spec's `result < 0.25` on a
+    // histogram_quantile); several samples do not.
+    assert_eq!(sc("result < 0.01", Value::Vector(vec![0.0])), Ok(true));
+    assert!(sc("result < 0.01", Value::Vector(vec![0.0, 1.0])).is_err());
     assert!(sc("result", Value::Scalar(1.0))
         .unwrap_err()
         .contains("not true or false"));
@@ -379,4 +382,32 @@ fn argo_forms_unlimited_limits_count_zero_and_helpers() {
         Ok(true)
     );
     assert!(sc("asInt(\"x\") > 0", Value::Scalar(1.0)).is_err());
+}
+
+#[test]
+fn no_data_is_never_a_verdict_unless_the_condition_asks() {
+    let nan = Value::Scalar(f64::NAN);
+    // failureCondition alone would call NaN a success (NaN > 0.01 is false).
+    let (phase, why) = metric(None, Some("result > 0.01")).assess(Ok(&nan));
+    assert_eq!(phase, MeasurementPhase::Error);
+    assert!(why.unwrap().contains("not a finite number"));
+    let inf = Value::Vector(vec![0.5, f64::INFINITY]);
+    assert_eq!(
+        metric(Some("result[0] < 1"), None).assess(Ok(&inf)).0,
+        MeasurementPhase::Error
+    );
+    // A condition that tests for it judges it.
+    assert_eq!(
+        metric(None, Some("isNaN(result) || result > 0.01"))
+            .assess(Ok(&nan))
+            .0,
+        F
+    );
+    // An empty vector indexed is an Error measurement, not a crash.
+    assert_eq!(
+        metric(Some("result[0] >= 0.95"), None)
+            .assess(Ok(&Value::Vector(vec![])))
+            .0,
+        MeasurementPhase::Error
+    );
 }

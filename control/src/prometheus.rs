@@ -1,0 +1,239 @@
+//! The Prometheus analysis provider: PromQL over Prometheus's HTTP API (`/api/v1/query`,
+//! `/api/v1/query_range`), on hyper.
+//!
+//! Results follow Argo: a scalar is a number, an instant vector is the list of its samples'
+//! values, a range query's matrix is every point of every series. Everything that can go wrong
+//! — Prometheus down or slow (the provider's `timeout`, default 30 s), an HTTP or PromQL error,
+//! an unparseable answer — is an `Err` (an Error measurement), never a value. What the numbers
+//! mean (an empty vector, NaN) is the conditions' business; see `Metric::assess`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use serde::Deserialize;
+
+use crate::analysis::{PrometheusProvider, RangeQuery, Value};
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A rendered query, ready to send.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub provider: &'a PrometheusProvider,
+    /// `provider.query` with args substituted.
+    pub promql: &'a str,
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    let mut c = HttpConnector::new();
+    c.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(c)
+}
+
+/// Runs the query at `now_s` (Unix seconds).
+pub async fn query(http: &HttpClient, q: &Query<'_>, now_s: f64) -> Result<Value, String> {
+    let p = q.provider;
+    if p.address.starts_with("https://") {
+        return Err(format!(
+            "{}: https is not supported yet; use http:// (or a local proxy)",
+            p.address
+        ));
+    }
+    let base = p.address.trim_end_matches('/');
+    let url = match &p.range_query {
+        None => format!(
+            "{base}/api/v1/query?query={}&time={now_s:.3}",
+            encode(q.promql)
+        ),
+        Some(r) => {
+            let (start, end, step) = range(r, now_s)?;
+            format!(
+                "{base}/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
+                encode(q.promql)
+            )
+        }
+    };
+    let mut req = http::Request::get(&url);
+    for h in &p.headers {
+        req = req.header(&h.key, &h.value);
+    }
+    let req = req
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let timeout = p
+        .timeout
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let exchange = async {
+        let resp = http
+            .request(req)
+            .await
+            .map_err(|e| format!("Prometheus at {base} unreachable: {e}"))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("Prometheus at {base}: reading the answer: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("Prometheus at {base}: no answer within {timeout:?}"))??;
+    parse(&body).map_err(|e| format!("Prometheus at {base} (HTTP {status}): {e}"))
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Scalar((f64, String)),
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    value: (f64, String),
+}
+
+#[derive(Deserialize)]
+struct Series {
+    values: Vec<(f64, String)>,
+}
+
+/// Prometheus's JSON answer → a value (pure; the fixtures in the tests are real answers).
+pub fn parse(body: &[u8]) -> Result<Value, String> {
+    let a: Answer = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not a Prometheus API answer ({e}): {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    })?;
+    if a.status != "success" {
+        return Err(format!(
+            "query failed: {} {}",
+            a.error_type.unwrap_or_default(),
+            a.error.unwrap_or_default()
+        ));
+    }
+    let number = |s: &str| -> Result<f64, String> {
+        // Prometheus writes NaN, +Inf and -Inf as such; Rust's parser reads them too.
+        s.parse::<f64>()
+            .map_err(|e| format!("sample value {s:?}: {e}"))
+    };
+    match a.data.ok_or("answer without data")? {
+        Data::Scalar((_, v)) => Ok(Value::Scalar(number(&v)?)),
+        Data::Vector(samples) => samples
+            .iter()
+            .map(|s| number(&s.value.1))
+            .collect::<Result<_, _>>()
+            .map(Value::Vector),
+        Data::Matrix(series) => series
+            .iter()
+            .flat_map(|s| s.values.iter())
+            .map(|(_, v)| number(v))
+            .collect::<Result<_, _>>()
+            .map(Value::Vector),
+        Data::String(_) => Err("the query returned a string, not a number".into()),
+    }
+}
+
+/// Argo's range: `start`/`end` as `now()` or `now() - DURATION`, `step` a duration.
+fn range(r: &RangeQuery, now_s: f64) -> Result<(f64, f64, String), String> {
+    let at = |text: &str| -> Result<f64, String> {
+        let t = text.replace(' ', "");
+        let rest = t
+            .strip_prefix("now()")
+            .ok_or_else(|| format!("rangeQuery time {text:?}: use now() or now() - DURATION"))?;
+        if rest.is_empty() {
+            return Ok(now_s);
+        }
+        let d = rest
+            .strip_prefix('-')
+            .ok_or_else(|| format!("rangeQuery time {text:?}: use now() or now() - DURATION"))?;
+        let d = humantime::parse_duration(d).map_err(|e| format!("rangeQuery time {text:?}: {e}"))?;
+        Ok(now_s - d.as_secs_f64())
+    };
+    let step = humantime::parse_duration(&r.step)
+        .map_err(|e| format!("rangeQuery step {:?}: {e}", r.step))?;
+    if step.is_zero() {
+        return Err("rangeQuery step must be above 0".into());
+    }
+    Ok((at(&r.start)?, at(&r.end)?, format!("{}", step.as_secs_f64())))
+}
+
+/// Percent-encodes a query-string value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_become_values() {
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"le":"0.1"},"value":[1700000000.1,"0.25"]},{"metric":{},"value":[1700000000.1,"NaN"]}]}}"#;
+        match parse(vector).unwrap() {
+            Value::Vector(v) => {
+                assert_eq!(v[0], 0.25);
+                assert!(v[1].is_nan());
+            }
+            other => panic!("{other:?}"),
+        }
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(parse(empty).unwrap(), Value::Vector(vec![]));
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"+Inf"]}}"#;
+        assert_eq!(parse(scalar).unwrap(), Value::Scalar(f64::INFINITY));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"],[2,"2"]]}]}}"#;
+        assert_eq!(parse(matrix).unwrap(), Value::Vector(vec![1.0, 2.0]));
+        let error = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
+        assert!(parse(error).unwrap_err().contains("bad_data parse error"));
+        assert!(parse(b"<html>502</html>").is_err());
+    }
+
+    #[test]
+    fn range_times_follow_argo() {
+        let r = RangeQuery {
+            start: "now() - 5m".into(),
+            end: "now()".into(),
+            step: "30s".into(),
+        };
+        assert_eq!(range(&r, 1000.0).unwrap(), (700.0, 1000.0, "30".into()));
+        let bad = RangeQuery {
+            start: "yesterday".into(),
+            ..r
+        };
+        assert!(range(&bad, 1000.0).unwrap_err().contains("now()"));
+    }
+
+    #[test]
+    fn queries_are_encoded() {
+        assert_eq!(encode("a{b=\"c\"}[1m]"), "a%7Bb%3D%22c%22%7D%5B1m%5D");
+    }
+}
