@@ -264,7 +264,11 @@ impl AnalysisTemplate {
                     }
                 }
                 (None, Some(pm)) => {
-                    if !(pm.address.starts_with("http://") || pm.address.starts_with("https://")) {
+                    // An address from an arg (`{{args.prometheus}}`) is checked once rendered.
+                    let ok = pm.address.contains("{{")
+                        || pm.address.starts_with("http://")
+                        || pm.address.starts_with("https://");
+                    if !ok {
                         err(
                             format!("{p}.provider.prometheus.address"),
                             format!("{:?} is not an http(s) URL", pm.address),
@@ -399,7 +403,10 @@ impl Metric {
         // condition tests for them itself, they are an Error, never a verdict.
         let handles_odd = [&self.success_condition, &self.failure_condition]
             .iter()
-            .any(|c| c.as_deref().is_some_and(|c| c.contains("isNaN") || c.contains("isInf")));
+            .any(|c| {
+                c.as_deref()
+                    .is_some_and(|c| c.contains("isNaN") || c.contains("isInf"))
+            });
         if !handles_odd && value.has_non_finite() {
             return (
                 MeasurementPhase::Error,

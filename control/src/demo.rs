@@ -43,6 +43,9 @@ use crate::spec::{Rollout, Workload};
 use crate::workload::Workloads;
 
 pub const ROLLOUT: &str = "checkout";
+/// `deploy/prometheus/`: what `--prometheus` runs with, so the shipped files are the tested ones.
+const PROMETHEUS_TEMPLATE: &str = include_str!("../../deploy/prometheus/analysis-template.yaml");
+const PROMETHEUS_RULES: &str = include_str!("../../deploy/prometheus/rules.yml");
 const USERS: u32 = 1000;
 const WORKERS: usize = 6;
 const PAUSE_BETWEEN_REQUESTS: Duration = Duration::from_millis(20);
@@ -59,6 +62,8 @@ pub struct Options {
     pub scenario: Scenario,
     pub once: bool,
     pub data_dir: Option<PathBuf>,
+    /// Run a local Prometheus (from PATH) scraping the proxy, and analyse with PromQL.
+    pub prometheus: bool,
 }
 
 /// Exit codes of `--once` (spec).
@@ -146,8 +151,20 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     }
     eprintln!("  state and specs: {}", data_dir.display());
 
+    // Prometheus, when asked for: a child process, killed when this function returns.
+    let prometheus = match opts.prometheus {
+        false => None,
+        true => Some(Prometheus::start(&data_dir.join("prometheus"), admin_addr, &http).await?),
+    };
+    let prometheus_url = prometheus.as_ref().map(|p| p.url.clone());
+    if let Some(url) = &prometheus_url {
+        eprintln!(
+            "  prometheus: {url} (scraping the proxy every second; rules from deploy/prometheus/)"
+        );
+    }
+
     // The recipe.
-    let (template, rollout) = recipe(speed, stable.addr, canary_addr);
+    let (template, rollout) = recipe(speed, stable.addr, canary_addr, prometheus_url.as_deref());
     std::fs::write(data_dir.join("analysis-template.yaml"), &template)?;
     std::fs::write(data_dir.join("rollout.yaml"), &rollout)?;
     handle
@@ -224,15 +241,29 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
 /// The default recipe's template and rollout (YAML, also written to the data dir), durations
 /// divided by `speed`.
-pub fn recipe(speed: u32, stable: SocketAddr, canary: SocketAddr) -> (String, String) {
+pub fn recipe(
+    speed: u32,
+    stable: SocketAddr,
+    canary: SocketAddr,
+    prometheus: Option<&str>,
+) -> (String, String) {
+    // Prometheus sees the proxy once a second (scrape, then rule evaluation): with it, pauses
+    // stay at least 5 s and intervals 2 s, or every measurement would find no data yet.
+    let floor_ms = |secs: u64| match (prometheus.is_some(), secs) {
+        (false, _) => 0,
+        (true, s) if s <= 30 => 2_000,
+        (true, _) => 5_000,
+    };
     let d = |secs: u64| {
-        humantime::format_duration(Duration::from_millis(secs * 1000 / u64::from(speed)))
-            .to_string()
+        humantime::format_duration(Duration::from_millis(
+            (secs * 1000 / u64::from(speed)).max(floor_ms(secs)),
+        ))
+        .to_string()
     };
     let window = humantime::format_duration(Duration::from_millis(
         (60_000 / u64::from(speed)).max(2_000),
     ));
-    let template = format!(
+    let native = format!(
         "apiVersion: vireo.dev/v1alpha1
 kind: AnalysisTemplate
 metadata: {{ name: canary-slo }}
@@ -255,10 +286,21 @@ spec:
 ",
         interval = d(30),
     );
+    // With Prometheus: the shipped template over the shipped recording rules, unchanged but
+    // for its intervals and the server's address.
+    let (template, name) = match prometheus {
+        None => (native, "canary-slo"),
+        Some(url) => (
+            PROMETHEUS_TEMPLATE
+                .replace("interval: 30s", &format!("interval: {}", d(30)))
+                .replace("http://127.0.0.1:9090", url),
+            "canary-slo-prometheus",
+        ),
+    };
     let mut steps = String::new();
     for w in [5, 25, 50] {
         steps.push_str(&format!(
-            "        - setWeight: {w}\n        - pause: {{ duration: {} }}\n        - analysis: {{ templates: [ {{ templateName: canary-slo }} ] }}\n",
+            "        - setWeight: {w}\n        - pause: {{ duration: {} }}\n        - analysis: {{ templates: [ {{ templateName: {name} }} ] }}\n",
             d(120)
         ));
     }
@@ -328,6 +370,88 @@ async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("the proxy did not become ready at http://{admin}/ready within 10 s")
+}
+
+/// A Prometheus child process scraping the demo's proxy; killed on drop.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Prometheus {
+    async fn start(
+        dir: &Path,
+        proxy_admin: SocketAddr,
+        http: &Client<HttpConnector, Empty<Bytes>>,
+    ) -> anyhow::Result<Prometheus> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("rules.yml"), PROMETHEUS_RULES)?;
+        // deploy/prometheus/prometheus.yml, with this proxy and one-second intervals (the demo
+        // runs minutes, not hours).
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+                 rule_files: [rules.yml]\n\
+                 scrape_configs:\n  - job_name: vireo-proxy\n    static_configs: [ {{ targets: [\"{proxy_admin}\"] }} ]\n"
+            ),
+        )?;
+        let addr = free_port_like(9090)?;
+        let mut command = std::process::Command::new("prometheus");
+        // If this process dies by a signal (Ctrl-C ends the demo through the proxy's handler,
+        // which exits without unwinding), Prometheus goes with it.
+        // SAFETY: prctl is async-signal-safe and touches nothing of the parent's.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log"))?)
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "--prometheus needs the prometheus binary on PATH ({e}); on Debian: apt-get install prometheus"
+                )
+            })?;
+        let p = Prometheus {
+            child,
+            url: format!("http://{addr}"),
+        };
+        // Ready is not enough: targets come from discovery a few seconds after start, and
+        // analysis before the first scrape would only find no data.
+        let targets: http::Uri = format!("{}/api/v1/targets", p.url).parse()?;
+        for _ in 0..300 {
+            if let Ok(Ok(r)) =
+                tokio::time::timeout(Duration::from_secs(1), http.get(targets.clone())).await
+            {
+                let body = r.into_body().collect().await.map(|b| b.to_bytes());
+                if body.is_ok_and(|b| String::from_utf8_lossy(&b).contains("\"health\":\"up\"")) {
+                    return Ok(p);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!(
+            "Prometheus did not start scraping the proxy at {} within 30 s (see {})",
+            p.url,
+            dir.join("prometheus.log").display()
+        )
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Waits until the proxy reports a table from the control plane (bounded: 10 s).
@@ -786,7 +910,7 @@ mod tests {
     fn the_recipe_parses_and_scales() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         for speed in [1, 12, 60] {
-            let (t, r) = recipe(speed, a, a);
+            let (t, r) = recipe(speed, a, a, None);
             let t = AnalysisTemplate::parse(&t).unwrap();
             let r = Rollout::parse(&r).unwrap();
             assert_eq!(r.steps().len(), 11);

@@ -60,6 +60,10 @@ enum Command {
         /// Where the demo keeps its state (default: a new vireo-data/demo-<time>).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Also start a local Prometheus (the `prometheus` binary on PATH) scraping the proxy,
+        /// and analyse with PromQL over deploy/prometheus/'s recording rules.
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Run the control plane: the API, the rollout driver and the proxies' config watch.
     Serve {
@@ -167,12 +171,14 @@ fn main() -> ExitCode {
                 scenario,
                 once,
                 data_dir,
+                prometheus,
             } => {
                 demo::run(demo::Options {
                     speed,
                     scenario,
                     once,
                     data_dir,
+                    prometheus,
                 })
                 .await
             }

@@ -18,14 +18,6 @@ use crate::analysis::{PrometheusProvider, RangeQuery, Value};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A rendered query, ready to send.
-#[derive(Debug, Clone)]
-pub struct Query<'a> {
-    pub provider: &'a PrometheusProvider,
-    /// `provider.query` with args substituted.
-    pub promql: &'a str,
-}
-
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn client() -> HttpClient {
@@ -34,9 +26,8 @@ pub fn client() -> HttpClient {
     Client::builder(hyper_util::rt::TokioExecutor::new()).build(c)
 }
 
-/// Runs the query at `now_s` (Unix seconds).
-pub async fn query(http: &HttpClient, q: &Query<'_>, now_s: f64) -> Result<Value, String> {
-    let p = q.provider;
+/// Runs the provider's query (args already substituted) at `now_s` (Unix seconds).
+pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Result<Value, String> {
     if p.address.starts_with("https://") {
         return Err(format!(
             "{}: https is not supported yet; use http:// (or a local proxy)",
@@ -47,13 +38,13 @@ pub async fn query(http: &HttpClient, q: &Query<'_>, now_s: f64) -> Result<Value
     let url = match &p.range_query {
         None => format!(
             "{base}/api/v1/query?query={}&time={now_s:.3}",
-            encode(q.promql)
+            encode(&p.query)
         ),
         Some(r) => {
             let (start, end, step) = range(r, now_s)?;
             format!(
                 "{base}/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
-                encode(q.promql)
+                encode(&p.query)
             )
         }
     };
@@ -168,7 +159,8 @@ fn range(r: &RangeQuery, now_s: f64) -> Result<(f64, f64, String), String> {
         let d = rest
             .strip_prefix('-')
             .ok_or_else(|| format!("rangeQuery time {text:?}: use now() or now() - DURATION"))?;
-        let d = humantime::parse_duration(d).map_err(|e| format!("rangeQuery time {text:?}: {e}"))?;
+        let d =
+            humantime::parse_duration(d).map_err(|e| format!("rangeQuery time {text:?}: {e}"))?;
         Ok(now_s - d.as_secs_f64())
     };
     let step = humantime::parse_duration(&r.step)
@@ -176,7 +168,11 @@ fn range(r: &RangeQuery, now_s: f64) -> Result<(f64, f64, String), String> {
     if step.is_zero() {
         return Err("rangeQuery step must be above 0".into());
     }
-    Ok((at(&r.start)?, at(&r.end)?, format!("{}", step.as_secs_f64())))
+    Ok((
+        at(&r.start)?,
+        at(&r.end)?,
+        format!("{}", step.as_secs_f64()),
+    ))
 }
 
 /// Percent-encodes a query-string value.
@@ -208,7 +204,8 @@ mod tests {
         }
         let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
         assert_eq!(parse(empty).unwrap(), Value::Vector(vec![]));
-        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"+Inf"]}}"#;
+        let scalar =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"+Inf"]}}"#;
         assert_eq!(parse(scalar).unwrap(), Value::Scalar(f64::INFINITY));
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"],[2,"2"]]}]}}"#;
         assert_eq!(parse(matrix).unwrap(), Value::Vector(vec![1.0, 2.0]));

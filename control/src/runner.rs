@@ -33,15 +33,14 @@ pub fn window_secs(w: Duration) -> u64 {
     w.as_millis().div_ceil(1000).max(1) as u64
 }
 
-/// One metric, ready to measure.
+/// One metric, ready to measure (a Prometheus provider's address, query and header values
+/// have their args substituted).
 #[derive(Debug, Clone)]
 pub struct Planned {
     pub template: String,
     pub metric: Metric,
     pub route: String,
     pub backend: String,
-    /// The prometheus query with args substituted.
-    pub query: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,16 +77,19 @@ impl Plan {
                     .or_else(|| overrides.iter().find(|a| a.name == name)?.value.clone())
             };
             for m in &t.spec.metrics {
-                let query = match &m.provider.prometheus {
-                    Some(p) => Some(crate::analysis::render(&p.query, &args)?),
-                    None => None,
-                };
+                let mut metric = m.clone();
+                if let Some(p) = &mut metric.provider.prometheus {
+                    p.address = crate::analysis::render(&p.address, &args)?;
+                    p.query = crate::analysis::render(&p.query, &args)?;
+                    for h in &mut p.headers {
+                        h.value = crate::analysis::render(&h.value, &args)?;
+                    }
+                }
                 metrics.push(Planned {
                     template: r.template_name.clone(),
-                    metric: m.clone(),
+                    metric,
                     route: arg("route").unwrap_or_else(|| rollout.spec.route.clone()),
                     backend: arg("backend").unwrap_or_else(|| CANARY.to_string()),
-                    query,
                 });
             }
         }
@@ -294,12 +296,9 @@ async fn measure(
             .value(proxy.metric)
             .map_err(|e| format!("{}/{}: {e}", p.route, p.backend));
     }
-    match (&p.metric.provider.prometheus, &p.query) {
-        (Some(provider), Some(promql)) => {
-            let q = prometheus::Query { provider, promql };
-            prometheus::query(http, &q, now as f64 / 1000.0).await
-        }
-        _ => Err(format!(
+    match &p.metric.provider.prometheus {
+        Some(provider) => prometheus::query(http, provider, now as f64 / 1000.0).await,
+        None => Err(format!(
             "template {:?}, metric {:?}: no provider",
             p.template, p.metric.name
         )),

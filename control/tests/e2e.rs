@@ -269,18 +269,12 @@ fn bad_input_gets_a_clear_error_and_nothing_is_stored() {
 }
 
 /// Runs `vireo demo --speed 60 --once` and returns the exit code and the final JSON line.
-fn demo(scenario: &str, dir: &std::path::Path) -> (Option<i32>, Value, String) {
+fn demo(extra: &[&str], scenario: &str, dir: &std::path::Path) -> (Option<i32>, Value, String) {
     let out = std::process::Command::new(vireo_bin())
-        .args([
-            "demo",
-            "--speed",
-            "60",
-            "--once",
-            "--scenario",
-            scenario,
-            "--data-dir",
-        ])
-        .arg(dir.join(scenario))
+        .args(["demo", "--speed", "60", "--once", "--scenario", scenario])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir.join(format!("{scenario}{}", extra.join(""))))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -291,17 +285,17 @@ fn demo(scenario: &str, dir: &std::path::Path) -> (Option<i32>, Value, String) {
     (out.status.code(), summary, stderr)
 }
 
-/// Both scenarios in one test: they use the demo's default ports, so they must not overlap.
+/// Every demo run in one test: they use the demo's default ports, so they must not overlap.
 #[test]
 fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
     let dir = tempdir("demo");
-    let (code, s, log) = demo("healthy", &dir);
+    let (code, s, log) = demo(&[], "healthy", &dir);
     assert_eq!(code, Some(0), "{s}\n{log}");
     assert_eq!(s["phase"], "Completed", "{s}");
     assert_eq!(s["steps"], serde_json::json!([5, 25, 50, 100]), "{s}");
     assert!(s["served"]["v2"].as_u64().unwrap() > 0, "{s}");
 
-    let (code, s, log) = demo("faulty", &dir);
+    let (code, s, log) = demo(&[], "faulty", &dir);
     assert_eq!(code, Some(2), "{s}\n{log}");
     assert_eq!(s["phase"], "Aborted", "{s}");
     assert_eq!(
@@ -312,6 +306,106 @@ fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
     assert!(
         s["abort_to_zero_ms"].is_u64() && s["drain_ms"].is_u64(),
         "{s}"
+    );
+
+    // The same with a real Prometheus and the PromQL of deploy/prometheus/.
+    let (code, s, log) = demo(&["--prometheus"], "healthy", &dir);
+    assert_eq!(code, Some(0), "{s}\n{log}");
+    assert_eq!(s["steps"], serde_json::json!([5, 25, 50, 100]), "{s}");
+    assert!(log.contains("success-rate Successful"), "{log}");
+    let (code, s, log) = demo(&["--prometheus"], "faulty", &dir);
+    assert_eq!(code, Some(2), "{s}\n{log}");
+    assert_eq!(s["canary_requests_after_abort"], 0, "{s}");
+    assert!(log.contains("aborted: analysis Failed"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Analysis against a real Prometheus scraping a real proxy: it measures while Prometheus is
+/// up; killed mid-analysis, the measurements become Errors and the run ends Error — never
+/// Successful — and the rollout aborts.
+#[test]
+fn prometheus_killed_mid_analysis_is_an_error_never_a_success() {
+    let dir = tempdir("prometheus-killed");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let proxy = Proxy::start(&dir, "proxy-0", &server.url(""));
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let mut prometheus = Prometheus::start(&dir.join("prometheus"), proxy.admin);
+    let template = format!(
+        "apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {{ name: prom }}
+spec:
+  args: [ {{ name: route }} ]
+  metrics:
+    - name: success-rate
+      interval: 500ms
+      count: 60
+      consecutiveErrorLimit: 2
+      successCondition: result[0] >= 0.99
+      provider:
+        prometheus:
+          address: {}
+          query: route_backend:vireo_requests:success_ratio_rate1m{{route=\"{{{{args.route}}}}\",backend=\"canary\"}}
+",
+        prometheus.url
+    );
+    let r = server.post("/api/v1/analysistemplates", &template);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let steps = "        - setWeight: 50\n        - pause: {}\n        - analysis: { templates: [ { templateName: prom } ] }\n";
+    let stop = traffic(proxy.listen);
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("orders", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Once Prometheus has the canary's ratio (scrapes and rules take a few seconds), go on to
+    // the analysis.
+    server.wait_status("orders", "50 % applied", |s| s["phase"] == "Paused");
+    let query = format!(
+        "{}/api/v1/query?query=route_backend:vireo_requests:success_ratio_rate1m",
+        prometheus.url
+    );
+    wait_for(
+        "the canary's ratio in Prometheus",
+        Duration::from_secs(30),
+        || {
+            let r = http("GET", &query, &[], "").ok()?;
+            r.body.contains("\"backend\":\"canary\"").then_some(())
+        },
+    );
+    assert_eq!(
+        server.post("/api/v1/rollouts/orders/promote", "").status,
+        200
+    );
+    let successful = |s: &Value| {
+        s["analysisRuns"][0]["metrics"][0]["measurements"]
+            .as_array()
+            .map_or(0, |m| {
+                m.iter().filter(|m| m["phase"] == "Successful").count()
+            })
+    };
+    server.wait_status(
+        "orders",
+        "two successful measurements from Prometheus",
+        |s| successful(s) >= 2,
+    );
+    prometheus.kill();
+    let s = server.wait_status("orders", "aborted after Prometheus went away", |s| {
+        s["phase"] == "Aborted"
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let run = &s["analysisRuns"][0];
+    assert_eq!(run["phase"], "Error", "{run}");
+    let last = run["metrics"][0]["measurements"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["phase"], "Error");
+    assert!(
+        last["message"].as_str().unwrap().contains("unreachable"),
+        "{last}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -180,10 +180,18 @@ impl Server {
 
     /// Waits until the rollout's status satisfies `check`.
     pub fn wait_status(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        wait_for(what, Duration::from_secs(30), || {
+        let start = Instant::now();
+        loop {
             let s = self.status(name);
-            check(&s).then_some(s)
-        })
+            if check(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out after 30 s waiting for {what}; last status: {s:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: no chance to clean up.
@@ -332,4 +340,95 @@ pub fn tempdir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// A real Prometheus (Debian's binary) scraping `target` every second with the shipped rules.
+pub struct Prometheus {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, target: SocketAddr) -> Prometheus {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("rules.yml"),
+            include_str!("../../../deploy/prometheus/rules.yml"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: vireo-proxy\n    static_configs: [ {{ targets: [\"{target}\"] }} ]\n"
+            ),
+        )
+        .unwrap();
+        let addr = free_addr();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus on PATH (scripts/ensure-deps.sh test installs it)");
+        let p = Prometheus {
+            child,
+            url: format!("http://{addr}"),
+        };
+        // Ready is not enough: targets are taken from discovery a few seconds later.
+        wait_for(
+            "prometheus scraping the proxy",
+            Duration::from_secs(30),
+            || {
+                http("GET", &format!("{}/api/v1/targets", p.url), &[], "")
+                    .ok()
+                    .filter(|r| r.status == 200 && r.body.contains("\"health\":\"up\""))
+            },
+        );
+        p
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends requests as users `u-0..` through the proxy from a thread until the returned flag is
+/// set (bounded: at most 10 minutes).
+pub fn traffic(proxy: SocketAddr) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut i = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && start.elapsed() < Duration::from_secs(600)
+        {
+            let user = format!("u-{}", i % 1000);
+            let _ = http(
+                "GET",
+                &format!("http://{proxy}/"),
+                &[("x-user-id", &user)],
+                "",
+            );
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    stop
 }
