@@ -140,10 +140,22 @@ struct ActQuery {
     full: bool,
 }
 
+/// Who is acting: the `X-Vireo-Actor` header (the CLI sends `$VIREO_ACTOR`, else
+/// `$USER@host`), else the `X-Remote-User` an authenticating proxy in front sets, else
+/// "anonymous". There is no authentication of its own yet: this names, it does not prove.
+fn actor(headers: &axum::http::HeaderMap) -> String {
+    ["x-vireo-actor", "x-remote-user"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok().filter(|v| !v.is_empty()))
+        .map(|v| v.chars().take(200).collect())
+        .unwrap_or_else(|| "anonymous".into())
+}
+
 async fn act(
     State(h): State<Handle>,
     Path((name, action)): Path<(String, String)>,
     Query(q): Query<ActQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let action = match (action.as_str(), q.full) {
         ("pause", _) => Action::Pause,
@@ -160,7 +172,7 @@ async fn act(
             .into_response()
         }
     };
-    match h.act(&name, action).await {
+    match h.act(&name, action, &actor(&headers)).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }

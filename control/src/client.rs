@@ -39,6 +39,7 @@ impl Client {
         if body.is_some() {
             req = req.header(http::header::CONTENT_TYPE, "application/yaml");
         }
+        req = req.header("x-vireo-actor", actor());
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| format!("{uri}: {e}"))?;
@@ -77,6 +78,21 @@ impl Client {
             StatusCode::BAD_REQUEST => format!("invalid: {message}"),
             other => format!("{uri}: HTTP {other}: {message}"),
         })
+    }
+}
+
+/// Who this CLI acts as: `$VIREO_ACTOR`, else `$USER@hostname`.
+pub fn actor() -> String {
+    if let Ok(a) = std::env::var("VIREO_ACTOR") {
+        if !a.is_empty() {
+            return a;
+        }
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    match host.trim() {
+        "" => user,
+        h => format!("{user}@{h}"),
     }
 }
 

@@ -199,7 +199,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         view.show(&v, &handle, &traffic, started);
         let s = &v.status;
-        let done = s.phase.is_terminal() && (s.phase != Phase::Aborted || s.drain_ms.is_some());
+        let done = s.phase.is_terminal() && (!s.phase.is_backing_out() || s.drain_ms.is_some());
         if done {
             break v;
         }
@@ -218,7 +218,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
     // After an abort, keep the users coming for a second: none may reach the canary.
     let mut canary_after = None;
-    if last.status.phase == Phase::Aborted {
+    if last.status.phase.is_backing_out() {
         let before = traffic.served("v2");
         tokio::time::sleep(Duration::from_secs(1)).await;
         canary_after = Some(traffic.served("v2") - before);

@@ -41,7 +41,7 @@ use crate::fleet::Fleet;
 use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
 use crate::routes::{self, CANARY};
 use crate::runner::{self, Plan, RunView};
-use crate::spec::{FieldError, Rollout, SpecError, Step};
+use crate::spec::{FieldError, Rollout, SpecError};
 use crate::store::{HistoryEntry, Store, StoreError, StoredRollout};
 use crate::tables::Tables;
 use crate::workload::Workloads;
@@ -159,6 +159,9 @@ pub struct TimelineEntry {
     pub at: String,
     pub at_ms: Millis,
     pub input: Input,
+    /// Who sent it: an action's caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Lifecycle transitions this input caused (the checkpoints).
     pub checkpoints: Vec<Effect>,
     /// What the driver was asked to do.
@@ -170,7 +173,7 @@ type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 enum Command {
     ApplyRollout(Box<Rollout>, Reply<RolloutView>),
     ApplyTemplate(Box<AnalysisTemplate>, Reply<()>),
-    Act(String, Action, Reply<RolloutView>),
+    Act(String, Action, String, Reply<RolloutView>),
     Get(String, Reply<RolloutView>),
     List(Reply<Vec<RolloutView>>),
     Timeline(String, Reply<Timeline>),
@@ -209,8 +212,14 @@ impl Handle {
         self.call(|reply| Command::ApplyTemplate(Box::new(t), reply))
             .await
     }
-    pub async fn act(&self, name: &str, action: Action) -> Result<RolloutView, ApiError> {
-        self.call(|reply| Command::Act(name.to_string(), action, reply))
+    /// An action by `actor` (the API caller's identity, recorded on the timeline).
+    pub async fn act(
+        &self,
+        name: &str,
+        action: Action,
+        actor: &str,
+    ) -> Result<RolloutView, ApiError> {
+        self.call(|reply| Command::Act(name.to_string(), action, actor.to_string(), reply))
             .await
     }
     pub async fn get(&self, name: &str) -> Result<RolloutView, ApiError> {
@@ -372,8 +381,8 @@ impl Driver {
                 }
                 let _ = reply.send(result);
             }
-            Command::Act(name, action, reply) => {
-                let result = match self.input(&name, Input::Action(action)) {
+            Command::Act(name, action, actor, reply) => {
+                let result = match self.input_as(&name, Input::Action(action), Some(&actor)) {
                     Ok(Ok(())) => {
                         self.drain_queue();
                         self.view(&name)
@@ -405,20 +414,16 @@ impl Driver {
     fn apply_rollout(&mut self, r: Rollout) -> Result<RolloutView, ApiError> {
         let name = r.name().to_string();
         let mut errors = Vec::new();
-        for (i, step) in r.steps().iter().enumerate() {
-            if let Step::Analysis(a) = step {
-                for (j, t) in a.templates.iter().enumerate() {
-                    if self.store.template(&t.template_name)?.is_none() {
-                        errors.push(FieldError {
-                            path: format!(
-                                "spec.strategy.canary.steps[{i}].analysis.templates[{j}].templateName"
-                            ),
-                            reason: format!(
-                                "no AnalysisTemplate named {:?}; apply it first",
-                                t.template_name
-                            ),
-                        });
-                    }
+        for (path, a) in r.analyses() {
+            for (j, t) in a.templates.iter().enumerate() {
+                if self.store.template(&t.template_name)?.is_none() {
+                    errors.push(FieldError {
+                        path: format!("{path}.templates[{j}].templateName"),
+                        reason: format!(
+                            "no AnalysisTemplate named {:?}; apply it first",
+                            t.template_name
+                        ),
+                    });
                 }
             }
         }
@@ -482,8 +487,20 @@ impl Driver {
 
     /// Commits one input, then carries out its effects.
     fn input(&mut self, name: &str, input: Input) -> Result<Result<(), Rejected>, StoreError> {
+        self.input_as(name, input, None)
+    }
+
+    fn input_as(
+        &mut self,
+        name: &str,
+        input: Input,
+        actor: Option<&str>,
+    ) -> Result<Result<(), Rejected>, StoreError> {
         let input_kind = input.clone();
-        let effects = match self.store.apply(name, now_ms(), input)? {
+        if let (Input::Action(a), Some(who)) = (&input, actor) {
+            tracing::info!(rollout = %name, action = ?a, by = %who, "action");
+        }
+        let effects = match self.store.apply_as(name, now_ms(), input, actor)? {
             Ok(fx) => fx,
             Err(rejected) => return Ok(Err(rejected)),
         };
@@ -602,7 +619,7 @@ impl Driver {
         };
         let spec = live.stored.spec.clone();
         let generation = live.stored.generation;
-        let Some(Step::Analysis(analysis)) = spec.steps().get(step) else {
+        let Some(analysis) = spec.analysis_at(step) else {
             return;
         };
         let store = &self.store;
@@ -693,7 +710,7 @@ impl Driver {
                     // Only what the state machine waits for is recorded (an ended rollout's
                     // re-published weight, after a restart, is not news). `awaiting` is cleared
                     // once the input is committed, so a failed commit is retried.
-                    let zero_pending = state.phase == Phase::Aborted
+                    let zero_pending = state.phase.is_backing_out()
                         && state.abort.as_ref().is_some_and(|a| a.zero_at.is_none());
                     if state.wait == Some(Wait::Weight(w)) || (w == 0 && zero_pending) {
                         self.queue
@@ -703,7 +720,7 @@ impl Driver {
                     }
                 }
             }
-            if let (Phase::Aborted, Some(a)) = (state.phase, &state.abort) {
+            if let (true, Some(a)) = (state.phase.is_backing_out(), &state.abort) {
                 if a.zero_at.is_some()
                     && !a.is_done()
                     && fleet.drained(&live.stored.spec.spec.route, CANARY, now)
@@ -809,6 +826,7 @@ impl Driver {
                     .to_string(),
                     at_ms: h.at_ms,
                     input: h.input,
+                    by: h.actor,
                     checkpoints,
                     outputs,
                 }
@@ -863,8 +881,7 @@ impl Live {
 /// measurement finds them.
 fn proxy_windows(store: &Store, rollout: &Rollout) -> Vec<u64> {
     let mut out = Vec::new();
-    for step in rollout.steps() {
-        let Step::Analysis(a) = step else { continue };
+    for (_, a) in rollout.analyses() {
         for t in &a.templates {
             let Ok(Some(t)) = store.template(&t.template_name) else {
                 continue;

@@ -318,8 +318,9 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
                     last = shown;
                 }
                 let phase = v["status"]["phase"].as_str().unwrap_or("");
-                let ended = matches!(phase, "Completed" | "Aborted" | "RolledBack")
-                    && (phase != "Aborted" || v["status"]["drainMs"].is_u64());
+                let ended = phase == "Completed"
+                    || (matches!(phase, "Aborted" | "RolledBack")
+                        && v["status"]["drainMs"].is_u64());
                 if !watch {
                     return Ok(0);
                 }

@@ -31,6 +31,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::spec::Step;
 
+/// What the state machine needs of a rollout's spec: its steps, and whether a post-deploy
+/// verification follows them. Derefs to the steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipe {
+    pub steps: Vec<Step>,
+    /// An analysis runs once the canary holds 100 %; failing it rolls back.
+    pub verify: bool,
+}
+
+impl Recipe {
+    pub fn new(steps: Vec<Step>) -> Recipe {
+        Recipe {
+            steps,
+            verify: false,
+        }
+    }
+}
+
+impl std::ops::Deref for Recipe {
+    type Target = [Step];
+    fn deref(&self) -> &[Step] {
+        &self.steps
+    }
+}
+
 /// Milliseconds on the driver's clock (wall time in production, anything in tests).
 pub type Millis = u64;
 
@@ -57,6 +82,12 @@ impl Phase {
     /// No further progress without `retry` (or ever, for Completed).
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Completed | Phase::Aborted | Phase::RolledBack)
+    }
+
+    /// Taking the canary out: weight 0, drain, stop (after an abort or a failed post-deploy
+    /// verification).
+    pub fn is_backing_out(self) -> bool {
+        matches!(self, Phase::Aborted | Phase::RolledBack)
     }
 }
 
@@ -259,17 +290,23 @@ impl RolloutState {
             (Phase::Progressing | Phase::Paused, Some(Wait::Weight(w)), _) => {
                 vec![Effect::SetCanaryWeight(w)]
             }
-            (Phase::Progressing | Phase::Paused, Some(Wait::Analysis), _) => {
+            (
+                Phase::Progressing | Phase::Paused | Phase::PostDeployVerify,
+                Some(Wait::Analysis),
+                _,
+            ) => {
                 vec![Effect::StartAnalysis {
                     step: self.step,
                     run: self.analysis_run,
                 }]
             }
-            (Phase::Aborted, _, Some(a)) if a.zero_at.is_none() => {
+            (p, _, Some(a)) if p.is_backing_out() && a.zero_at.is_none() => {
                 vec![Effect::SetCanaryWeight(0)]
             }
-            (Phase::Aborted, _, Some(a)) if !a.is_done() => vec![Effect::WatchDrain],
-            (Phase::Aborted, _, _) => vec![Effect::SetCanaryWeight(0), Effect::StopCanary],
+            (p, _, Some(a)) if p.is_backing_out() && !a.is_done() => vec![Effect::WatchDrain],
+            (p, _, _) if p.is_backing_out() => {
+                vec![Effect::SetCanaryWeight(0), Effect::StopCanary]
+            }
             (Phase::Completed, _, _) => vec![Effect::PromoteCanaryToStable],
             _ => vec![],
         }
@@ -278,7 +315,9 @@ impl RolloutState {
     /// When the driver must send [`Input::Tick`], if ever.
     pub fn next_deadline(&self) -> Option<Millis> {
         match (self.phase, self.wait, &self.abort) {
-            (Phase::Aborted, _, Some(a)) if !a.is_done() => Some(a.decided_at + ABORT_DEADLINE),
+            (p, _, Some(a)) if p.is_backing_out() && !a.is_done() => {
+                Some(a.decided_at.saturating_add(ABORT_DEADLINE))
+            }
             (Phase::Progressing, Some(Wait::Until(t)), _) => Some(t),
             _ => None,
         }
@@ -287,7 +326,7 @@ impl RolloutState {
     /// Applies one input. On `Err` the state is unchanged.
     pub fn apply(
         &mut self,
-        steps: &[Step],
+        steps: &Recipe,
         now: Millis,
         input: Input,
     ) -> Result<Vec<Effect>, Rejected> {
@@ -337,7 +376,7 @@ impl RolloutState {
 
     fn act(
         &mut self,
-        steps: &[Step],
+        steps: &Recipe,
         now: Millis,
         action: Action,
         fx: &mut Vec<Effect>,
@@ -415,8 +454,8 @@ impl RolloutState {
                 }
                 self.begin_abort(now, "aborted by user".into(), fx);
             }
-            Action::Retry => match (&self.phase, &self.abort) {
-                (Phase::Aborted, Some(a)) if a.is_done() => {
+            Action::Retry => match (self.phase, &self.abort) {
+                (p, Some(a)) if p.is_backing_out() && a.is_done() => {
                     // From the start: inputs and the gate are evaluated again, so a retry cannot
                     // send traffic to a canary that never passed the gate.
                     self.abort = None;
@@ -427,10 +466,14 @@ impl RolloutState {
                     self.message = "materializing inputs".into();
                     fx.push(Effect::MaterializeInputs);
                 }
-                (Phase::Aborted, _) => {
-                    return Err(reject("the abort is still draining the canary"))
+                (p, _) if p.is_backing_out() => {
+                    return Err(reject("the canary is still being drained"))
                 }
-                _ => return Err(reject("only an aborted rollout can be retried")),
+                _ => {
+                    return Err(reject(
+                        "only an aborted or rolled-back rollout can be retried",
+                    ))
+                }
             },
             Action::Approve => {
                 if self.phase != Phase::AwaitingApproval {
@@ -445,12 +488,12 @@ impl RolloutState {
 
     /// Starts the current step (or, past the last one, the finish). Every step kind waits for
     /// something, so this never moves more than one step.
-    fn enter_step(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+    fn enter_step(&mut self, steps: &Recipe, now: Millis, fx: &mut Vec<Effect>) {
         let Some(step) = steps.get(self.step) else {
             // Every step done: the canary takes all traffic, then the rollout finishes.
             if self.canary_weight == 100 {
                 self.wait = None;
-                self.finish(fx);
+                self.finish(steps, fx);
             } else {
                 self.wait = Some(Wait::Weight(100));
                 fx.push(Effect::SetCanaryWeight(100));
@@ -497,13 +540,13 @@ impl RolloutState {
         });
     }
 
-    fn advance(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+    fn advance(&mut self, steps: &Recipe, now: Millis, fx: &mut Vec<Effect>) {
         self.step = (self.step + 1).min(steps.len());
         self.enter_step(steps, now, fx);
     }
 
     /// The current step finished: move on now, or, while paused, on resume.
-    fn step_done(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+    fn step_done(&mut self, steps: &Recipe, now: Millis, fx: &mut Vec<Effect>) {
         if self.phase == Phase::Paused {
             self.wait = Some(Wait::Done);
         } else {
@@ -511,8 +554,8 @@ impl RolloutState {
         }
     }
 
-    fn weight_applied(&mut self, steps: &[Step], now: Millis, weight: u8, fx: &mut Vec<Effect>) {
-        if self.phase == Phase::Aborted {
+    fn weight_applied(&mut self, steps: &Recipe, now: Millis, weight: u8, fx: &mut Vec<Effect>) {
+        if self.phase.is_backing_out() {
             if weight == 0 {
                 if let Some(a) = self.abort.as_mut().filter(|a| a.zero_at.is_none()) {
                     a.zero_at = Some(now);
@@ -532,7 +575,7 @@ impl RolloutState {
         }
         if self.step >= steps.len() && self.phase == Phase::Progressing {
             self.wait = None;
-            self.finish(fx);
+            self.finish(steps, fx);
         } else {
             // Paused during the final push too: finishing waits for resume.
             self.step_done(steps, now, fx);
@@ -541,18 +584,36 @@ impl RolloutState {
 
     fn analysis_completed(
         &mut self,
-        steps: &[Step],
+        steps: &Recipe,
         now: Millis,
         run: u64,
         verdict: Verdict,
         message: String,
         fx: &mut Vec<Effect>,
     ) {
-        let live = matches!(self.phase, Phase::Progressing | Phase::Paused);
+        let live = matches!(
+            self.phase,
+            Phase::Progressing | Phase::Paused | Phase::PostDeployVerify
+        );
         if !live || run != self.analysis_run || self.wait != Some(Wait::Analysis) {
             return; // a run that was cancelled, or belongs to a step already left
         }
         let step = self.step;
+        if self.phase == Phase::PostDeployVerify {
+            // The new version holds all traffic: it passes, or it is taken out. Inconclusive
+            // is not a pass.
+            self.wait = None;
+            match verdict {
+                Verdict::Successful => self.seal(fx),
+                other => self.back_out(
+                    now,
+                    format!("post-deploy verification {other:?}: {message}"),
+                    Phase::RolledBack,
+                    fx,
+                ),
+            }
+            return;
+        }
         match verdict {
             Verdict::Successful => self.step_done(steps, now, fx),
             Verdict::Failed | Verdict::Error => self.begin_abort(
@@ -572,10 +633,10 @@ impl RolloutState {
         }
     }
 
-    fn tick(&mut self, steps: &[Step], now: Millis, fx: &mut Vec<Effect>) {
+    fn tick(&mut self, steps: &Recipe, now: Millis, fx: &mut Vec<Effect>) {
         match (self.phase, self.wait) {
             (Phase::Progressing, Some(Wait::Until(t))) if now >= t => self.advance(steps, now, fx),
-            (Phase::Aborted, _) => {
+            (p, _) if p.is_backing_out() => {
                 if let Some(a) = &self.abort {
                     if !a.is_done() && now >= a.decided_at + ABORT_DEADLINE {
                         fx.push(Effect::ForceCloseCanary);
@@ -588,6 +649,12 @@ impl RolloutState {
     }
 
     fn begin_abort(&mut self, now: Millis, reason: String, fx: &mut Vec<Effect>) {
+        self.back_out(now, reason, Phase::Aborted, fx);
+    }
+
+    /// Weight 0 now; drain and stop follow (`Aborted`, or `RolledBack` after a failed
+    /// post-deploy verification).
+    fn back_out(&mut self, now: Millis, reason: String, to: Phase, fx: &mut Vec<Effect>) {
         if self.wait == Some(Wait::Analysis) {
             fx.push(Effect::CancelAnalysis {
                 run: self.analysis_run,
@@ -602,15 +669,16 @@ impl RolloutState {
             drained_at: None,
             forced: false,
         });
-        self.transition(Phase::Aborted, &reason, fx);
-        self.message = format!("aborting: {reason}");
+        self.transition(to, &reason, fx);
+        self.message = format!("{}: {reason}", backing_out(to, false));
         fx.push(Effect::SetCanaryWeight(0));
     }
 
     fn finish_abort(&mut self, now: Millis, forced: bool, fx: &mut Vec<Effect>) {
-        if self.phase != Phase::Aborted {
+        if !self.phase.is_backing_out() {
             return;
         }
+        let phase = self.phase;
         let Some(a) = self.abort.as_mut() else { return };
         // Drained only counts once weight 0 is applied everywhere (before that, new requests
         // could still arrive); the deadline forces it regardless.
@@ -620,18 +688,28 @@ impl RolloutState {
         a.drained_at = Some(now);
         a.forced = forced;
         self.message = format!(
-            "aborted: {}; canary stopped{}",
+            "{}: {}; canary stopped{}",
+            backing_out(phase, true),
             a.reason,
             if forced { " at the deadline" } else { "" }
         );
         fx.push(Effect::StopCanary);
     }
 
-    /// All steps done and 100 % applied everywhere.
-    fn finish(&mut self, fx: &mut Vec<Effect>) {
-        // Post-deploy verification and sealing are immediate until their checks exist
-        // (analysis and evidence issues); the checkpoints are already in place.
+    /// All steps done and 100 % applied everywhere: verify (when the recipe has a
+    /// post-deploy analysis, run as "step" `steps.len()`), then seal.
+    fn finish(&mut self, steps: &Recipe, fx: &mut Vec<Effect>) {
         self.transition(Phase::PostDeployVerify, "canary at 100 %", fx);
+        if steps.verify {
+            self.message = "post-deploy verification running".into();
+            self.start_analysis(fx);
+        } else {
+            self.seal(fx);
+        }
+    }
+
+    fn seal(&mut self, fx: &mut Vec<Effect>) {
+        // Sealing signs the evidence once it exists (evidence issue); the checkpoint is here.
         self.transition(Phase::Sealed, "post-deploy verification passed", fx);
         fx.push(Effect::PromoteCanaryToStable);
         self.transition(Phase::Completed, "canary promoted to stable", fx);
@@ -648,6 +726,15 @@ impl RolloutState {
     }
 }
 
+fn backing_out(phase: Phase, done: bool) -> &'static str {
+    match (phase, done) {
+        (Phase::RolledBack, false) => "rolling back",
+        (Phase::RolledBack, true) => "rolled back",
+        (_, false) => "aborting",
+        (_, true) => "aborted",
+    }
+}
+
 /// A duration in milliseconds, saturating (a pause of a billion years is just very long).
 pub fn millis(d: std::time::Duration) -> Millis {
     Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
@@ -657,7 +744,7 @@ pub fn millis(d: std::time::Duration) -> Millis {
 /// deterministic, so this must equal the state stored after the last input: a store checks
 /// itself with it, and an auditor can re-run a rollout's history with it.
 pub fn replay(
-    steps: &[Step],
+    steps: &Recipe,
     inputs: impl IntoIterator<Item = (Millis, Input)>,
 ) -> Result<RolloutState, Rejected> {
     let (mut state, _) = RolloutState::new();

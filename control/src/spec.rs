@@ -99,6 +99,14 @@ pub struct Strategy {
 #[serde(deny_unknown_fields)]
 pub struct CanaryStrategy {
     pub steps: Vec<Step>,
+    /// Analysis once the canary holds 100 %, before it becomes the stable version; failing it
+    /// rolls back (phase `RolledBack`).
+    #[serde(
+        default,
+        rename = "postDeployVerify",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub post_deploy_verify: Option<AnalysisStep>,
 }
 
 /// One step of the recipe.
@@ -249,6 +257,46 @@ impl Rollout {
 
     pub fn steps(&self) -> &[Step] {
         &self.spec.strategy.canary.steps
+    }
+
+    /// What the state machine runs.
+    pub fn recipe(&self) -> crate::rollout::Recipe {
+        crate::rollout::Recipe {
+            steps: self.steps().to_vec(),
+            verify: self.spec.strategy.canary.post_deploy_verify.is_some(),
+        }
+    }
+
+    /// The analysis of step `step`; `steps().len()` is the post-deploy verification.
+    pub fn analysis_at(&self, step: usize) -> Option<&AnalysisStep> {
+        match self.steps().get(step) {
+            Some(Step::Analysis(a)) => Some(a),
+            Some(_) => None,
+            None if step == self.steps().len() => {
+                self.spec.strategy.canary.post_deploy_verify.as_ref()
+            }
+            None => None,
+        }
+    }
+
+    /// Every analysis of the recipe with the field path of its templates.
+    pub fn analyses(&self) -> impl Iterator<Item = (String, &AnalysisStep)> {
+        let steps = self
+            .steps()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Step::Analysis(a) => Some((format!("spec.strategy.canary.steps[{i}].analysis"), a)),
+                _ => None,
+            });
+        let verify = self
+            .spec
+            .strategy
+            .canary
+            .post_deploy_verify
+            .as_ref()
+            .map(|a| ("spec.strategy.canary.postDeployVerify".to_string(), a));
+        steps.chain(verify)
     }
 
     /// Checks what serde cannot; collects every error.

@@ -47,6 +47,7 @@ CREATE TABLE inputs (
     at_ms      INTEGER NOT NULL,
     input      TEXT NOT NULL,
     effects    TEXT NOT NULL,     -- what the state machine asked for (JSON array)
+    actor      TEXT,              -- who sent it, for actions (the API caller)
     PRIMARY KEY (rollout, generation, seq)
 );
 -- Analysis runs as measured so far (JSON), for status and, later, evidence.
@@ -126,6 +127,8 @@ pub struct HistoryEntry {
     pub at_ms: Millis,
     pub input: Input,
     pub effects: Vec<Effect>,
+    /// Who sent it (actions through the API); `None` for the driver's own inputs.
+    pub actor: Option<String>,
 }
 
 pub struct Store {
@@ -212,6 +215,17 @@ impl Store {
         now: Millis,
         input: Input,
     ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
+        self.apply_as(name, now, input, None)
+    }
+
+    /// [`Store::apply`], recording who sent the input (an action's caller).
+    pub fn apply_as(
+        &mut self,
+        name: &str,
+        now: Millis,
+        input: Input,
+        actor: Option<&str>,
+    ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -226,21 +240,22 @@ impl Store {
         let spec: Rollout = serde_json::from_str(&spec)?;
         let mut state: RolloutState = serde_json::from_str(&state)?;
         let recorded = serde_json::to_string(&input)?;
-        let effects = match state.apply(spec.steps(), now, input) {
+        let effects = match state.apply(&spec.recipe(), now, input) {
             Ok(effects) => effects,
             Err(rejected) => return Ok(Err(rejected)), // dropping `tx` rolls back: nothing written
         };
         let seq = seq + 1;
         tx.execute(
-            "INSERT INTO inputs (rollout, generation, seq, at_ms, input, effects)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO inputs (rollout, generation, seq, at_ms, input, effects, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 name,
                 generation,
                 seq,
                 now as i64,
                 recorded,
-                serde_json::to_string(&effects)?
+                serde_json::to_string(&effects)?,
+                actor
             ],
         )?;
         let checkpoints = effects.iter().filter_map(|e| match e {
@@ -330,7 +345,7 @@ impl Store {
     /// The rollout's history: every accepted input with its time and the effects it caused.
     pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT seq, at_ms, input, effects FROM inputs WHERE rollout = ?1
+            "SELECT seq, at_ms, input, effects, actor FROM inputs WHERE rollout = ?1
                  AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY seq",
         )?;
         let rows = stmt.query_map([name], |r| {
@@ -339,15 +354,17 @@ impl Store {
                 r.get::<_, i64>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })?;
         rows.map(|row| {
-            let (seq, at, input, effects) = row?;
+            let (seq, at, input, effects, actor) = row?;
             Ok(HistoryEntry {
                 seq: seq as u64,
                 at_ms: at as u64,
                 input: serde_json::from_str(&input)?,
                 effects: serde_json::from_str(&effects)?,
+                actor,
             })
         })
         .collect()

@@ -409,3 +409,86 @@ spec:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Approval names its approver on the timeline; a failed post-deploy verification (the new
+/// version at 100 % judged bad) rolls back to the stable version.
+#[test]
+fn approval_is_recorded_and_a_failed_verification_rolls_back() {
+    let dir = tempdir("verify");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let proxy = Proxy::start(&dir, "proxy-0", &server.url(""));
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let template = "apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: impossible }
+spec:
+  metrics:
+    - name: success-rate
+      successCondition: result > 1.5
+      provider: { proxy: { metric: success-rate, window: 10s } }
+";
+    assert_eq!(
+        server.post("/api/v1/analysistemplates", template).status,
+        201
+    );
+    let spec = rollout("billing", v1.addr, v2.addr, "        - setWeight: 50\n")
+        .replace(
+            "metadata: { name: billing }",
+            "metadata: { name: billing, annotations: { vireo.dev/approval: required } }",
+        )
+        .replace(
+            "      steps:\n",
+            "      postDeployVerify: { templates: [ { templateName: impossible } ] }\n      steps:\n",
+        );
+    let r = server.post("/api/v1/rollouts", &spec);
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.wait_status("billing", "awaiting approval", |s| {
+        s["phase"] == "AwaitingApproval"
+    });
+    let stop = traffic(proxy.listen);
+    let out = std::process::Command::new(vireo_bin())
+        .args(["rollout", "approve", "billing", "--server", &server.url("")])
+        .env("VIREO_ACTOR", "alice@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = server.wait_status("billing", "rolled back and drained", |s| {
+        s["phase"] == "RolledBack" && s["drainMs"].is_u64()
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("post-deploy verification Failed"),
+        "{s}"
+    );
+    let weights: Vec<u64> = s["appliedWeights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["weight"].as_u64().unwrap())
+        .collect();
+    assert_eq!(weights, vec![50, 100, 0]);
+    assert_eq!(
+        proxy.split(100).get("v1"),
+        Some(&100),
+        "back on the stable version"
+    );
+    let timeline = server.timeline("billing");
+    let approval = timeline
+        .iter()
+        .find(|e| e["input"]["Action"] == "approve")
+        .expect("the approval is on the timeline");
+    assert_eq!(approval["by"], "alice@example.com");
+    assert!(timeline.iter().any(|e| e["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["Checkpoint"]["to"] == "RolledBack")));
+    let _ = std::fs::remove_dir_all(&dir);
+}

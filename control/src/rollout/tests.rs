@@ -30,7 +30,7 @@ fn default_recipe() -> Vec<Step> {
 /// A driver stand-in: answers every effect the way the real driver will (weights apply,
 /// analyses return the scripted verdict, drains complete) and ticks at deadlines.
 struct Sim {
-    steps: Vec<Step>,
+    steps: Recipe,
     state: RolloutState,
     now: Millis,
     effects: Vec<Effect>,
@@ -44,7 +44,7 @@ impl Sim {
     fn new(steps: Vec<Step>) -> Sim {
         let (state, fx) = RolloutState::new();
         let mut sim = Sim {
-            steps,
+            steps: Recipe::new(steps),
             state,
             now: 1_000,
             effects: Vec::new(),
@@ -645,4 +645,89 @@ fn absurd_durations_saturate_instead_of_overflowing() {
         }
     }
     assert_eq!(sim.state.wait, Some(Wait::Until(Millis::MAX)));
+}
+
+fn with_verify(steps: Vec<Step>, verdict: fn(usize) -> Verdict) -> Sim {
+    let mut sim = Sim::new(steps);
+    sim.steps.verify = true;
+    sim.verdict = verdict;
+    sim
+}
+
+#[test]
+fn post_deploy_verification_runs_at_100_and_then_seals() {
+    let mut sim = with_verify(vec![Step::SetWeight(50)], |_| Verdict::Successful);
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    let verify_runs: Vec<usize> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartAnalysis { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        verify_runs,
+        vec![1],
+        "the verification is 'step' steps.len()"
+    );
+    let cps = sim.checkpoints();
+    let at = |p| cps.iter().position(|&c| c == p).unwrap();
+    assert!(at(Phase::PostDeployVerify) < at(Phase::Sealed));
+    assert_eq!(sim.weights(), vec![50, 100]);
+}
+
+#[test]
+fn a_failed_post_deploy_verification_rolls_back_and_can_be_retried() {
+    let mut sim = with_verify(vec![Step::SetWeight(50)], |step| {
+        if step == 1 {
+            Verdict::Failed
+        } else {
+            Verdict::Successful
+        }
+    });
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert_eq!(sim.weights(), vec![50, 100, 0], "rollback publishes 0");
+    assert!(sim.effects.contains(&Effect::StopCanary));
+    assert!(!sim.effects.contains(&Effect::PromoteCanaryToStable));
+    let a = sim.state.abort.clone().unwrap();
+    assert!(
+        a.reason.contains("post-deploy verification Failed"),
+        "{a:?}"
+    );
+    assert!(a.drain_ms().is_some());
+    assert!(
+        sim.state.message.starts_with("rolled back"),
+        "{}",
+        sim.state.message
+    );
+    // Abort is refused (it ended); retry starts over.
+    assert!(sim.act(Action::Abort).is_err());
+    sim.act(Action::Retry).unwrap();
+    assert_eq!(sim.state.phase, Phase::Pending);
+}
+
+#[test]
+fn an_inconclusive_verification_is_not_a_pass_and_abort_works_during_it() {
+    let mut sim = with_verify(vec![Step::SetWeight(50)], |_| Verdict::Inconclusive);
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+
+    // Abort while the verification runs.
+    let mut sim = with_verify(vec![Step::SetWeight(50)], |_| Verdict::Successful);
+    while sim.state.phase != Phase::PostDeployVerify {
+        let i = sim.queue.pop_front().expect("reaches verification");
+        sim.send(i).unwrap();
+    }
+    sim.queue.clear(); // the verdict has not come yet
+    assert!(sim.act(Action::Promote).is_err(), "nothing left to promote");
+    sim.act(Action::Abort).unwrap();
+    assert!(sim
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::CancelAnalysis { .. })));
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
 }
