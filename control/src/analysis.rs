@@ -43,6 +43,24 @@ pub struct TemplateSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<Arg>,
     pub metrics: Vec<Metric>,
+    /// Argo's dry run: these metrics are measured and shown but do not decide the run
+    /// (`metricName: "*"` for all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<DryRun>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DryRun {
+    pub metric_name: String,
+}
+
+impl TemplateSpec {
+    pub fn is_dry_run(&self, metric: &str) -> bool {
+        self.dry_run
+            .iter()
+            .any(|d| d.metric_name == "*" || d.metric_name == metric)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

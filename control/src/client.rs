@@ -165,10 +165,14 @@ pub fn render_status(v: &Value) -> String {
         out.push_str(&format!("Blocked:   {}\n", e.as_str().unwrap_or("?")));
     }
     for run in s["analysisRuns"].as_array().into_iter().flatten() {
+        let step = match run["step"].as_u64() {
+            Some(s) if s == crate::rollout::BACKGROUND_STEP as u64 => "background".to_string(),
+            Some(s) => format!("step {s}"),
+            None => "?".into(),
+        };
         out.push_str(&format!(
-            "Analysis:  run {} (step {}): {}{}\n",
+            "Analysis:  run {} ({step}): {}{}\n",
             run["run"],
-            run["step"],
             run["phase"].as_str().unwrap_or("?"),
             run["message"]
                 .as_str()

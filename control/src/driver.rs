@@ -414,17 +414,15 @@ impl Driver {
     fn apply_rollout(&mut self, r: Rollout) -> Result<RolloutView, ApiError> {
         let name = r.name().to_string();
         let mut errors = Vec::new();
-        for (path, a) in r.analyses() {
-            for (j, t) in a.templates.iter().enumerate() {
-                if self.store.template(&t.template_name)?.is_none() {
-                    errors.push(FieldError {
-                        path: format!("{path}.templates[{j}].templateName"),
-                        reason: format!(
-                            "no AnalysisTemplate named {:?}; apply it first",
-                            t.template_name
-                        ),
-                    });
-                }
+        for (path, t) in r.template_refs() {
+            if self.store.template(&t.template_name)?.is_none() {
+                errors.push(FieldError {
+                    path: format!("{path}.templateName"),
+                    reason: format!(
+                        "no AnalysisTemplate named {:?}; apply it first",
+                        t.template_name
+                    ),
+                });
             }
         }
         if !errors.is_empty() {
@@ -623,7 +621,7 @@ impl Driver {
             return;
         };
         let store = &self.store;
-        let plan = Plan::build(&spec, step, run, analysis, |t| {
+        let plan = Plan::build(&spec, step, run, &analysis, |t| {
             store.template(t).ok().flatten()
         });
         let plan = match plan {
@@ -881,8 +879,8 @@ impl Live {
 /// measurement finds them.
 fn proxy_windows(store: &Store, rollout: &Rollout) -> Vec<u64> {
     let mut out = Vec::new();
-    for (_, a) in rollout.analyses() {
-        for t in &a.templates {
+    for (_, t) in rollout.template_refs() {
+        {
             let Ok(Some(t)) = store.template(&t.template_name) else {
                 continue;
             };

@@ -38,6 +38,9 @@ pub struct Recipe {
     pub steps: Vec<Step>,
     /// An analysis runs once the canary holds 100 %; failing it rolls back.
     pub verify: bool,
+    /// A background analysis runs from this step until the steps are done (Argo's
+    /// `strategy.canary.analysis` with `startingStep`); failing it aborts.
+    pub background_from: Option<usize>,
 }
 
 impl Recipe {
@@ -45,9 +48,15 @@ impl Recipe {
         Recipe {
             steps,
             verify: false,
+            background_from: None,
         }
     }
 }
+
+/// The `step` of a background analysis's `StartAnalysis` (it belongs to no step).
+pub const BACKGROUND_STEP: usize = usize::MAX;
+/// Background runs are numbered from here, apart from step runs.
+const BACKGROUND_RUNS: u64 = 1 << 40;
 
 impl std::ops::Deref for Recipe {
     type Target = [Step];
@@ -261,6 +270,14 @@ pub struct RolloutState {
     /// Id of the latest analysis run started.
     #[serde(default)]
     pub analysis_run: u64,
+    /// The background analysis run in progress, if any.
+    #[serde(default)]
+    pub background: Option<u64>,
+    /// Background runs started so far (one per attempt; a retry starts another).
+    #[serde(default)]
+    pub background_runs: u64,
+    #[serde(default)]
+    pub background_started: bool,
     pub message: String,
 }
 
@@ -275,6 +292,9 @@ impl RolloutState {
             paused: None,
             abort: None,
             analysis_run: 0,
+            background: None,
+            background_runs: 0,
+            background_started: false,
             message: "materializing inputs".into(),
         };
         (s, vec![Effect::MaterializeInputs])
@@ -284,6 +304,17 @@ impl RolloutState {
     /// effects of the transition that led here may never have been carried out (a crash between
     /// the commit and the action). Every effect is idempotent, so issuing them again is safe.
     pub fn resume_effects(&self) -> Vec<Effect> {
+        let mut fx = self.resume_step_effects();
+        if let (Some(run), Phase::Progressing | Phase::Paused) = (self.background, self.phase) {
+            fx.push(Effect::StartAnalysis {
+                step: BACKGROUND_STEP,
+                run,
+            });
+        }
+        fx
+    }
+
+    fn resume_step_effects(&self) -> Vec<Effect> {
         match (self.phase, self.wait, &self.abort) {
             (Phase::Pending, _, _) => vec![Effect::MaterializeInputs],
             (Phase::GateEval, _, _) => vec![Effect::EvaluateGate],
@@ -460,6 +491,7 @@ impl RolloutState {
                     // send traffic to a canary that never passed the gate.
                     self.abort = None;
                     self.paused = None;
+                    self.background_started = false;
                     self.step = 0;
                     self.wait = None;
                     self.transition(Phase::Pending, "retry from the start", fx);
@@ -489,6 +521,18 @@ impl RolloutState {
     /// Starts the current step (or, past the last one, the finish). Every step kind waits for
     /// something, so this never moves more than one step.
     fn enter_step(&mut self, steps: &Recipe, now: Millis, fx: &mut Vec<Effect>) {
+        if let Some(from) = steps.background_from {
+            if !self.background_started && self.step >= from && self.step < steps.len() {
+                self.background_started = true;
+                self.background_runs += 1;
+                let run = BACKGROUND_RUNS + self.background_runs;
+                self.background = Some(run);
+                fx.push(Effect::StartAnalysis {
+                    step: BACKGROUND_STEP,
+                    run,
+                });
+            }
+        }
         let Some(step) = steps.get(self.step) else {
             // Every step done: the canary takes all traffic, then the rollout finishes.
             if self.canary_weight == 100 {
@@ -591,6 +635,32 @@ impl RolloutState {
         message: String,
         fx: &mut Vec<Effect>,
     ) {
+        if self.background == Some(run) {
+            self.background = None;
+            let live = matches!(self.phase, Phase::Progressing | Phase::Paused);
+            match verdict {
+                _ if !live => {}
+                Verdict::Successful => {}
+                Verdict::Failed | Verdict::Error => self.begin_abort(
+                    now,
+                    format!("background analysis {verdict:?}: {message}"),
+                    fx,
+                ),
+                Verdict::Inconclusive => {
+                    let reason = format!("background analysis inconclusive: {message}");
+                    if self.phase == Phase::Progressing {
+                        let remaining = match self.wait {
+                            Some(Wait::Until(t)) => Some(t.saturating_sub(now)),
+                            _ => None,
+                        };
+                        self.paused = Some(PauseReason::User { remaining });
+                        self.transition(Phase::Paused, &reason, fx);
+                    }
+                    self.message = reason;
+                }
+            }
+            return;
+        }
         let live = matches!(
             self.phase,
             Phase::Progressing | Phase::Paused | Phase::PostDeployVerify
@@ -654,7 +724,14 @@ impl RolloutState {
 
     /// Weight 0 now; drain and stop follow (`Aborted`, or `RolledBack` after a failed
     /// post-deploy verification).
+    fn stop_background(&mut self, fx: &mut Vec<Effect>) {
+        if let Some(run) = self.background.take() {
+            fx.push(Effect::CancelAnalysis { run });
+        }
+    }
+
     fn back_out(&mut self, now: Millis, reason: String, to: Phase, fx: &mut Vec<Effect>) {
+        self.stop_background(fx);
         if self.wait == Some(Wait::Analysis) {
             fx.push(Effect::CancelAnalysis {
                 run: self.analysis_run,
@@ -699,6 +776,7 @@ impl RolloutState {
     /// All steps done and 100 % applied everywhere: verify (when the recipe has a
     /// post-deploy analysis, run as "step" `steps.len()`), then seal.
     fn finish(&mut self, steps: &Recipe, fx: &mut Vec<Effect>) {
+        self.stop_background(fx);
         self.transition(Phase::PostDeployVerify, "canary at 100 %", fx);
         if steps.verify {
             self.message = "post-deploy verification running".into();

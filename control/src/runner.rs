@@ -41,6 +41,8 @@ pub struct Planned {
     pub metric: Metric,
     pub route: String,
     pub backend: String,
+    /// Measured and shown, but not counted (Argo's `dryRun`).
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,7 @@ impl Plan {
                     metric,
                     route: arg("route").unwrap_or_else(|| rollout.spec.route.clone()),
                     backend: arg("backend").unwrap_or_else(|| CANARY.to_string()),
+                    dry_run: t.spec.is_dry_run(&m.name),
                 });
             }
         }
@@ -125,6 +128,8 @@ pub struct RunView {
 pub struct MetricView {
     pub name: String,
     pub phase: RunPhase,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     pub measurements: Vec<Measurement>,
 }
 
@@ -154,10 +159,29 @@ impl RunView {
                 .map(|p| MetricView {
                     name: p.metric.name.clone(),
                     phase: RunPhase::Pending,
+                    dry_run: p.dry_run,
                     measurements: Vec::new(),
                 })
                 .collect(),
         }
+    }
+
+    /// The run's phase from its metrics' (dry-run metrics do not count; a run of nothing but
+    /// dry-run metrics succeeds once they are done).
+    fn decided(&self) -> RunPhase {
+        let counted: Vec<RunPhase> = self
+            .metrics
+            .iter()
+            .filter(|m| !m.dry_run)
+            .map(|m| m.phase)
+            .collect();
+        if counted.is_empty() {
+            return match self.metrics.iter().all(|m| m.phase.is_done()) {
+                true => RunPhase::Successful,
+                false => RunPhase::Running,
+            };
+        }
+        run_phase(counted)
     }
 
     /// The verdict, once the run is decided.
@@ -185,8 +209,9 @@ impl RunView {
                 .map(|m| format!(" ({m})"))
                 .unwrap_or_default();
             format!(
-                "{} {:?} after {} measurements, last {value}{why}",
+                "{}{} {:?} after {} measurements, last {value}{why}",
                 m.name,
+                if m.dry_run { " (dry run)" } else { "" },
                 m.phase,
                 m.measurements.len()
             )
@@ -265,14 +290,14 @@ pub async fn execute(
             });
             m.phase = p.metric.phase(&taken[i]);
         }
-        view.phase = run_phase(view.metrics.iter().map(|m| m.phase));
+        view.phase = view.decided();
         if view.phase.is_done() {
             break;
         }
         report.progress(&view);
     }
     // A run with no metric left to measure and none failed is decided by its metrics' phases.
-    view.phase = run_phase(view.metrics.iter().map(|m| m.phase));
+    view.phase = view.decided();
     if !view.phase.is_done() {
         view.phase = RunPhase::Error; // unreachable with validated templates; never hang
     }
@@ -302,5 +327,136 @@ async fn measure(
             "template {:?}, metric {:?}: no provider",
             p.template, p.metric.name
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vireo_proxy::admin::{BackendSlo, SloReport};
+    use vireo_proxy::watch::StatusReport;
+
+    /// A fleet of one proxy whose canary answered `ok` of 100 requests in the last 60 s.
+    fn fleet(ok: u64) -> Arc<RwLock<Fleet>> {
+        let slo = BackendSlo {
+            requests: 100,
+            failures: 100 - ok,
+            success_ratio: None,
+            latency_p50_s: Some(0.01),
+            latency_p95_s: Some(0.02),
+            latency_p99_s: Some(0.03),
+            in_flight: 0,
+        };
+        let mut f = Fleet::default();
+        f.record(
+            StatusReport {
+                proxy: "p".into(),
+                applied_version: 1,
+                in_flight: Default::default(),
+                slo: SloReport {
+                    window_s: 60,
+                    routes: [("r".to_string(), [("canary".to_string(), slo)].into())].into(),
+                },
+                slo_windows: Default::default(),
+                rejected: None,
+            },
+            0,
+        );
+        Arc::new(RwLock::new(f))
+    }
+
+    struct Quiet;
+    impl Report for Quiet {
+        fn progress(&self, _: &RunView) {}
+    }
+
+    fn plan(template: &str) -> Plan {
+        let t = AnalysisTemplate::parse(template).unwrap();
+        let rollout = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+        let step = AnalysisStep {
+            templates: vec![crate::spec::TemplateRef {
+                template_name: t.metadata.name.clone(),
+            }],
+            args: vec![Arg {
+                name: "route".into(),
+                value: Some("r".into()),
+            }],
+        };
+        Plan::build(&rollout, 2, 1, &step, |_| Some(t.clone())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn dry_run_metrics_are_measured_but_do_not_decide() {
+        let p = plan(
+            "apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: t }
+spec:
+  args: [ { name: route } ]
+  dryRun: [ { metricName: strict } ]
+  metrics:
+    - name: strict
+      successCondition: result > 0.99
+      provider: { proxy: { metric: success-rate } }
+    - name: lenient
+      successCondition: result > 0.5
+      provider: { proxy: { metric: success-rate } }
+",
+        );
+        let view = execute(p, fleet(90), || 0, Quiet).await;
+        assert_eq!(view.phase, RunPhase::Successful, "{view:?}");
+        assert_eq!(view.metrics[0].phase, RunPhase::Failed);
+        assert!(view.metrics[0].dry_run);
+        assert!(
+            view.message.contains("strict (dry run) Failed"),
+            "{}",
+            view.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_metric_fails_the_run_and_an_unreachable_prometheus_is_an_error() {
+        let failing = plan(
+            "apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: t }
+spec:
+  metrics:
+    - name: sr
+      successCondition: result > 0.99
+      provider: { proxy: { metric: success-rate } }
+",
+        );
+        assert_eq!(
+            execute(failing, fleet(90), || 0, Quiet).await.phase,
+            RunPhase::Failed
+        );
+        // Nothing listens on port 9 of loopback: every measurement is an Error, the run too.
+        let down = plan(
+            "apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: t }
+spec:
+  metrics:
+    - name: q
+      interval: 1ms
+      count: 3
+      consecutiveErrorLimit: 1
+      successCondition: result[0] < 1
+      provider: { prometheus: { address: http://127.0.0.1:9, query: up } }
+",
+        );
+        let view = execute(down, fleet(90), crate::driver::now_ms, Quiet).await;
+        assert_eq!(view.phase, RunPhase::Error, "{view:?}");
+        let m = &view.metrics[0].measurements;
+        assert_eq!(
+            m.len(),
+            2,
+            "consecutiveErrorLimit 1: the second error decides"
+        );
+        assert!(
+            m[0].message.as_deref().unwrap().contains("unreachable"),
+            "{m:?}"
+        );
     }
 }

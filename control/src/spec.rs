@@ -107,6 +107,19 @@ pub struct CanaryStrategy {
         skip_serializing_if = "Option::is_none"
     )]
     pub post_deploy_verify: Option<AnalysisStep>,
+    /// Background analysis (Argo): runs from `startingStep` until the steps are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<BackgroundAnalysis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackgroundAnalysis {
+    pub templates: Vec<TemplateRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<Arg>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_step: Option<usize>,
 }
 
 /// One step of the recipe.
@@ -264,39 +277,61 @@ impl Rollout {
         crate::rollout::Recipe {
             steps: self.steps().to_vec(),
             verify: self.spec.strategy.canary.post_deploy_verify.is_some(),
+            background_from: self
+                .spec
+                .strategy
+                .canary
+                .analysis
+                .as_ref()
+                .map(|b| b.starting_step.unwrap_or(0)),
         }
     }
 
-    /// The analysis of step `step`; `steps().len()` is the post-deploy verification.
-    pub fn analysis_at(&self, step: usize) -> Option<&AnalysisStep> {
+    /// The analysis of step `step`; `steps().len()` is the post-deploy verification,
+    /// [`crate::rollout::BACKGROUND_STEP`] the background analysis.
+    pub fn analysis_at(&self, step: usize) -> Option<AnalysisStep> {
+        let c = &self.spec.strategy.canary;
         match self.steps().get(step) {
-            Some(Step::Analysis(a)) => Some(a),
+            Some(Step::Analysis(a)) => Some(a.clone()),
             Some(_) => None,
-            None if step == self.steps().len() => {
-                self.spec.strategy.canary.post_deploy_verify.as_ref()
+            None if step == self.steps().len() => c.post_deploy_verify.clone(),
+            None if step == crate::rollout::BACKGROUND_STEP => {
+                c.analysis.as_ref().map(|b| AnalysisStep {
+                    templates: b.templates.clone(),
+                    args: b.args.clone(),
+                })
             }
             None => None,
         }
     }
 
-    /// Every analysis of the recipe with the field path of its templates.
-    pub fn analyses(&self) -> impl Iterator<Item = (String, &AnalysisStep)> {
-        let steps = self
-            .steps()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s {
-                Step::Analysis(a) => Some((format!("spec.strategy.canary.steps[{i}].analysis"), a)),
-                _ => None,
-            });
-        let verify = self
-            .spec
-            .strategy
-            .canary
-            .post_deploy_verify
-            .as_ref()
-            .map(|a| ("spec.strategy.canary.postDeployVerify".to_string(), a));
-        steps.chain(verify)
+    /// Every template reference of the recipe, with its field path.
+    pub fn template_refs(&self) -> Vec<(String, &TemplateRef)> {
+        let c = &self.spec.strategy.canary;
+        let mut lists: Vec<(String, &[TemplateRef])> = Vec::new();
+        for (i, s) in self.steps().iter().enumerate() {
+            if let Step::Analysis(a) = s {
+                lists.push((
+                    format!("spec.strategy.canary.steps[{i}].analysis"),
+                    &a.templates,
+                ));
+            }
+        }
+        if let Some(v) = &c.post_deploy_verify {
+            lists.push(("spec.strategy.canary.postDeployVerify".into(), &v.templates));
+        }
+        if let Some(b) = &c.analysis {
+            lists.push(("spec.strategy.canary.analysis".into(), &b.templates));
+        }
+        lists
+            .into_iter()
+            .flat_map(|(path, templates)| {
+                templates
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, t)| (format!("{path}.templates[{j}]"), t))
+            })
+            .collect()
     }
 
     /// Checks what serde cannot; collects every error.
@@ -310,6 +345,22 @@ impl Rollout {
         };
         if self.api_version != API_VERSION {
             err("apiVersion", format!("must be {API_VERSION:?}"));
+        }
+        if let Some(from) = self
+            .spec
+            .strategy
+            .canary
+            .analysis
+            .as_ref()
+            .and_then(|b| b.starting_step)
+        {
+            let n = self.spec.strategy.canary.steps.len();
+            if from >= n {
+                err(
+                    "spec.strategy.canary.analysis.startingStep",
+                    format!("must be below the number of steps ({n})"),
+                );
+            }
         }
         if self.kind != "Rollout" {
             err("kind", "must be \"Rollout\"".into());

@@ -731,3 +731,66 @@ fn an_inconclusive_verification_is_not_a_pass_and_abort_works_during_it() {
     sim.settle();
     assert_eq!(sim.state.phase, Phase::Aborted);
 }
+
+fn with_background(steps: Vec<Step>, from: usize) -> Sim {
+    let mut sim = Sim::new(steps);
+    sim.steps.background_from = Some(from);
+    sim
+}
+
+#[test]
+fn background_analysis_starts_at_its_step_and_is_cancelled_at_the_end() {
+    // The sim answers every StartAnalysis at once; hold the background verdict back by
+    // making it Successful (a background success changes nothing).
+    let mut sim = with_background(vec![Step::SetWeight(10), Step::SetWeight(20), pause(60)], 1);
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    let starts: Vec<(usize, u64)> = sim
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartAnalysis { step, run } => Some((*step, *run)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts.len(), 1, "one background run: {starts:?}");
+    assert_eq!(starts[0].0, BACKGROUND_STEP);
+    assert!(sim.state.background_started);
+}
+
+#[test]
+fn a_failed_background_analysis_aborts_and_a_running_one_is_cancelled_at_the_finish() {
+    let mut sim = with_background(vec![Step::SetWeight(10), Step::Pause(None)], 0);
+    sim.verdict = |step| {
+        if step == BACKGROUND_STEP {
+            Verdict::Failed
+        } else {
+            Verdict::Successful
+        }
+    };
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
+    assert!(sim
+        .state
+        .abort
+        .as_ref()
+        .unwrap()
+        .reason
+        .contains("background analysis Failed"));
+
+    // Still running at the finish: cancelled.
+    let mut sim = with_background(vec![Step::SetWeight(10)], 0);
+    while !matches!(sim.queue.front(), Some(Input::AnalysisCompleted { .. })) {
+        let i = sim.queue.pop_front().expect("the background run starts");
+        sim.send(i).unwrap();
+    }
+    sim.queue
+        .retain(|i| !matches!(i, Input::AnalysisCompleted { .. }));
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    assert!(sim
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::CancelAnalysis { run } if *run > (1 << 40))));
+    assert_eq!(sim.state.background, None);
+}
