@@ -108,6 +108,73 @@ pub struct Provider {
     pub proxy: Option<ProxyProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusProvider>,
+    /// The statistical judge: canary against stable ([`crate::judge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeProvider>,
+}
+
+/// `provider.judge`: samples of canary and stable over the same window, compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JudgeProvider {
+    /// What to compare, from the proxies' own figures: `latency` (default) or `errors`.
+    #[serde(default)]
+    pub metric: JudgeMetric,
+    /// Rolling window of the proxies' figures; default 1 min.
+    #[serde(
+        default,
+        deserialize_with = "argo_duration",
+        serialize_with = "ser_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
+    /// Which change is bad: `increase` (default), `decrease` or `either`.
+    #[serde(default)]
+    pub direction: crate::judge::Direction,
+    /// Effect size below which a difference does not count (relative for latency,
+    /// absolute for error rates); default 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// Significance level; default 0.05.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Take the samples from Prometheus instead: each query's values are one version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<JudgePrometheus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeMetric {
+    #[default]
+    Latency,
+    Errors,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JudgePrometheus {
+    pub address: String,
+    pub canary: String,
+    pub stable: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range_query: Option<RangeQuery>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+impl JudgePrometheus {
+    /// One side's query as a Prometheus provider.
+    pub fn provider(&self, query: &str) -> PrometheusProvider {
+        PrometheusProvider {
+            address: self.address.clone(),
+            query: query.to_string(),
+            timeout: self.timeout,
+            headers: Vec::new(),
+            insecure: false,
+            range_query: self.range_query.clone(),
+        }
+    }
 }
 
 /// The proxies' own `/slo` figures (no Prometheus needed).
@@ -270,8 +337,22 @@ impl AnalysisTemplate {
             if m.interval.is_some_and(|i| i.is_zero()) {
                 err(format!("{p}.interval"), "must be above 0".into());
             }
-            match (&m.provider.proxy, &m.provider.prometheus) {
-                (Some(px), None) => {
+            match (&m.provider.proxy, &m.provider.prometheus, &m.provider.judge) {
+                (None, None, Some(j)) => {
+                    if j.alpha.is_some_and(|a| !(a > 0.0 && a < 1.0)) {
+                        err(
+                            format!("{p}.provider.judge.alpha"),
+                            "must be between 0 and 1".into(),
+                        );
+                    }
+                    if j.tolerance.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+                        err(
+                            format!("{p}.provider.judge.tolerance"),
+                            "must be 0 or more".into(),
+                        );
+                    }
+                }
+                (Some(px), None, None) => {
                     if let Some(w) = px.window {
                         if w < Duration::from_secs(1) || w > vireo_proxy::slo::MAX_WINDOW {
                             err(
@@ -281,7 +362,7 @@ impl AnalysisTemplate {
                         }
                     }
                 }
-                (None, Some(pm)) => {
+                (None, Some(pm), None) => {
                     // An address from an arg (`{{args.prometheus}}`) is checked once rendered.
                     let ok = pm.address.contains("{{")
                         || pm.address.starts_with("http://")
@@ -301,7 +382,7 @@ impl AnalysisTemplate {
                 }
                 _ => err(
                     format!("{p}.provider"),
-                    "set exactly one of proxy, prometheus".into(),
+                    "set exactly one of proxy, prometheus, judge".into(),
                 ),
             }
         }

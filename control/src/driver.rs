@@ -884,13 +884,7 @@ fn proxy_windows(store: &Store, rollout: &Rollout) -> Vec<u64> {
             let Ok(Some(t)) = store.template(&t.template_name) else {
                 continue;
             };
-            out.extend(
-                t.spec
-                    .metrics
-                    .iter()
-                    .filter_map(|m| m.provider.proxy.as_ref())
-                    .map(|p| runner::window_secs(p.window.unwrap_or(runner::DEFAULT_WINDOW))),
-            );
+            out.extend(t.spec.metrics.iter().filter_map(runner::proxy_window));
         }
     }
     out

@@ -131,6 +131,41 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// One backend's latency samples over `window_s` across the connected proxies, as
+    /// `(bucket midpoint in seconds, count)`: what the judge compares. Only the extra windows
+    /// of heartbeats carry histograms.
+    pub fn latency_histogram(
+        &self,
+        route: &str,
+        backend: &str,
+        window_s: u64,
+        now: Millis,
+    ) -> Vec<(f64, u64)> {
+        let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+        for r in self.connected(now) {
+            let Some(b) = r
+                .slo_windows
+                .get(&window_s)
+                .and_then(|s| s.routes.get(route))
+                .and_then(|b| b.get(backend))
+            else {
+                continue;
+            };
+            for &(bucket, n) in &b.latency_histogram {
+                *counts.entry(bucket).or_default() += n;
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(bucket, n)| {
+                let (lo, hi) = vireo_proxy::slo::bucket_bounds(bucket as usize);
+                ((lo + hi) / 2.0, n)
+            })
+            .collect()
+    }
+}
+
 fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(x), Some(y)) => Some(x.max(y)),
@@ -195,6 +230,7 @@ mod tests {
             latency_p95_s: Some(p95),
             latency_p99_s: Some(p95 * 2.0),
             in_flight: canary_in_flight,
+            latency_histogram: Vec::new(),
         };
         StatusReport {
             proxy: proxy.into(),

@@ -10,7 +10,8 @@
 //!   and reads no clock; a driver feeds it inputs stamped with the time and carries out the
 //!   effects it returns (publish a weight, start an analysis, drain, checkpoint);
 //! - [`routes`]: the proxy route a rollout's state implies;
-//! - [`fleet`]: the proxies as their heartbeats describe them (applied, drained, measured).
+//! - [`fleet`]: the proxies as their heartbeats describe them (applied, drained, measured);
+//! - [`judge`]: the statistical canary judge (Mann–Whitney U and an effect size).
 //!
 //! The edges, which do I/O around it:
 //! - [`store`]: durable state in SQLite, one fsynced transaction per state-machine input;
@@ -29,6 +30,7 @@ pub mod client;
 pub mod demo;
 pub mod driver;
 pub mod fleet;
+pub mod judge;
 pub mod prometheus;
 pub mod rollout;
 pub mod routes;

@@ -28,6 +28,18 @@ use crate::spec::{AnalysisStep, Arg, Rollout};
 /// The proxy provider's window when a metric gives none (as in the spec's example).
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
+/// The heartbeat window (seconds) a metric reads from the proxies, if it does.
+pub fn proxy_window(m: &Metric) -> Option<u64> {
+    let p = &m.provider;
+    match (&p.proxy, &p.judge) {
+        (Some(px), _) => Some(window_secs(px.window.unwrap_or(DEFAULT_WINDOW))),
+        (_, Some(j)) if j.prometheus.is_none() => {
+            Some(window_secs(j.window.unwrap_or(DEFAULT_WINDOW)))
+        }
+        _ => None,
+    }
+}
+
 /// A window in whole seconds, rounded up (heartbeats report whole-second windows).
 pub fn window_secs(w: Duration) -> u64 {
     w.as_millis().div_ceil(1000).max(1) as u64
@@ -80,6 +92,18 @@ impl Plan {
             };
             for m in &t.spec.metrics {
                 let mut metric = m.clone();
+                if let Some(j) = &mut metric.provider.judge {
+                    // Without conditions, the judge's bad direction fails the metric.
+                    if metric.success_condition.is_none() && metric.failure_condition.is_none() {
+                        metric.success_condition =
+                            Some(j.direction.default_condition().to_string());
+                    }
+                    if let Some(p) = &mut j.prometheus {
+                        p.address = crate::analysis::render(&p.address, &args)?;
+                        p.canary = crate::analysis::render(&p.canary, &args)?;
+                        p.stable = crate::analysis::render(&p.stable, &args)?;
+                    }
+                }
                 if let Some(p) = &mut metric.provider.prometheus {
                     p.address = crate::analysis::render(&p.address, &args)?;
                     p.query = crate::analysis::render(&p.query, &args)?;
@@ -103,8 +127,7 @@ impl Plan {
     pub fn proxy_windows_s(&self) -> Vec<u64> {
         self.metrics
             .iter()
-            .filter_map(|p| p.metric.provider.proxy.as_ref())
-            .map(|p| window_secs(p.window.unwrap_or(DEFAULT_WINDOW)))
+            .filter_map(|p| proxy_window(&p.metric))
             .collect()
     }
 }
@@ -277,8 +300,13 @@ pub async fn execute(
         let now = clock();
         for (&i, _) in due.iter().filter(|(_, &t)| t <= now) {
             let p = &plan.metrics[i];
-            let value = measure(p, &fleet, &http, now).await;
+            let measured = measure(p, &fleet, &http, now).await;
+            let (value, note) = match measured {
+                Ok((v, note)) => (Ok(v), note),
+                Err(e) => (Err(e), None),
+            };
             let (phase, message) = p.metric.assess(value.as_ref().map_err(|e| e.as_str()));
+            let message = message.or(note);
             taken[i].push(phase);
             last[i] = Some(now);
             let m = &mut view.metrics[i];
@@ -307,7 +335,78 @@ pub async fn execute(
     view
 }
 
+/// One measurement: the value, and a note worth keeping beside it (the judge's figures).
 async fn measure(
+    p: &Planned,
+    fleet: &RwLock<Fleet>,
+    http: &prometheus::HttpClient,
+    now: Millis,
+) -> Result<(Value, Option<String>), String> {
+    if let Some(j) = &p.metric.provider.judge {
+        let judgement = judge(p, j, fleet, http, now).await?;
+        return Ok((
+            Value::Scalar(judgement.outcome.score()),
+            Some(judgement.to_string()),
+        ));
+    }
+    measure_value(p, fleet, http, now).await.map(|v| (v, None))
+}
+
+async fn judge(
+    p: &Planned,
+    j: &crate::analysis::JudgeProvider,
+    fleet: &RwLock<Fleet>,
+    http: &prometheus::HttpClient,
+    now: Millis,
+) -> Result<crate::judge::Judgement, String> {
+    use crate::analysis::JudgeMetric;
+    use crate::judge::{samples, Effect};
+    let (canary, stable, effect) = match &j.prometheus {
+        Some(q) => {
+            let t = now as f64 / 1000.0;
+            let c = prometheus::query(http, &q.provider(&q.canary), t).await?;
+            let s = prometheus::query(http, &q.provider(&q.stable), t).await?;
+            let flat = |v: Value| match v {
+                Value::Scalar(x) => vec![x],
+                Value::Vector(xs) => xs,
+            };
+            (flat(c), flat(s), Effect::Relative)
+        }
+        None => {
+            let w = window_secs(j.window.unwrap_or(DEFAULT_WINDOW));
+            let fleet = fleet.read().unwrap_or_else(|e| e.into_inner());
+            match j.metric {
+                JudgeMetric::Latency => (
+                    samples(&fleet.latency_histogram(&p.route, &p.backend, w, now)),
+                    samples(&fleet.latency_histogram(&p.route, crate::routes::STABLE, w, now)),
+                    Effect::Relative,
+                ),
+                JudgeMetric::Errors => {
+                    let side = |backend: &str| {
+                        let a = fleet.aggregate(&p.route, backend, Some(w), now);
+                        let failures = a.failures.min(a.requests);
+                        samples(&[(1.0, failures), (0.0, a.requests - failures)])
+                    };
+                    (
+                        side(&p.backend),
+                        side(crate::routes::STABLE),
+                        Effect::Absolute,
+                    )
+                }
+            }
+        }
+    };
+    crate::judge::judge(
+        &canary,
+        &stable,
+        j.direction,
+        effect,
+        j.tolerance.unwrap_or(crate::judge::DEFAULT_TOLERANCE),
+        j.alpha.unwrap_or(crate::judge::DEFAULT_ALPHA),
+    )
+}
+
+async fn measure_value(
     p: &Planned,
     fleet: &RwLock<Fleet>,
     http: &prometheus::HttpClient,
@@ -346,6 +445,7 @@ mod tests {
             latency_p95_s: Some(0.02),
             latency_p99_s: Some(0.03),
             in_flight: 0,
+            latency_histogram: Vec::new(),
         };
         let mut f = Fleet::default();
         f.record(
@@ -383,6 +483,99 @@ mod tests {
             }],
         };
         Plan::build(&rollout, 2, 1, &step, |_| Some(t.clone())).unwrap()
+    }
+
+    /// One proxy reporting 60 s histograms: stable around 10 ms, canary around `canary_ms`.
+    fn histograms(canary_ms: u64) -> Arc<RwLock<Fleet>> {
+        use vireo_proxy::slo::latency_bucket;
+        let backend = |ms: u64| {
+            // 400 requests spread over ms·[0.8, 1.2)
+            let mut counts = std::collections::BTreeMap::new();
+            for i in 0..400u64 {
+                let us = ms * 1000 * (80 + i % 40) / 100;
+                *counts.entry(latency_bucket(us) as u32).or_insert(0u64) += 1;
+            }
+            BackendSlo {
+                requests: 400,
+                failures: 0,
+                success_ratio: Some(1.0),
+                latency_p50_s: None,
+                latency_p95_s: None,
+                latency_p99_s: None,
+                in_flight: 0,
+                latency_histogram: counts.into_iter().collect(),
+            }
+        };
+        let report = SloReport {
+            window_s: 60,
+            routes: [(
+                "r".to_string(),
+                [
+                    ("canary".to_string(), backend(canary_ms)),
+                    ("stable".to_string(), backend(10)),
+                ]
+                .into(),
+            )]
+            .into(),
+        };
+        let mut f = Fleet::default();
+        f.record(
+            StatusReport {
+                proxy: "p".into(),
+                applied_version: 1,
+                in_flight: Default::default(),
+                slo: SloReport {
+                    window_s: 60,
+                    routes: Default::default(),
+                },
+                slo_windows: [(60, report)].into(),
+                rejected: None,
+            },
+            0,
+        );
+        Arc::new(RwLock::new(f))
+    }
+
+    #[tokio::test]
+    async fn the_judge_compares_canary_with_stable_from_the_proxies_histograms() {
+        let template = "apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: t }
+spec:
+  metrics:
+    - name: latency
+      provider: { judge: { metric: latency, direction: increase } }
+";
+        let slow = execute(plan(template), histograms(13), || 0, Quiet).await;
+        assert_eq!(slow.phase, RunPhase::Failed, "{slow:?}");
+        let m = &slow.metrics[0].measurements[0];
+        assert_eq!(m.value, Some(Value::Scalar(1.0)));
+        assert!(m.message.as_deref().unwrap().starts_with("High"), "{m:?}");
+        let same = execute(plan(template), histograms(10), || 0, Quiet).await;
+        assert_eq!(same.phase, RunPhase::Successful, "{same:?}");
+        assert!(same.metrics[0].measurements[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("Pass"));
+        let faster = execute(plan(template), histograms(7), || 0, Quiet).await;
+        assert_eq!(
+            faster.phase,
+            RunPhase::Successful,
+            "faster is fine with direction increase"
+        );
+        // No histograms for the window: an Error, not a pass.
+        let strict = template.replace(
+            "    - name: latency\n",
+            "    - name: latency\n      interval: 1ms\n      consecutiveErrorLimit: 0\n",
+        );
+        let none = execute(plan(&strict), fleet(100), crate::driver::now_ms, Quiet).await;
+        assert_eq!(none.phase, RunPhase::Error, "{none:?}");
+        assert!(none.metrics[0].measurements[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("too few samples"));
     }
 
     #[tokio::test]

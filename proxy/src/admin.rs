@@ -79,7 +79,7 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             )
         }
         "/slo" => match parse_window(req.uri().query()) {
-            Ok(window) => json(StatusCode::OK, &slo_report(&state.table, window)),
+            Ok(window) => json(StatusCode::OK, &slo_report(&state.table, window, false)),
             Err(msg) => json(
                 StatusCode::BAD_REQUEST,
                 &serde_json::json!({ "error": msg }),
@@ -144,11 +144,16 @@ pub struct BackendSlo {
     pub latency_p95_s: Option<f64>,
     pub latency_p99_s: Option<f64>,
     pub in_flight: i64,
+    /// The window's latency histogram, sparse: `(bucket, count)` with the bounds of
+    /// [`crate::slo::bucket_bounds`]. Only in heartbeats' extra windows, where the control
+    /// plane's statistical judge compares canary and stable distributions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_histogram: Vec<(u32, u64)>,
 }
 
 /// Every backend of the active table, plus any backend a reload removed that still has
 /// requests in flight or in the window: that is how a drain is watched to its end.
-pub fn slo_report(table: &TableHandle, window: Duration) -> SloReport {
+pub fn slo_report(table: &TableHandle, window: Duration, histograms: bool) -> SloReport {
     let metrics = table.metrics();
     let now = metrics.now_ms(Instant::now());
     let active = table.load();
@@ -171,6 +176,16 @@ pub fn slo_report(table: &TableHandle, window: Duration) -> SloReport {
                 latency_p95_s: s.latency_quantile(0.95),
                 latency_p99_s: s.latency_quantile(0.99),
                 in_flight,
+                latency_histogram: match histograms {
+                    false => Vec::new(),
+                    true => s
+                        .latency
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &n)| n > 0)
+                        .map(|(i, &n)| (i as u32, n))
+                        .collect(),
+                },
             },
         );
     }

@@ -301,10 +301,10 @@ pub fn status_report(
         proxy: proxy_id.to_string(),
         applied_version: table.load().version(),
         in_flight,
-        slo: slo_report(table, STATUS_WINDOW),
+        slo: slo_report(table, STATUS_WINDOW, false),
         slo_windows: extra_windows
             .iter()
-            .map(|&w| (w.as_secs(), slo_report(table, w)))
+            .map(|&w| (w.as_secs(), slo_report(table, w, true)))
             .collect(),
         rejected,
     }
