@@ -32,6 +32,10 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/rollouts", post(apply_rollout).get(list_rollouts))
         .route("/api/v1/rollouts/{name}", get(get_rollout))
         .route("/api/v1/rollouts/{name}/timeline", get(timeline))
+        .route(
+            "/api/v1/rollouts/{name}/schedule",
+            post(set_schedule).delete(cancel_schedule),
+        )
         .route("/api/v1/rollouts/{name}/{action}", post(act))
         .route("/api/v1/analysistemplates", post(apply_template))
         .route("/api/v1/proxy/config", get(proxy_config))
@@ -130,6 +134,37 @@ async fn get_rollout(State(h): State<Handle>, Path(name): Path<String>) -> Respo
 async fn timeline(State(h): State<Handle>, Path(name): Path<String>) -> Response {
     match h.timeline(&name).await {
         Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn set_schedule(State(h): State<Handle>, Path(name): Path<String>, body: Bytes) -> Response {
+    let parsed = text(&body).and_then(|t| {
+        vireo_proxy::config::parse_document::<crate::schedule::Schedule>(t)
+            .map_err(ApiError::Invalid)
+    });
+    let schedule = match parsed {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match h.schedule(&name, Some(schedule)).await {
+        Ok(()) => match h.get(&name).await {
+            Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+            // Scheduled before the rollout is applied: fine.
+            Err(ApiError::NotFound(_)) => (
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "scheduled": name })),
+            )
+                .into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cancel_schedule(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.schedule(&name, None).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -161,6 +161,17 @@ pub fn render_status(v: &Value) -> String {
         }
         out.push('\n');
     }
+    if let Some(sch) = s.get("schedule").filter(|v| !v.is_null()) {
+        out.push_str(&format!(
+            "Schedule:  at {} within {}{}\n",
+            sch["at"].as_str().unwrap_or("?"),
+            sch["window"].as_str().unwrap_or("?"),
+            sch["state"]
+                .as_str()
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        ));
+    }
     for e in s["proxyErrors"].as_array().into_iter().flatten() {
         out.push_str(&format!("Blocked:   {}\n", e.as_str().unwrap_or("?")));
     }

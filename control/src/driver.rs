@@ -134,6 +134,9 @@ pub struct Status {
     /// Proxies refusing the newest table (a rollout waiting on them is stuck until fixed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy_errors: Vec<String>,
+    /// The rollout's schedule and where its gate stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<serde_json::Value>,
     pub created_ms: Millis,
     pub updated_ms: Millis,
 }
@@ -183,6 +186,14 @@ enum Command {
         view: RunView,
         done: bool,
     },
+    Schedule(String, Option<Box<crate::schedule::Schedule>>, Reply<()>),
+    /// The schedule's gate task: a note for status, or (with `passed`) its decision.
+    Gate {
+        rollout: String,
+        generation: u64,
+        note: String,
+        passed: Option<bool>,
+    },
 }
 
 /// The API's way in.
@@ -229,6 +240,16 @@ impl Handle {
     pub async fn list(&self) -> Result<Vec<RolloutView>, ApiError> {
         self.call(Command::List).await
     }
+    /// Sets (`Some`) or cancels (`None`) a rollout's schedule.
+    pub async fn schedule(
+        &self,
+        name: &str,
+        schedule: Option<crate::schedule::Schedule>,
+    ) -> Result<(), ApiError> {
+        self.call(|reply| Command::Schedule(name.to_string(), schedule.map(Box::new), reply))
+            .await
+    }
+
     pub async fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
         self.call(|reply| Command::Timeline(name.to_string(), reply))
             .await
@@ -242,6 +263,9 @@ struct Live {
     /// A published weight every proxy has yet to apply: (weight, table version once published).
     awaiting: Option<(u8, Option<u64>)>,
     run: Option<RunTask>,
+    /// The schedule's gate check, while the rollout waits at its gate.
+    gate: Option<AbortOnDrop>,
+    gate_note: Option<String>,
     /// SLO windows its analysis steps measure over (see [`proxy_windows`]).
     windows: Vec<u64>,
 }
@@ -262,6 +286,14 @@ struct RunTask {
 impl Drop for RunTask {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -408,6 +440,15 @@ impl Driver {
                 view,
                 done,
             } => self.run_progress(&rollout, generation, view, done),
+            Command::Schedule(name, schedule, reply) => {
+                let _ = reply.send(self.set_schedule(&name, schedule.map(|s| *s)));
+            }
+            Command::Gate {
+                rollout,
+                generation,
+                note,
+                passed,
+            } => self.gate_progress(&rollout, generation, note, passed),
         }
     }
 
@@ -558,26 +599,14 @@ impl Driver {
                     self.queue
                         .push_back((name.to_string(), Input::InputsMaterialized));
                 }
-                Effect::EvaluateGate => {
-                    let needs_approval = spec
-                        .metadata
-                        .annotations
-                        .get(APPROVAL_ANNOTATION)
-                        .is_some_and(|v| v == "required");
-                    let reason = if needs_approval {
-                        format!("waiting for approval ({APPROVAL_ANNOTATION}: required)")
-                    } else {
-                        "no gate configured".to_string()
-                    };
-                    self.queue.push_back((
-                        name.to_string(),
-                        Input::GateEvaluated {
-                            passed: true,
-                            needs_approval,
-                            reason,
-                        },
-                    ));
-                }
+                Effect::EvaluateGate => match self.store.schedule(name) {
+                    Ok(Some(schedule)) => self.start_gate(name, schedule),
+                    Ok(None) => {
+                        self.queue
+                            .push_back((name.to_string(), gate_input(spec, true, None)));
+                    }
+                    Err(e) => tracing::error!(rollout = %name, "cannot read the schedule: {e}"),
+                },
                 Effect::SetCanaryWeight(w) => {
                     live.route = RouteState::Weight(w);
                     live.awaiting = Some((w, None));
@@ -662,6 +691,100 @@ impl Driver {
             live.run = Some(RunTask { run, windows, task });
         }
         self.dirty = true;
+    }
+
+    fn set_schedule(
+        &mut self,
+        name: &str,
+        schedule: Option<crate::schedule::Schedule>,
+    ) -> Result<(), ApiError> {
+        let phase = self.live.get(name).map(|l| l.stored.state.phase);
+        match schedule {
+            Some(s) => {
+                s.window().map_err(ApiError::Invalid)?;
+                let started = phase.is_some_and(|p| {
+                    !matches!(
+                        p,
+                        Phase::Pending | Phase::InputsMaterialized | Phase::GateEval
+                    ) && !p.is_terminal()
+                });
+                if started {
+                    return Err(ApiError::Conflict(format!(
+                        "rollout {name:?} is already past its gate (phase {:?}); a schedule applies before it starts",
+                        phase.unwrap_or(Phase::Pending)
+                    )));
+                }
+                self.store.put_schedule(name, &s, now_ms())?;
+                tracing::info!(rollout = %name, at = %s.at, window = %s.window, "schedule set");
+            }
+            None => {
+                if !self.store.delete_schedule(name)? {
+                    return Err(ApiError::NotFound(format!(
+                        "rollout {name:?} has no schedule"
+                    )));
+                }
+                // A gate waiting on it fails cleanly: nothing was ever routed to the canary.
+                if let Some(live) = self.live.get_mut(name) {
+                    if live.gate.take().is_some() {
+                        live.gate_note = Some("schedule cancelled".into());
+                        let input =
+                            gate_input(&live.stored.spec, false, Some("schedule cancelled".into()));
+                        self.queue.push_back((name.to_string(), input));
+                        self.drain_queue();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the schedule's window and preconditions in a task of its own.
+    fn start_gate(&mut self, name: &str, schedule: crate::schedule::Schedule) {
+        let Some(live) = self.live.get_mut(name) else {
+            return;
+        };
+        let generation = live.stored.generation;
+        let spec = live.stored.spec.clone();
+        let templates: Vec<AnalysisTemplate> = schedule
+            .preconditions
+            .iter()
+            .filter_map(|p| p.analysis.as_deref())
+            .filter_map(|t| self.store.template(t).ok().flatten())
+            .collect();
+        let tx = self.tx.clone();
+        let fleet = self.shared.fleet.clone();
+        let rollout = name.to_string();
+        let task = tokio::spawn(async move {
+            let (passed, note) = gate_check(
+                &schedule, &spec, &templates, fleet, &tx, &rollout, generation,
+            )
+            .await;
+            let _ = tx
+                .send(Command::Gate {
+                    rollout,
+                    generation,
+                    note,
+                    passed: Some(passed),
+                })
+                .await;
+        });
+        live.gate = Some(AbortOnDrop(task));
+        live.gate_note = Some("waiting for the schedule".into());
+    }
+
+    fn gate_progress(&mut self, name: &str, generation: u64, note: String, passed: Option<bool>) {
+        let Some(live) = self.live.get_mut(name) else {
+            return;
+        };
+        if live.stored.generation != generation || live.gate.is_none() {
+            return;
+        }
+        live.gate_note = Some(note.clone());
+        if let Some(passed) = passed {
+            live.gate = None;
+            let input = gate_input(&live.stored.spec, passed, Some(note));
+            self.queue.push_back((name.to_string(), input));
+        }
     }
 
     fn run_progress(&mut self, name: &str, generation: u64, view: RunView, done: bool) {
@@ -799,7 +922,15 @@ impl Driver {
                 ))
             })
             .collect();
-        Ok(view(stored, &history, runs, proxy_errors))
+        let mut v = view(stored, &history, runs, proxy_errors);
+        if let Some(s) = self.store.schedule(name)? {
+            let mut j = serde_json::to_value(&s).unwrap_or_default();
+            if let Some(note) = self.live.get(name).and_then(|l| l.gate_note.clone()) {
+                j["state"] = note.into();
+            }
+            v.status.schedule = Some(j);
+        }
+        Ok(v)
     }
 
     fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
@@ -838,6 +969,116 @@ impl Driver {
     }
 }
 
+/// The gate's decision as an input: the approval annotation still applies after a schedule.
+fn gate_input(spec: &Rollout, passed: bool, note: Option<String>) -> Input {
+    let needs_approval = spec
+        .metadata
+        .annotations
+        .get(APPROVAL_ANNOTATION)
+        .is_some_and(|v| v == "required");
+    let mut reason = note.unwrap_or_else(|| "no gate configured".into());
+    if passed && needs_approval {
+        reason = format!("{reason}; waiting for approval ({APPROVAL_ANNOTATION}: required)");
+    }
+    Input::GateEvaluated {
+        passed,
+        needs_approval,
+        reason,
+    }
+}
+
+/// Waits for the window, then checks the preconditions until they hold or it closes.
+/// Returns the decision and its reason. Bounded by the window's end.
+async fn gate_check(
+    schedule: &crate::schedule::Schedule,
+    spec: &Rollout,
+    templates: &[AnalysisTemplate],
+    fleet: Arc<RwLock<Fleet>>,
+    tx: &mpsc::Sender<Command>,
+    rollout: &str,
+    generation: u64,
+) -> (bool, String) {
+    use crate::schedule::{next_step, Next, RECHECK};
+    let window = match schedule.window() {
+        Ok(w) => w,
+        Err(e) => return (false, format!("invalid schedule: {e}")),
+    };
+    let http = crate::prometheus::client();
+    let mut last = String::from("the window closed before it was checked");
+    loop {
+        let now = now_ms();
+        match next_step(&window, now) {
+            Next::WaitUntil(t) => {
+                let note = format!(
+                    "scheduled: waiting for {}",
+                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(t))
+                );
+                let _ = tx.try_send(Command::Gate {
+                    rollout: rollout.into(),
+                    generation,
+                    note,
+                    passed: None,
+                });
+                tokio::time::sleep(Duration::from_millis(t - now)).await;
+                continue;
+            }
+            Next::Missed => return (false, format!("schedule window closed: {last}")),
+            Next::Check => {}
+        }
+        let mut failing = Vec::new();
+        for p in &schedule.preconditions {
+            let result = match &p.analysis {
+                Some(name) => precondition_analysis(spec, name, templates, fleet.clone()).await,
+                None => crate::schedule::check_http(&http, p).await,
+            };
+            if let Err(e) = result {
+                failing.push(e);
+            }
+        }
+        if failing.is_empty() {
+            return (true, "schedule window open and preconditions hold".into());
+        }
+        last = failing.join("; ");
+        let _ = tx.try_send(Command::Gate {
+            rollout: rollout.into(),
+            generation,
+            note: format!("preconditions not met: {last}"),
+            passed: None,
+        });
+        let left = window.closes.saturating_sub(now_ms()) + 1;
+        tokio::time::sleep(RECHECK.min(Duration::from_millis(left))).await;
+    }
+}
+
+async fn precondition_analysis(
+    spec: &Rollout,
+    template: &str,
+    templates: &[AnalysisTemplate],
+    fleet: Arc<RwLock<Fleet>>,
+) -> Result<(), String> {
+    let step = crate::spec::AnalysisStep {
+        templates: vec![crate::spec::TemplateRef {
+            template_name: template.into(),
+        }],
+        args: Vec::new(),
+    };
+    let plan = Plan::build(spec, 0, 0, &step, |t| {
+        templates.iter().find(|x| x.metadata.name == t).cloned()
+    })?;
+    struct Quiet;
+    impl runner::Report for Quiet {
+        fn progress(&self, _: &RunView) {}
+    }
+    let view = runner::execute(plan, fleet, now_ms, Quiet).await;
+    match view.verdict() {
+        Some(Verdict::Successful) => Ok(()),
+        _ => Err(format!(
+            "analysis {template:?}: {:?} — {}",
+            view.phase, view.message
+        )),
+    }
+}
+
 /// Whether a proxy would accept a table of these routes (parsed and validated as a proxy
 /// does; addresses are not resolved here: the proxies resolve them, and report a refusal).
 pub fn proxy_accepts(routes: &[Route]) -> Result<(), vireo_proxy::config::ConfigError> {
@@ -869,6 +1110,8 @@ impl Live {
             route,
             awaiting: None,
             run: None,
+            gate: None,
+            gate_note: None,
             windows,
         }
     }
@@ -924,6 +1167,7 @@ pub fn view(
             drain_forced: abort.is_some_and(|a| a.forced),
             analysis_runs: runs,
             proxy_errors,
+            schedule: None,
             created_ms: stored.created_ms,
             updated_ms: stored.updated_ms,
         },

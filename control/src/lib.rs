@@ -17,7 +17,8 @@
 //! - [`store`]: durable state in SQLite, one fsynced transaction per state-machine input;
 //! - [`driver`]: the one task that feeds the state machine and carries out its effects;
 //! - [`runner`]: analysis runs on their schedule, [`prometheus`] its PromQL provider; [`tables`]: the proxies' long poll;
-//!   [`workload`]: stopping and starting a version's processes;
+//!   [`workload`]: stopping and starting a version's processes; [`schedule`]: start windows
+//!   and preconditions checked at the gate;
 //! - [`api`] and [`serve`]: the HTTP API and the `vireo serve` process; [`client`]: the CLI's
 //!   side of the API; [`demo`]: `vireo demo`, everything in one process.
 //!
@@ -35,6 +36,7 @@ pub mod prometheus;
 pub mod rollout;
 pub mod routes;
 pub mod runner;
+pub mod schedule;
 pub mod serve;
 pub mod spec;
 pub mod store;

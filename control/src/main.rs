@@ -133,6 +133,28 @@ enum RolloutCommand {
     Retry { name: String },
     /// Let a rollout waiting for approval start.
     Approve { name: String },
+    /// Start NAME (applied after this) only at --at, within --window, when the preconditions
+    /// hold; its gate waits until then.
+    Schedule {
+        name: String,
+        /// RFC 3339 time, e.g. 2026-11-23T02:00:00Z.
+        #[arg(long)]
+        at: String,
+        /// How long after --at it may still start, e.g. 2h.
+        #[arg(long, default_value = "1h")]
+        window: String,
+        /// Precondition: this Prometheus answers /-/ready.
+        #[arg(long, value_name = "URL")]
+        require_prometheus: Vec<String>,
+        /// Precondition: this Alertmanager has no active, unsilenced alert.
+        #[arg(long, value_name = "URL")]
+        no_open_incident: Vec<String>,
+        /// Precondition: this AnalysisTemplate passes.
+        #[arg(long, value_name = "TEMPLATE")]
+        require_analysis: Vec<String>,
+    },
+    /// Cancel NAME's schedule (a gate waiting on it fails: the rollout does not start).
+    Unschedule { name: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -343,6 +365,47 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
         RolloutCommand::Abort { name } => act(&c, &name, "abort").await,
         RolloutCommand::Retry { name } => act(&c, &name, "retry").await,
         RolloutCommand::Approve { name } => act(&c, &name, "approve").await,
+        RolloutCommand::Schedule {
+            name,
+            at,
+            window,
+            require_prometheus,
+            no_open_incident,
+            require_analysis,
+        } => {
+            let mut preconditions = Vec::new();
+            for u in require_prometheus {
+                preconditions.push(serde_json::json!({ "prometheusReachable": u }));
+            }
+            for u in no_open_incident {
+                preconditions.push(serde_json::json!({ "noOpenIncident": u }));
+            }
+            for t in require_analysis {
+                preconditions.push(serde_json::json!({ "analysis": t }));
+            }
+            let body =
+                serde_json::json!({ "at": at, "window": window, "preconditions": preconditions });
+            c.call(
+                Method::POST,
+                &format!("/api/v1/rollouts/{name}/schedule"),
+                Some(body.to_string()),
+            )
+            .await
+            .map_err(fail)?;
+            println!("rollout/{name}: scheduled at {at} (window {window})");
+            Ok(0)
+        }
+        RolloutCommand::Unschedule { name } => {
+            c.call(
+                Method::DELETE,
+                &format!("/api/v1/rollouts/{name}/schedule"),
+                None,
+            )
+            .await
+            .map_err(fail)?;
+            println!("rollout/{name}: schedule cancelled");
+            Ok(0)
+        }
     }
 }
 

@@ -383,6 +383,7 @@ impl RolloutState {
                         drained_at: Some(now),
                         forced: false,
                     });
+                    self.message = format!("gate failed: {reason}");
                     self.transition(Phase::Aborted, &format!("gate failed: {reason}"), &mut fx);
                 } else if needs_approval {
                     self.transition(Phase::AwaitingApproval, &reason, &mut fx);

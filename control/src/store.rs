@@ -60,6 +60,12 @@ CREATE TABLE analysis_runs (
 );
 -- Counters that must only grow, across restarts: `table_version` numbers the route tables
 -- published to proxies, which poll with the last version they applied.
+-- Schedules by rollout name (schedule.rs): consulted at the rollout's gate.
+CREATE TABLE schedules (
+    rollout    TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
 CREATE TABLE counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -406,6 +412,39 @@ impl Store {
             |r| r.get(0),
         )?;
         Ok(value as u64)
+    }
+
+    pub fn put_schedule(
+        &mut self,
+        name: &str,
+        s: &crate::schedule::Schedule,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO schedules (rollout, spec, created_ms) VALUES (?1, ?2, ?3)",
+            params![name, serde_json::to_string(s)?, now as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn schedule(&self, name: &str) -> Result<Option<crate::schedule::Schedule>, StoreError> {
+        let spec: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT spec FROM schedules WHERE rollout = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(spec.map(|s| serde_json::from_str(&s)).transpose()?)
+    }
+
+    /// Removes a rollout's schedule; `true` if there was one.
+    pub fn delete_schedule(&mut self, name: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM schedules WHERE rollout = ?1", [name])?
+            > 0)
     }
 
     pub fn put_template(&mut self, t: &AnalysisTemplate, now: Millis) -> Result<(), StoreError> {

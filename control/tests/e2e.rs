@@ -492,3 +492,111 @@ spec:
         .any(|c| c["Checkpoint"]["to"] == "RolledBack")));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn rfc3339_in(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now() + Duration::from_millis(ms))
+        .to_string()
+}
+
+/// Schedules hold a rollout at its gate until the window opens and the preconditions hold;
+/// a window that closes first, or a cancelled schedule, ends it before any traffic moved.
+#[test]
+fn schedules_wait_for_their_window_and_preconditions() {
+    let dir = tempdir("schedule");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let proxy = Proxy::start(&dir, "proxy-0", &server.url(""));
+    let prometheus = Prometheus::start(&dir.join("prometheus"), proxy.admin);
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let steps = "        - setWeight: 10\n        - pause: {}\n";
+    let schedule = |name: &str, at_ms: u64, window: &str, prometheus_url: &str| {
+        let body = format!(
+            "{{\"at\":\"{}\",\"window\":\"{window}\",\"preconditions\":[{{\"prometheusReachable\":\"{prometheus_url}\"}}]}}",
+            rfc3339_in(at_ms)
+        );
+        let r = server.post(&format!("/api/v1/rollouts/{name}/schedule"), &body);
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+
+    // Opens in 2 s with Prometheus up: waits, then starts.
+    schedule("later", 2_000, "1m", &prometheus.url);
+    let applied_at = vireo_control::driver::now_ms();
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("later", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let s = server.status("later");
+    assert_eq!(s["phase"], "GateEval", "{s}");
+    assert!(
+        s["schedule"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .contains("waiting"),
+        "{s}"
+    );
+    let s = server.wait_status("later", "started after the window opened", |s| {
+        s["phase"] == "Paused"
+    });
+    assert!(s["appliedWeights"][0]["appliedMs"].as_u64().unwrap() >= applied_at + 2_000);
+
+    // A precondition that never holds (nothing listens there): the window closes, the gate
+    // fails, no weight was ever published.
+    let nowhere = format!("http://{}", free_addr());
+    schedule("never", 0, "2s", &nowhere);
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("never", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let s = server.wait_status("never", "the window closed", |s| s["phase"] == "Aborted");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("schedule window closed"),
+        "{s}"
+    );
+    assert_eq!(s["appliedWeights"], serde_json::json!([]));
+
+    // Cancelled while waiting: the rollout does not start.
+    schedule("cancelled", 3_600_000, "1h", &prometheus.url);
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("cancelled", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = http(
+        "DELETE",
+        &server.url("/api/v1/rollouts/cancelled/schedule"),
+        &[],
+        "",
+    )
+    .unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    let s = server.wait_status("cancelled", "gate failed", |s| s["phase"] == "Aborted");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("schedule cancelled"),
+        "{s}"
+    );
+
+    // Bad schedules name the field; a started rollout cannot be scheduled.
+    let r = server.post(
+        "/api/v1/rollouts/x/schedule",
+        "{\"at\":\"soon\",\"window\":\"1h\"}",
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"].as_str().unwrap().starts_with("at: "),
+        "{}",
+        r.body
+    );
+    let r = server.post(
+        "/api/v1/rollouts/later/schedule",
+        &format!("{{\"at\":\"{}\",\"window\":\"1h\"}}", rfc3339_in(0)),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    let _ = std::fs::remove_dir_all(&dir);
+}
