@@ -131,8 +131,8 @@ pub struct JudgeProvider {
     /// Which change is bad: `increase` (default), `decrease` or `either`.
     #[serde(default)]
     pub direction: crate::judge::Direction,
-    /// Effect size below which a difference does not count (relative for latency,
-    /// absolute for error rates); default 0.1.
+    /// Effect size below which a difference does not count: relative median shift for
+    /// latency (default 0.1), absolute rate difference for errors (default 0.01).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
     /// Significance level; default 0.05.
@@ -339,6 +339,14 @@ impl AnalysisTemplate {
             }
             match (&m.provider.proxy, &m.provider.prometheus, &m.provider.judge) {
                 (None, None, Some(j)) => {
+                    if let Some(w) = j.window {
+                        if w < Duration::from_secs(1) || w > vireo_proxy::slo::MAX_WINDOW {
+                            err(
+                                format!("{p}.provider.judge.window"),
+                                "must be between 1s and 10m".into(),
+                            );
+                        }
+                    }
                     if j.alpha.is_some_and(|a| !(a > 0.0 && a < 1.0)) {
                         err(
                             format!("{p}.provider.judge.alpha"),
@@ -498,31 +506,35 @@ impl Metric {
             Err(e) => return (MeasurementPhase::Error, Some(e.to_string())),
         };
         // NaN and ±Inf (a ratio over no traffic, a quantile of nothing) make comparisons quietly
-        // false, and `failureCondition: result > 0.01` would pass on no data. Unless a
-        // condition tests for them itself, they are an Error, never a verdict.
-        let handles_odd = [&self.success_condition, &self.failure_condition]
-            .iter()
-            .any(|c| {
-                c.as_deref()
-                    .is_some_and(|c| c.contains("isNaN") || c.contains("isInf"))
-            });
-        if !handles_odd && value.has_non_finite() {
-            return (
+        // false, so `failureCondition: result > 0.01` alone, or `!(result > 0.01)`, would pass
+        // on no data. With them in the value, a success counts only from a successCondition
+        // that tests for them itself; anything else that would pass is an Error.
+        let odd = value.has_non_finite();
+        let success_handles_odd = self
+            .success_condition
+            .as_deref()
+            .is_some_and(|c| c.contains("isNaN") || c.contains("isInf"));
+        let no_data = || {
+            (
                 MeasurementPhase::Error,
                 Some(format!(
-                    "result {} is not a finite number (no data in the window?); test it with isNaN/isInf to judge it",
+                    "result {} is not a finite number (no data in the window?); test it with isNaN/isInf in successCondition to judge it",
                     describe(value)
                 )),
-            );
-        }
+            )
+        };
         let eval = |cond: &Option<String>| cond.as_deref().map(|c| condition(c, value));
-        match (eval(&self.success_condition), eval(&self.failure_condition)) {
+        let judged = match (eval(&self.success_condition), eval(&self.failure_condition)) {
             (Some(Err(e)), _) | (_, Some(Err(e))) => (MeasurementPhase::Error, Some(e)),
             (_, Some(Ok(true))) => (MeasurementPhase::Failed, None),
             (Some(Ok(true)), _) => (MeasurementPhase::Successful, None),
             (Some(Ok(false)), Some(Ok(false))) => (MeasurementPhase::Inconclusive, None),
             (Some(Ok(false)), None) => (MeasurementPhase::Failed, None),
             (None, Some(Ok(false))) | (None, None) => (MeasurementPhase::Successful, None),
+        };
+        match judged.0 {
+            MeasurementPhase::Successful if odd && !success_handles_odd => no_data(),
+            _ => judged,
         }
     }
 

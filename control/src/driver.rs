@@ -190,7 +190,7 @@ enum Command {
     /// The schedule's gate task: a note for status, or (with `passed`) its decision.
     Gate {
         rollout: String,
-        generation: u64,
+        seq: u64,
         note: String,
         passed: Option<bool>,
     },
@@ -262,10 +262,13 @@ struct Live {
     route: RouteState,
     /// A published weight every proxy has yet to apply: (weight, table version once published).
     awaiting: Option<(u8, Option<u64>)>,
-    run: Option<RunTask>,
+    /// Analysis runs in progress, by run id (a step's, the background one).
+    runs: BTreeMap<u64, RunTask>,
     /// The schedule's gate check, while the rollout waits at its gate.
     gate: Option<AbortOnDrop>,
     gate_note: Option<String>,
+    /// Numbers gate tasks, so a stale task's message (before a retry) is not taken.
+    gate_seq: u64,
     /// SLO windows its analysis steps measure over (see [`proxy_windows`]).
     windows: Vec<u64>,
 }
@@ -277,7 +280,6 @@ enum RouteState {
 }
 
 struct RunTask {
-    run: u64,
     /// The SLO windows (seconds) its proxy metrics measure over.
     windows: Vec<u64>,
     task: JoinHandle<()>,
@@ -445,10 +447,10 @@ impl Driver {
             }
             Command::Gate {
                 rollout,
-                generation,
+                seq,
                 note,
                 passed,
-            } => self.gate_progress(&rollout, generation, note, passed),
+            } => self.gate_progress(&rollout, seq, note, passed),
         }
     }
 
@@ -549,6 +551,9 @@ impl Driver {
             .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
         if let Some(l) = self.live.get_mut(name) {
             l.stored = stored;
+            if l.stored.state.phase != Phase::GateEval {
+                l.gate = None; // aborted (or decided) while a schedule was being waited for
+            }
             if let (Input::WeightApplied { weight }, Some((w, _))) = (&input_kind, l.awaiting) {
                 if *weight == w {
                     l.awaiting = None;
@@ -619,8 +624,8 @@ impl Driver {
                 }
                 Effect::StartAnalysis { step, run } => self.start_run(name, step, run),
                 Effect::CancelAnalysis { run } => {
-                    if live.run.as_ref().is_some_and(|r| r.run == run) {
-                        live.run = None; // dropping aborts the task
+                    if live.runs.remove(&run).is_some() {
+                        // dropping aborts the task
                         self.dirty = true; // the heartbeat window may change back
                     }
                 }
@@ -688,7 +693,7 @@ impl Driver {
                 .await;
         });
         if let Some(live) = self.live.get_mut(name) {
-            live.run = Some(RunTask { run, windows, task });
+            live.runs.insert(run, RunTask { windows, task });
         }
         self.dirty = true;
     }
@@ -716,6 +721,10 @@ impl Driver {
                 }
                 self.store.put_schedule(name, &s, now_ms())?;
                 tracing::info!(rollout = %name, at = %s.at, window = %s.window, "schedule set");
+                // A gate already waiting follows the new schedule.
+                if self.live.get(name).is_some_and(|l| l.gate.is_some()) {
+                    self.start_gate(name, s);
+                }
             }
             None => {
                 if !self.store.delete_schedule(name)? {
@@ -743,7 +752,8 @@ impl Driver {
         let Some(live) = self.live.get_mut(name) else {
             return;
         };
-        let generation = live.stored.generation;
+        live.gate_seq += 1;
+        let seq = live.gate_seq;
         let spec = live.stored.spec.clone();
         let templates: Vec<AnalysisTemplate> = schedule
             .preconditions
@@ -755,14 +765,12 @@ impl Driver {
         let fleet = self.shared.fleet.clone();
         let rollout = name.to_string();
         let task = tokio::spawn(async move {
-            let (passed, note) = gate_check(
-                &schedule, &spec, &templates, fleet, &tx, &rollout, generation,
-            )
-            .await;
+            let (passed, note) =
+                gate_check(&schedule, &spec, &templates, fleet, &tx, &rollout, seq).await;
             let _ = tx
                 .send(Command::Gate {
                     rollout,
-                    generation,
+                    seq,
                     note,
                     passed: Some(passed),
                 })
@@ -772,16 +780,22 @@ impl Driver {
         live.gate_note = Some("waiting for the schedule".into());
     }
 
-    fn gate_progress(&mut self, name: &str, generation: u64, note: String, passed: Option<bool>) {
+    fn gate_progress(&mut self, name: &str, seq: u64, note: String, passed: Option<bool>) {
         let Some(live) = self.live.get_mut(name) else {
             return;
         };
-        if live.stored.generation != generation || live.gate.is_none() {
+        let waiting = live.gate.is_some() && live.stored.state.phase == Phase::GateEval;
+        if live.gate_seq != seq || !waiting {
             return;
         }
         live.gate_note = Some(note.clone());
         if let Some(passed) = passed {
             live.gate = None;
+            // A schedule is used once: a later apply or retry of this rollout is not held by
+            // a window that has passed.
+            if let Err(e) = self.store.delete_schedule(name) {
+                tracing::error!(rollout = %name, "cannot remove the used schedule: {e}");
+            }
             let input = gate_input(&live.stored.spec, passed, Some(note));
             self.queue.push_back((name.to_string(), input));
         }
@@ -794,7 +808,7 @@ impl Driver {
         if live.stored.generation != generation {
             return;
         }
-        let current = live.run.as_ref().is_some_and(|r| r.run == view.run);
+        let current = live.runs.contains_key(&view.run);
         if let Err(e) = self.store.put_run(
             name,
             generation,
@@ -804,7 +818,7 @@ impl Driver {
             tracing::error!(rollout = %name, "cannot record analysis progress: {e}");
         }
         if done && current {
-            live.run = None;
+            live.runs.remove(&view.run);
             self.dirty = true;
             if let Some(verdict) = view.verdict() {
                 self.queue.push_back((
@@ -883,7 +897,7 @@ impl Driver {
             .chain(
                 self.live
                     .values()
-                    .filter_map(|l| l.run.as_ref())
+                    .flat_map(|l| l.runs.values())
                     .flat_map(|r| r.windows.iter().copied()),
             )
             .collect();
@@ -996,7 +1010,7 @@ async fn gate_check(
     fleet: Arc<RwLock<Fleet>>,
     tx: &mpsc::Sender<Command>,
     rollout: &str,
-    generation: u64,
+    seq: u64,
 ) -> (bool, String) {
     use crate::schedule::{next_step, Next, RECHECK};
     let window = match schedule.window() {
@@ -1015,7 +1029,7 @@ async fn gate_check(
                 );
                 let _ = tx.try_send(Command::Gate {
                     rollout: rollout.into(),
-                    generation,
+                    seq,
                     note,
                     passed: None,
                 });
@@ -1027,21 +1041,31 @@ async fn gate_check(
         }
         let mut failing = Vec::new();
         for p in &schedule.preconditions {
-            let result = match &p.analysis {
-                Some(name) => precondition_analysis(spec, name, templates, fleet.clone()).await,
-                None => crate::schedule::check_http(&http, p).await,
+            // No check may outlast the window.
+            let left = Duration::from_millis(window.closes.saturating_sub(now_ms()).max(1_000));
+            let check = async {
+                match &p.analysis {
+                    Some(name) => precondition_analysis(spec, name, templates, fleet.clone()).await,
+                    None => crate::schedule::check_http(&http, p).await,
+                }
             };
+            let result = tokio::time::timeout(left, check).await.unwrap_or_else(|_| {
+                Err("a precondition was still being checked when the window closed".into())
+            });
             if let Err(e) = result {
                 failing.push(e);
             }
         }
-        if failing.is_empty() {
+        if failing.is_empty() && now_ms() <= window.closes {
             return (true, "schedule window open and preconditions hold".into());
+        }
+        if failing.is_empty() {
+            failing.push("the preconditions held only after the window closed".into());
         }
         last = failing.join("; ");
         let _ = tx.try_send(Command::Gate {
             rollout: rollout.into(),
-            generation,
+            seq,
             note: format!("preconditions not met: {last}"),
             passed: None,
         });
@@ -1109,9 +1133,10 @@ impl Live {
             stored,
             route,
             awaiting: None,
-            run: None,
+            runs: BTreeMap::new(),
             gate: None,
             gate_note: None,
+            gate_seq: 0,
             windows,
         }
     }

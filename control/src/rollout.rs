@@ -493,6 +493,9 @@ impl RolloutState {
                     self.abort = None;
                     self.paused = None;
                     self.background_started = false;
+                    // Weight 0 was the last published (the back-out); a forced stop may have
+                    // left it unconfirmed, and a stale weight must not let a step be skipped.
+                    self.canary_weight = 0;
                     self.step = 0;
                     self.wait = None;
                     self.transition(Phase::Pending, "retry from the start", fx);
@@ -648,6 +651,8 @@ impl RolloutState {
                     fx,
                 ),
                 Verdict::Inconclusive => {
+                    // Paused; a new background run starts with the next step after resume.
+                    self.background_started = false;
                     let reason = format!("background analysis inconclusive: {message}");
                     if self.phase == Phase::Progressing {
                         let remaining = match self.wait {

@@ -401,7 +401,7 @@ async fn judge(
         &stable,
         j.direction,
         effect,
-        j.tolerance.unwrap_or(crate::judge::DEFAULT_TOLERANCE),
+        j.tolerance.unwrap_or(effect.default_tolerance()),
         j.alpha.unwrap_or(crate::judge::DEFAULT_ALPHA),
     )
 }

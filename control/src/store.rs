@@ -21,7 +21,17 @@ use crate::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
 use crate::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// From each older schema to the next, in order (index 0 takes version 1 to 2).
+const MIGRATIONS: &[&str] = &["
+ALTER TABLE inputs ADD COLUMN actor TEXT;
+CREATE TABLE schedules (
+    rollout    TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"];
 
 const SCHEMA: &str = "
 CREATE TABLE rollouts (
@@ -160,6 +170,13 @@ impl Store {
                 ))?;
             }
             SCHEMA_VERSION => {}
+            older @ 1.. if older < SCHEMA_VERSION => {
+                // One transaction: a crash mid-migration leaves the old schema, not half of one.
+                let steps: String = MIGRATIONS[(older - 1) as usize..].concat();
+                conn.execute_batch(&format!(
+                    "BEGIN; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))?;
+            }
             newer => return Err(StoreError::Schema(newer)),
         }
         Ok(Store { conn })

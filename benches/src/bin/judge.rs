@@ -7,7 +7,7 @@
 use vireo_control::judge::{judge, Direction, Effect, Outcome, DEFAULT_ALPHA, DEFAULT_TOLERANCE};
 
 fn main() {
-    let trials = 1000;
+    let trials = 4000;
     let mut seed = 7u64;
     println!(
         "tolerance {DEFAULT_TOLERANCE}, alpha {DEFAULT_ALPHA}, exponential latencies (mean 100 ms), {trials} trials each\n"

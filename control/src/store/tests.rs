@@ -252,3 +252,39 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_replayable_store() {
     assert_eq!(actions as u64, stored.seq - setup);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_version_1_database_is_migrated_in_place() {
+    let dir = temp_dir("migrate");
+    {
+        // The schema as version 1 had it: no actor column, no schedules.
+        let v1 = super::SCHEMA
+            .replace(
+                "    actor      TEXT,              -- who sent it, for actions (the API caller)\n",
+                "",
+            )
+            .replace(
+                "-- Schedules by rollout name (schedule.rs): consulted at the rollout's gate.
+CREATE TABLE schedules (
+    rollout    TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+",
+                "",
+            );
+        assert!(!v1.contains("actor") && !v1.contains("schedules"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conn = rusqlite::Connection::open(dir.join("vireo.db")).unwrap();
+        conn.execute_batch(&format!("BEGIN; {v1} PRAGMA user_version = 1; COMMIT;"))
+            .unwrap();
+    }
+    let mut store = Store::open(&dir).unwrap();
+    let spec = Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+    let fx = store.create_rollout(&spec, 1).unwrap();
+    let mut now = 1;
+    drive(&mut store, &mut now, fx);
+    assert!(store.history("checkout").unwrap().len() > 1);
+    assert_eq!(store.schedule("checkout").unwrap(), None);
+    assert!(store.integrity_ok().unwrap());
+}
