@@ -38,13 +38,13 @@ pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Res
     let url = match &p.range_query {
         None => format!(
             "{base}/api/v1/query?query={}&time={now_s:.3}",
-            encode(&p.query)
+            vireo_proxy::watch::encode_query(&p.query)
         ),
         Some(r) => {
             let (start, end, step) = range(r, now_s)?;
             format!(
                 "{base}/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
-                encode(&p.query)
+                vireo_proxy::watch::encode_query(&p.query)
             )
         }
     };
@@ -175,19 +175,6 @@ fn range(r: &RangeQuery, now_s: f64) -> Result<(f64, f64, String), String> {
     ))
 }
 
-/// Percent-encodes a query-string value.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,10 +214,5 @@ mod tests {
             ..r
         };
         assert!(range(&bad, 1000.0).unwrap_err().contains("now()"));
-    }
-
-    #[test]
-    fn queries_are_encoded() {
-        assert_eq!(encode("a{b=\"c\"}[1m]"), "a%7Bb%3D%22c%22%7D%5B1m%5D");
     }
 }

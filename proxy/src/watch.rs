@@ -311,8 +311,8 @@ pub fn status_report(
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters and `/` stay as they are, so
-/// `demo/proxy-0` reads naturally in logs).
-fn encode_query(s: &str) -> String {
+/// `demo/proxy-0` reads naturally in logs). The control plane encodes PromQL with it too.
+pub fn encode_query(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
