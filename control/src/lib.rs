@@ -11,7 +11,8 @@
 //!   effects it returns (publish a weight, start an analysis, drain, checkpoint);
 //! - [`routes`]: the proxy route a rollout's state implies;
 //! - [`fleet`]: the proxies as their heartbeats describe them (applied, drained, measured);
-//! - [`judge`]: the statistical canary judge (Mann–Whitney U and an effect size).
+//! - [`judge`]: the statistical canary judge (Mann–Whitney U and an effect size);
+//! - [`merkle`]: RFC 6962 hashing, proofs and their checks, for the transparency log.
 //!
 //! The edges, which do I/O around it:
 //! - [`store`]: durable state in SQLite, one fsynced transaction per state-machine input;
@@ -32,6 +33,7 @@ pub mod demo;
 pub mod driver;
 pub mod fleet;
 pub mod judge;
+pub mod merkle;
 pub mod prometheus;
 pub mod rollout;
 pub mod routes;
