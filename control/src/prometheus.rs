@@ -59,24 +59,34 @@ pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Res
         .timeout
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
+    let (status, body) = fetch(http, req, timeout, &format!("Prometheus at {base}")).await?;
+    parse(&body).map_err(|e| format!("Prometheus at {base} (HTTP {status}): {e}"))
+}
+
+/// Sends `req` and reads the whole answer within `timeout`; errors start with `who`.
+pub async fn fetch(
+    http: &HttpClient,
+    req: http::Request<Full<Bytes>>,
+    timeout: Duration,
+    who: &str,
+) -> Result<(http::StatusCode, Bytes), String> {
     let exchange = async {
         let resp = http
             .request(req)
             .await
-            .map_err(|e| format!("Prometheus at {base} unreachable: {e}"))?;
+            .map_err(|e| format!("{who} unreachable: {e}"))?;
         let status = resp.status();
         let body = resp
             .into_body()
             .collect()
             .await
-            .map_err(|e| format!("Prometheus at {base}: reading the answer: {e}"))?
+            .map_err(|e| format!("{who}: reading the answer: {e}"))?
             .to_bytes();
         Ok::<_, String>((status, body))
     };
-    let (status, body) = tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| format!("Prometheus at {base}: no answer within {timeout:?}"))??;
-    parse(&body).map_err(|e| format!("Prometheus at {base} (HTTP {status}): {e}"))
+        .map_err(|_| format!("{who}: no answer within {timeout:?}"))?
 }
 
 #[derive(Deserialize)]

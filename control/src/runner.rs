@@ -447,17 +447,26 @@ mod tests {
             in_flight: 0,
             latency_histogram: Vec::new(),
         };
+        let slo = SloReport {
+            window_s: 60,
+            routes: [("r".to_string(), [("canary".to_string(), slo)].into())].into(),
+        };
+        one_proxy(slo, Default::default())
+    }
+
+    /// A fleet of one proxy heard at time 0.
+    fn one_proxy(
+        slo: SloReport,
+        slo_windows: std::collections::BTreeMap<u64, SloReport>,
+    ) -> Arc<RwLock<Fleet>> {
         let mut f = Fleet::default();
         f.record(
             StatusReport {
                 proxy: "p".into(),
                 applied_version: 1,
                 in_flight: Default::default(),
-                slo: SloReport {
-                    window_s: 60,
-                    routes: [("r".to_string(), [("canary".to_string(), slo)].into())].into(),
-                },
-                slo_windows: Default::default(),
+                slo,
+                slo_windows,
                 rejected: None,
             },
             0,
@@ -518,22 +527,11 @@ mod tests {
             )]
             .into(),
         };
-        let mut f = Fleet::default();
-        f.record(
-            StatusReport {
-                proxy: "p".into(),
-                applied_version: 1,
-                in_flight: Default::default(),
-                slo: SloReport {
-                    window_s: 60,
-                    routes: Default::default(),
-                },
-                slo_windows: [(60, report)].into(),
-                rejected: None,
-            },
-            0,
-        );
-        Arc::new(RwLock::new(f))
+        let empty = SloReport {
+            window_s: 60,
+            routes: Default::default(),
+        };
+        one_proxy(empty, [(60, report)].into())
     }
 
     #[tokio::test]

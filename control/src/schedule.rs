@@ -165,24 +165,11 @@ async fn get(
     http: &crate::prometheus::HttpClient,
     uri: &str,
 ) -> Result<(u16, bytes::Bytes), String> {
-    use http_body_util::BodyExt;
     let req = http::Request::get(uri)
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|e| format!("{uri}: {e}"))?;
-    let exchange = async {
-        let resp = http.request(req).await.map_err(|e| format!("{uri}: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{uri}: {e}"))?
-            .to_bytes();
-        Ok((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .map_err(|_| format!("{uri}: no answer within 10 s"))?
+    let (status, body) = crate::prometheus::fetch(http, req, Duration::from_secs(10), uri).await?;
+    Ok((status.as_u16(), body))
 }
 
 #[cfg(test)]
