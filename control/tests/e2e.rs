@@ -517,9 +517,10 @@ fn schedules_wait_for_their_window_and_preconditions() {
         assert_eq!(r.status, 201, "{}", r.body);
     };
 
-    // Opens in 2 s with Prometheus up: waits, then starts.
+    // Opens in 2 s with Prometheus up: waits, then starts. The clock is read before the
+    // schedule's `at` is computed, so `at` is never earlier than `before + 2 s`.
+    let before = vireo_control::driver::now_ms();
     schedule("later", 2_000, "1m", &prometheus.url);
-    let applied_at = vireo_control::driver::now_ms();
     let r = server.post(
         "/api/v1/rollouts",
         &rollout("later", v1.addr, v2.addr, steps),
@@ -537,7 +538,8 @@ fn schedules_wait_for_their_window_and_preconditions() {
     let s = server.wait_status("later", "started after the window opened", |s| {
         s["phase"] == "Paused"
     });
-    assert!(s["appliedWeights"][0]["appliedMs"].as_u64().unwrap() >= applied_at + 2_000);
+    let applied = s["appliedWeights"][0]["appliedMs"].as_u64().unwrap();
+    assert!(applied >= before + 2_000, "applied at {applied}, window opened at {before} + 2000");
 
     // A precondition that never holds (nothing listens there): the window closes, the gate
     // fails, no weight was ever published.
