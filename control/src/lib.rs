@@ -31,6 +31,7 @@ pub mod api;
 pub mod client;
 pub mod demo;
 pub mod driver;
+pub mod evidence;
 pub mod fleet;
 pub mod judge;
 pub mod merkle;

@@ -53,55 +53,94 @@ pub fn root(leaves: &[Hash]) -> Hash {
 
 /// The audit path of leaf `index` (RFC 6962 §2.1.1), leaf side first.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    path(leaves, index, &mut proof);
-    Some(proof)
-}
-
-fn path(leaves: &[Hash], index: usize, out: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if n <= 1 {
-        return;
-    }
-    let k = split(n);
-    if index < k {
-        path(&leaves[..k], index, out);
-        out.push(root(&leaves[k..]));
-    } else {
-        path(&leaves[k..], index - k, out);
-        out.push(root(&leaves[..k]));
-    }
+    inclusion_proof_with(leaves.len() as u64, index as u64, &mut |lo, hi| {
+        root(&leaves[lo as usize..hi as usize])
+    })
 }
 
 /// The consistency proof from the tree of the first `old` leaves to the whole (RFC 6962
 /// §2.1.2).
 pub fn consistency_proof(leaves: &[Hash], old: usize) -> Option<Vec<Hash>> {
-    if old == 0 || old > leaves.len() {
+    consistency_proof_with(old as u64, leaves.len() as u64, &mut |lo, hi| {
+        root(&leaves[lo as usize..hi as usize])
+    })
+}
+
+/// [`inclusion_proof`] for a tree of `size` leaves that is not in memory: `subtree(lo, hi)`
+/// gives the hash of leaves `lo..hi`. Every range asked for is either a perfect subtree
+/// aligned to its size (a stored node) or a right edge made of O(log n) of them, so a log
+/// that persists its complete subtrees answers in O(log² n) lookups.
+pub fn inclusion_proof_with(
+    size: u64,
+    index: u64,
+    subtree: &mut impl FnMut(u64, u64) -> Hash,
+) -> Option<Vec<Hash>> {
+    if index >= size {
         return None;
     }
     let mut proof = Vec::new();
-    subproof(old, leaves, true, &mut proof);
+    path(index, 0, size, subtree, &mut proof);
     Some(proof)
 }
 
-fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+/// [`consistency_proof`] over `subtree` hashes, as [`inclusion_proof_with`].
+pub fn consistency_proof_with(
+    old: u64,
+    size: u64,
+    subtree: &mut impl FnMut(u64, u64) -> Hash,
+) -> Option<Vec<Hash>> {
+    if old == 0 || old > size {
+        return None;
+    }
+    let mut proof = Vec::new();
+    subproof(old, 0, size, true, subtree, &mut proof);
+    Some(proof)
+}
+
+fn path(
+    index: u64,
+    lo: u64,
+    hi: u64,
+    subtree: &mut impl FnMut(u64, u64) -> Hash,
+    out: &mut Vec<Hash>,
+) {
+    let n = hi - lo;
+    if n <= 1 {
+        return;
+    }
+    let k = split(n as usize) as u64;
+    if index < lo + k {
+        path(index, lo, lo + k, subtree, out);
+        out.push(subtree(lo + k, hi));
+    } else {
+        path(index, lo + k, hi, subtree, out);
+        out.push(subtree(lo, lo + k));
+    }
+}
+
+/// RFC 6962's SUBPROOF(m, D[lo:hi], complete).
+fn subproof(
+    m: u64,
+    lo: u64,
+    hi: u64,
+    complete: bool,
+    subtree: &mut impl FnMut(u64, u64) -> Hash,
+    out: &mut Vec<Hash>,
+) {
+    let n = hi - lo;
     if m == n {
         if !complete {
-            out.push(root(leaves));
+            out.push(subtree(lo, hi));
         }
         return;
     }
-    let k = split(n);
+    let k = split(n as usize) as u64;
     if m <= k {
-        subproof(m, &leaves[..k], complete, out);
-        out.push(root(&leaves[k..]));
+        subproof(m, lo, lo + k, complete, subtree, out);
+        out.push(subtree(lo + k, hi));
     } else {
-        subproof(m - k, &leaves[k..], false, out);
-        out.push(root(&leaves[..k]));
+        subproof(m - k, lo + k, hi, false, subtree, out);
+        out.push(subtree(lo, lo + k));
     }
 }
 

@@ -16,22 +16,33 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::analysis::AnalysisTemplate;
+use crate::evidence::{self, EvidenceError, Signer};
+use crate::merkle;
 use crate::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
 use crate::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// From each older schema to the next, in order (index 0 takes version 1 to 2).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 ALTER TABLE inputs ADD COLUMN actor TEXT;
 CREATE TABLE schedules (
     rollout    TEXT PRIMARY KEY,
     spec       TEXT NOT NULL,
     created_ms INTEGER NOT NULL
 );
-"];
+",
+    EVIDENCE_SCHEMA,
+];
+
+/// Version 3: the transparency log and the replays run against it (defined next to the code
+/// that uses them, in evidence/log.rs).
+const EVIDENCE_SCHEMA: &str = crate::evidence::log::SCHEMA;
 
 const SCHEMA: &str = "
 CREATE TABLE rollouts (
@@ -107,6 +118,8 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("the database has schema version {0}; this vireo knows up to {SCHEMA_VERSION}")]
     Schema(i64),
+    #[error("cannot seal evidence: {0}")]
+    Evidence(#[from] EvidenceError),
     #[error("no rollout named {0:?}")]
     NotFound(String),
     #[error(
@@ -149,6 +162,7 @@ pub struct HistoryEntry {
 
 pub struct Store {
     conn: Connection,
+    signer: Option<Arc<Signer>>,
 }
 
 impl Store {
@@ -166,7 +180,7 @@ impl Store {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -179,7 +193,18 @@ impl Store {
             }
             newer => return Err(StoreError::Schema(newer)),
         }
-        Ok(Store { conn })
+        Ok(Store { conn, signer: None })
+    }
+
+    /// Signs and logs evidence from now on: every checkpoint, gate and analysis verdict is
+    /// sealed in the transaction that records it.
+    pub fn with_signer(mut self, signer: Arc<Signer>) -> Store {
+        self.signer = Some(signer);
+        self
+    }
+
+    pub fn signer(&self) -> Option<&Arc<Signer>> {
+        self.signer.as_ref()
     }
 
     /// Stores a new rollout, or replaces one that has ended (a new generation; the earlier
@@ -263,6 +288,14 @@ impl Store {
         let spec: Rollout = serde_json::from_str(&spec)?;
         let mut state: RolloutState = serde_json::from_str(&state)?;
         let recorded = serde_json::to_string(&input)?;
+        let gate = match &input {
+            Input::GateEvaluated {
+                passed,
+                needs_approval,
+                reason,
+            } => Some((*passed, *needs_approval, reason.clone())),
+            _ => None,
+        };
         let effects = match state.apply(&spec.recipe(), now, input) {
             Ok(effects) => effects,
             Err(rejected) => return Ok(Err(rejected)), // dropping `tx` rolls back: nothing written
@@ -285,7 +318,40 @@ impl Store {
             Effect::Checkpoint { from, to, reason } => Some((from, to, reason)),
             _ => None,
         });
+        let recorded: serde_json::Value = serde_json::from_str(&recorded)?;
+        let effects_json = serde_json::to_value(&effects)?;
+        if let (Some(signer), Some((passed, needs_approval, reason))) = (&self.signer, gate) {
+            evidence::record_gate(
+                &tx,
+                signer,
+                &evidence::GateFacts {
+                    rollout: &spec,
+                    generation: generation as u64,
+                    at_ms: now,
+                    passed,
+                    needs_approval,
+                    reason: &reason,
+                },
+            )?;
+        }
         for (idx, (from, to, reason)) in checkpoints.enumerate() {
+            if let Some(signer) = &self.signer {
+                evidence::record_checkpoint(
+                    &tx,
+                    signer,
+                    &evidence::CheckpointFacts {
+                        rollout: &spec,
+                        generation: generation as u64,
+                        at_ms: now,
+                        from: &format!("{from:?}"),
+                        to: &format!("{to:?}"),
+                        reason,
+                        input: &recorded,
+                        actor,
+                        effects: &effects_json,
+                    },
+                )?;
+            }
             tx.execute(
                 "INSERT INTO timeline
                      (rollout, generation, seq, idx, at_ms, from_phase, to_phase, reason)
@@ -417,6 +483,164 @@ impl Store {
         )?;
         let rows = stmt.query_map([name], |r| r.get::<_, String>(0))?;
         rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
+    }
+
+    fn evidence_signer(&self) -> Result<&Arc<Signer>, StoreError> {
+        self.signer
+            .as_ref()
+            .ok_or(StoreError::Evidence(EvidenceError::Disabled))
+    }
+
+    /// Seals an ended analysis run's verdict (its decision id is in the statement).
+    pub fn record_analysis(
+        &mut self,
+        name: &str,
+        generation: u64,
+        planned: &[evidence::PlannedMetric],
+        view: &crate::runner::RunView,
+        now: Millis,
+    ) -> Result<Option<evidence::Sealed>, StoreError> {
+        let Some(signer) = self.signer.clone() else {
+            return Ok(None);
+        };
+        let spec = self
+            .rollout(name)?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?
+            .spec;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let decision = evidence::analysis_decision(name, generation, view.run);
+        // Sealed once: a verdict reported again (after a restart) keeps its first record.
+        if let Some(e) = evidence::log::by_decision(&tx, &decision)? {
+            return Ok(Some(evidence::Sealed {
+                index: e.index,
+                digest: evidence::sha256_hex(&e.entry),
+            }));
+        }
+        let sealed =
+            evidence::record_analysis(&tx, &signer, &spec, generation, now, planned, view)?;
+        tx.commit()?;
+        Ok(Some(sealed))
+    }
+
+    /// The log's current signed checkpoint (the note text).
+    pub fn log_checkpoint(&self) -> Result<String, StoreError> {
+        Ok(self.evidence_signer()?.checkpoint(&self.conn)?.1)
+    }
+
+    /// Entry `index` with a receipt against the current checkpoint.
+    pub fn log_entry(
+        &self,
+        index: u64,
+    ) -> Result<Option<(evidence::log::Entry, evidence::note::Receipt)>, StoreError> {
+        let signer = self.evidence_signer()?;
+        let Some(entry) = evidence::log::entry(&self.conn, index)? else {
+            return Ok(None);
+        };
+        let receipt = signer
+            .receipt(&self.conn, index)?
+            .expect("an entry that exists is inside the current tree");
+        Ok(Some((entry, receipt)))
+    }
+
+    /// A consistency proof between two sizes, with both roots; `None` for sizes that do not
+    /// describe the log (0, decreasing, or beyond its size).
+    pub fn log_consistency(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Option<(merkle::Hash, merkle::Hash, Vec<merkle::Hash>)>, StoreError> {
+        self.evidence_signer()?;
+        let size = evidence::log::size(&self.conn)?;
+        if from == 0 || from > to || to > size {
+            return Ok(None);
+        }
+        let proof = evidence::log::consistency_proof(&self.conn, from, to)?.unwrap_or_default();
+        Ok(Some((
+            evidence::log::root(&self.conn, from)?,
+            evidence::log::root(&self.conn, to)?,
+            proof,
+        )))
+    }
+
+    /// The files of a rollout's evidence bundle (its current generation), without the manifest.
+    pub fn evidence_files(
+        &self,
+        name: &str,
+    ) -> Result<(evidence::bundle::Files, u64, String), StoreError> {
+        let signer = self.evidence_signer()?;
+        let stored = self
+            .rollout(name)?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let entries = evidence::log::for_rollout(&self.conn, name, stored.generation)?;
+        let (cp, note) = signer.checkpoint(&self.conn)?;
+        let mut files = evidence::bundle::Files::new();
+        for (n, e) in entries.iter().enumerate() {
+            let stem = format!("{:03}-{}", n + 1, e.stage);
+            let receipt = evidence::note::Receipt {
+                index: e.index,
+                proof: evidence::log::inclusion_proof(&self.conn, e.index, cp.size)?
+                    .unwrap_or_default(),
+                checkpoint: note.clone(),
+            };
+            files.insert(format!("envelopes/{stem}.dsse.json"), e.entry.clone());
+            files.insert(
+                format!("receipts/{stem}.tlog-proof"),
+                receipt.to_text().into_bytes(),
+            );
+            if let (Some(id), Some(statement)) = (&e.decision, evidence::open_entry(&e.entry)) {
+                files.insert(
+                    format!("inputs/{id}.json"),
+                    serde_json::to_vec_pretty(&statement["predicate"])?,
+                );
+            }
+        }
+        let timeline = serde_json::json!({
+            "rollout": name,
+            "generation": stored.generation,
+            "phase": stored.state.phase,
+            "abortToZeroMs": stored.state.abort.as_ref().and_then(|a| a.abort_to_zero_ms()),
+            "drainMs": stored.state.abort.as_ref().and_then(|a| a.drain_ms()),
+            "checkpoints": self.timeline(name)?,
+        });
+        files.insert("timeline.json".into(), serde_json::to_vec_pretty(&timeline)?);
+        files.insert("checkpoint".into(), note.into_bytes());
+        files.insert("keys/signing.pub".into(), signer.signing.public().to_pem().into_bytes());
+        files.insert("keys/log.pub".into(), signer.log.public().to_pem().into_bytes());
+        Ok((files, stored.generation, signer.origin.clone()))
+    }
+
+    /// The statement sealed under a decision id.
+    pub fn decision(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(evidence::log::by_decision(&self.conn, id)?.and_then(|e| evidence::open_entry(&e.entry)))
+    }
+
+    /// Records a replay's outcome (for the totals).
+    pub fn put_replay(
+        &mut self,
+        outcome: &evidence::replay::Outcome,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO replays (decision, at_ms, matched, differences) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                outcome.decision,
+                now as i64,
+                outcome.matched(),
+                serde_json::to_string(&outcome.differences)?
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Replays so far: (total, matches).
+    pub fn replay_totals(&self) -> Result<(u64, u64), StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(matched), 0) FROM replays",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
     }
 
     /// Increments a counter and returns its new value, durably: a number handed out is never
