@@ -34,6 +34,17 @@ impl Client {
         path: &str,
         body: Option<String>,
     ) -> Result<Value, String> {
+        let body = self.call_raw(method, path, body).await?;
+        Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// [`Client::call`] for answers that are not JSON (bundles, checkpoints).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Bytes, String> {
         let uri = format!("{}{path}", self.base);
         let mut req = Request::builder().method(method).uri(&uri);
         if body.is_some() {
@@ -63,10 +74,10 @@ impl Client {
         let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
             .map_err(|_| format!("{uri}: no answer within {CALL_TIMEOUT:?}"))??;
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(json);
+            return Ok(body);
         }
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let message = json
             .get("error")
             .and_then(Value::as_str)
@@ -210,6 +221,26 @@ pub fn render_list(v: &Value) -> String {
             format!("{}/{}", s["currentStepIndex"], s["steps"]),
             s["canaryWeight"],
             s["message"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+/// `vireo verify`'s table: one line per check.
+pub fn render_checks(report: &crate::evidence::bundle::Report) -> String {
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.check.len())
+        .max()
+        .unwrap_or(5);
+    let mut out = String::new();
+    for c in &report.checks {
+        out.push_str(&format!(
+            "{:width$}  {}  {}\n",
+            c.check,
+            if c.ok { "ok  " } else { "FAIL" },
+            c.detail
         ));
     }
     out

@@ -103,7 +103,8 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
     // The control plane.
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
-    let handle = crate::serve::start(listener, &data_dir, workloads.clone(), Vec::new()).await?;
+    let handle =
+        crate::serve::start(listener, &data_dir, workloads.clone(), Vec::new(), None).await?;
     let control_url = format!("http://{api_addr}");
 
     // The proxy, in a thread of its own (pingora runs its own runtimes).
@@ -223,7 +224,9 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         canary_after = Some(traffic.served("v2") - before);
     }
-    let summary = Summary::new(&last, canary_after, &traffic, &data_dir, started.elapsed());
+    let mut summary = Summary::new(&last, canary_after, &traffic, &data_dir, started.elapsed());
+    let evidence = export_and_verify(&handle, &data_dir).await?;
+    summary.evidence = Some(evidence);
     eprint!("{}", summary.text(api_addr));
     println!("{}", summary.json());
 
@@ -773,6 +776,64 @@ struct Summary {
     data_dir: PathBuf,
     elapsed: Duration,
     peak_rss_mb: Option<f64>,
+    evidence: Option<Evidence>,
+}
+
+/// The demo's last act: the bundle exported, verified offline, every verdict replayed.
+struct Evidence {
+    bundle: PathBuf,
+    report: crate::evidence::bundle::Report,
+    verify_ms: f64,
+    replayed: usize,
+    matched: usize,
+}
+
+/// Exports the demo rollout's bundle to `<data-dir>/evidence/`, verifies it as an auditor
+/// would (keys pinned from the data dir, not taken from the bundle), and replays every
+/// recorded decision.
+async fn export_and_verify(handle: &Handle, data_dir: &Path) -> anyhow::Result<Evidence> {
+    use crate::evidence::{bundle, keys::PublicKey, replay};
+    let (files, generation, origin, rollout) = handle
+        .with_store(|store| Ok(store.evidence_files(ROLLOUT)?))
+        .await
+        .map_err(|e| anyhow::anyhow!("exporting the evidence: {e}"))?;
+    let path = data_dir.join("evidence").join(format!("{ROLLOUT}.tar.gz"));
+    std::fs::create_dir_all(data_dir.join("evidence"))?;
+    let mut out = Vec::new();
+    bundle::write(files, &rollout, generation, &origin, &mut out).map_err(anyhow::Error::msg)?;
+    std::fs::write(&path, &out)?;
+    let pinned = |name: &str| -> anyhow::Result<Option<PublicKey>> {
+        let pem = std::fs::read_to_string(data_dir.join("keys").join(name))?;
+        Ok(Some(PublicKey::from_pem(&pem)?))
+    };
+    let trust = bundle::Trust {
+        signing: pinned("signing.pub")?,
+        log: pinned("log.pub")?,
+    };
+    let started = Instant::now();
+    let files = bundle::read(std::fs::File::open(&path)?).map_err(anyhow::Error::msg)?;
+    let report = bundle::verify(&files, &trust);
+    let verify_ms = started.elapsed().as_secs_f64() * 1e3;
+    let outcomes = handle
+        .with_store(|store| {
+            let mut outcomes = Vec::new();
+            for (id, statement) in store.decisions()? {
+                if let Ok(o) = replay::replay_statement(&statement) {
+                    store.put_replay(&o, crate::driver::now_ms())?;
+                    outcomes.push((id, o));
+                }
+            }
+            Ok(outcomes)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("replaying the decisions: {e}"))?;
+    Ok(Evidence {
+        bundle: path,
+        report,
+        verify_ms,
+        replayed: outcomes.len(),
+        matched: outcomes.iter().filter(|(_, o)| o.matched()).count(),
+    })
 }
 
 impl Summary {
@@ -813,6 +874,7 @@ impl Summary {
             data_dir: data_dir.to_path_buf(),
             elapsed,
             peak_rss_mb: peak_rss_mb(),
+            evidence: None,
         }
     }
 
@@ -860,6 +922,20 @@ impl Summary {
                 "  requests served by the canary in the second after the abort: {n}\n"
             ));
         }
+        if let Some(e) = &self.evidence {
+            out.push_str(&format!(
+                "  evidence: {} — vireo verify: {} in {:.1} ms ({} envelopes); {} decisions replayed, {} match\n",
+                e.bundle.display(),
+                if e.report.ok() { "VERIFIED" } else { "FAILED" },
+                e.verify_ms,
+                e.report.envelopes,
+                e.replayed,
+                e.matched,
+            ));
+            for line in crate::client::render_checks(&e.report).lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
         out.push_str(&format!(
             "  state: {}/vireo.db   timeline: curl http://{api}/api/v1/rollouts/{}/timeline\n",
             self.data_dir.display(),
@@ -889,6 +965,13 @@ impl Summary {
         }
         if let Some(r) = self.peak_rss_mb {
             j["peak_rss_mb"] = r.into();
+        }
+        if let Some(e) = &self.evidence {
+            j["bundle"] = e.bundle.display().to_string().into();
+            j["verified"] = e.report.ok().into();
+            j["verify_ms"] = e.verify_ms.into();
+            j["decisions_replayed"] = e.replayed.into();
+            j["decisions_matched"] = e.matched.into();
         }
         j.to_string()
     }

@@ -37,6 +37,7 @@ use vireo_proxy::config::Route;
 use vireo_proxy::watch::{ConfigUpdate, StatusReport};
 
 use crate::analysis::AnalysisTemplate;
+use crate::evidence::PlannedMetric;
 use crate::fleet::Fleet;
 use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
 use crate::routes::{self, CANARY};
@@ -180,6 +181,8 @@ enum Command {
     Get(String, Reply<RolloutView>),
     List(Reply<Vec<RolloutView>>),
     Timeline(String, Reply<Timeline>),
+    /// A read or small write of the store on the driver's task (evidence queries).
+    WithStore(Box<dyn FnOnce(&mut Store) + Send>),
     RunProgress {
         rollout: String,
         generation: u64,
@@ -254,6 +257,20 @@ impl Handle {
         self.call(|reply| Command::Timeline(name.to_string(), reply))
             .await
     }
+
+    /// Runs `f` with the store on the driver's task (the store has one owner; the evidence
+    /// endpoints read it this way rather than through a second connection).
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.call(|reply| {
+            Command::WithStore(Box::new(move |store: &mut Store| {
+                let _ = reply.send(f(store));
+            }))
+        })
+        .await
+    }
 }
 
 /// What the driver keeps beside a stored rollout.
@@ -282,6 +299,8 @@ enum RouteState {
 struct RunTask {
     /// The SLO windows (seconds) its proxy metrics measure over.
     windows: Vec<u64>,
+    /// What it measures, for the sealed verdict.
+    planned: Vec<PlannedMetric>,
     task: JoinHandle<()>,
 }
 
@@ -436,6 +455,7 @@ impl Driver {
             Command::Timeline(name, reply) => {
                 let _ = reply.send(self.timeline(&name));
             }
+            Command::WithStore(f) => f(&mut self.store),
             Command::RunProgress {
                 rollout,
                 generation,
@@ -673,6 +693,15 @@ impl Driver {
             }
         };
         let windows = plan.proxy_windows_s();
+        let planned = plan
+            .metrics
+            .iter()
+            .map(|p| PlannedMetric {
+                template: p.template.clone(),
+                dry_run: p.dry_run,
+                metric: p.metric.clone(),
+            })
+            .collect();
         let fleet = self.shared.fleet.clone();
         let tx = self.tx.clone();
         let rollout = name.to_string();
@@ -693,7 +722,14 @@ impl Driver {
                 .await;
         });
         if let Some(live) = self.live.get_mut(name) {
-            live.runs.insert(run, RunTask { windows, task });
+            live.runs.insert(
+                run,
+                RunTask {
+                    windows,
+                    planned,
+                    task,
+                },
+            );
         }
         self.dirty = true;
     }
@@ -818,9 +854,19 @@ impl Driver {
             tracing::error!(rollout = %name, "cannot record analysis progress: {e}");
         }
         if done && current {
-            live.runs.remove(&view.run);
+            let task = live.runs.remove(&view.run);
             self.dirty = true;
             if let Some(verdict) = view.verdict() {
+                // Sealed before the verdict moves the rollout: a decision is on record before
+                // anything acts on it. A sealing failure is logged; the rollout still follows
+                // its analysis (the verdict is also in the run's stored view).
+                let planned = task.as_ref().map(|t| t.planned.as_slice()).unwrap_or(&[]);
+                if let Err(e) =
+                    self.store
+                        .record_analysis(name, generation, planned, &view, now_ms())
+                {
+                    tracing::error!(rollout = %name, "cannot seal the analysis verdict: {e}");
+                }
                 self.queue.push_back((
                     name.to_string(),
                     Input::AnalysisCompleted {

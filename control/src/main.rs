@@ -37,9 +37,13 @@ const EXAMPLES: &str = "Examples:
   vireo rollout apply -f rollout.yaml
   vireo rollout status checkout --watch
   vireo rollout promote checkout --full
+  vireo evidence export checkout -o checkout.tar.gz
+  vireo verify checkout.tar.gz --key signing.pub --log-key log.pub
+  vireo replay checkout.g1.analysis-2
 
-Exit codes: 0 ok; 1 error (bad input, refused action, server unreachable); 2 bad command
-line, or (demo --once, status --watch) the rollout was aborted.";
+Exit codes: 0 ok; 1 error (bad input, refused action, server unreachable; for verify: a
+check failed); 2 bad command line, or (demo --once, status --watch) the rollout was
+aborted; 3 replay mismatch.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -76,9 +80,62 @@ enum Command {
         /// Where state lives (SQLite) [default: ./vireo-data].
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Ed25519 key (PKCS#8 PEM) that signs evidence [default: DATA_DIR/keys/signing.pem,
+        /// created on first start with its public key beside it].
+        #[arg(long, value_name = "FILE")]
+        signing_key: Option<PathBuf>,
     },
     /// Apply, inspect and steer rollouts on a running control plane.
     Rollout(RolloutArgs),
+    /// Export a rollout's evidence bundle from a running control plane.
+    Evidence(EvidenceArgs),
+    /// Check an evidence bundle offline: every signature, every receipt against the signed
+    /// checkpoint, the checkpoint hash chain, the manifest. Exit 0 only if all hold.
+    Verify {
+        /// The bundle (`vireo evidence export … -o FILE`).
+        file: PathBuf,
+        /// Trust this signing key (SPKI PEM) instead of the bundle's keys/signing.pub.
+        #[arg(long, value_name = "PUB")]
+        key: Option<PathBuf>,
+        /// Trust this log key (SPKI PEM) instead of the bundle's keys/log.pub.
+        #[arg(long, value_name = "PUB")]
+        log_key: Option<PathBuf>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Recompute a recorded analysis or gate verdict from its recorded inputs: `match`, or
+    /// `mismatch` with the fields that differ (exit 0 match, 3 mismatch). Without an id,
+    /// print the determinism totals of every replay so far.
+    Replay {
+        /// A decision id, e.g. `checkout.g1.analysis-2` (in `inputs/` of a bundle, and in
+        /// the timeline's statements).
+        decision_id: Option<String>,
+        #[arg(long, env = "VIREO_SERVER", default_value = "http://127.0.0.1:8080")]
+        server: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct EvidenceArgs {
+    #[arg(
+        long,
+        global = true,
+        env = "VIREO_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: EvidenceCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum EvidenceCommand {
+    /// Write NAME's bundle (envelopes, receipts, checkpoint, keys, replay inputs) to FILE.
+    Export {
+        name: String,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -208,8 +265,22 @@ fn main() -> ExitCode {
                 config,
                 listen,
                 data_dir,
-            } => run_serve(config, listen, data_dir).await.map(|()| 0),
+                signing_key,
+            } => run_serve(config, listen, data_dir, signing_key)
+                .await
+                .map(|()| 0),
             Command::Rollout(args) => rollout(args).await,
+            Command::Evidence(args) => evidence(args).await,
+            Command::Verify {
+                file,
+                key,
+                log_key,
+                output,
+            } => verify(&file, key.as_deref(), log_key.as_deref(), output),
+            Command::Replay {
+                decision_id,
+                server,
+            } => replay(&server, decision_id).await,
         }
     });
     match result {
@@ -232,6 +303,7 @@ async fn run_serve(
     config: Option<PathBuf>,
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    signing_key: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => ControlConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -251,12 +323,108 @@ async fn run_serve(
         &data_dir,
         Arc::new(vireo_control::workload::Recorded),
         file.routes,
+        signing_key.or(file.signing_key).as_deref(),
     )
     .await?;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
     wait_for_signal().await;
     tracing::info!("stopping: every transition is already committed");
     Ok(())
+}
+
+async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
+    let c = Client::new(&args.server);
+    match args.command {
+        EvidenceCommand::Export { name, output } => {
+            let bundle = c
+                .call_raw(
+                    Method::GET,
+                    &format!("/api/v1/rollouts/{name}/evidence"),
+                    None,
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+            std::fs::write(&output, &bundle)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            println!(
+                "wrote {} ({} bytes); check it with: vireo verify {}",
+                output.display(),
+                bundle.len(),
+                output.display()
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn verify(
+    file: &std::path::Path,
+    key: Option<&std::path::Path>,
+    log_key: Option<&std::path::Path>,
+    output: Output,
+) -> anyhow::Result<u8> {
+    use vireo_control::evidence::{bundle, keys::PublicKey};
+    let load = |path: Option<&std::path::Path>| -> anyhow::Result<Option<PublicKey>> {
+        let Some(path) = path else { return Ok(None) };
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Some(
+            PublicKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ))
+    };
+    let trust = bundle::Trust {
+        signing: load(key)?,
+        log: load(log_key)?,
+    };
+    let started = std::time::Instant::now();
+    let f = std::fs::File::open(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let files = bundle::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let report = bundle::verify(&files, &trust);
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            print!("{}", client::render_checks(&report));
+            println!(
+                "{}: {} ({} envelopes, {:.1} ms)",
+                file.display(),
+                if report.ok() { "VERIFIED" } else { "FAILED" },
+                report.envelopes,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+async fn replay(server: &str, decision: Option<String>) -> anyhow::Result<u8> {
+    let c = Client::new(server);
+    let Some(decision) = decision else {
+        let v = c
+            .call(Method::GET, "/api/v1/replays", None)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "replays: {} total, {} match, {} mismatch{}",
+            v["total"],
+            v["matches"],
+            v["mismatches"],
+            v["matchRate"]
+                .as_f64()
+                .map(|r| format!(", match rate {:.1} %", r * 100.0))
+                .unwrap_or_default()
+        );
+        return Ok(0);
+    };
+    let body = serde_json::json!({ "decisionId": decision }).to_string();
+    let v = c
+        .call(Method::POST, "/api/v1/replays", Some(body))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("{decision}: {}", v["result"].as_str().unwrap_or("?"));
+    for d in v["differences"].as_array().into_iter().flatten() {
+        println!("  {}", d.as_str().unwrap_or_default());
+    }
+    Ok(if v["result"] == "match" { 0 } else { 3 })
 }
 
 async fn wait_for_signal() {

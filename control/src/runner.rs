@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{run_phase, AnalysisTemplate, MeasurementPhase, Metric, RunPhase, Value};
+use crate::analysis::{AnalysisTemplate, MeasurementPhase, Metric, RunPhase, Value};
 use crate::fleet::Fleet;
 use crate::prometheus;
 use crate::rollout::{Millis, Verdict};
@@ -192,19 +192,9 @@ impl RunView {
     /// The run's phase from its metrics' (dry-run metrics do not count; a run of nothing but
     /// dry-run metrics succeeds once they are done).
     fn decided(&self) -> RunPhase {
-        let counted: Vec<RunPhase> = self
-            .metrics
-            .iter()
-            .filter(|m| !m.dry_run)
-            .map(|m| m.phase)
-            .collect();
-        if counted.is_empty() {
-            return match self.metrics.iter().all(|m| m.phase.is_done()) {
-                true => RunPhase::Successful,
-                false => RunPhase::Running,
-            };
-        }
-        run_phase(counted)
+        let metrics: Vec<(RunPhase, bool)> =
+            self.metrics.iter().map(|m| (m.phase, m.dry_run)).collect();
+        crate::evidence::replay::decide(&metrics)
     }
 
     /// The verdict, once the run is decided.

@@ -5,6 +5,7 @@
 //! listen: 127.0.0.1:8080
 //! dataDir: ./vireo-data
 //! routes: []        # static proxy routes, published beside the rollouts' routes
+//! signingKey: ./keys/signing.pem   # default <dataDir>/keys/signing.pem, made on first start
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,10 @@ pub struct ControlConfig {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// A PKCS#8 PEM Ed25519 key to sign evidence with (default: `<dataDir>/keys/signing.pem`,
+    /// created on first start).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
 }
 
 impl ControlConfig {
@@ -50,8 +55,10 @@ pub async fn start(
     data_dir: &Path,
     workloads: Arc<dyn Workloads>,
     static_routes: Vec<Route>,
+    signing_key: Option<&Path>,
 ) -> anyhow::Result<Handle> {
-    let store = Store::open(data_dir)?;
+    let signer = crate::evidence::Signer::open(data_dir, signing_key)?;
+    let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
     let handle = Driver::start(store, workloads, static_routes)?;
     let api = handle.clone();
     tokio::spawn(async move {

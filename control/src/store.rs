@@ -568,7 +568,7 @@ impl Store {
     pub fn evidence_files(
         &self,
         name: &str,
-    ) -> Result<(evidence::bundle::Files, u64, String), StoreError> {
+    ) -> Result<(evidence::bundle::Files, u64, String, String), StoreError> {
         let signer = self.evidence_signer()?;
         let stored = self
             .rollout(name)?
@@ -604,16 +604,41 @@ impl Store {
             "drainMs": stored.state.abort.as_ref().and_then(|a| a.drain_ms()),
             "checkpoints": self.timeline(name)?,
         });
-        files.insert("timeline.json".into(), serde_json::to_vec_pretty(&timeline)?);
+        files.insert(
+            "timeline.json".into(),
+            serde_json::to_vec_pretty(&timeline)?,
+        );
         files.insert("checkpoint".into(), note.into_bytes());
-        files.insert("keys/signing.pub".into(), signer.signing.public().to_pem().into_bytes());
-        files.insert("keys/log.pub".into(), signer.log.public().to_pem().into_bytes());
-        Ok((files, stored.generation, signer.origin.clone()))
+        files.insert(
+            "keys/signing.pub".into(),
+            signer.signing.public().to_pem().into_bytes(),
+        );
+        files.insert(
+            "keys/log.pub".into(),
+            signer.log.public().to_pem().into_bytes(),
+        );
+        Ok((
+            files,
+            stored.generation,
+            signer.origin.clone(),
+            name.to_string(),
+        ))
     }
 
     /// The statement sealed under a decision id.
     pub fn decision(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(evidence::log::by_decision(&self.conn, id)?.and_then(|e| evidence::open_entry(&e.entry)))
+        Ok(
+            evidence::log::by_decision(&self.conn, id)?
+                .and_then(|e| evidence::open_entry(&e.entry)),
+        )
+    }
+
+    /// Every recorded decision: (id, statement), in log order.
+    pub fn decisions(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        Ok(evidence::log::decisions(&self.conn)?
+            .into_iter()
+            .filter_map(|e| Some((e.decision?, evidence::open_entry(&e.entry)?)))
+            .collect())
     }
 
     /// Records a replay's outcome (for the totals).

@@ -539,7 +539,10 @@ fn schedules_wait_for_their_window_and_preconditions() {
         s["phase"] == "Paused"
     });
     let applied = s["appliedWeights"][0]["appliedMs"].as_u64().unwrap();
-    assert!(applied >= before + 2_000, "applied at {applied}, window opened at {before} + 2000");
+    assert!(
+        applied >= before + 2_000,
+        "applied at {applied}, window opened at {before} + 2000"
+    );
 
     // A precondition that never holds (nothing listens there): the window closes, the gate
     // fails, no weight was ever published.

@@ -149,11 +149,16 @@ pub fn verify(files: &Files, trust: &Trust) -> Report {
         });
     };
     let manifest = check_manifest(files);
-    let manifest_ok = manifest.as_ref().map(|_| "every file listed and intact".to_string());
+    let manifest_ok = manifest
+        .as_ref()
+        .map(|_| "every file listed and intact".to_string());
     push("manifest", manifest_ok.map_err(|e| e.clone()));
     let key = |given: Option<PublicKey>, path: &str| -> Result<(PublicKey, String), String> {
         if let Some(k) = given {
-            return Ok((k, "given on the command line".into()));
+            return Ok((
+                k,
+                "pinned by the verifier (not taken from the bundle)".into(),
+            ));
         }
         let pem = files
             .get(path)
@@ -164,10 +169,22 @@ pub fn verify(files: &Files, trust: &Trust) -> Report {
     };
     let signing = key(trust.signing, "keys/signing.pub");
     let log = key(trust.log, "keys/log.pub");
-    push("signing key", signing.as_ref().map(|(_, d)| d.clone()).map_err(|e| e.clone()));
-    push("log key", log.as_ref().map(|(_, d)| d.clone()).map_err(|e| e.clone()));
+    push(
+        "signing key",
+        signing
+            .as_ref()
+            .map(|(_, d)| d.clone())
+            .map_err(|e| e.clone()),
+    );
+    push(
+        "log key",
+        log.as_ref().map(|(_, d)| d.clone()).map_err(|e| e.clone()),
+    );
     let (Ok((signing, _)), Ok((log, _)), Ok(manifest)) = (signing, log, manifest) else {
-        return Report { checks, envelopes: 0 };
+        return Report {
+            checks,
+            envelopes: 0,
+        };
     };
 
     let checkpoint = files
@@ -246,6 +263,12 @@ fn check_manifest(files: &Files) -> Result<Manifest, String> {
         .ok_or_else(|| format!("{MANIFEST}: missing"))?;
     let manifest: Manifest = serde_json::from_slice(bytes)
         .map_err(|e| format!("{MANIFEST}: not a bundle manifest ({e})"))?;
+    if manifest.version != 1 {
+        return Err(format!(
+            "{MANIFEST}: bundle version {} (this vireo reads version 1)",
+            manifest.version
+        ));
+    }
     if canonical(&manifest).ok().as_deref() != Some(bytes.as_slice()) {
         return Err(format!(
             "{MANIFEST}: not in canonical form (RFC 8785): it was edited"
@@ -256,7 +279,9 @@ fn check_manifest(files: &Files) -> Result<Manifest, String> {
             .get(path)
             .ok_or_else(|| format!("{path}: listed in the manifest but missing"))?;
         if &sha256_hex(got) != want {
-            return Err(format!("{path}: SHA-256 differs from the manifest"));
+            return Err(format!(
+                "{path}: SHA-256 differs from {MANIFEST}'s (one of the two was altered)"
+            ));
         }
     }
     if let Some(extra) = files
@@ -271,9 +296,10 @@ fn check_manifest(files: &Files) -> Result<Manifest, String> {
 fn open_envelope(path: &str, bytes: &[u8], key: &PublicKey) -> Result<Value, String> {
     let env: Envelope =
         serde_json::from_slice(bytes).map_err(|e| format!("{path}: not a DSSE envelope ({e})"))?;
-    let payload = dsse::verify(&env, &[*key], 1, &[dsse::IN_TOTO]).map_err(|e| format!("{path}: {e}"))?;
-    let statement: Value =
-        serde_json::from_slice(&payload).map_err(|e| format!("{path}: payload is not JSON ({e})"))?;
+    let payload =
+        dsse::verify(&env, &[*key], 1, &[dsse::IN_TOTO]).map_err(|e| format!("{path}: {e}"))?;
+    let statement: Value = serde_json::from_slice(&payload)
+        .map_err(|e| format!("{path}: payload is not JSON ({e})"))?;
     if statement["_type"] != super::STATEMENT_TYPE {
         return Err(format!("{path}: payload is not an in-toto Statement v1"));
     }
@@ -292,7 +318,9 @@ fn check_chain(statements: &[(String, Vec<u8>, Value)], m: &Manifest) -> Result<
         let p = &s["predicate"];
         count += 1;
         if p["rollout"] != m.rollout.as_str() || p["generation"] != m.generation {
-            return Err(format!("{path}: belongs to another rollout than the manifest's"));
+            return Err(format!(
+                "{path}: belongs to another rollout than the manifest's"
+            ));
         }
         if p["sequence"] != count {
             return Err(format!(
@@ -300,25 +328,27 @@ fn check_chain(statements: &[(String, Vec<u8>, Value)], m: &Manifest) -> Result<
                 p["sequence"]
             ));
         }
-        let want = previous.as_deref().map_or(Value::Null, |h| Value::from(h));
+        let want = previous.as_deref().map_or(Value::Null, Value::from);
         if p["previous"] != want {
-            return Err(format!("{path}: `previous` does not match the checkpoint before it"));
+            return Err(format!(
+                "{path}: `previous` does not match the checkpoint before it"
+            ));
         }
         previous = Some(sha256_hex(bytes));
     }
     if count == 0 {
         return Err("no checkpoint statements in the bundle".into());
     }
-    Ok(format!("{count} checkpoints, each chained to the one before"))
+    Ok(format!(
+        "{count} checkpoints, each chained to the one before"
+    ))
 }
 
 /// `inputs/ID.json` must be exactly the predicate of the signed statement with that decision.
 fn check_inputs(files: &Files, statements: &[(String, Vec<u8>, Value)]) -> Result<String, String> {
     let mut n = 0;
     for (path, bytes) in files.iter().filter(|(p, _)| p.starts_with("inputs/")) {
-        let id = path
-            .trim_start_matches("inputs/")
-            .trim_end_matches(".json");
+        let id = path.trim_start_matches("inputs/").trim_end_matches(".json");
         let recorded: Value =
             serde_json::from_slice(bytes).map_err(|e| format!("{path}: not JSON ({e})"))?;
         let signed = statements
@@ -331,5 +361,7 @@ fn check_inputs(files: &Files, statements: &[(String, Vec<u8>, Value)]) -> Resul
         }
         n += 1;
     }
-    Ok(format!("{n} recorded decisions match their signed statements"))
+    Ok(format!(
+        "{n} recorded decisions match their signed statements"
+    ))
 }

@@ -42,7 +42,14 @@ pub enum DsseError {
 /// The bytes a DSSE signature covers. LEN counts bytes, not characters.
 pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + payload_type.len() + 32);
-    out.extend_from_slice(format!("DSSEv1 {} {payload_type} {} ", payload_type.len(), body.len()).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "DSSEv1 {} {payload_type} {} ",
+            payload_type.len(),
+            body.len()
+        )
+        .as_bytes(),
+    );
     out.extend_from_slice(body);
     out
 }
@@ -123,7 +130,10 @@ mod tests {
     fn sign_then_verify_and_reject_a_changed_payload() {
         let key = SigningKey::generate().unwrap();
         let env = sign(IN_TOTO, b"{\"a\":1}", &key);
-        assert_eq!(verify(&env, &[*key.public()], 1, &[IN_TOTO]).unwrap(), b"{\"a\":1}");
+        assert_eq!(
+            verify(&env, &[*key.public()], 1, &[IN_TOTO]).unwrap(),
+            b"{\"a\":1}"
+        );
         let mut bad = env.clone();
         bad.payload = b64(b"{\"a\":2}");
         assert!(matches!(

@@ -21,8 +21,7 @@ const SPKI_PREFIX: [u8; 12] = [
 ];
 /// DER prefix of an Ed25519 PKCS#8 v1 private key (RFC 8410); the 32-byte seed follows.
 const PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-    0x20,
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -132,8 +131,8 @@ impl SigningKey {
 
     /// A PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let keys = Ed25519Keys::from_pem(pem.as_bytes())
-            .map_err(|e| format_err("private key PEM", e))?;
+        let keys =
+            Ed25519Keys::from_pem(pem.as_bytes()).map_err(|e| format_err("private key PEM", e))?;
         Self::from_keys(keys)
     }
 
@@ -174,7 +173,9 @@ impl SigningKey {
         match std::fs::read_to_string(path) {
             Ok(pem) => {
                 let key = Self::from_pem(&pem).map_err(|e| match e {
-                    KeyError::Format { detail, .. } => format_err(path.display().to_string(), detail),
+                    KeyError::Format { detail, .. } => {
+                        format_err(path.display().to_string(), detail)
+                    }
                     other => other,
                 })?;
                 Ok((key, false))
@@ -238,7 +239,8 @@ mod tests {
     #[test]
     fn rfc8032_test_1_public_key_and_signature() {
         // RFC 8032 §7.1, TEST 1 (empty message).
-        let seed = unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
+        let seed =
+            unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap();
         let key = SigningKey::from_seed(&seed.try_into().unwrap()).unwrap();
         assert_eq!(
             hex(key.public().raw()),

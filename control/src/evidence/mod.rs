@@ -89,7 +89,10 @@ impl Signer {
     }
 
     /// The log's current checkpoint, signed.
-    pub fn checkpoint(&self, conn: &Connection) -> Result<(note::Checkpoint, String), EvidenceError> {
+    pub fn checkpoint(
+        &self,
+        conn: &Connection,
+    ) -> Result<(note::Checkpoint, String), EvidenceError> {
         let size = log::size(conn)?;
         let cp = note::Checkpoint {
             origin: self.origin.clone(),
@@ -101,13 +104,19 @@ impl Signer {
     }
 
     /// A receipt for entry `index` against the current checkpoint.
-    pub fn receipt(&self, conn: &Connection, index: u64) -> Result<Option<note::Receipt>, EvidenceError> {
+    pub fn receipt(
+        &self,
+        conn: &Connection,
+        index: u64,
+    ) -> Result<Option<note::Receipt>, EvidenceError> {
         let (cp, signed) = self.checkpoint(conn)?;
-        Ok(log::inclusion_proof(conn, index, cp.size)?.map(|proof| note::Receipt {
-            index,
-            proof,
-            checkpoint: signed,
-        }))
+        Ok(
+            log::inclusion_proof(conn, index, cp.size)?.map(|proof| note::Receipt {
+                index,
+                proof,
+                checkpoint: signed,
+            }),
+        )
     }
 }
 
@@ -277,7 +286,8 @@ pub fn record_analysis(
     view: &crate::runner::RunView,
 ) -> Result<Sealed, EvidenceError> {
     let decision = analysis_decision(rollout.name(), generation, view.run);
-    let predicate = replay::AnalysisRecord::new(&decision, rollout.name(), generation, planned, view)?;
+    let predicate =
+        replay::AnalysisRecord::new(&decision, rollout.name(), generation, planned, view)?;
     let statement = statement(
         vec![rollout_subject(rollout)?],
         ANALYSIS_V1,
@@ -328,7 +338,11 @@ hold (or no schedule is set); hold for approval when annotation vireo.dev/approv
 \"required\"";
 
 /// Seals the gate's verdict as a SLSA Verification Summary Attestation.
-pub fn record_gate(conn: &Connection, signer: &Signer, f: &GateFacts) -> Result<Sealed, EvidenceError> {
+pub fn record_gate(
+    conn: &Connection,
+    signer: &Signer,
+    f: &GateFacts,
+) -> Result<Sealed, EvidenceError> {
     let name = f.rollout.name();
     let decision = gate_decision_id(name, f.generation);
     let subject = rollout_subject(f.rollout)?;
@@ -367,3 +381,6 @@ pub fn record_gate(conn: &Connection, signer: &Signer, f: &GateFacts) -> Result<
         &statement,
     )
 }
+
+#[cfg(test)]
+mod tests;

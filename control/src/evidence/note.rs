@@ -130,7 +130,10 @@ impl Checkpoint {
     pub fn parse(text: &str) -> Result<Checkpoint, NoteError> {
         let bad = |m: &str| NoteError::Checkpoint(m.to_string());
         let mut lines = text.lines();
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or_else(|| bad("no origin line"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("no origin line"))?;
         let size = lines
             .next()
             .and_then(|s| s.parse::<u64>().ok())

@@ -80,7 +80,10 @@ impl AnalysisRecord {
                         time: super::rfc3339(x.at_ms),
                         phase: x.phase,
                         value: x.value.clone(),
-                        error: x.value.is_none().then(|| x.message.clone().unwrap_or_default()),
+                        error: x
+                            .value
+                            .is_none()
+                            .then(|| x.message.clone().unwrap_or_default()),
                         provider: provider.clone(),
                         query: query.clone(),
                     })
@@ -142,7 +145,12 @@ impl Outcome {
     fn new(decision: &str, differences: Vec<String>) -> Outcome {
         Outcome {
             decision: decision.to_string(),
-            result: if differences.is_empty() { "match" } else { "mismatch" }.into(),
+            result: if differences.is_empty() {
+                "match"
+            } else {
+                "mismatch"
+            }
+            .into(),
             differences,
         }
     }
@@ -152,7 +160,12 @@ impl Outcome {
     }
 }
 
-fn differ<T: std::fmt::Debug + PartialEq>(out: &mut Vec<String>, path: String, recorded: &T, now: &T) {
+fn differ<T: std::fmt::Debug + PartialEq>(
+    out: &mut Vec<String>,
+    path: String,
+    recorded: &T,
+    now: &T,
+) {
     if recorded != now {
         out.push(format!("{path}: recorded {recorded:?}, recomputed {now:?}"));
     }
@@ -170,7 +183,12 @@ pub fn replay_analysis(record: &AnalysisRecord) -> Outcome {
                 (None, e) => Err(e.as_deref().unwrap_or("")),
             };
             let (phase, _) = m.definition.assess(input);
-            differ(&mut diffs, format!("metrics[{i}].measurements[{j}].phase"), &x.phase, &phase);
+            differ(
+                &mut diffs,
+                format!("metrics[{i}].measurements[{j}].phase"),
+                &x.phase,
+                &phase,
+            );
             measured.push(phase);
         }
         let phase = m.definition.phase(&measured);
@@ -207,7 +225,10 @@ pub fn replay_gate(vsa: &Json) -> Outcome {
 }
 
 /// The gate's decision from its facts: (passed, needs approval).
-pub fn gate_decision(preconditions_passed: bool, approval_annotation: Option<&str>) -> (bool, bool) {
+pub fn gate_decision(
+    preconditions_passed: bool,
+    approval_annotation: Option<&str>,
+) -> (bool, bool) {
     (
         preconditions_passed,
         approval_annotation == Some("required"),

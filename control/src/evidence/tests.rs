@@ -1,0 +1,394 @@
+//! Evidence against the shared vectors, and bundles against tampering.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use super::bundle::{self, Files, Trust};
+use super::dsse::{self, Envelope};
+use super::keys::{hex, unhex, PublicKey, SigningKey};
+use super::note::{Checkpoint, NoteError, Receipt};
+use super::replay::{self, AnalysisRecord};
+use super::*;
+use crate::analysis::{AnalysisTemplate, MeasurementPhase, RunPhase, Value as Measured};
+use crate::rollout::{Action, Effect, Input, Millis, Verdict};
+use crate::runner::{Measurement, MetricView, RunView};
+use crate::store::Store;
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+/// Every case of secure-systems-lab/dsse's vectors: the PAE bytes, and accept or reject.
+#[test]
+fn dsse_vectors_pass() {
+    let text = std::fs::read_to_string(vectors_dir().join("dsse/vectors.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let key = |id: &str| {
+        let k = &v["keys"][id];
+        let seed: [u8; 32] = unhex(k["seed"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let key = SigningKey::from_seed(&seed).unwrap();
+        assert_eq!(hex(key.public().raw()), k["public"].as_str().unwrap());
+        *key.public()
+    };
+    let cases = v["vectors"].as_array().unwrap();
+    assert!(cases.len() >= 9);
+    for case in cases {
+        let id = case["id"].as_str().unwrap();
+        let env: Envelope = serde_json::from_value(case["envelope"].clone()).unwrap();
+        let body = dsse::decode_b64(&env.payload).unwrap();
+        let pae = dsse::pae(&env.payload_type, &body);
+        // The vector's PAE is over the type the signer used; for the swapped case that is
+        // not the envelope's claim, and the PAE must differ.
+        if case["expect"] == "accept" {
+            assert_eq!(hex(&pae), case["pae"].as_str().unwrap(), "{id}: PAE");
+        }
+        let trusted: Vec<PublicKey> = case["trustedKeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| key(k.as_str().unwrap()))
+            .collect();
+        let types: Vec<&str> = case["supportedPayloadTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let threshold = case["threshold"].as_u64().unwrap() as usize;
+        let got = dsse::verify(&env, &trusted, threshold, &types);
+        match case["expect"].as_str().unwrap() {
+            "accept" => assert_eq!(got, Ok(body), "{id}"),
+            _ => assert!(got.is_err(), "{id}: accepted"),
+        }
+    }
+}
+
+#[test]
+fn signed_checkpoints_and_receipts_round_trip_and_reject_other_keys_or_roots() {
+    let log = SigningKey::generate().unwrap();
+    let leaves: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 3]).collect();
+    let hashes: Vec<_> = leaves.iter().map(|l| crate::merkle::leaf_hash(l)).collect();
+    let cp = Checkpoint {
+        origin: "vireo/test".into(),
+        size: 5,
+        root: crate::merkle::root(&hashes),
+    };
+    let note = cp.sign(&log);
+    assert!(note.starts_with("vireo/test\n5\n"));
+    assert!(note.contains("\n\n\u{2014} vireo/test "));
+    assert_eq!(
+        Checkpoint::open(&note, "vireo/test", log.public()),
+        Ok(cp.clone())
+    );
+
+    let other = SigningKey::generate().unwrap();
+    assert!(matches!(
+        Checkpoint::open(&note, "vireo/test", other.public()),
+        Err(NoteError::Unsigned(_))
+    ));
+    let altered = note.replacen(&dsse::b64(&cp.root), &dsse::b64(&[7u8; 32]), 1);
+    assert!(matches!(
+        Checkpoint::open(&altered, "vireo/test", log.public()),
+        Err(NoteError::BadSignature(_))
+    ));
+    assert!(Checkpoint::open(&note, "vireo/other", log.public()).is_err());
+
+    let receipt = Receipt {
+        index: 3,
+        proof: crate::merkle::inclusion_proof(&hashes, 3).unwrap(),
+        checkpoint: note.clone(),
+    };
+    let text = receipt.to_text();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nindex 3\n"));
+    let parsed = Receipt::parse(&text).unwrap();
+    assert_eq!(parsed, receipt);
+    assert_eq!(
+        parsed.verify(&leaves[3], "vireo/test", log.public()),
+        Ok(cp)
+    );
+    assert!(parsed
+        .verify(&leaves[2], "vireo/test", log.public())
+        .is_err());
+    let mut bad = parsed.clone();
+    bad.proof[0][0] ^= 1;
+    assert!(bad.verify(&leaves[3], "vireo/test", log.public()).is_err());
+}
+
+const TEMPLATE: &str = r#"
+apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: { name: canary-slo }
+spec:
+  metrics:
+    - name: success-rate
+      interval: 10s
+      count: 3
+      successCondition: result >= 0.99
+      provider: { proxy: { metric: success-rate, window: 1m } }
+"#;
+
+fn planned() -> Vec<PlannedMetric> {
+    let t = AnalysisTemplate::parse(TEMPLATE).unwrap();
+    vec![PlannedMetric {
+        template: "canary-slo".into(),
+        dry_run: false,
+        metric: t.spec.metrics[0].clone(),
+    }]
+}
+
+fn run_view(run: u64, values: &[f64]) -> RunView {
+    let metric = &planned()[0].metric;
+    let measurements: Vec<Measurement> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Measurement {
+            at_ms: 1_000 + i as u64,
+            phase: metric.assess(Ok(&Measured::Scalar(*v))).0,
+            value: Some(Measured::Scalar(*v)),
+            message: None,
+        })
+        .collect();
+    let phases: Vec<MeasurementPhase> = measurements.iter().map(|m| m.phase).collect();
+    let phase = metric.phase(&phases);
+    RunView {
+        run,
+        step: 2,
+        phase,
+        started_ms: 1_000,
+        finished_ms: Some(2_000),
+        message: String::new(),
+        metrics: vec![MetricView {
+            name: "success-rate".into(),
+            phase,
+            dry_run: false,
+            measurements,
+        }],
+    }
+}
+
+/// A store that has sealed a whole rollout: gate, checkpoints, one analysis verdict.
+fn sealed_store(tag: &str) -> Store {
+    let dir = std::env::temp_dir().join(format!("vireo-evidence-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let signer = Signer::open(&dir, None).unwrap();
+    let mut store = Store::open(&dir)
+        .unwrap()
+        .with_signer(std::sync::Arc::new(signer));
+    let spec = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+    let mut now: Millis = 1_000;
+    let mut pending: std::collections::VecDeque<Input> = store
+        .create_rollout(&spec, now)
+        .unwrap()
+        .iter()
+        .filter_map(answer)
+        .collect();
+    let mut promoted = false;
+    for _ in 0..100 {
+        let Some(input) = pending.pop_front().or_else(|| {
+            // Settled in the one-hour pause: skip it (once), as `vireo rollout promote` would.
+            (!std::mem::replace(&mut promoted, true)).then_some(Input::Action(Action::Promote))
+        }) else {
+            break;
+        };
+        now += 10;
+        if let Input::AnalysisCompleted { run, .. } = &input {
+            store
+                .record_analysis(
+                    "checkout",
+                    1,
+                    &planned(),
+                    &run_view(*run, &[1.0, 0.995, 1.0]),
+                    now,
+                )
+                .unwrap();
+        }
+        let fx = store.apply("checkout", now, input).unwrap().unwrap();
+        pending.extend(fx.iter().filter_map(answer));
+    }
+    assert_eq!(
+        store.rollout("checkout").unwrap().unwrap().state.phase,
+        crate::rollout::Phase::Completed
+    );
+    store
+}
+
+fn answer(e: &Effect) -> Option<Input> {
+    match e {
+        Effect::MaterializeInputs => Some(Input::InputsMaterialized),
+        Effect::EvaluateGate => Some(Input::GateEvaluated {
+            passed: true,
+            needs_approval: false,
+            reason: "no gate configured".into(),
+        }),
+        Effect::SetCanaryWeight(w) => Some(Input::WeightApplied { weight: *w }),
+        Effect::StartAnalysis { run, .. } => Some(Input::AnalysisCompleted {
+            run: *run,
+            verdict: Verdict::Successful,
+            message: String::new(),
+        }),
+        _ => None,
+    }
+}
+
+fn exported(store: &Store) -> (Files, Trust) {
+    let (files, generation, origin, rollout) = store.evidence_files("checkout").unwrap();
+    let mut out = Vec::new();
+    bundle::write(files, &rollout, generation, &origin, &mut out).unwrap();
+    let signer = store.signer().unwrap();
+    let trust = Trust {
+        signing: Some(*signer.signing.public()),
+        log: Some(*signer.log.public()),
+    };
+    (bundle::read(out.as_slice()).unwrap(), trust)
+}
+
+/// Rewrites the manifest to the files as they are, so that only the deeper checks can object.
+fn remanifest(files: &mut Files) {
+    let m: bundle::Manifest = serde_json::from_slice(&files[bundle::MANIFEST]).unwrap();
+    files.remove(bundle::MANIFEST);
+    let mut out = Vec::new();
+    bundle::write(files.clone(), &m.rollout, m.generation, &m.origin, &mut out).unwrap();
+    *files = bundle::read(out.as_slice()).unwrap();
+}
+
+fn failure(report: &bundle::Report) -> String {
+    let f = report.first_failure().expect("verification failed");
+    format!("{}: {}", f.check, f.detail)
+}
+
+#[test]
+fn an_exported_bundle_verifies_and_every_flipped_byte_fails_naming_the_file() {
+    let store = sealed_store("tamper");
+    let (files, trust) = exported(&store);
+    let report = bundle::verify(&files, &trust);
+    assert!(report.ok(), "{report:?}");
+    // The bundle's own keys work too (when the verifier has none pinned).
+    assert!(bundle::verify(&files, &Trust::default()).ok());
+    for kind in [
+        "manifest.json",
+        "timeline.json",
+        "checkpoint",
+        "keys/signing.pub",
+        "keys/log.pub",
+        "envelopes/",
+        "receipts/",
+        "inputs/",
+    ] {
+        let path = files.keys().find(|p| p.starts_with(kind)).unwrap().clone();
+        for at in [0, files[&path].len() / 2, files[&path].len() - 2] {
+            let mut bad = files.clone();
+            bad.get_mut(&path).unwrap()[at] ^= 0x01;
+            let report = bundle::verify(&bad, &trust);
+            assert!(!report.ok(), "{path} byte {at} flipped still verifies");
+            assert!(
+                failure(&report).contains(&path),
+                "{path}: {}",
+                failure(&report)
+            );
+        }
+    }
+}
+
+#[test]
+fn reordered_dropped_or_duplicated_checkpoints_break_the_chain() {
+    let store = sealed_store("chain");
+    let (files, trust) = exported(&store);
+    let checkpoints: Vec<String> = files
+        .keys()
+        .filter(|p| p.starts_with("envelopes/") && !p.contains("analysis") && !p.contains("vsa"))
+        .cloned()
+        .collect();
+    assert!(checkpoints.len() >= 5, "{checkpoints:?}");
+    let receipt = |p: &str| {
+        p.replace("envelopes/", "receipts/")
+            .replace(".dsse.json", ".tlog-proof")
+    };
+    let (a, b) = (&checkpoints[1], &checkpoints[2]);
+
+    let mut swapped = files.clone();
+    for (x, y) in [(a.clone(), b.clone()), (receipt(a), receipt(b))] {
+        let (vx, vy) = (swapped[&x].clone(), swapped[&y].clone());
+        swapped.insert(x, vy);
+        swapped.insert(y, vx);
+    }
+    remanifest(&mut swapped);
+    let r = bundle::verify(&swapped, &trust);
+    assert!(
+        failure(&r).starts_with("checkpoint chain"),
+        "{}",
+        failure(&r)
+    );
+
+    let mut dropped = files.clone();
+    dropped.remove(a);
+    dropped.remove(&receipt(a));
+    remanifest(&mut dropped);
+    let r = bundle::verify(&dropped, &trust);
+    assert!(
+        failure(&r).starts_with("checkpoint chain"),
+        "{}",
+        failure(&r)
+    );
+
+    let mut duplicated = files.clone();
+    let last = checkpoints.last().unwrap();
+    let copy = last.replace("envelopes/", "envelopes/999-");
+    duplicated.insert(copy.clone(), files[a].clone());
+    duplicated.insert(receipt(&copy), files[&receipt(a)].clone());
+    remanifest(&mut duplicated);
+    let r = bundle::verify(&duplicated, &trust);
+    assert!(
+        failure(&r).starts_with("checkpoint chain"),
+        "{}",
+        failure(&r)
+    );
+}
+
+#[test]
+fn recorded_verdicts_replay_to_match_and_an_altered_input_is_named() {
+    let store = sealed_store("replay");
+    let decisions = store.decisions().unwrap();
+    assert!(decisions.iter().any(|(id, _)| id == "checkout.g1.gate"));
+    assert!(decisions
+        .iter()
+        .any(|(id, _)| id == "checkout.g1.analysis-1"));
+    for (id, statement) in &decisions {
+        let o = replay::replay_statement(statement).unwrap();
+        assert!(o.matched(), "{id}: {o:?}");
+    }
+    let (_, analysis) = decisions
+        .iter()
+        .find(|(id, _)| id.contains("analysis"))
+        .unwrap();
+    let mut record: AnalysisRecord = serde_json::from_value(analysis["predicate"].clone()).unwrap();
+    assert_eq!(record.phase, RunPhase::Successful);
+    record.metrics[0].measurements[1].value = Some(Measured::Scalar(0.5));
+    let o = replay::replay_analysis(&record);
+    assert_eq!(o.result, "mismatch");
+    assert!(
+        o.differences[0].starts_with("metrics[0].measurements[1].phase: recorded Successful"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn the_log_serves_consistency_between_checkpoints() {
+    let store = sealed_store("consistency");
+    let size = Checkpoint::parse(&store.log_checkpoint().unwrap())
+        .unwrap()
+        .size;
+    assert!(size >= 8, "{size}");
+    let (root1, root2, proof) = store.log_consistency(3, size).unwrap().unwrap();
+    crate::merkle::verify_consistency(3, size, &proof, &root1, &root2).unwrap();
+    assert!(store.log_consistency(0, 3).unwrap().is_none());
+    assert!(store.log_consistency(5, size + 1).unwrap().is_none());
+    let (entry, receipt) = store.log_entry(2).unwrap().unwrap();
+    let signer = store.signer().unwrap();
+    receipt
+        .verify(&entry.entry, &signer.origin, signer.log.public())
+        .unwrap();
+}
