@@ -18,3 +18,25 @@ spec:
         - analysis: { templates: [ { templateName: canary-slo } ] }
         - setWeight: 50
 "#;
+
+/// Answers an effect the way a driver with a healthy fleet would: inputs materialize, the gate
+/// passes, every weight applies, every analysis succeeds, the canary drains.
+pub fn answer(e: &crate::rollout::Effect) -> Option<crate::rollout::Input> {
+    use crate::rollout::{Effect, Input, Verdict};
+    match e {
+        Effect::MaterializeInputs => Some(Input::InputsMaterialized),
+        Effect::EvaluateGate => Some(Input::GateEvaluated {
+            passed: true,
+            needs_approval: false,
+            reason: "ok".into(),
+        }),
+        Effect::SetCanaryWeight(w) => Some(Input::WeightApplied { weight: *w }),
+        Effect::StartAnalysis { run, .. } => Some(Input::AnalysisCompleted {
+            run: *run,
+            verdict: Verdict::Successful,
+            message: String::new(),
+        }),
+        Effect::WatchDrain => Some(Input::CanaryDrained),
+        _ => None,
+    }
+}

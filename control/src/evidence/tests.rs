@@ -11,9 +11,10 @@ use super::note::{Checkpoint, NoteError, Receipt};
 use super::replay::{self, AnalysisRecord};
 use super::*;
 use crate::analysis::{AnalysisTemplate, MeasurementPhase, RunPhase, Value as Measured};
-use crate::rollout::{Action, Effect, Input, Millis, Verdict};
+use crate::rollout::{Action, Input, Millis};
 use crate::runner::{Measurement, MetricView, RunView};
 use crate::store::Store;
+use crate::testdata::answer;
 
 fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
@@ -214,24 +215,6 @@ fn sealed_store(tag: &str) -> Store {
         crate::rollout::Phase::Completed
     );
     store
-}
-
-fn answer(e: &Effect) -> Option<Input> {
-    match e {
-        Effect::MaterializeInputs => Some(Input::InputsMaterialized),
-        Effect::EvaluateGate => Some(Input::GateEvaluated {
-            passed: true,
-            needs_approval: false,
-            reason: "no gate configured".into(),
-        }),
-        Effect::SetCanaryWeight(w) => Some(Input::WeightApplied { weight: *w }),
-        Effect::StartAnalysis { run, .. } => Some(Input::AnalysisCompleted {
-            run: *run,
-            verdict: Verdict::Successful,
-            message: String::new(),
-        }),
-        _ => None,
-    }
 }
 
 fn exported(store: &Store) -> (Files, Trust) {

@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::rollout::{replay, Action, Verdict};
+use crate::rollout::{replay, Action};
 
-use crate::testdata::ROLLOUT;
+use crate::testdata::{answer, ROLLOUT};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vireo-store-{tag}-{}", std::process::id()));
@@ -24,25 +24,6 @@ fn drive(store: &mut Store, now: &mut Millis, effects: Vec<Effect>) {
         pending.extend(fx.iter().filter_map(answer));
     }
     panic!("did not settle");
-}
-
-fn answer(e: &Effect) -> Option<Input> {
-    match e {
-        Effect::MaterializeInputs => Some(Input::InputsMaterialized),
-        Effect::EvaluateGate => Some(Input::GateEvaluated {
-            passed: true,
-            needs_approval: false,
-            reason: "ok".into(),
-        }),
-        Effect::SetCanaryWeight(w) => Some(Input::WeightApplied { weight: *w }),
-        Effect::StartAnalysis { run, .. } => Some(Input::AnalysisCompleted {
-            run: *run,
-            verdict: Verdict::Successful,
-            message: String::new(),
-        }),
-        Effect::WatchDrain => Some(Input::CanaryDrained),
-        _ => None,
-    }
 }
 
 #[test]
