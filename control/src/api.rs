@@ -46,6 +46,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/log/entries/{index}", get(log_entry))
         .route("/api/v1/log/consistency", get(log_consistency))
         .route("/api/v1/replays", post(replay).get(replays))
+        .route("/api/v1/attestations", post(upload_attestation))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
 }
@@ -205,9 +206,10 @@ async fn act(
         ("abort", _) => Action::Abort,
         ("retry", _) => Action::Retry,
         ("approve", _) => Action::Approve,
+        ("rollback", _) => Action::Rollback,
         (other, _) => {
             return ApiError::NotFound(format!(
-            "no action {other:?}: use pause, resume, promote (?full=true), abort, retry or approve"
+            "no action {other:?}: use pause, resume, promote (?full=true), abort, retry, approve or rollback"
         ))
             .into_response()
         }
@@ -406,6 +408,40 @@ async fn replay(State(h): State<Handle>, body: Bytes) -> Response {
         .await;
     match outcome {
         Ok(o) => Json(o).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/v1/attestations`: a DSSE envelope carrying SLSA Provenance v1 for an image
+/// (what `vireo attest provenance` writes). It is logged and filed under its subjects'
+/// digests; the gate judges its signature and builder. 201 when new, 200 when already on file.
+async fn upload_attestation(State(h): State<Handle>, body: Bytes) -> Response {
+    let envelope: crate::evidence::dsse::Envelope = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return bad_request(format!(
+                "expected a DSSE envelope {{payload, payloadType, signatures}}: {e}"
+            ))
+        }
+    };
+    let result = h
+        .with_store(move |store| Ok(store.put_attestation(&envelope, crate::driver::now_ms())?))
+        .await;
+    match result {
+        Ok(Ok(filed)) => (
+            if filed.new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            Json(serde_json::json!({
+                "logIndex": filed.log_index,
+                "subjects": filed.subjects.iter().map(|d| format!("sha256:{d}")).collect::<Vec<_>>(),
+                "new": filed.new,
+            })),
+        )
+            .into_response(),
+        Ok(Err(reason)) => bad_request(format!("not SLSA provenance: {reason}")),
         Err(e) => e.into_response(),
     }
 }

@@ -13,7 +13,15 @@
 //! SLO windows do not go below 2 s (the proxy counts in 1-second slots).
 //!
 //! `--scenario faulty` makes the canary fail about 20 % of requests and answer in 100–400 ms,
-//! so the first analysis fails and the abort path runs. `--once` exits when the rollout ends
+//! so the first analysis fails and the abort path runs. `--scenario regress` keeps the canary
+//! healthy until it holds 100 %, then degrades it the same way: the post-deploy verification
+//! fails and the rollback envelope is replayed (traffic back to v1, the down-migration, the
+//! flag), with its RTO and round trip in the summary.
+//!
+//! Evidence: the demo is its own release pipeline. It makes a builder key, trusts it in the
+//! control plane's provenance gate, attests the canary image (SLSA provenance over this build's
+//! Cargo.lock) and uploads it before applying the rollout; at the end it exports the bundle,
+//! verifies it offline and replays every decision. `--once` exits when the rollout ends
 //! (0 completed, 2 aborted, 1 error) with a JSON summary as the last line of stdout.
 //!
 //! The canary is the demo's one managed workload ([`DemoWorkloads`]): the abort stops it.
@@ -43,6 +51,10 @@ use crate::spec::{Rollout, Workload};
 use crate::workload::Workloads;
 
 pub const ROLLOUT: &str = "checkout";
+/// The demo's builder (`runDetails.builder.id`), the one its provenance gate allows.
+pub const BUILDER_ID: &str = "https://vireo.dev/demo/builder";
+/// The lockfile of this build: the demo's provenance pins every crate in it.
+const LOCKFILE: &str = include_str!("../../Cargo.lock");
 /// `deploy/prometheus/`: what `--prometheus` runs with, so the shipped files are the tested ones.
 const PROMETHEUS_TEMPLATE: &str = include_str!("../../deploy/prometheus/analysis-template.yaml");
 const PROMETHEUS_RULES: &str = include_str!("../../deploy/prometheus/rules.yml");
@@ -54,6 +66,14 @@ const PAUSE_BETWEEN_REQUESTS: Duration = Duration::from_millis(20);
 pub enum Scenario {
     Healthy,
     Faulty,
+    /// Healthy until 100 %, then faulty: post-deploy verification fails, rollback replays.
+    Regress,
+}
+
+/// The demo's images, by digest (there is no registry: the digest names the version).
+pub fn image(version: &str) -> String {
+    let digest = crate::evidence::sha256_hex(format!("vireo demo checkout {version}").as_bytes());
+    format!("demo.vireo.dev/checkout@sha256:{digest}")
 }
 
 #[derive(Debug, Clone)]
@@ -91,20 +111,39 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let admin_addr = free_port_like(4191)?;
 
     // The two versions of the service.
-    let faulty = opts.scenario == Scenario::Faulty;
+    let faulty = Arc::new(AtomicBool::new(opts.scenario == Scenario::Faulty));
     let stable = spawn_backend(std::net::TcpListener::bind("127.0.0.1:0")?, "v1", false)?;
     let canary_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let canary_addr = canary_listener.local_addr()?;
     let workloads = Arc::new(DemoWorkloads {
-        canary: Mutex::new(Some(spawn_backend(canary_listener, "v2", faulty)?)),
+        canary: Mutex::new(Some(spawn_backend_with(
+            canary_listener,
+            "v2",
+            faulty.clone(),
+        )?)),
         addr: canary_addr,
-        faulty,
+        faulty: faulty.clone(),
     });
+
+    // The release pipeline's builder: its key is what the provenance gate trusts.
+    let builder_pem = data_dir.join("keys/builder.pem");
+    let (builder, _) = crate::evidence::keys::SigningKey::load_or_create(&builder_pem)?;
 
     // The control plane.
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
-    let handle =
-        crate::serve::start(listener, &data_dir, workloads.clone(), Vec::new(), None).await?;
+    let handle = crate::serve::start(
+        listener,
+        &data_dir,
+        workloads.clone(),
+        crate::serve::Options {
+            provenance: Some(crate::serve::TrustConfig {
+                trusted_keys: vec![builder_pem.with_extension("pub")],
+                builders: vec![BUILDER_ID.into()],
+            }),
+            ..Default::default()
+        },
+    )
+    .await?;
     let control_url = format!("http://{api_addr}");
 
     // The proxy, in a thread of its own (pingora runs its own runtimes).
@@ -165,9 +204,30 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     }
 
     // The recipe.
-    let (template, rollout) = recipe(speed, stable.addr, canary_addr, prometheus_url.as_deref());
+    let (template, rollout) = recipe(
+        speed,
+        stable.addr,
+        canary_addr,
+        prometheus_url.as_deref(),
+        opts.scenario,
+        &data_dir,
+    );
     std::fs::write(data_dir.join("analysis-template.yaml"), &template)?;
     std::fs::write(data_dir.join("rollout.yaml"), &rollout)?;
+    let provenance = attest_canary(&builder, &data_dir)?;
+    let attested = handle
+        .with_store(move |store| {
+            store
+                .put_attestation(&provenance, crate::driver::now_ms())?
+                .map_err(crate::driver::ApiError::Internal)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("uploading the canary's provenance: {e}"))?;
+    eprintln!(
+        "  provenance: canary image attested by {BUILDER_ID} (log entry {}; {}/provenance.dsse.json)",
+        attested.log_index,
+        data_dir.display()
+    );
     handle
         .apply_template(AnalysisTemplate::parse(&template).map_err(|e| anyhow::anyhow!("{e}"))?)
         .await
@@ -200,7 +260,16 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         view.show(&v, &handle, &traffic, started);
         let s = &v.status;
-        let done = s.phase.is_terminal() && (!s.phase.is_backing_out() || s.drain_ms.is_some());
+        if opts.scenario == Scenario::Regress && s.canary_weight == 100 {
+            faulty.store(true, Ordering::Relaxed); // the release regresses once it has it all
+        }
+        let replayed = s
+            .rollback
+            .as_ref()
+            .is_none_or(|r| r.round_trip_ms.is_some());
+        let done = s.phase.is_terminal()
+            && (!s.phase.is_backing_out() || s.drain_ms.is_some())
+            && replayed;
         if done {
             break v;
         }
@@ -242,13 +311,46 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     Ok(summary.exit_code())
 }
 
+/// SLSA provenance for the demo's canary image, signed by the demo's builder, also written to
+/// `<data-dir>/provenance.dsse.json` (what `vireo attest provenance` would write).
+fn attest_canary(
+    builder: &crate::evidence::keys::SigningKey,
+    data_dir: &Path,
+) -> anyhow::Result<crate::evidence::dsse::Envelope> {
+    use crate::evidence::{canonical, dsse, provenance};
+    let image = image("v2");
+    let (name, digest) =
+        provenance::image_digest(&image).context("the demo image is referenced by digest")?;
+    let now = crate::driver::now_ms();
+    let statement = provenance::statement_for(&provenance::BuildFacts {
+        image_name: name,
+        image_digest: digest,
+        git_commit: &crate::evidence::sha256_hex(LOCKFILE.as_bytes())[..40],
+        repository: "https://vireo.dev/demo/checkout",
+        builder_id: BUILDER_ID,
+        lockfile: ("Cargo.lock", LOCKFILE),
+        started_ms: now,
+        finished_ms: now,
+    })
+    .map_err(anyhow::Error::msg)?;
+    let envelope = dsse::sign(dsse::IN_TOTO, &canonical(&statement)?, builder);
+    std::fs::write(
+        data_dir.join("provenance.dsse.json"),
+        serde_json::to_vec_pretty(&envelope)?,
+    )?;
+    Ok(envelope)
+}
+
 /// The default recipe's template and rollout (YAML, also written to the data dir), durations
-/// divided by `speed`.
+/// divided by `speed`. The rollout's rollback appends to `<data_dir>/down-migrations.log`;
+/// `regress` adds a post-deploy verification (the same analysis, at 100 %).
 pub fn recipe(
     speed: u32,
     stable: SocketAddr,
     canary: SocketAddr,
     prometheus: Option<&str>,
+    scenario: Scenario,
+    data_dir: &Path,
 ) -> (String, String) {
     // Prometheus sees the proxy once a second (scrape, then rule evaluation): with it, pauses
     // stay at least 5 s and intervals 2 s, or every measurement would find no data yet.
@@ -311,7 +413,22 @@ spec:
         "        - setWeight: 100\n        - pause: {{ duration: {} }}\n",
         d(180)
     ));
-    let rollout = rollout_yaml(ROLLOUT, stable, canary, &steps);
+    if scenario == Scenario::Regress {
+        steps.push_str(&format!(
+            "      postDeployVerify: {{ templates: [ {{ templateName: {name} }} ] }}\n"
+        ));
+    }
+    // YAML single quotes: only `'` needs escaping (doubled). The shell sees a double-quoted
+    // path.
+    let log = data_dir.join("down-migrations.log").display().to_string();
+    let command = format!(
+        "echo \"$(date -u +%FT%TZ) down-migration of $VIREO_ROLLOUT generation $VIREO_GENERATION\" >> \"{log}\""
+    )
+    .replace('\'', "''");
+    let rollout = format!(
+        "{}  rollback:\n    downMigration: {{ command: '{command}' }}\n    flag: {{ key: checkout-v2, disable: {{ value: false }} }}\n",
+        rollout_yaml(ROLLOUT, stable, canary, &steps)
+    );
     (template, rollout)
 }
 
@@ -324,13 +441,15 @@ kind: Rollout
 metadata: {{ name: {name} }}
 spec:
   route: {name}
-  stable: {{ version: v1, addrs: [\"{stable}\"] }}
-  canary: {{ version: v2, addrs: [\"{canary}\"] }}
+  stable: {{ version: v1, image: \"{stable_image}\", addrs: [\"{stable}\"] }}
+  canary: {{ version: v2, image: \"{canary_image}\", addrs: [\"{canary}\"] }}
   split: {{ key: {{ header: x-user-id }}, buckets: 100 }}
   strategy:
     canary:
       steps:
-{steps}"
+{steps}",
+        stable_image = image("v1"),
+        canary_image = image("v2"),
     )
 }
 
@@ -496,6 +615,15 @@ pub fn spawn_backend(
     version: &'static str,
     faulty: bool,
 ) -> std::io::Result<Backend> {
+    spawn_backend_with(listener, version, Arc::new(AtomicBool::new(faulty)))
+}
+
+/// [`spawn_backend`], faulty while `faulty` is set (it can change while it runs).
+pub fn spawn_backend_with(
+    listener: std::net::TcpListener,
+    version: &'static str,
+    faulty: Arc<AtomicBool>,
+) -> std::io::Result<Backend> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -507,8 +635,11 @@ pub fn spawn_backend(
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
+                    let faulty = faulty.clone();
                     conns.spawn(async move {
-                        let svc = service_fn(move |_req| answer(version, faulty));
+                        let svc = service_fn(move |_req| {
+                            answer(version, faulty.load(Ordering::Relaxed))
+                        });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
@@ -545,7 +676,7 @@ async fn answer(
 pub struct DemoWorkloads {
     canary: Mutex<Option<Backend>>,
     addr: SocketAddr,
-    faulty: bool,
+    faulty: Arc<AtomicBool>,
 }
 
 impl Workloads for DemoWorkloads {
@@ -553,7 +684,8 @@ impl Workloads for DemoWorkloads {
         let mut canary = self.canary.lock().unwrap_or_else(|e| e.into_inner());
         if canary.is_none() {
             let l = std::net::TcpListener::bind(self.addr).map_err(|e| e.to_string())?;
-            *canary = Some(spawn_backend(l, "v2", self.faulty).map_err(|e| e.to_string())?);
+            *canary =
+                Some(spawn_backend_with(l, "v2", self.faulty.clone()).map_err(|e| e.to_string())?);
         }
         Ok(())
     }
@@ -777,6 +909,7 @@ struct Summary {
     elapsed: Duration,
     peak_rss_mb: Option<f64>,
     evidence: Option<Evidence>,
+    rollback: Option<crate::driver::RollbackView>,
 }
 
 /// The demo's last act: the bundle exported, verified offline, every verdict replayed.
@@ -875,6 +1008,7 @@ impl Summary {
             elapsed,
             peak_rss_mb: peak_rss_mb(),
             evidence: None,
+            rollback: s.rollback.clone(),
         }
     }
 
@@ -922,6 +1056,27 @@ impl Summary {
                 "  requests served by the canary in the second after the abort: {n}\n"
             ));
         }
+        if let Some(r) = &self.rollback {
+            let ms = |t: Option<u64>| t.map_or("?".into(), |t| format!("{t} ms"));
+            use crate::rollout::Migration;
+            out.push_str(&format!(
+                "  rollback envelope: {}; RTO (decision → every proxy on v1) {}; round trip {}; down-migration {}\n",
+                match &r.verified {
+                    Some(Ok(())) => "verified".to_string(),
+                    Some(Err(e)) => format!("REFUSED ({e})"),
+                    None => "not checked".to_string(),
+                },
+                ms(r.rto_ms),
+                ms(r.round_trip_ms),
+                match &r.migration {
+                    Migration::Finished { ok, detail, .. } => {
+                        format!("{} ({detail})", if *ok { "ok" } else { "FAILED" })
+                    }
+                    Migration::Skipped(why) => format!("skipped ({why})"),
+                    other => format!("{other:?}"),
+                },
+            ));
+        }
         if let Some(e) = &self.evidence {
             out.push_str(&format!(
                 "  evidence: {} — vireo verify: {} in {:.1} ms ({} envelopes); {} decisions replayed, {} match\n",
@@ -966,6 +1121,16 @@ impl Summary {
         if let Some(r) = self.peak_rss_mb {
             j["peak_rss_mb"] = r.into();
         }
+        if let Some(r) = &self.rollback {
+            j["rollback_verified"] = matches!(r.verified, Some(Ok(()))).into();
+            j["rollback_rto_ms"] = r.rto_ms.into();
+            j["rollback_round_trip_ms"] = r.round_trip_ms.into();
+            j["rollback_migration_ok"] = matches!(
+                r.migration,
+                crate::rollout::Migration::Finished { ok: true, .. }
+            )
+            .into();
+        }
         if let Some(e) = &self.evidence {
             j["bundle"] = e.bundle.display().to_string().into();
             j["verified"] = e.report.ok().into();
@@ -993,7 +1158,7 @@ mod tests {
     fn the_recipe_parses_and_scales() {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         for speed in [1, 12, 60] {
-            let (t, r) = recipe(speed, a, a, None);
+            let (t, r) = recipe(speed, a, a, None, Scenario::Healthy, Path::new("/tmp/x"));
             let t = AnalysisTemplate::parse(&t).unwrap();
             let r = Rollout::parse(&r).unwrap();
             assert_eq!(r.steps().len(), 11);

@@ -13,9 +13,13 @@
 //! - `StartAnalysis` spawns a [`runner`] task; its verdict comes back as `AnalysisCompleted`;
 //! - an aborted rollout is watched until no proxy reports the canary in flight
 //!   (`CanaryDrained`); `StopCanary` / `ForceCloseCanary` go to [`Workloads`];
-//! - `MaterializeInputs` starts the canary workload; `EvaluateGate` applies the approval
-//!   policy (annotation `vireo.dev/approval: required`; signed-provenance gates come with the
-//!   evidence work);
+//! - `MaterializeInputs` starts the canary workload; `EvaluateGate` checks the canary's SLSA
+//!   provenance (when a trust config is set), then the schedule and the approval policy
+//!   (annotation `vireo.dev/approval: required`);
+//! - `ArmRollback` is answered at once (the store seals the envelope with `RollbackArmed`);
+//!   `VerifyRollback` checks the logged envelope; `RunDownMigration` runs its command as a
+//!   child process (`sh -c`, bounded by [`MIGRATION_TIMEOUT`]) and reports when it exits;
+//!   `DisableFlag` is a no-op hook until the flag store exists;
 //! - timed steps and the abort deadline come back as `Tick` at [`RolloutState::next_deadline`].
 //!
 //! Effects that lead straight to another input (materialize, gate) queue it; the queue is
@@ -37,6 +41,7 @@ use vireo_proxy::config::Route;
 use vireo_proxy::watch::{ConfigUpdate, StatusReport};
 
 use crate::analysis::AnalysisTemplate;
+use crate::evidence::provenance::ProvenanceFacts;
 use crate::evidence::PlannedMetric;
 use crate::fleet::Fleet;
 use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
@@ -131,6 +136,9 @@ pub struct Status {
     pub drain_ms: Option<Millis>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub drain_forced: bool,
+    /// The rollback envelope's replay, once a rollback was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackView>,
     pub analysis_runs: Vec<RunView>,
     /// Proxies refusing the newest table (a rollout waiting on them is stuck until fixed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -140,6 +148,22 @@ pub struct Status {
     pub schedule: Option<serde_json::Value>,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+}
+
+/// How a rollback went: RTO = decision → every proxy on the previous version; round trip =
+/// decision → envelope fully replayed (migration and flag included).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackView {
+    pub reason: String,
+    pub verified: Option<Result<(), String>>,
+    pub migration: crate::rollout::Migration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto_ms: Option<Millis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trip_ms: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -196,6 +220,13 @@ enum Command {
         seq: u64,
         note: String,
         passed: Option<bool>,
+    },
+    /// A rollback's down-migration command ended.
+    Migration {
+        rollout: String,
+        generation: u64,
+        ok: bool,
+        detail: String,
     },
 }
 
@@ -286,6 +317,10 @@ struct Live {
     gate_note: Option<String>,
     /// Numbers gate tasks, so a stale task's message (before a retry) is not taken.
     gate_seq: u64,
+    /// The provenance facts of a gate that passed them and waits on its schedule.
+    gate_provenance: Option<Box<ProvenanceFacts>>,
+    /// The running down-migration (dropping it kills the command).
+    migration: Option<AbortOnDrop>,
     /// SLO windows its analysis steps measure over (see [`proxy_windows`]).
     windows: Vec<u64>,
 }
@@ -318,11 +353,23 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The provenance gate's trust: keys (SPKI PEM) and the builder allow-list.
+#[derive(Debug, Clone, Default)]
+pub struct ProvenanceTrust {
+    pub keys_pem: Vec<String>,
+    pub builders: Vec<String>,
+}
+
+/// How long a rollback's down-migration may run before it is killed and reported failed.
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
+
 pub struct Driver {
     store: Store,
     shared: Arc<Shared>,
     workloads: Arc<dyn Workloads>,
     static_routes: Vec<Route>,
+    /// `None`: no provenance is required at the gate.
+    trust: Option<ProvenanceTrust>,
     live: BTreeMap<String, Live>,
     queue: VecDeque<(String, Input)>,
     dirty: bool,
@@ -343,6 +390,7 @@ impl Driver {
         store: Store,
         workloads: Arc<dyn Workloads>,
         static_routes: Vec<Route>,
+        trust: Option<ProvenanceTrust>,
     ) -> Result<Handle, StoreError> {
         let (tx, rx) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
@@ -355,6 +403,7 @@ impl Driver {
             shared: shared.clone(),
             workloads,
             static_routes,
+            trust,
             live: BTreeMap::new(),
             queue: VecDeque::new(),
             dirty: true,
@@ -471,6 +520,20 @@ impl Driver {
                 note,
                 passed,
             } => self.gate_progress(&rollout, seq, note, passed),
+            Command::Migration {
+                rollout,
+                generation,
+                ok,
+                detail,
+            } => {
+                if let Some(l) = self.live.get_mut(&rollout) {
+                    if l.stored.generation == generation {
+                        l.migration = None;
+                        self.queue
+                            .push_back((rollout, Input::MigrationFinished { ok, detail }));
+                    }
+                }
+            }
         }
     }
 
@@ -624,14 +687,7 @@ impl Driver {
                     self.queue
                         .push_back((name.to_string(), Input::InputsMaterialized));
                 }
-                Effect::EvaluateGate => match self.store.schedule(name) {
-                    Ok(Some(schedule)) => self.start_gate(name, schedule),
-                    Ok(None) => {
-                        self.queue
-                            .push_back((name.to_string(), gate_input(spec, true, None)));
-                    }
-                    Err(e) => tracing::error!(rollout = %name, "cannot read the schedule: {e}"),
-                },
+                Effect::EvaluateGate => self.evaluate_gate(name),
                 Effect::SetCanaryWeight(w) => {
                     live.route = RouteState::Weight(w);
                     live.awaiting = Some((w, None));
@@ -661,7 +717,163 @@ impl Driver {
                         tracing::warn!(rollout = %name, "canary stop: {e}");
                     }
                 }
+                // The store seals the envelope in the transaction of this input.
+                Effect::ArmRollback => self
+                    .queue
+                    .push_back((name.to_string(), Input::RollbackArmed)),
+                Effect::VerifyRollback => {
+                    let problem = self.rollback_plan(name).err();
+                    if let Some(p) = &problem {
+                        tracing::error!(rollout = %name, "rollback envelope refused: {p}");
+                    }
+                    self.queue
+                        .push_back((name.to_string(), Input::RollbackVerified { problem }));
+                }
+                Effect::RunDownMigration => self.run_down_migration(name),
+                Effect::MigrationInterrupted => self.queue.push_back((
+                    name.to_string(),
+                    Input::MigrationFinished {
+                        ok: false,
+                        detail: "the control plane restarted while the down-migration ran; \
+                                 it is not run again (at most once): check its outcome by hand"
+                            .into(),
+                    },
+                )),
+                Effect::DisableFlag => {
+                    // A no-op hook until the flag store exists (events/flags issue).
+                    let detail = match self.rollback_plan(name) {
+                        Ok(crate::evidence::rollback::Plan {
+                            flag: Some((key, value)),
+                            ..
+                        }) => format!("flag {key:?} → {value} (no flag store yet: no-op hook)"),
+                        Ok(_) => "no flag in the envelope".to_string(),
+                        Err(e) => format!("flag not touched: {e}"),
+                    };
+                    self.queue
+                        .push_back((name.to_string(), Input::FlagDisabled { detail }));
+                }
             }
+        }
+    }
+
+    /// The rollout generation's logged rollback envelope, verified with our signing key.
+    fn rollback_plan(&self, name: &str) -> Result<crate::evidence::rollback::Plan, String> {
+        let live = self.live.get(name).ok_or("no such rollout")?;
+        let generation = live.stored.generation;
+        let signer = self
+            .store
+            .signer()
+            .ok_or("evidence is disabled on this store (no signing key)")?;
+        let entry = self
+            .store
+            .rollback_envelope(name, generation)
+            .map_err(|e| e.to_string())?
+            .ok_or("no rollback envelope was logged for this generation")?;
+        crate::evidence::rollback::open(&entry, signer.signing.public(), name, generation)
+    }
+
+    /// Runs the envelope's down-migration as `sh -c COMMAND` (embedded mode); the result comes
+    /// back as [`Command::Migration`]. Its start is already committed (at most once).
+    fn run_down_migration(&mut self, name: &str) {
+        use crate::spec::DownMigration;
+        let plan = self.rollback_plan(name);
+        let Some(live) = self.live.get_mut(name) else {
+            return;
+        };
+        let command = match plan {
+            Ok(p) => match p.migration {
+                DownMigration::Command { command, .. } => command,
+                DownMigration::None => {
+                    self.queue.push_back((
+                        name.to_string(),
+                        Input::MigrationFinished {
+                            ok: true,
+                            detail: "no down-migration in the envelope".into(),
+                        },
+                    ));
+                    return;
+                }
+            },
+            Err(e) => {
+                self.queue.push_back((
+                    name.to_string(),
+                    Input::MigrationFinished {
+                        ok: false,
+                        detail: format!("not run: {e}"),
+                    },
+                ));
+                return;
+            }
+        };
+        let generation = live.stored.generation;
+        let tx = self.tx.clone();
+        let rollout = name.to_string();
+        tracing::info!(rollout = %name, "running the down-migration: {command}");
+        let task = tokio::spawn(async move {
+            let (ok, detail) = run_command(&command, &rollout, generation).await;
+            let _ = tx
+                .send(Command::Migration {
+                    rollout,
+                    generation,
+                    ok,
+                    detail,
+                })
+                .await;
+        });
+        live.migration = Some(AbortOnDrop(task));
+    }
+
+    /// The gate: provenance first (when a trust config is set), then the schedule.
+    fn evaluate_gate(&mut self, name: &str) {
+        let Some(spec) = self.live.get(name).map(|l| l.stored.spec.clone()) else {
+            return;
+        };
+        let provenance = match &self.trust {
+            None => None,
+            Some(trust) => {
+                let image = spec.spec.canary.image.clone();
+                let digest = image
+                    .as_deref()
+                    .and_then(crate::evidence::provenance::image_digest)
+                    .map(|(_, d)| d.to_string());
+                let attestations = match digest.map(|d| self.store.attestations_for(&d)) {
+                    Some(Ok(a)) => a,
+                    Some(Err(e)) => {
+                        tracing::error!(rollout = %name, "cannot read attestations: {e}");
+                        return; // resumed on restart; a store failure is not a verdict
+                    }
+                    None => Vec::new(),
+                };
+                Some(Box::new(ProvenanceFacts {
+                    image,
+                    trusted_keys: trust.keys_pem.clone(),
+                    builders: trust.builders.clone(),
+                    attestations,
+                }))
+            }
+        };
+        if let Some(facts) = &provenance {
+            if let Err(reason) = crate::evidence::provenance::evaluate(facts) {
+                let mut input = gate_input(&spec, false, Some(reason), None);
+                if let Input::GateEvaluated { provenance: p, .. } = &mut input {
+                    *p = provenance;
+                }
+                self.queue.push_back((name.to_string(), input));
+                return;
+            }
+        }
+        match self.store.schedule(name) {
+            Ok(Some(schedule)) => {
+                if let Some(live) = self.live.get_mut(name) {
+                    live.gate_provenance = provenance;
+                }
+                self.start_gate(name, schedule)
+            }
+            Ok(None) => {
+                self.queue
+                    .push_back((name.to_string(), gate_input(&spec, true, None, provenance)));
+            }
+            Err(e) => tracing::error!(rollout = %name, "cannot read the schedule: {e}"),
         }
     }
 
@@ -772,8 +984,12 @@ impl Driver {
                 if let Some(live) = self.live.get_mut(name) {
                     if live.gate.take().is_some() {
                         live.gate_note = Some("schedule cancelled".into());
-                        let input =
-                            gate_input(&live.stored.spec, false, Some("schedule cancelled".into()));
+                        let input = gate_input(
+                            &live.stored.spec,
+                            false,
+                            Some("schedule cancelled".into()),
+                            live.gate_provenance.take(),
+                        );
                         self.queue.push_back((name.to_string(), input));
                         self.drain_queue();
                     }
@@ -832,7 +1048,8 @@ impl Driver {
             if let Err(e) = self.store.delete_schedule(name) {
                 tracing::error!(rollout = %name, "cannot remove the used schedule: {e}");
             }
-            let input = gate_input(&live.stored.spec, passed, Some(note));
+            let provenance = live.gate_provenance.take();
+            let input = gate_input(&live.stored.spec, passed, Some(note), provenance);
             self.queue.push_back((name.to_string(), input));
         }
     }
@@ -1030,13 +1247,21 @@ impl Driver {
 }
 
 /// The gate's decision as an input: the approval annotation still applies after a schedule.
-fn gate_input(spec: &Rollout, passed: bool, note: Option<String>) -> Input {
+fn gate_input(
+    spec: &Rollout,
+    passed: bool,
+    note: Option<String>,
+    provenance: Option<Box<ProvenanceFacts>>,
+) -> Input {
     let needs_approval = spec
         .metadata
         .annotations
         .get(APPROVAL_ANNOTATION)
         .is_some_and(|v| v == "required");
-    let mut reason = note.unwrap_or_else(|| "no gate configured".into());
+    let mut reason = note.unwrap_or_else(|| match &provenance {
+        Some(_) => "provenance verified; no schedule".into(),
+        None => "no gate configured".into(),
+    });
     if passed && needs_approval {
         reason = format!("{reason}; waiting for approval ({APPROVAL_ANNOTATION}: required)");
     }
@@ -1044,6 +1269,53 @@ fn gate_input(spec: &Rollout, passed: bool, note: Option<String>) -> Input {
         passed,
         needs_approval,
         reason,
+        provenance,
+    }
+}
+
+/// Runs a down-migration command, bounded by [`MIGRATION_TIMEOUT`]: (succeeded, what happened).
+async fn run_command(command: &str, rollout: &str, generation: u64) -> (bool, String) {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("VIREO_ROLLOUT", rollout)
+        .env("VIREO_GENERATION", generation.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => return (false, format!("cannot start sh: {e}")),
+    };
+    match tokio::time::timeout(MIGRATION_TIMEOUT, child.wait_with_output()).await {
+        Err(_) => (
+            false,
+            format!(
+                "killed after {}",
+                humantime::format_duration(MIGRATION_TIMEOUT)
+            ),
+        ),
+        Ok(Err(e)) => (false, format!("cannot wait for the command: {e}")),
+        Ok(Ok(out)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: String = stderr
+                .trim()
+                .chars()
+                .rev()
+                .take(300)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let status = out.status;
+            let mut detail = format!("exited with {status}");
+            if !tail.is_empty() {
+                detail.push_str(&format!("; stderr: {tail}"));
+            }
+            (status.success(), detail)
+        }
     }
 }
 
@@ -1183,6 +1455,8 @@ impl Live {
             gate: None,
             gate_note: None,
             gate_seq: 0,
+            gate_provenance: None,
+            migration: None,
             windows,
         }
     }
@@ -1236,6 +1510,14 @@ pub fn view(
             abort_to_zero_ms: abort.and_then(|a| a.abort_to_zero_ms()),
             drain_ms: abort.and_then(|a| a.drain_ms()),
             drain_forced: abort.is_some_and(|a| a.forced),
+            rollback: s.rollback.replay.as_ref().map(|r| RollbackView {
+                reason: r.reason.clone(),
+                verified: r.verified.clone(),
+                migration: r.migration.clone(),
+                flag: r.flag.clone(),
+                rto_ms: abort.and_then(|a| a.abort_to_zero_ms()),
+                round_trip_ms: r.round_trip_ms(),
+            }),
             analysis_runs: runs,
             proxy_errors,
             schedule: None,

@@ -40,6 +40,10 @@ const EXAMPLES: &str = "Examples:
   vireo evidence export checkout -o checkout.tar.gz
   vireo verify checkout.tar.gz --key signing.pub --log-key log.pub
   vireo replay checkout.g1.analysis-2
+  vireo attest provenance --image-digest sha256:… --git-commit SHA --builder-id URI \\
+      --lockfile Cargo.lock --key builder.pem -o provenance.dsse.json
+  vireo attest upload provenance.dsse.json
+  vireo rollout rollback checkout
 
 Exit codes: 0 ok; 1 error (bad input, refused action, server unreachable; for verify: a
 check failed); 2 bad command line, or (demo --once, status --watch) the rollout was
@@ -89,6 +93,8 @@ enum Command {
     Rollout(RolloutArgs),
     /// Export a rollout's evidence bundle from a running control plane.
     Evidence(EvidenceArgs),
+    /// Write and upload release attestations (SLSA provenance) for the provenance gate.
+    Attest(AttestArgs),
     /// Check an evidence bundle offline: every signature, every receipt against the signed
     /// checkpoint, the checkpoint hash chain, the manifest. Exit 0 only if all hold.
     Verify {
@@ -115,8 +121,10 @@ enum Command {
     },
 }
 
+/// `--server`, shared by the commands that talk to a running control plane.
 #[derive(Args, Debug)]
-struct EvidenceArgs {
+struct ServerArg {
+    /// The control plane's URL.
     #[arg(
         long,
         global = true,
@@ -124,8 +132,61 @@ struct EvidenceArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+}
+
+#[derive(Args, Debug)]
+struct EvidenceArgs {
+    #[command(flatten)]
+    server: ServerArg,
     #[command(subcommand)]
     command: EvidenceCommand,
+}
+
+#[derive(Args, Debug)]
+struct AttestArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    #[command(subcommand)]
+    command: AttestCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AttestCommand {
+    /// Write SLSA Provenance v1 for an image as a signed DSSE envelope: subject = the image
+    /// digest; resolvedDependencies = the git commit and every pin of the Cargo.lock.
+    /// `--key` is the builder's Ed25519 key (PKCS#8 PEM), created if missing with its public
+    /// key beside it (`builder.pem` → `builder.pub`); list that under
+    /// `provenance.trustedKeys` in control.yaml.
+    Provenance {
+        /// The image's digest, `sha256:<64 hex>`.
+        #[arg(long, value_name = "DIGEST")]
+        image_digest: String,
+        /// The image's name (the statement's subject name).
+        #[arg(long, value_name = "NAME", default_value = "image")]
+        image_name: String,
+        /// The commit the image was built from (40 or 64 hex digits).
+        #[arg(long, value_name = "SHA")]
+        git_commit: String,
+        /// The repository the commit belongs to.
+        #[arg(
+            long,
+            value_name = "URI",
+            default_value = "https://example.invalid/source"
+        )]
+        repository: String,
+        /// The builder's id (`runDetails.builder.id`, checked against the allow-list).
+        #[arg(long, value_name = "URI")]
+        builder_id: String,
+        #[arg(long, value_name = "FILE", default_value = "Cargo.lock")]
+        lockfile: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Upload an envelope written by `attest provenance` to the control plane, where the
+    /// gate finds it by the image digest.
+    Upload { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,14 +201,8 @@ enum EvidenceCommand {
 
 #[derive(Args, Debug)]
 struct RolloutArgs {
-    /// The control plane's URL.
-    #[arg(
-        long,
-        global = true,
-        env = "VIREO_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    server: String,
+    #[command(flatten)]
+    server: ServerArg,
     #[command(subcommand)]
     command: RolloutCommand,
 }
@@ -190,6 +245,9 @@ enum RolloutCommand {
     Retry { name: String },
     /// Let a rollout waiting for approval start.
     Approve { name: String },
+    /// Replay the rollback envelope (armed before 100 %): every proxy back on the previous
+    /// version, the envelope's down-migration run once, its flag disabled.
+    Rollback { name: String },
     /// Start NAME (applied after this) only at --at, within --window, when the preconditions
     /// hold; its gate waits until then.
     Schedule {
@@ -271,6 +329,7 @@ fn main() -> ExitCode {
                 .map(|()| 0),
             Command::Rollout(args) => rollout(args).await,
             Command::Evidence(args) => evidence(args).await,
+            Command::Attest(args) => attest(args).await,
             Command::Verify {
                 file,
                 key,
@@ -322,8 +381,11 @@ async fn run_serve(
         listener,
         &data_dir,
         Arc::new(vireo_control::workload::Recorded),
-        file.routes,
-        signing_key.or(file.signing_key).as_deref(),
+        serve::Options {
+            static_routes: file.routes,
+            signing_key: signing_key.or(file.signing_key),
+            provenance: file.provenance,
+        },
     )
     .await?;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
@@ -333,7 +395,7 @@ async fn run_serve(
 }
 
 async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
-    let c = Client::new(&args.server);
+    let c = Client::new(&args.server.server);
     match args.command {
         EvidenceCommand::Export { name, output } => {
             let bundle = c
@@ -351,6 +413,88 @@ async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
                 output.display(),
                 bundle.len(),
                 output.display()
+            );
+            Ok(0)
+        }
+    }
+}
+
+async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
+    use vireo_control::evidence::{canonical, dsse, keys::SigningKey, provenance};
+    match args.command {
+        AttestCommand::Provenance {
+            image_digest,
+            image_name,
+            git_commit,
+            repository,
+            builder_id,
+            lockfile,
+            key,
+            output,
+        } => {
+            let digest = image_digest
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--image-digest {image_digest:?}: expected sha256:<64 hex>")
+                })?
+                .to_ascii_lowercase();
+            let started = vireo_control::driver::now_ms();
+            let lock = std::fs::read_to_string(&lockfile)
+                .map_err(|e| anyhow::anyhow!("--lockfile {}: {e}", lockfile.display()))?;
+            let (signer, created) = SigningKey::load_or_create(&key)
+                .map_err(|e| anyhow::anyhow!("--key {}: {e}", key.display()))?;
+            if created {
+                eprintln!(
+                    "created builder key {} (public key {}: trust it in control.yaml)",
+                    key.display(),
+                    key.with_extension("pub").display()
+                );
+            }
+            let st = provenance::statement_for(&provenance::BuildFacts {
+                image_name: &image_name,
+                image_digest: &digest,
+                git_commit: &git_commit,
+                repository: &repository,
+                builder_id: &builder_id,
+                lockfile: (&lockfile.display().to_string(), &lock),
+                started_ms: started,
+                finished_ms: vireo_control::driver::now_ms(),
+            })
+            .map_err(anyhow::Error::msg)?;
+            let pins = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+                .as_array()
+                .map_or(0, Vec::len);
+            let env = dsse::sign(dsse::IN_TOTO, &canonical(&st)?, &signer);
+            std::fs::write(&output, serde_json::to_vec_pretty(&env)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+            println!(
+                "wrote {} (SLSA provenance for sha256:{digest}, {pins} resolved dependencies, \
+                 key id {}); upload it with: vireo attest upload {}",
+                output.display(),
+                signer.public().keyid(),
+                output.display()
+            );
+            Ok(0)
+        }
+        AttestCommand::Upload { file } => {
+            let body = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let v = Client::new(&args.server.server)
+                .call(Method::POST, "/api/v1/attestations", Some(body))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            println!(
+                "{}: log entry {} for {}",
+                file.display(),
+                v["logIndex"],
+                v["subjects"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(0)
         }
@@ -443,7 +587,7 @@ async fn wait_for_signal() {
 }
 
 async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
-    let c = Client::new(&args.server);
+    let c = Client::new(&args.server.server);
     let fail = anyhow::Error::msg;
     match args.command {
         RolloutCommand::Apply { file } => {
@@ -533,6 +677,7 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
         RolloutCommand::Abort { name } => act(&c, &name, "abort").await,
         RolloutCommand::Retry { name } => act(&c, &name, "retry").await,
         RolloutCommand::Approve { name } => act(&c, &name, "approve").await,
+        RolloutCommand::Rollback { name } => act(&c, &name, "rollback").await,
         RolloutCommand::Schedule {
             name,
             at,

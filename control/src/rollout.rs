@@ -23,6 +23,15 @@
 //! reports no request in flight, or at the hard deadline ([`ABORT_DEADLINE`] after the decision),
 //! the canary workload is stopped. `abort_to_zero_ms` and `drain_ms` are kept in the state.
 //!
+//! Rollback envelope (`shared/spec/evidence.md`): no step sets 100 % before the envelope is
+//! armed ([`Effect::ArmRollback`], answered by [`Input::RollbackArmed`], which the store seals
+//! in the same transaction). A failed post-deploy verification or the `rollback` action replays
+//! it: the envelope is verified, weight 0 goes out (the back-out path of an abort), and once
+//! every proxy is on the previous version the down-migration runs, then the flag is disabled.
+//! The migration's start is committed before the command runs, so a restart never runs it twice
+//! ([`Effect::MigrationInterrupted`] reports it instead). RTO and round trip are kept in
+//! [`ReplayProgress`].
+//!
 //! Inputs that no longer apply (a verdict for a step already skipped, an acknowledgement of a
 //! superseded weight) are ignored, not errors: in a distributed system they are normal. Actions
 //! that do not apply in the current phase are rejected with the reason (the API's 409).
@@ -113,10 +122,12 @@ pub enum Action {
     Abort,
     Retry,
     Approve,
+    /// Replay the rollback envelope: back to the previous version, down-migration, flag off.
+    Rollback,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Pause,
         Action::Resume,
         Action::Promote,
@@ -124,6 +135,7 @@ impl Action {
         Action::Abort,
         Action::Retry,
         Action::Approve,
+        Action::Rollback,
     ];
 }
 
@@ -146,6 +158,10 @@ pub enum Input {
         passed: bool,
         needs_approval: bool,
         reason: String,
+        /// What the provenance check decided on, recorded so the gate can be replayed (the
+        /// state machine itself only reads `passed`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<Box<crate::evidence::provenance::ProvenanceFacts>>,
     },
     /// Every connected proxy reported this canary weight applied.
     WeightApplied {
@@ -161,6 +177,21 @@ pub enum Input {
     CanaryDrained,
     /// Time passed (the driver ticks at [`RolloutState::next_deadline`]).
     Tick,
+    /// The rollback envelope is signed and logged (the store seals it with this input).
+    RollbackArmed,
+    /// The armed envelope was checked before replaying it: `problem` says why it failed.
+    RollbackVerified {
+        problem: Option<String>,
+    },
+    /// The down-migration command ended (or was found interrupted by a restart).
+    MigrationFinished {
+        ok: bool,
+        detail: String,
+    },
+    /// The rollback's feature flag was disabled.
+    FlagDisabled {
+        detail: String,
+    },
     Action(Action),
 }
 
@@ -195,6 +226,18 @@ pub enum Effect {
     StopCanary,
     /// The canary is the new stable: publish a route with only it.
     PromoteCanaryToStable,
+    /// Sign and log the rollback envelope, then report `RollbackArmed`.
+    ArmRollback,
+    /// Verify the armed envelope's signature and contents; report `RollbackVerified`.
+    VerifyRollback,
+    /// Run the envelope's down-migration once (its start is already committed); report
+    /// `MigrationFinished`.
+    RunDownMigration,
+    /// A restart found the down-migration started and not finished: report it as such without
+    /// running it again (at most once).
+    MigrationInterrupted,
+    /// Disable the envelope's feature flag; report `FlagDisabled`.
+    DisableFlag,
 }
 
 /// What the current step waits for.
@@ -202,6 +245,8 @@ pub enum Effect {
 pub enum Wait {
     /// Every proxy to apply this weight.
     Weight(u8),
+    /// The rollback envelope to be armed before this weight (100 %) is published.
+    Arming(u8),
     /// The clock to reach this time.
     Until(Millis),
     /// `resume` or `promote` (an indefinite pause step).
@@ -247,6 +292,50 @@ impl AbortProgress {
     }
 }
 
+/// The rollback envelope's life in this generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackProgress {
+    /// Signed and logged: 100 % may be published.
+    pub armed: bool,
+    /// Set once a rollback was decided.
+    pub replay: Option<ReplayProgress>,
+}
+
+/// A rollback envelope being replayed; times are on the driver's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayProgress {
+    pub decided_at: Millis,
+    pub reason: String,
+    /// `None` until checked; `Err` says why the envelope was refused.
+    pub verified: Option<Result<(), String>>,
+    pub migration: Migration,
+    pub flag: Option<String>,
+    /// When the whole envelope was replayed (the round trip's end).
+    pub done_at: Option<Millis>,
+}
+
+impl ReplayProgress {
+    pub fn round_trip_ms(&self) -> Option<Millis> {
+        self.done_at.map(|t| t.saturating_sub(self.decided_at))
+    }
+}
+
+/// The down-migration of a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Migration {
+    /// Waits for a verified envelope and every proxy on the previous version.
+    Pending,
+    /// Started at this time; committed before the command runs.
+    Started(Millis),
+    Finished {
+        at: Millis,
+        ok: bool,
+        detail: String,
+    },
+    /// Not run, and why.
+    Skipped(String),
+}
+
 /// An action that does not apply now (the API answers 409 with `reason`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[error("cannot {action:?} a rollout in phase {phase:?}: {reason}")]
@@ -278,6 +367,8 @@ pub struct RolloutState {
     pub background_runs: u64,
     #[serde(default)]
     pub background_started: bool,
+    #[serde(default)]
+    pub rollback: RollbackProgress,
     pub message: String,
 }
 
@@ -295,6 +386,7 @@ impl RolloutState {
             background: None,
             background_runs: 0,
             background_started: false,
+            rollback: RollbackProgress::default(),
             message: "materializing inputs".into(),
         };
         (s, vec![Effect::MaterializeInputs])
@@ -311,6 +403,16 @@ impl RolloutState {
                 run,
             });
         }
+        if let Some(r) = &self.rollback.replay {
+            match (&r.verified, &r.migration) {
+                (None, _) => fx.push(Effect::VerifyRollback),
+                (_, Migration::Started(_)) => fx.push(Effect::MigrationInterrupted),
+                (_, Migration::Finished { .. }) if r.done_at.is_none() => {
+                    fx.push(Effect::DisableFlag)
+                }
+                _ => {}
+            }
+        }
         fx
     }
 
@@ -320,6 +422,9 @@ impl RolloutState {
             (Phase::GateEval, _, _) => vec![Effect::EvaluateGate],
             (Phase::Progressing | Phase::Paused, Some(Wait::Weight(w)), _) => {
                 vec![Effect::SetCanaryWeight(w)]
+            }
+            (Phase::Progressing | Phase::Paused, Some(Wait::Arming(_)), _) => {
+                vec![Effect::ArmRollback]
             }
             (
                 Phase::Progressing | Phase::Paused | Phase::PostDeployVerify,
@@ -341,6 +446,13 @@ impl RolloutState {
             (Phase::Completed, _, _) => vec![Effect::PromoteCanaryToStable],
             _ => vec![],
         }
+    }
+
+    /// Ended with nothing left to do: no canary to drain, no rollback being replayed.
+    pub fn is_settled(&self) -> bool {
+        self.phase.is_terminal()
+            && self.abort.as_ref().is_none_or(|a| a.is_done())
+            && !self.replaying()
     }
 
     /// When the driver must send [`Input::Tick`], if ever.
@@ -373,6 +485,7 @@ impl RolloutState {
                 passed,
                 needs_approval,
                 reason,
+                ..
             } if self.phase == Phase::GateEval => {
                 if !passed {
                     // No traffic ever reached the canary: nothing to drain.
@@ -400,6 +513,21 @@ impl RolloutState {
             } => self.analysis_completed(steps, now, run, verdict, message, &mut fx),
             Input::CanaryDrained => self.finish_abort(now, false, &mut fx),
             Input::Tick => self.tick(steps, now, &mut fx),
+            Input::RollbackArmed => self.rollback_armed(&mut fx),
+            Input::RollbackVerified { problem } => self.rollback_verified(now, problem, &mut fx),
+            Input::MigrationFinished { ok, detail } => {
+                if let Some(r) = self.rollback.replay.as_mut() {
+                    if matches!(r.migration, Migration::Started(_)) {
+                        r.migration = Migration::Finished {
+                            at: now,
+                            ok,
+                            detail,
+                        };
+                        fx.push(Effect::DisableFlag);
+                    }
+                }
+            }
+            Input::FlagDisabled { detail } => self.rollback_done(now, Some(detail)),
             // Anything else arrived in a phase it does not belong to (late or duplicate).
             Input::InputsMaterialized | Input::GateEvaluated { .. } => {}
         }
@@ -487,12 +615,14 @@ impl RolloutState {
                 self.begin_abort(now, "aborted by user".into(), fx);
             }
             Action::Retry => match (self.phase, &self.abort) {
-                (p, Some(a)) if p.is_backing_out() && a.is_done() => {
+                (p, Some(a)) if p.is_backing_out() && a.is_done() && !self.replaying() => {
                     // From the start: inputs and the gate are evaluated again, so a retry cannot
                     // send traffic to a canary that never passed the gate.
                     self.abort = None;
                     self.paused = None;
                     self.background_started = false;
+                    // A new attempt arms a new envelope before its own 100 %.
+                    self.rollback = RollbackProgress::default();
                     // Weight 0 was the last published (the back-out); a forced stop may have
                     // left it unconfirmed, and a stale weight must not let a step be skipped.
                     self.canary_weight = 0;
@@ -503,7 +633,9 @@ impl RolloutState {
                     fx.push(Effect::MaterializeInputs);
                 }
                 (p, _) if p.is_backing_out() => {
-                    return Err(reject("the canary is still being drained"))
+                    return Err(reject(
+                        "the canary is still being drained or the rollback replayed",
+                    ))
                 }
                 _ => {
                     return Err(reject(
@@ -517,6 +649,18 @@ impl RolloutState {
                 }
                 self.transition(Phase::Progressing, "approved", fx);
                 self.enter_step(steps, now, fx);
+            }
+            Action::Rollback => {
+                if self.phase.is_backing_out() {
+                    return Err(reject("the rollout is already backing out"));
+                }
+                if !self.rollback.armed {
+                    return Err(reject(
+                        "no rollback envelope is armed (it is armed before the canary gets \
+                         100 %); use abort to take the canary out",
+                    ));
+                }
+                self.roll_back(now, "rollback requested by user".into(), fx);
             }
         }
         Ok(())
@@ -543,8 +687,7 @@ impl RolloutState {
                 self.wait = None;
                 self.finish(steps, fx);
             } else {
-                self.wait = Some(Wait::Weight(100));
-                fx.push(Effect::SetCanaryWeight(100));
+                self.publish_weight(100, fx);
             }
             return;
         };
@@ -553,9 +696,8 @@ impl RolloutState {
             // flight to the proxies (promote skipped past it), or a forced abort may have left
             // them at another one. Publishing a table again is harmless.
             Step::SetWeight(w) => {
-                self.wait = Some(Wait::Weight(*w));
                 self.message = format!("step {}: setting canary weight {w} %", self.step);
-                fx.push(Effect::SetCanaryWeight(*w));
+                self.publish_weight(*w, fx);
             }
             Step::Pause(Some(d)) => {
                 let until = now.saturating_add(millis(*d));
@@ -577,6 +719,125 @@ impl RolloutState {
                 self.start_analysis(fx);
             }
         }
+    }
+
+    /// Publishes a canary weight, arming the rollback envelope first when it is 100 %.
+    fn publish_weight(&mut self, w: u8, fx: &mut Vec<Effect>) {
+        if w == 100 && !self.rollback.armed {
+            self.wait = Some(Wait::Arming(w));
+            self.message = format!("arming the rollback envelope before {w} %");
+            fx.push(Effect::ArmRollback);
+        } else {
+            self.wait = Some(Wait::Weight(w));
+            fx.push(Effect::SetCanaryWeight(w));
+        }
+    }
+
+    fn rollback_armed(&mut self, fx: &mut Vec<Effect>) {
+        if !matches!(self.phase, Phase::Progressing | Phase::Paused) {
+            return; // backed out meanwhile: nothing to arm for
+        }
+        self.rollback.armed = true;
+        if let Some(Wait::Arming(w)) = self.wait {
+            self.wait = Some(Wait::Weight(w));
+            self.message = format!("rollback envelope armed; setting canary weight {w} %");
+            fx.push(Effect::SetCanaryWeight(w));
+        }
+    }
+
+    fn replaying(&self) -> bool {
+        self.rollback
+            .replay
+            .as_ref()
+            .is_some_and(|r| r.done_at.is_none())
+    }
+
+    /// Decides a rollback: the envelope is verified, then weight 0 goes out (the abort's
+    /// back-out path); the migration and flag follow in [`Self::continue_rollback`].
+    fn roll_back(&mut self, now: Millis, reason: String, fx: &mut Vec<Effect>) {
+        self.rollback.replay = Some(ReplayProgress {
+            decided_at: now,
+            reason: reason.clone(),
+            verified: None,
+            migration: Migration::Pending,
+            flag: None,
+            done_at: None,
+        });
+        fx.push(Effect::VerifyRollback);
+        self.back_out(now, reason, Phase::RolledBack, fx);
+    }
+
+    fn rollback_verified(&mut self, now: Millis, problem: Option<String>, fx: &mut Vec<Effect>) {
+        let Some(r) = self
+            .rollback
+            .replay
+            .as_mut()
+            .filter(|r| r.verified.is_none())
+        else {
+            return;
+        };
+        let ok = problem.is_none();
+        if let Some(why) = problem {
+            // Traffic still goes back (that needs no envelope); what only the envelope
+            // authorizes (the migration command, the flag) does not run.
+            r.migration = Migration::Skipped(format!("the envelope failed verification: {why}"));
+            r.verified = Some(Err(why));
+        } else {
+            r.verified = Some(Ok(()));
+        }
+        if ok {
+            self.continue_rollback(now, fx);
+        } else {
+            self.rollback_done(now, None);
+        }
+    }
+
+    /// Starts the down-migration once the envelope is verified and every proxy is on the
+    /// previous version. The start is committed with this transition: a crash after it never
+    /// runs the command a second time.
+    fn continue_rollback(&mut self, now: Millis, fx: &mut Vec<Effect>) {
+        let at_zero = self.abort.as_ref().is_some_and(|a| a.zero_at.is_some());
+        if let Some(r) = self.rollback.replay.as_mut() {
+            if at_zero && r.verified == Some(Ok(())) && r.migration == Migration::Pending {
+                r.migration = Migration::Started(now);
+                self.message = "rolling back: previous version on every proxy; running the \
+                                down-migration"
+                    .into();
+                fx.push(Effect::RunDownMigration);
+            }
+        }
+    }
+
+    fn rollback_done(&mut self, now: Millis, flag: Option<String>) {
+        let rto = self.abort.as_ref().and_then(|a| a.abort_to_zero_ms());
+        let Some(r) = self
+            .rollback
+            .replay
+            .as_mut()
+            .filter(|r| r.done_at.is_none())
+        else {
+            return;
+        };
+        if !matches!(
+            r.migration,
+            Migration::Finished { .. } | Migration::Skipped(_)
+        ) {
+            return;
+        }
+        r.done_at = Some(now);
+        r.flag = flag;
+        let migration = match &r.migration {
+            Migration::Finished { ok: true, .. } => "down-migration done".to_string(),
+            Migration::Finished { detail, .. } => format!("down-migration FAILED: {detail}"),
+            Migration::Skipped(why) => format!("down-migration not run: {why}"),
+            _ => String::new(),
+        };
+        self.message = format!(
+            "rolled back: {}; previous version on every proxy in {} ms; envelope replayed in {} ms; {migration}",
+            r.reason,
+            rto.map_or("?".into(), |t| t.to_string()),
+            now.saturating_sub(r.decided_at),
+        );
     }
 
     fn start_analysis(&mut self, fx: &mut Vec<Effect>) {
@@ -610,6 +871,7 @@ impl RolloutState {
                     self.canary_weight = 0;
                     self.message = "canary at 0 % on every proxy; draining".into();
                     fx.push(Effect::WatchDrain);
+                    self.continue_rollback(now, fx);
                 }
             }
             return;
@@ -681,12 +943,15 @@ impl RolloutState {
             self.wait = None;
             match verdict {
                 Verdict::Successful => self.seal(fx),
-                other => self.back_out(
-                    now,
-                    format!("post-deploy verification {other:?}: {message}"),
-                    Phase::RolledBack,
-                    fx,
-                ),
+                other => {
+                    let reason = format!("post-deploy verification {other:?}: {message}");
+                    if self.rollback.armed {
+                        self.roll_back(now, reason, fx);
+                    } else {
+                        // A state stored before envelopes existed.
+                        self.back_out(now, reason, Phase::RolledBack, fx);
+                    }
+                }
             }
             return;
         }

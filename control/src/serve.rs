@@ -6,6 +6,9 @@
 //! dataDir: ./vireo-data
 //! routes: []        # static proxy routes, published beside the rollouts' routes
 //! signingKey: ./keys/signing.pem   # default <dataDir>/keys/signing.pem, made on first start
+//! provenance:                      # set: the gate requires SLSA provenance for canary images
+//!   trustedKeys: [./builder.pub]   #   Ed25519 SPKI PEM of the builders that sign it
+//!   builders: [https://ci.example.com/builder]   # runDetails.builder.id allow-list
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -14,7 +17,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use vireo_proxy::config::Route;
 
-use crate::driver::{Driver, Handle};
+use crate::driver::{Driver, Handle, ProvenanceTrust};
+pub use crate::evidence::provenance::TrustConfig;
 use crate::spec::SpecError;
 use crate::store::Store;
 use crate::workload::Workloads;
@@ -35,6 +39,43 @@ pub struct ControlConfig {
     /// created on first start).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
+    /// The provenance gate's trust (absent: provenance is not required).
+    #[serde(default)]
+    pub provenance: Option<TrustConfig>,
+}
+
+/// What [`start`] runs with besides the listener and the data dir.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Static proxy routes, published beside the rollouts' routes.
+    pub static_routes: Vec<Route>,
+    /// A PKCS#8 PEM Ed25519 signing key to use instead of `<dataDir>/keys/signing.pem`.
+    pub signing_key: Option<PathBuf>,
+    pub provenance: Option<TrustConfig>,
+}
+
+impl TrustConfig {
+    /// Reads the trusted keys (each must be an Ed25519 SPKI PEM).
+    pub fn load(&self) -> anyhow::Result<ProvenanceTrust> {
+        if self.trusted_keys.is_empty() {
+            anyhow::bail!("provenance.trustedKeys: list at least one builder key (SPKI PEM file)");
+        }
+        if self.builders.is_empty() {
+            anyhow::bail!("provenance.builders: list at least one builder id");
+        }
+        let mut keys_pem = Vec::new();
+        for path in &self.trusted_keys {
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
+            crate::evidence::keys::PublicKey::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
+            keys_pem.push(pem);
+        }
+        Ok(ProvenanceTrust {
+            keys_pem,
+            builders: self.builders.clone(),
+        })
+    }
 }
 
 impl ControlConfig {
@@ -54,12 +95,16 @@ pub async fn start(
     listener: tokio::net::TcpListener,
     data_dir: &Path,
     workloads: Arc<dyn Workloads>,
-    static_routes: Vec<Route>,
-    signing_key: Option<&Path>,
+    options: Options,
 ) -> anyhow::Result<Handle> {
-    let signer = crate::evidence::Signer::open(data_dir, signing_key)?;
+    let trust = options
+        .provenance
+        .as_ref()
+        .map(TrustConfig::load)
+        .transpose()?;
+    let signer = crate::evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
-    let handle = Driver::start(store, workloads, static_routes)?;
+    let handle = Driver::start(store, workloads, options.static_routes, trust)?;
     let api = handle.clone();
     tokio::spawn(async move {
         if let Err(e) = crate::api::serve(listener, api).await {

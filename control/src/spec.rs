@@ -47,10 +47,93 @@ pub struct RolloutSpec {
     #[serde(default)]
     pub split: SplitSpec,
     pub strategy: Strategy,
-    /// The rollback envelope's contents. Kept as given here; the evidence work gives it a type
-    /// and checks it.
+    /// The rollback envelope's contents (signed before the canary gets 100 %).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<serde_json::Value>,
+    pub rollback: Option<RollbackSpec>,
+}
+
+/// What a rollback does besides moving traffic back (`shared/spec/evidence.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackSpec {
+    #[serde(default)]
+    pub down_migration: DownMigration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<FlagSpec>,
+}
+
+/// `none`, or a command (run by `sh -c` in embedded mode) pinned by the SHA-256 of its text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
+pub enum DownMigration {
+    #[default]
+    None,
+    Command {
+        command: String,
+        /// `sha256:<hex>` of the command's bytes; computed when not given, checked when given.
+        digest: String,
+    },
+}
+
+impl DownMigration {
+    pub fn digest_of(command: &str) -> String {
+        format!("sha256:{}", crate::evidence::sha256_hex(command.as_bytes()))
+    }
+}
+
+impl TryFrom<serde_json::Value> for DownMigration {
+    type Error = String;
+    fn try_from(v: serde_json::Value) -> Result<Self, String> {
+        let usage = "must be \"none\" or { command: \"...\", digest: \"sha256:...\" }";
+        match v {
+            serde_json::Value::String(s) if s == "none" => Ok(DownMigration::None),
+            serde_json::Value::Object(mut m) => {
+                let command = match m.remove("command") {
+                    Some(serde_json::Value::String(c)) if !c.trim().is_empty() => c,
+                    _ => {
+                        return Err(format!(
+                            "downMigration.command is missing or empty: {usage}"
+                        ))
+                    }
+                };
+                let want = DownMigration::digest_of(&command);
+                let digest = match m.remove("digest") {
+                    None => want,
+                    Some(serde_json::Value::String(d)) if d == want => d,
+                    Some(d) => {
+                        return Err(format!(
+                            "downMigration.digest {d} does not match the command (its digest is {want})"
+                        ))
+                    }
+                };
+                if let Some(k) = m.keys().next() {
+                    return Err(format!("downMigration has an unknown field {k:?}: {usage}"));
+                }
+                Ok(DownMigration::Command { command, digest })
+            }
+            other => Err(format!("downMigration {other} {usage}")),
+        }
+    }
+}
+
+impl From<DownMigration> for serde_json::Value {
+    fn from(d: DownMigration) -> Self {
+        match d {
+            DownMigration::None => "none".into(),
+            DownMigration::Command { command, digest } => {
+                serde_json::json!({"command": command, "digest": digest})
+            }
+        }
+    }
+}
+
+/// The feature flag a rollback disables, and the value it sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagSpec {
+    pub key: String,
+    #[serde(default)]
+    pub disable: serde_json::Value,
 }
 
 /// One version of the service.

@@ -25,7 +25,7 @@ use crate::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
 use crate::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// From each older schema to the next, in order (index 0 takes version 1 to 2).
 const MIGRATIONS: &[&str] = &[
@@ -38,7 +38,19 @@ CREATE TABLE schedules (
 );
 ",
     EVIDENCE_SCHEMA,
+    ATTESTATIONS_SCHEMA,
 ];
+
+/// Version 4: uploaded attestations (SLSA provenance), by subject digest, for the gate.
+const ATTESTATIONS_SCHEMA: &str = "
+CREATE TABLE attestations (
+    digest      TEXT NOT NULL,     -- a subject's sha256 (hex)
+    envelope    TEXT NOT NULL,     -- sha256 of the envelope as logged
+    log_index   INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (digest, envelope)
+);
+";
 
 /// Version 3: the transparency log and the replays run against it (defined next to the code
 /// that uses them, in evidence/log.rs).
@@ -149,6 +161,15 @@ pub struct Checkpoint {
     pub reason: String,
 }
 
+/// An uploaded attestation as filed: its subjects' digests (hex), where it is in the log, and
+/// whether this upload logged it (false: it was already on file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filed {
+    pub subjects: Vec<String>,
+    pub log_index: u64,
+    pub new: bool,
+}
+
 /// One accepted input and what it caused.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
@@ -180,7 +201,7 @@ impl Store {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -228,9 +249,7 @@ impl Store {
         if let Some((state, previous)) = existing {
             let state: RolloutState = serde_json::from_str(&state)?;
             // Ended means nothing left to do: an abort still draining has a canary to stop.
-            let ended =
-                state.phase.is_terminal() && state.abort.as_ref().is_none_or(|a| a.is_done());
-            if !ended {
+            if !state.is_settled() {
                 return Err(StoreError::Busy {
                     name: spec.name().to_string(),
                     phase: state.phase,
@@ -293,9 +312,11 @@ impl Store {
                 passed,
                 needs_approval,
                 reason,
-            } => Some((*passed, *needs_approval, reason.clone())),
+                provenance,
+            } => Some((*passed, *needs_approval, reason.clone(), provenance.clone())),
             _ => None,
         };
+        let was_armed = state.rollback.armed;
         let effects = match state.apply(&spec.recipe(), now, input) {
             Ok(effects) => effects,
             Err(rejected) => return Ok(Err(rejected)), // dropping `tx` rolls back: nothing written
@@ -320,7 +341,9 @@ impl Store {
         });
         let recorded: serde_json::Value = serde_json::from_str(&recorded)?;
         let effects_json = serde_json::to_value(&effects)?;
-        if let (Some(signer), Some((passed, needs_approval, reason))) = (&self.signer, gate) {
+        if let (Some(signer), Some((passed, needs_approval, reason, provenance))) =
+            (&self.signer, gate)
+        {
             evidence::record_gate(
                 &tx,
                 signer,
@@ -331,8 +354,13 @@ impl Store {
                     passed,
                     needs_approval,
                     reason: &reason,
+                    provenance: provenance.as_deref(),
                 },
             )?;
+        }
+        // Armed in this transaction or not at all: no 100 % without a logged envelope.
+        if let (Some(signer), false, true) = (&self.signer, was_armed, state.rollback.armed) {
+            evidence::rollback::record(&tx, signer, &spec, generation as u64, now)?;
         }
         for (idx, (from, to, reason)) in checkpoints.enumerate() {
             if let Some(signer) = &self.signer {
@@ -527,6 +555,98 @@ impl Store {
     /// The log's current signed checkpoint (the note text).
     pub fn log_checkpoint(&self) -> Result<String, StoreError> {
         Ok(self.evidence_signer()?.checkpoint(&self.conn)?.1)
+    }
+
+    /// Files an uploaded provenance envelope under each of its subjects' digests and logs it
+    /// (once: uploading the same envelope again finds it). Returns the digests, the log index
+    /// and whether it was new. The gate judges it; here it only has to be well-formed.
+    pub fn put_attestation(
+        &mut self,
+        envelope: &evidence::dsse::Envelope,
+        now: Millis,
+    ) -> Result<Result<Filed, String>, StoreError> {
+        let digests = match evidence::provenance::subjects(envelope) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.evidence_signer()?;
+        let bytes = evidence::canonical(envelope)?;
+        let sha = evidence::sha256_hex(&bytes);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let known: Option<i64> = tx
+            .query_row(
+                "SELECT log_index FROM attestations WHERE envelope = ?1 LIMIT 1",
+                [&sha],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(index) = known {
+            return Ok(Ok(Filed {
+                subjects: digests,
+                log_index: index as u64,
+                new: false,
+            }));
+        }
+        let index = evidence::log::append(
+            &tx,
+            &evidence::log::EntryMeta {
+                at_ms: now,
+                rollout: None,
+                generation: None,
+                kind: "provenance",
+                stage: "provenance",
+                decision: None,
+            },
+            &bytes,
+        )?;
+        for d in &digests {
+            tx.execute(
+                "INSERT OR IGNORE INTO attestations (digest, envelope, log_index, received_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![d, sha, index as i64, now as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Ok(Filed {
+            subjects: digests,
+            log_index: index,
+            new: true,
+        }))
+    }
+
+    /// Every envelope on file for a subject digest (hex), oldest first.
+    pub fn attestations_for(
+        &self,
+        digest: &str,
+    ) -> Result<Vec<evidence::provenance::Attestation>, StoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT a.log_index, e.entry FROM attestations a
+             JOIN log_entries e ON e.idx = a.log_index
+             WHERE a.digest = ?1 ORDER BY a.log_index",
+        )?;
+        let rows = q.query_map([digest.to_ascii_lowercase()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (index, entry) = row?;
+            out.push(evidence::provenance::Attestation {
+                log_index: index as u64,
+                envelope: serde_json::from_slice(&entry)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The logged rollback envelope of a rollout generation (its bytes as logged).
+    pub fn rollback_envelope(
+        &self,
+        name: &str,
+        generation: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(evidence::rollback::latest(&self.conn, name, generation)?)
     }
 
     /// Entry `index` with a receipt against the current checkpoint.

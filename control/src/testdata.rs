@@ -29,8 +29,18 @@ pub fn answer(e: &crate::rollout::Effect) -> Option<crate::rollout::Input> {
             passed: true,
             needs_approval: false,
             reason: "ok".into(),
+            provenance: None,
         }),
         Effect::SetCanaryWeight(w) => Some(Input::WeightApplied { weight: *w }),
+        Effect::ArmRollback => Some(Input::RollbackArmed),
+        Effect::VerifyRollback => Some(Input::RollbackVerified { problem: None }),
+        Effect::RunDownMigration => Some(Input::MigrationFinished {
+            ok: true,
+            detail: "ran".into(),
+        }),
+        Effect::DisableFlag => Some(Input::FlagDisabled {
+            detail: "no-op".into(),
+        }),
         Effect::StartAnalysis { run, .. } => Some(Input::AnalysisCompleted {
             run: *run,
             verdict: Verdict::Successful,

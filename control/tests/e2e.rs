@@ -308,6 +308,20 @@ fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
         "{s}"
     );
 
+    // A regression at 100 %: post-deploy verification fails, the rollback envelope replays.
+    let (code, s, log) = demo(&[], "regress", &dir);
+    assert_eq!(code, Some(2), "{s}\n{log}");
+    assert_eq!(s["phase"], "RolledBack", "{s}");
+    assert_eq!(s["steps"], serde_json::json!([5, 25, 50, 100, 0]), "{s}");
+    assert_eq!(s["rollback_verified"], true, "{s}");
+    assert_eq!(s["rollback_migration_ok"], true, "{s}");
+    assert!(
+        s["rollback_rto_ms"].is_u64() && s["rollback_round_trip_ms"].is_u64(),
+        "{s}"
+    );
+    assert_eq!(s["verified"], true, "{s}");
+    assert_eq!(s["decisions_matched"], s["decisions_replayed"], "{s}");
+
     // The same with a real Prometheus and the PromQL of deploy/prometheus/.
     let (code, s, log) = demo(&["--prometheus"], "healthy", &dir);
     assert_eq!(code, Some(0), "{s}\n{log}");
@@ -603,5 +617,238 @@ fn schedules_wait_for_their_window_and_preconditions() {
         &format!("{{\"at\":\"{}\",\"window\":\"1h\"}}", rfc3339_in(0)),
     );
     assert_eq!(r.status, 409, "{}", r.body);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The provenance gate with a real `vireo serve` and the real CLI: only provenance for the
+/// canary's digest, signed by a trusted key, from an allowed builder, lets a rollout start.
+#[test]
+fn the_provenance_gate_admits_only_trusted_provenance_for_the_image() {
+    let dir = tempdir("provenance");
+    let lockfile = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock");
+    let builder = "https://ci.example/builder";
+    let digest = |c: char| c.to_string().repeat(64);
+    let attest = |d: &str, key: &str, builder_id: &str| {
+        let out = dir.join(format!("{d}-{}.dsse.json", &key[..3]));
+        let (code, stdout, stderr) = vireo(&[
+            "attest",
+            "provenance",
+            "--image-digest",
+            &format!("sha256:{d}"),
+            "--image-name",
+            "reg.example/checkout",
+            "--git-commit",
+            &"0".repeat(40),
+            "--builder-id",
+            builder_id,
+            "--lockfile",
+            lockfile,
+            "--key",
+            dir.join(key).to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        out
+    };
+    // The trusted builder's key is made by the first attestation.
+    let good = attest(&digest('b'), "builder.pem", builder);
+    let stranger = attest(&digest('f'), "stranger.pem", builder);
+    let rogue = attest(&digest('a'), "builder.pem", "https://rogue.example/builder");
+    let other = attest(&digest('d'), "builder.pem", builder);
+    let config = dir.join("control.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "provenance:\n  trustedKeys: [{}]\n  builders: [{builder}]\n",
+            dir.join("builder.pub").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let url = server.url("");
+    for file in [&good, &stranger, &rogue, &other] {
+        let (code, stdout, stderr) =
+            vireo(&["attest", "upload", file.to_str().unwrap(), "--server", &url]);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(stdout.contains("log entry"), "{stdout}");
+    }
+    // Not provenance: refused at upload, naming why.
+    let r = server.post(
+        "/api/v1/attestations",
+        r#"{"payload":"e30","payloadType":"text/plain","signatures":[{"sig":"AA"}]}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("payloadType"), "{}", r.body);
+
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let cases = [
+        (
+            "no-provenance",
+            digest('c'),
+            "no SLSA provenance attests sha256:cccc",
+        ),
+        // Provenance exists, for sha256:dddd…; the image is sha256:eeee….
+        (
+            "other-digest",
+            digest('e'),
+            "no SLSA provenance attests sha256:eeee",
+        ),
+        ("untrusted-key", digest('f'), "not signed by a trusted key"),
+        ("rogue-builder", digest('a'), "is not in the allow-list"),
+    ];
+    for (name, d, reason) in &cases {
+        let spec = rollout(name, v1.addr, v2.addr, "        - setWeight: 5\n").replace(
+            &vireo_control::demo::image("v2"),
+            &format!("reg.example/checkout@sha256:{d}"),
+        );
+        let r = server.post("/api/v1/rollouts", &spec);
+        assert_eq!(r.status, 201, "{}", r.body);
+        let s = server.wait_status(name, "the gate's verdict", |s| s["phase"] == "Aborted");
+        let message = s["message"].as_str().unwrap();
+        assert!(message.starts_with("gate failed"), "{name}: {message}");
+        assert!(message.contains(reason), "{name}: {message}");
+        assert_eq!(
+            s["appliedWeights"],
+            serde_json::json!([]),
+            "{name}: no traffic"
+        );
+    }
+    // A canary image given by tag is refused with the fix.
+    let spec = rollout("by-tag", v1.addr, v2.addr, "        - setWeight: 5\n")
+        .replace(&vireo_control::demo::image("v2"), "reg.example/checkout:v2");
+    assert_eq!(server.post("/api/v1/rollouts", &spec).status, 201);
+    let s = server.wait_status("by-tag", "the gate's verdict", |s| s["phase"] == "Aborted");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .contains("not referenced by digest"),
+        "{s}"
+    );
+
+    // The attested image passes, and the gate's VSA names the attestation it relied on.
+    let spec = rollout("attested", v1.addr, v2.addr, "        - setWeight: 5\n").replace(
+        &vireo_control::demo::image("v2"),
+        &format!("reg.example/checkout@sha256:{}", digest('b')),
+    );
+    assert_eq!(server.post("/api/v1/rollouts", &spec).status, 201);
+    server.wait_status("attested", "past the gate", |s| s["phase"] == "Progressing");
+    let r = server.post("/api/v1/replays", r#"{"decisionId":"attested.g1.gate"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"], "match", "{}", r.body);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The rollback envelope end to end: armed before 100 %, replayed by `vireo rollout rollback`
+/// (traffic back on v1 on the proxy, the down-migration run once, RTO and round trip
+/// recorded); then a down-migration that kills the control plane mid-run is not run again
+/// after the restart.
+#[test]
+fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
+    let dir = tempdir("rollback");
+    let addr = free_addr();
+    let mut server = Server::start(addr, &dir.join("data"));
+    let proxy = Proxy::start(&dir, "proxy-0", &server.url(""));
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let ran = dir.join("migrations.log");
+    let spec = |command: &str| {
+        format!(
+            "{}  rollback:\n    downMigration: {{ command: '{command}' }}\n    flag: {{ key: orders-v2, disable: {{ value: false }} }}\n",
+            rollout("orders", v1.addr, v2.addr, "        - setWeight: 50\n")
+        )
+    };
+    let record = format!(
+        "echo \"$VIREO_ROLLOUT g$VIREO_GENERATION\" >> {}",
+        ran.display()
+    );
+    let r = server.post("/api/v1/rollouts", &spec(&record));
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.wait_status("orders", "completed", |s| s["phase"] == "Completed");
+    let timeline = server.timeline("orders");
+    let armed = timeline.iter().position(|e| e["input"] == "RollbackArmed");
+    let hundred = timeline
+        .iter()
+        .position(|e| e["input"]["WeightApplied"]["weight"] == 100);
+    assert!(armed.unwrap() < hundred.unwrap(), "armed before 100 %");
+    assert_eq!(proxy.split(20).get("v2"), Some(&20));
+
+    let (code, stdout, stderr) =
+        vireo(&["rollout", "rollback", "orders", "--server", &server.url("")]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let s = server.wait_status("orders", "the envelope replayed", |s| {
+        s["rollback"]["roundTripMs"].is_u64()
+    });
+    assert_eq!(s["phase"], "RolledBack", "{s}");
+    assert_eq!(
+        s["rollback"]["verified"],
+        serde_json::json!({"Ok": null}),
+        "{s}"
+    );
+    assert_eq!(s["rollback"]["migration"]["Finished"]["ok"], true, "{s}");
+    let (rto, round_trip) = (
+        s["rollback"]["rtoMs"].as_u64().unwrap(),
+        s["rollback"]["roundTripMs"].as_u64().unwrap(),
+    );
+    assert!(rto <= round_trip, "{s}");
+    assert!(
+        s["rollback"]["flag"]
+            .as_str()
+            .unwrap()
+            .contains("orders-v2"),
+        "{s}"
+    );
+    assert_eq!(
+        proxy.split(20).get("v1"),
+        Some(&20),
+        "back on the previous version"
+    );
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "orders g1\n");
+
+    // Generation 2: the migration kills `vireo serve` (its parent) while it runs.
+    let crash = format!("{record}; kill -9 $PPID; sleep 1");
+    let r = server.post("/api/v1/rollouts", &spec(&crash));
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.wait_status("orders", "completed", |s| {
+        s["phase"] == "Completed" && s["generation"] == 2
+    });
+    let _ = http(
+        "POST",
+        &server.url("/api/v1/rollouts/orders/rollback"),
+        &[],
+        "",
+    );
+    let exited = wait_for(
+        "vireo serve killed by the migration",
+        Duration::from_secs(20),
+        || server.child.try_wait().unwrap(),
+    );
+    assert!(!exited.success());
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap(),
+        "orders g1\norders g2\n"
+    );
+    server = Server::start(addr, &dir.join("data"));
+    let s = server.wait_status("orders", "the replay finished after the restart", |s| {
+        s["rollback"]["roundTripMs"].is_u64()
+    });
+    let detail = s["rollback"]["migration"]["Finished"]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(detail.contains("not run again"), "{s}");
+    assert_eq!(s["rollback"]["migration"]["Finished"]["ok"], false, "{s}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        std::fs::read_to_string(&ran).unwrap(),
+        "orders g1\norders g2\n",
+        "the down-migration ran once"
+    );
+    wait_for("the proxy back on v1", Duration::from_secs(10), || {
+        (proxy.split(20).get("v1") == Some(&20)).then_some(())
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -58,7 +58,7 @@ async fn measure(watchers: usize, rounds: usize) -> anyhow::Result<Vec<u64>> {
     let _ = std::fs::remove_dir_all(&dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    vireo_control::serve::start(listener, &dir, Arc::new(Recorded), Vec::new(), None).await?;
+    vireo_control::serve::start(listener, &dir, Arc::new(Recorded), Default::default()).await?;
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);

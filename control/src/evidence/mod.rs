@@ -9,7 +9,8 @@
 //!
 //! Code map: [`keys`] (Ed25519 on the `sigstore` crate), [`dsse`] (envelopes), [`note`]
 //! (C2SP signed notes, checkpoints, receipts), [`log`] (the persisted tree), [`replay`]
-//! (recomputing verdicts), [`bundle`] (export and offline verify). This file builds the
+//! (recomputing verdicts), [`bundle`] (export and offline verify), [`provenance`] (SLSA
+//! provenance and the gate's check of it), [`rollback`] (the rollback envelope). This file builds the
 //! statements and seals them; the store calls it inside the transaction that records what
 //! a statement attests to, so the two commit together.
 
@@ -18,7 +19,9 @@ pub mod dsse;
 pub mod keys;
 pub mod log;
 pub mod note;
+pub mod provenance;
 pub mod replay;
+pub mod rollback;
 
 use std::path::Path;
 
@@ -325,6 +328,8 @@ pub struct GateFacts<'a> {
     pub passed: bool,
     pub needs_approval: bool,
     pub reason: &'a str,
+    /// What the provenance check decided on (`None`: no trust config, not required).
+    pub provenance: Option<&'a provenance::ProvenanceFacts>,
 }
 
 pub fn gate_decision_id(rollout: &str, generation: u64) -> String {
@@ -333,9 +338,10 @@ pub fn gate_decision_id(rollout: &str, generation: u64) -> String {
 
 /// The policy the gate applies, named and digested in its VSA.
 pub const GATE_POLICY: &str = "https://vireo.dev/policy/gate/v1";
-const GATE_POLICY_TEXT: &str = "pass when the schedule's window is open and its preconditions \
-hold (or no schedule is set); hold for approval when annotation vireo.dev/approval is \
-\"required\"";
+const GATE_POLICY_TEXT: &str = "pass when the canary image has SLSA provenance v1 for its \
+digest, signed by a trusted key, from an allowed builder (when a provenance trust config is \
+set), and the schedule's window is open and its preconditions hold (or no schedule is set); \
+hold for approval when annotation vireo.dev/approval is \"required\"";
 
 /// Seals the gate's verdict as a SLSA Verification Summary Attestation.
 pub fn record_gate(
@@ -352,19 +358,36 @@ pub fn record_gate(
         .annotations
         .get(crate::driver::APPROVAL_ANNOTATION)
         .cloned();
+    // Preconditions are only looked at once provenance holds.
+    let accepted = f.provenance.map(provenance::evaluate);
+    let preconditions = match &accepted {
+        Some(Err(_)) => None,
+        _ => Some(f.passed),
+    };
+    let input_attestations: Vec<Value> = match &accepted {
+        Some(Ok(a)) => vec![json!({
+            "uri": format!("log/entries/{}", a.log_index),
+            "digest": {"sha256": a.envelope_sha256},
+        })],
+        _ => vec![],
+    };
     let predicate = json!({
         "verifier": {"id": "https://vireo.dev/control-plane"},
         "timeVerified": rfc3339(f.at_ms),
         "resourceUri": f.rollout.spec.canary.image.clone()
             .unwrap_or_else(|| format!("rollout/{name}")),
         "policy": {"uri": GATE_POLICY, "digest": {"sha256": sha256_hex(GATE_POLICY_TEXT.as_bytes())}},
-        "inputAttestations": [],
+        "inputAttestations": input_attestations,
         "verificationResult": if f.passed { "PASSED" } else { "FAILED" },
         "verifiedLevels": [],
         "decisionId": decision,
         "needsApproval": f.needs_approval,
         "reason": f.reason,
-        "inputs": {"preconditionsPassed": f.passed, "approvalAnnotation": annotation},
+        "inputs": {
+            "provenance": f.provenance,
+            "preconditionsPassed": preconditions,
+            "approvalAnnotation": annotation,
+        },
     });
     let statement = statement(vec![subject], VSA_V1, predicate);
     seal(

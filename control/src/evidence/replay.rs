@@ -203,8 +203,15 @@ pub fn replay_analysis(record: &AnalysisRecord) -> Outcome {
 pub fn replay_gate(vsa: &Json) -> Outcome {
     let decision = vsa["decisionId"].as_str().unwrap_or_default();
     let facts = &vsa["inputs"];
+    let provenance_ok = match &facts["provenance"] {
+        Json::Null => true,
+        f => serde_json::from_value::<super::provenance::ProvenanceFacts>(f.clone())
+            .ok()
+            .is_some_and(|f| super::provenance::evaluate(&f).is_ok()),
+    };
     let (passed, needs_approval) = gate_decision(
-        facts["preconditionsPassed"].as_bool().unwrap_or(false),
+        provenance_ok,
+        facts["preconditionsPassed"].as_bool(),
         facts["approvalAnnotation"].as_str(),
     );
     let result = if passed { "PASSED" } else { "FAILED" };
@@ -224,13 +231,15 @@ pub fn replay_gate(vsa: &Json) -> Outcome {
     Outcome::new(decision, diffs)
 }
 
-/// The gate's decision from its facts: (passed, needs approval).
+/// The gate's decision from its facts: (passed, needs approval). Preconditions are `None`
+/// when they were not looked at (provenance had already failed).
 pub fn gate_decision(
-    preconditions_passed: bool,
+    provenance_ok: bool,
+    preconditions_passed: Option<bool>,
     approval_annotation: Option<&str>,
 ) -> (bool, bool) {
     (
-        preconditions_passed,
+        provenance_ok && preconditions_passed == Some(true),
         approval_annotation == Some("required"),
     )
 }

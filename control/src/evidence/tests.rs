@@ -375,3 +375,124 @@ fn the_log_serves_consistency_between_checkpoints() {
         .verify(&entry.entry, &signer.origin, signer.log.public())
         .unwrap();
 }
+
+#[test]
+fn the_rollback_envelope_is_sealed_before_100_percent_and_checked_before_replay() {
+    let store = sealed_store("rollback");
+    let entry = store.rollback_envelope("checkout", 1).unwrap().unwrap();
+    let key = *store.signer().unwrap().signing.public();
+    let plan = rollback::open(&entry, &key, "checkout", 1).unwrap();
+    assert_eq!(plan.migration, crate::spec::DownMigration::None);
+    // Sealed in the transaction that armed it, before the 100 % it guards.
+    let history = store.history("checkout").unwrap();
+    let armed = history
+        .iter()
+        .position(|h| h.input == Input::RollbackArmed)
+        .unwrap();
+    let hundred = history
+        .iter()
+        .position(|h| h.input == Input::WeightApplied { weight: 100 })
+        .unwrap();
+    assert!(armed < hundred);
+
+    let other = SigningKey::generate().unwrap();
+    let err = rollback::open(&entry, other.public(), "checkout", 1).unwrap_err();
+    assert!(err.starts_with("signature:"), "{err}");
+    assert!(rollback::open(&entry, &key, "checkout", 2)
+        .unwrap_err()
+        .contains("generation 2"));
+    let mut env: Envelope = serde_json::from_slice(&entry).unwrap();
+    let mut st: Value = serde_json::from_slice(&dsse::decode_b64(&env.payload).unwrap()).unwrap();
+    st["predicate"]["downMigration"] = serde_json::json!({"command": "rm -rf /", "digest": "x"});
+    env.payload = dsse::b64(&serde_json::to_vec(&st).unwrap());
+    let altered = serde_json::to_vec(&env).unwrap();
+    assert!(rollback::open(&altered, &key, "checkout", 1).is_err());
+}
+
+#[test]
+fn the_gate_vsa_names_the_provenance_it_accepted_and_replays() {
+    use provenance::{Attestation, BuildFacts, ProvenanceFacts};
+    let dir = std::env::temp_dir().join(format!("vireo-evidence-vsa-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir)
+        .unwrap()
+        .with_signer(std::sync::Arc::new(Signer::open(&dir, None).unwrap()));
+    let digest = "b".repeat(64);
+    let text = crate::testdata::ROLLOUT.replace(
+        "canary: { version: v2,",
+        &format!("canary: {{ version: v2, image: \"reg/checkout@sha256:{digest}\","),
+    );
+    let spec = crate::spec::Rollout::parse(&text).unwrap();
+    let builder = SigningKey::generate().unwrap();
+    let st = provenance::statement_for(&BuildFacts {
+        image_name: "reg/checkout",
+        image_digest: &digest,
+        git_commit: &"a".repeat(40),
+        repository: "https://example.com/r",
+        builder_id: "https://ci.example/b",
+        lockfile: ("Cargo.lock", "version = 4\n"),
+        started_ms: 1,
+        finished_ms: 2,
+    })
+    .unwrap();
+    let env = dsse::sign(dsse::IN_TOTO, &canonical(&st).unwrap(), &builder);
+    let filed = store.put_attestation(&env, 5).unwrap().unwrap();
+    let index = filed.log_index;
+    assert_eq!((filed.subjects, filed.new), (vec![digest.clone()], true));
+    // The same envelope again is found, not logged twice; another digest finds nothing.
+    let again = store.put_attestation(&env, 6).unwrap().unwrap();
+    assert_eq!((again.log_index, again.new), (index, false));
+    assert!(store.attestations_for(&"c".repeat(64)).unwrap().is_empty());
+    let facts = ProvenanceFacts {
+        image: spec.spec.canary.image.clone(),
+        trusted_keys: vec![builder.public().to_pem()],
+        builders: vec!["https://ci.example/b".into()],
+        attestations: store.attestations_for(&digest).unwrap(),
+    };
+    assert_eq!(
+        facts.attestations,
+        vec![Attestation {
+            log_index: index,
+            envelope: env.clone()
+        }]
+    );
+    store.create_rollout(&spec, 10).unwrap();
+    store
+        .apply("checkout", 11, Input::InputsMaterialized)
+        .unwrap()
+        .unwrap();
+    store
+        .apply(
+            "checkout",
+            12,
+            Input::GateEvaluated {
+                passed: true,
+                needs_approval: false,
+                reason: "provenance verified".into(),
+                provenance: Some(Box::new(facts)),
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let id = gate_decision_id("checkout", 1);
+    let vsa = store.decision(&id).unwrap().unwrap();
+    let p = &vsa["predicate"];
+    assert_eq!(p["verificationResult"], "PASSED");
+    assert_eq!(
+        p["inputAttestations"][0]["uri"],
+        format!("log/entries/{index}")
+    );
+    assert!(replay::replay_statement(&vsa).unwrap().matched());
+    // The same facts with the builder off the allow-list would have failed the gate.
+    let mut altered = vsa.clone();
+    altered["predicate"]["inputs"]["provenance"]["builders"] = serde_json::json!(["other"]);
+    let o = replay::replay_statement(&altered).unwrap();
+    assert!(!o.matched());
+    assert!(
+        o.differences
+            .iter()
+            .any(|d| d.contains("verificationResult")),
+        "{:?}",
+        o.differences
+    );
+}

@@ -65,10 +65,22 @@ impl Sim {
                     passed: self.gate.0,
                     needs_approval: self.gate.1,
                     reason: "policy".into(),
+                    provenance: None,
                 }),
                 Effect::SetCanaryWeight(w) => {
                     self.queue.push_back(Input::WeightApplied { weight: *w })
                 }
+                Effect::ArmRollback => self.queue.push_back(Input::RollbackArmed),
+                Effect::VerifyRollback => self
+                    .queue
+                    .push_back(Input::RollbackVerified { problem: None }),
+                Effect::RunDownMigration => self.queue.push_back(Input::MigrationFinished {
+                    ok: true,
+                    detail: "ran".into(),
+                }),
+                Effect::DisableFlag => self.queue.push_back(Input::FlagDisabled {
+                    detail: "no-op".into(),
+                }),
                 Effect::StartAnalysis { step, run } => {
                     self.queue.push_back(Input::AnalysisCompleted {
                         run: *run,
@@ -488,7 +500,7 @@ fn every_action_in_every_phase() {
             Phase::Paused,
             &[Resume, Promote, PromoteFull, Abort],
         ),
-        ("Completed", Phase::Completed, &[]),
+        ("Completed", Phase::Completed, &[Rollback]),
         ("Aborting", Phase::Aborted, &[]),
         ("Aborted", Phase::Aborted, &[Retry]),
     ];
@@ -604,6 +616,7 @@ fn stale_inputs_are_ignored() {
             passed: false,
             needs_approval: false,
             reason: String::new(),
+            provenance: None,
         },
     ] {
         assert_eq!(
@@ -793,4 +806,178 @@ fn a_failed_background_analysis_aborts_and_a_running_one_is_cancelled_at_the_fin
         .iter()
         .any(|e| matches!(e, Effect::CancelAnalysis { run } if *run > (1 << 40))));
     assert_eq!(sim.state.background, None);
+}
+
+/// The effects that arm and replay the rollback envelope, in order.
+fn rollback_effects(sim: &Sim) -> Vec<&Effect> {
+    sim.effects
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::ArmRollback
+                    | Effect::VerifyRollback
+                    | Effect::RunDownMigration
+                    | Effect::DisableFlag
+                    | Effect::SetCanaryWeight(0 | 100)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn no_hundred_percent_before_the_rollback_envelope_is_armed() {
+    for steps in [default_recipe(), vec![Step::SetWeight(5)]] {
+        let mut sim = Sim::new(steps);
+        sim.settle();
+        assert_eq!(sim.state.phase, Phase::Completed);
+        let arm = sim.effects.iter().position(|e| *e == Effect::ArmRollback);
+        let hundred = sim
+            .effects
+            .iter()
+            .position(|e| *e == Effect::SetCanaryWeight(100));
+        assert!(arm.unwrap() < hundred.unwrap(), "{:?}", sim.effects);
+        assert_eq!(
+            sim.effects
+                .iter()
+                .filter(|e| **e == Effect::ArmRollback)
+                .count(),
+            1
+        );
+    }
+    // Unanswered, the rollout waits at the envelope and says so; a restart asks again.
+    let mut sim = Sim::new(vec![Step::SetWeight(100)]);
+    for _ in 0..10 {
+        match sim.queue.pop_front() {
+            Some(Input::RollbackArmed) | None => break,
+            Some(i) => sim.send(i).unwrap(),
+        }
+    }
+    assert_eq!(sim.state.wait, Some(Wait::Arming(100)));
+    assert!(!sim.weights().contains(&100));
+    assert_eq!(sim.state.resume_effects(), vec![Effect::ArmRollback]);
+    sim.send(Input::RollbackArmed).unwrap();
+    assert_eq!(sim.weights().last(), Some(&100));
+}
+
+#[test]
+fn a_failed_post_deploy_verification_replays_the_envelope_in_order() {
+    let mut sim = Sim::new(vec![Step::SetWeight(50)]);
+    sim.steps.verify = true;
+    sim.verdict = |step| match step {
+        1 => Verdict::Failed, // the post-deploy run is "step" steps.len()
+        _ => Verdict::Successful,
+    };
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert_eq!(
+        rollback_effects(&sim),
+        vec![
+            &Effect::ArmRollback,
+            &Effect::SetCanaryWeight(100),
+            &Effect::VerifyRollback,
+            &Effect::SetCanaryWeight(0),
+            &Effect::RunDownMigration,
+            &Effect::DisableFlag,
+        ]
+    );
+    let r = sim.state.rollback.replay.as_ref().unwrap();
+    assert_eq!(r.verified, Some(Ok(())));
+    assert!(matches!(r.migration, Migration::Finished { ok: true, .. }));
+    assert!(r.round_trip_ms().unwrap() > 0);
+    assert!(sim
+        .state
+        .abort
+        .as_ref()
+        .unwrap()
+        .abort_to_zero_ms()
+        .is_some());
+    assert!(sim.state.is_settled());
+    assert!(
+        sim.state.message.starts_with("rolled back"),
+        "{}",
+        sim.state.message
+    );
+}
+
+#[test]
+fn the_rollback_action_needs_an_armed_envelope_and_works_after_completion() {
+    let mut sim = in_phase("Progressing");
+    let err = sim.act(Action::Rollback).unwrap_err();
+    assert!(
+        err.reason.contains("no rollback envelope is armed"),
+        "{err}"
+    );
+    let mut sim = in_phase("Completed");
+    sim.act(Action::Rollback).unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert_eq!(sim.weights().last(), Some(&0));
+    assert!(sim.state.is_settled());
+    // A retry arms a new envelope for its own 100 %.
+    sim.act(Action::Retry).unwrap();
+    assert!(!sim.state.rollback.armed && sim.state.rollback.replay.is_none());
+}
+
+#[test]
+fn a_restart_during_the_migration_does_not_run_it_again() {
+    let mut sim = in_phase("Completed");
+    sim.act(Action::Rollback).unwrap();
+    // Deliver everything but the migration's end: the process "dies" while it runs.
+    for _ in 0..20 {
+        match sim.queue.pop_front() {
+            Some(Input::MigrationFinished { .. }) | None => break,
+            Some(i) => {
+                sim.now += 100;
+                sim.send(i).unwrap()
+            }
+        }
+    }
+    let r = sim.state.rollback.replay.clone().unwrap();
+    assert!(matches!(r.migration, Migration::Started(_)), "{r:?}");
+    let stored: RolloutState =
+        serde_json::from_str(&serde_json::to_string(&sim.state).unwrap()).unwrap();
+    let fx = stored.resume_effects();
+    assert!(fx.contains(&Effect::MigrationInterrupted), "{fx:?}");
+    assert!(!fx.contains(&Effect::RunDownMigration), "{fx:?}");
+    sim.queue.clear();
+    sim.send(Input::MigrationFinished {
+        ok: false,
+        detail: "interrupted".into(),
+    })
+    .unwrap();
+    sim.settle();
+    let runs = sim
+        .effects
+        .iter()
+        .filter(|e| **e == Effect::RunDownMigration)
+        .count();
+    assert_eq!(runs, 1);
+    assert!(sim
+        .state
+        .rollback
+        .replay
+        .as_ref()
+        .unwrap()
+        .done_at
+        .is_some());
+}
+
+#[test]
+fn an_envelope_that_fails_verification_moves_traffic_but_runs_nothing() {
+    let mut sim = in_phase("Completed");
+    sim.act(Action::Rollback).unwrap();
+    sim.queue
+        .retain(|i| !matches!(i, Input::RollbackVerified { .. }));
+    sim.send(Input::RollbackVerified {
+        problem: Some("signature: 0 distinct trusted key(s) signed; 1 required".into()),
+    })
+    .unwrap();
+    sim.settle();
+    assert_eq!(sim.weights().last(), Some(&0));
+    assert!(!sim.effects.contains(&Effect::RunDownMigration));
+    assert!(!sim.effects.contains(&Effect::DisableFlag));
+    let r = sim.state.rollback.replay.as_ref().unwrap();
+    assert!(matches!(&r.migration, Migration::Skipped(why) if why.contains("signature")));
+    assert!(r.done_at.is_some());
 }

@@ -132,9 +132,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(addr: SocketAddr, data_dir: &Path) -> Server {
+        Server::start_with(addr, data_dir, &[])
+    }
+
+    /// `vireo serve` with more arguments (`--config FILE`).
+    pub fn start_with(addr: SocketAddr, data_dir: &Path, args: &[&str]) -> Server {
         let child = Command::new(vireo_bin())
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -330,6 +336,16 @@ spec:
 
 pub fn rollout(name: &str, stable: SocketAddr, canary: SocketAddr, steps: &str) -> String {
     vireo_control::demo::rollout_yaml(name, stable, canary, steps)
+}
+
+/// Runs `vireo ARGS…`: (exit code, stdout, stderr).
+pub fn vireo(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(vireo_bin()).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn tempdir(name: &str) -> PathBuf {
