@@ -39,6 +39,7 @@ const EXAMPLES: &str = "Examples:
   vireo rollout promote checkout --full
   vireo evidence export checkout -o checkout.tar.gz
   vireo verify checkout.tar.gz --key signing.pub --log-key log.pub
+  vireo verify --bundle a.txt.sigstore.json --key cosign.pub --trusted-root trusted_root.json a.txt
   vireo replay checkout.g1.analysis-2
   vireo attest provenance --image-digest sha256:… --git-commit SHA --builder-id URI \\
       --lockfile Cargo.lock --key builder.pem -o provenance.dsse.json
@@ -97,10 +98,22 @@ enum Command {
     Attest(AttestArgs),
     /// Check an evidence bundle offline: every signature, every receipt against the signed
     /// checkpoint, the checkpoint hash chain, the manifest. Exit 0 only if all hold.
+    ///
+    /// With --bundle: check a standard Sigstore bundle (v0.3, managed key, as `cosign
+    /// sign-blob/attest-blob --key … --bundle` write) for the artifact FILE: the signature
+    /// with --key, the Rekor entry, its inclusion proof and checkpoint against --trusted-root.
     Verify {
-        /// The bundle (`vireo evidence export … -o FILE`).
+        /// The evidence bundle (`vireo evidence export … -o FILE`), or with --bundle the
+        /// artifact the Sigstore bundle signs.
         file: PathBuf,
-        /// Trust this signing key (SPKI PEM) instead of the bundle's keys/signing.pub.
+        /// A Sigstore bundle (`.sigstore.json`) for the artifact FILE.
+        #[arg(long, value_name = "B.sigstore.json", requires = "key")]
+        bundle: Option<PathBuf>,
+        /// The Sigstore trusted root (trusted_root.json) whose logs may have logged the entry.
+        #[arg(long, value_name = "ROOT.json", requires = "bundle")]
+        trusted_root: Option<PathBuf>,
+        /// Trust this signing key (SPKI PEM) instead of the bundle's keys/signing.pub; with
+        /// --bundle, the signer's public key (ECDSA, Ed25519 or RSA PEM).
         #[arg(long, value_name = "PUB")]
         key: Option<PathBuf>,
         /// Trust this log key (SPKI PEM) instead of the bundle's keys/log.pub.
@@ -332,9 +345,24 @@ fn main() -> ExitCode {
             Command::Attest(args) => attest(args).await,
             Command::Verify {
                 file,
+                bundle: Some(bundle),
+                trusted_root,
+                key,
+                output,
+                ..
+            } => verify_sigstore(
+                &bundle,
+                key.as_deref(),
+                trusted_root.as_deref(),
+                &file,
+                output,
+            ),
+            Command::Verify {
+                file,
                 key,
                 log_key,
                 output,
+                ..
             } => verify(&file, key.as_deref(), log_key.as_deref(), output),
             Command::Replay {
                 decision_id,
@@ -499,6 +527,39 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+fn verify_sigstore(
+    bundle: &std::path::Path,
+    key: Option<&std::path::Path>,
+    trusted_root: Option<&std::path::Path>,
+    artifact: &std::path::Path,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let read =
+        |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
+    let key =
+        key.ok_or_else(|| anyhow::anyhow!("--bundle needs --key PUB (the signer's public key)"))?;
+    let root = trusted_root.map(read).transpose()?;
+    let report = vireo_control::evidence::sigstore_bundle::verify(
+        &read(bundle)?,
+        &read(key)?,
+        root.as_deref(),
+        &read(artifact)?,
+    );
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => {
+            print!("{}", client::render_checks(&report));
+            println!(
+                "{} for {}: {}",
+                bundle.display(),
+                artifact.display(),
+                if report.ok() { "VERIFIED" } else { "FAILED" }
+            );
+        }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
 }
 
 fn verify(

@@ -22,6 +22,7 @@ pub mod note;
 pub mod provenance;
 pub mod replay;
 pub mod rollback;
+pub mod sigstore_bundle;
 
 use std::path::Path;
 

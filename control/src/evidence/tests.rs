@@ -496,3 +496,75 @@ fn the_gate_vsa_names_the_provenance_it_accepted_and_replays() {
         o.differences
     );
 }
+
+/// Every Sigstore bundle fixture: folders ending in `_fail` must fail, all others verify; a
+/// failure names a check. Without a trusted root nothing verifies.
+#[test]
+fn sigstore_bundles_verify_with_a_managed_key_and_every_broken_one_fails() {
+    let dir = vectors_dir().join("sigstore");
+    let mut seen = (0, 0);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let case = entry.unwrap().path();
+        if !case.is_dir() {
+            continue;
+        }
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let read = |f: &str| std::fs::read(case.join(f)).unwrap();
+        let report = sigstore_bundle::verify(
+            &read("bundle.sigstore.json"),
+            &read("key.pub"),
+            Some(&read("trusted_root.json")),
+            &read("a.txt"),
+        );
+        if name.ends_with("_fail") {
+            seen.1 += 1;
+            let f = report
+                .first_failure()
+                .unwrap_or_else(|| panic!("{name} verified"));
+            // The check that must catch it, by what the fixture breaks.
+            let want = [
+                ("wrong-key", "signature"),
+                ("artifact-mismatch", "signature"),
+                ("bad-signature", "signature"),
+                ("bad-dsse-sig", "signature"),
+                ("unknown-type", "signature"),
+                ("hash-mismatch", "log entry"),
+                ("untrusted-log", "trusted log"),
+                ("bad-inclusion-proof", "inclusion proof"),
+                ("bad-root-hash", "inclusion proof"),
+                ("checkpoint", "checkpoint"),
+            ]
+            .iter()
+            .find(|(part, _)| name.contains(part))
+            .map(|(_, check)| *check)
+            .unwrap_or_else(|| panic!("{name}: no expectation"));
+            assert_eq!(f.check, want, "{name}: {}", f.detail);
+        } else {
+            seen.0 += 1;
+            assert!(report.ok(), "{name}: {}", failure(&report));
+            let offline = sigstore_bundle::verify(
+                &read("bundle.sigstore.json"),
+                &read("key.pub"),
+                None,
+                &read("a.txt"),
+            );
+            assert!(failure(&offline).contains("--trusted-root"), "{name}");
+            // Any other artifact fails.
+            assert!(!sigstore_bundle::verify(
+                &read("bundle.sigstore.json"),
+                &read("key.pub"),
+                Some(&read("trusted_root.json")),
+                b"something else",
+            )
+            .ok());
+        }
+    }
+    assert!(seen.0 >= 4 && seen.1 >= 20, "{seen:?}");
+    // Garbage is a clear error, not a panic.
+    let r = sigstore_bundle::verify(b"{", b"", None, b"");
+    assert!(
+        failure(&r).starts_with("bundle: not a Sigstore bundle"),
+        "{}",
+        failure(&r)
+    );
+}
