@@ -64,8 +64,7 @@ fn main() -> anyhow::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(log::SCHEMA)?;
     println!("size       durable appends/s   batched appends/s");
-    let mut size = 1_000;
-    while size <= args.max {
+    for size in [1_000, 100_000, 1_000_000].into_iter().filter(|s| *s <= args.max) {
         fill(&mut conn, size)?;
         let t = Instant::now();
         let durable = 200u64;
@@ -80,7 +79,6 @@ fn main() -> anyhow::Result<()> {
         fill(&mut conn, before + 10_000)?;
         let batched_rate = 10_000.0 / t.elapsed().as_secs_f64();
         println!("{size:<10} {durable_rate:>17.0}   {batched_rate:>17.0}");
-        size *= 100;
     }
     let n = log::size(&conn)?;
     let index = n / 3;
