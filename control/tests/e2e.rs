@@ -321,6 +321,30 @@ fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
     );
     assert_eq!(s["verified"], true, "{s}");
     assert_eq!(s["decisions_matched"], s["decisions_replayed"], "{s}");
+    // An auditor's check of the same bundle with the CLI, keys pinned from the data dir; a
+    // changed bundle fails.
+    let bundle = std::path::PathBuf::from(s["bundle"].as_str().unwrap());
+    let keys = std::path::PathBuf::from(s["data_dir"].as_str().unwrap()).join("keys");
+    let verify = |file: &std::path::Path| {
+        vireo(&[
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            keys.join("signing.pub").to_str().unwrap(),
+            "--log-key",
+            keys.join("log.pub").to_str().unwrap(),
+        ])
+    };
+    let (code, stdout, stderr) = verify(&bundle);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("VERIFIED"), "{stdout}");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let altered = bundle.with_extension("altered.tar.gz");
+    std::fs::write(&altered, &bytes).unwrap();
+    let (code, stdout, stderr) = verify(&altered);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
 
     // The same with a real Prometheus and the PromQL of deploy/prometheus/.
     let (code, s, log) = demo(&["--prometheus"], "healthy", &dir);

@@ -64,7 +64,10 @@ fn main() -> anyhow::Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(log::SCHEMA)?;
     println!("size       durable appends/s   batched appends/s");
-    for size in [1_000, 100_000, 1_000_000].into_iter().filter(|s| *s <= args.max) {
+    for size in [1_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|s| *s <= args.max)
+    {
         fill(&mut conn, size)?;
         let t = Instant::now();
         let durable = 200u64;
