@@ -263,13 +263,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         if opts.scenario == Scenario::Regress && s.canary_weight == 100 {
             faulty.store(true, Ordering::Relaxed); // the release regresses once it has it all
         }
-        let replayed = s
-            .rollback
-            .as_ref()
-            .is_none_or(|r| r.round_trip_ms.is_some());
-        let done = s.phase.is_terminal()
-            && (!s.phase.is_backing_out() || s.drain_ms.is_some())
-            && replayed;
+        let done = s.settled;
         if done {
             break v;
         }

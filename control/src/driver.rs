@@ -123,6 +123,8 @@ pub struct RolloutView {
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub phase: Phase,
+    /// Ended with nothing left to do (drained; any rollback replayed): what watchers wait for.
+    pub settled: bool,
     pub current_step_index: usize,
     pub steps: usize,
     pub canary_weight: u8,
@@ -1284,21 +1286,27 @@ async fn run_command(command: &str, rollout: &str, generation: u64) -> (bool, St
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group, so a timeout kills what the command started too.
+        .process_group(0)
         .spawn();
     let child = match child {
         Ok(c) => c,
         Err(e) => return (false, format!("cannot start sh: {e}")),
     };
-    match tokio::time::timeout(MIGRATION_TIMEOUT, child.wait_with_output()).await {
-        Err(_) => (
-            false,
-            format!(
-                "killed after {}",
-                humantime::format_duration(MIGRATION_TIMEOUT)
-            ),
-        ),
-        Ok(Err(e)) => (false, format!("cannot wait for the command: {e}")),
-        Ok(Ok(out)) => {
+    let group = child.id().and_then(|p| i32::try_from(p).ok());
+    let Ok(waited) = tokio::time::timeout(MIGRATION_TIMEOUT, child.wait_with_output()).await else {
+        if let Some(pid) = group {
+            // SAFETY: kill(2) on the process group we created; no memory is touched.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let limit = humantime::format_duration(MIGRATION_TIMEOUT);
+        return (false, format!("killed after {limit}"));
+    };
+    match waited {
+        Err(e) => (false, format!("cannot wait for the command: {e}")),
+        Ok(out) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: String = stderr
                 .trim()
@@ -1501,6 +1509,7 @@ pub fn view(
     RolloutView {
         status: Status {
             phase: s.phase,
+            settled: s.is_settled(),
             current_step_index: s.step,
             steps: stored.spec.steps().len(),
             canary_weight: s.canary_weight,

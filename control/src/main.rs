@@ -107,7 +107,12 @@ enum Command {
         /// artifact the Sigstore bundle signs.
         file: PathBuf,
         /// A Sigstore bundle (`.sigstore.json`) for the artifact FILE.
-        #[arg(long, value_name = "B.sigstore.json", requires = "key")]
+        #[arg(
+            long,
+            value_name = "B.sigstore.json",
+            requires = "key",
+            conflicts_with = "log_key"
+        )]
         bundle: Option<PathBuf>,
         /// The Sigstore trusted root (trusted_root.json) whose logs may have logged the entry.
         #[arg(long, value_name = "ROOT.json", requires = "bundle")]
@@ -713,9 +718,7 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
                     last = shown;
                 }
                 let phase = v["status"]["phase"].as_str().unwrap_or("");
-                let ended = phase == "Completed"
-                    || (matches!(phase, "Aborted" | "RolledBack")
-                        && v["status"]["drainMs"].is_u64());
+                let ended = v["status"]["settled"] == true;
                 if !watch {
                     return Ok(0);
                 }

@@ -369,6 +369,9 @@ pub struct RolloutState {
     pub background_started: bool,
     #[serde(default)]
     pub rollback: RollbackProgress,
+    /// Retries so far in this generation: names the gate's decision of each attempt.
+    #[serde(default)]
+    pub attempt: u32,
     pub message: String,
 }
 
@@ -387,6 +390,7 @@ impl RolloutState {
             background_runs: 0,
             background_started: false,
             rollback: RollbackProgress::default(),
+            attempt: 0,
             message: "materializing inputs".into(),
         };
         (s, vec![Effect::MaterializeInputs])
@@ -623,6 +627,7 @@ impl RolloutState {
                     self.background_started = false;
                     // A new attempt arms a new envelope before its own 100 %.
                     self.rollback = RollbackProgress::default();
+                    self.attempt += 1;
                     // Weight 0 was the last published (the back-out); a forced stop may have
                     // left it unconfirmed, and a stale weight must not let a step be skipped.
                     self.canary_weight = 0;
@@ -787,9 +792,9 @@ impl RolloutState {
         }
         if ok {
             self.continue_rollback(now, fx);
-        } else {
-            self.rollback_done(now, None);
         }
+        // Ends the replay when there is nothing left to run (refused, or skipped meanwhile).
+        self.rollback_done(now, None);
     }
 
     /// Starts the down-migration once the envelope is verified and every proxy is on the
@@ -989,8 +994,14 @@ impl RolloutState {
         }
     }
 
+    /// Once the rollback envelope is armed (the canary is getting or has 100 %), taking the
+    /// canary out is a rollback: the envelope's migration and flag must be undone too.
     fn begin_abort(&mut self, now: Millis, reason: String, fx: &mut Vec<Effect>) {
-        self.back_out(now, reason, Phase::Aborted, fx);
+        if self.rollback.armed {
+            self.roll_back(now, reason, fx);
+        } else {
+            self.back_out(now, reason, Phase::Aborted, fx);
+        }
     }
 
     /// Weight 0 now; drain and stop follow (`Aborted`, or `RolledBack` after a failed
@@ -1035,6 +1046,7 @@ impl RolloutState {
         }
         a.drained_at = Some(now);
         a.forced = forced;
+        let unconfirmed = a.zero_at.is_none();
         self.message = format!(
             "{}: {}; canary stopped{}",
             backing_out(phase, true),
@@ -1042,6 +1054,18 @@ impl RolloutState {
             if forced { " at the deadline" } else { "" }
         );
         fx.push(Effect::StopCanary);
+        // The migration needs the previous version on every proxy; without that confirmed by
+        // the deadline it does not run, and the replay ends here rather than wait forever.
+        if let Some(r) = self.rollback.replay.as_mut() {
+            if unconfirmed && r.migration == Migration::Pending {
+                r.migration = Migration::Skipped(
+                    "weight 0 was not confirmed by every proxy before the deadline".into(),
+                );
+                if r.verified.is_some() {
+                    self.rollback_done(now, None);
+                }
+            }
+        }
     }
 
     /// All steps done and 100 % applied everywhere: verify (when the recipe has a

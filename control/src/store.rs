@@ -25,6 +25,8 @@ use crate::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
 use crate::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
+/// How many attestations per image digest the gate considers.
+pub const MAX_CANDIDATES: i64 = 16;
 const SCHEMA_VERSION: i64 = 4;
 
 /// From each older schema to the next, in order (index 0 takes version 1 to 2).
@@ -50,6 +52,7 @@ CREATE TABLE attestations (
     received_ms INTEGER NOT NULL,
     PRIMARY KEY (digest, envelope)
 );
+CREATE INDEX attestations_by_envelope ON attestations (envelope);
 ";
 
 /// Version 3: the transparency log and the replays run against it (defined next to the code
@@ -355,6 +358,7 @@ impl Store {
                     needs_approval,
                     reason: &reason,
                     provenance: provenance.as_deref(),
+                    attempt: state.attempt,
                 },
             )?;
         }
@@ -616,17 +620,21 @@ impl Store {
         }))
     }
 
-    /// Every envelope on file for a subject digest (hex), oldest first.
+    /// The newest envelopes on file for a subject digest (hex; at most [`MAX_CANDIDATES`]),
+    /// oldest first. Bounded: uploads are not authenticated, and each candidate is checked and
+    /// recorded in the gate's evidence.
     pub fn attestations_for(
         &self,
         digest: &str,
     ) -> Result<Vec<evidence::provenance::Attestation>, StoreError> {
         let mut q = self.conn.prepare_cached(
-            "SELECT a.log_index, e.entry FROM attestations a
-             JOIN log_entries e ON e.idx = a.log_index
-             WHERE a.digest = ?1 ORDER BY a.log_index",
+            "SELECT log_index, entry FROM (
+                 SELECT a.log_index, e.entry FROM attestations a
+                 JOIN log_entries e ON e.idx = a.log_index
+                 WHERE a.digest = ?1 ORDER BY a.log_index DESC LIMIT ?2)
+             ORDER BY log_index",
         )?;
-        let rows = q.query_map([digest.to_ascii_lowercase()], |r| {
+        let rows = q.query_map(params![digest.to_ascii_lowercase(), MAX_CANDIDATES], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
         let mut out = Vec::new();
@@ -722,6 +730,14 @@ impl Store {
             "phase": stored.state.phase,
             "abortToZeroMs": stored.state.abort.as_ref().and_then(|a| a.abort_to_zero_ms()),
             "drainMs": stored.state.abort.as_ref().and_then(|a| a.drain_ms()),
+            "rollback": stored.state.rollback.replay.as_ref().map(|r| serde_json::json!({
+                "reason": r.reason,
+                "verified": r.verified,
+                "migration": r.migration,
+                "flag": r.flag,
+                "rtoMs": stored.state.abort.as_ref().and_then(|a| a.abort_to_zero_ms()),
+                "roundTripMs": r.round_trip_ms(),
+            })),
             "checkpoints": self.timeline(name)?,
         });
         files.insert(

@@ -331,10 +331,18 @@ pub struct GateFacts<'a> {
     pub reason: &'a str,
     /// What the provenance check decided on (`None`: no trust config, not required).
     pub provenance: Option<&'a provenance::ProvenanceFacts>,
+    /// The retry this gate decision belongs to (0: the first attempt; analysis run ids keep
+    /// growing across retries, so theirs never repeat).
+    pub attempt: u32,
 }
 
-pub fn gate_decision_id(rollout: &str, generation: u64) -> String {
-    format!("{rollout}.g{generation}.gate")
+/// The gate's decision id: `NAME.gN.gate`, and `NAME.gN.gate-rK` for the K-th retry of the
+/// generation (each attempt passes the gate again).
+pub fn gate_decision_id(rollout: &str, generation: u64, attempt: u32) -> String {
+    match attempt {
+        0 => format!("{rollout}.g{generation}.gate"),
+        k => format!("{rollout}.g{generation}.gate-r{k}"),
+    }
 }
 
 /// The policy the gate applies, named and digested in its VSA.
@@ -351,7 +359,7 @@ pub fn record_gate(
     f: &GateFacts,
 ) -> Result<Sealed, EvidenceError> {
     let name = f.rollout.name();
-    let decision = gate_decision_id(name, f.generation);
+    let decision = gate_decision_id(name, f.generation, f.attempt);
     let subject = rollout_subject(f.rollout)?;
     let annotation = f
         .rollout

@@ -474,7 +474,7 @@ fn the_gate_vsa_names_the_provenance_it_accepted_and_replays() {
         )
         .unwrap()
         .unwrap();
-    let id = gate_decision_id("checkout", 1);
+    let id = gate_decision_id("checkout", 1, 0);
     let vsa = store.decision(&id).unwrap().unwrap();
     let p = &vsa["predicate"];
     assert_eq!(p["verificationResult"], "PASSED");
@@ -567,4 +567,40 @@ fn sigstore_bundles_verify_with_a_managed_key_and_every_broken_one_fails() {
         "{}",
         failure(&r)
     );
+}
+
+#[test]
+fn a_retried_rollout_seals_a_gate_decision_per_attempt() {
+    let dir = std::env::temp_dir().join(format!("vireo-evidence-retry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut store = Store::open(&dir)
+        .unwrap()
+        .with_signer(std::sync::Arc::new(Signer::open(&dir, None).unwrap()));
+    let spec = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+    store.create_rollout(&spec, 1).unwrap();
+    let gate = |passed| Input::GateEvaluated {
+        passed,
+        needs_approval: false,
+        reason: "r".into(),
+        provenance: None,
+    };
+    for (at, input) in [
+        (2, Input::InputsMaterialized),
+        (3, gate(false)),
+        (4, Input::Action(Action::Retry)),
+        (5, Input::InputsMaterialized),
+        (6, gate(true)),
+    ] {
+        store.apply("checkout", at, input).unwrap().unwrap();
+    }
+    let first = store
+        .decision(&gate_decision_id("checkout", 1, 0))
+        .unwrap()
+        .unwrap();
+    let second = store
+        .decision(&gate_decision_id("checkout", 1, 1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["predicate"]["verificationResult"], "FAILED");
+    assert_eq!(second["predicate"]["verificationResult"], "PASSED");
 }

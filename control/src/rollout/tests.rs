@@ -742,7 +742,9 @@ fn an_inconclusive_verification_is_not_a_pass_and_abort_works_during_it() {
         .iter()
         .any(|e| matches!(e, Effect::CancelAnalysis { .. })));
     sim.settle();
-    assert_eq!(sim.state.phase, Phase::Aborted);
+    // The canary held 100 %: the envelope was armed, so the abort is a rollback.
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert!(sim.state.is_settled());
 }
 
 fn with_background(steps: Vec<Step>, from: usize) -> Sim {
@@ -980,4 +982,38 @@ fn an_envelope_that_fails_verification_moves_traffic_but_runs_nothing() {
     let r = sim.state.rollback.replay.as_ref().unwrap();
     assert!(matches!(&r.migration, Migration::Skipped(why) if why.contains("signature")));
     assert!(r.done_at.is_some());
+}
+
+#[test]
+fn a_rollback_whose_weight_zero_is_never_confirmed_ends_at_the_deadline_without_migrating() {
+    let mut sim = in_phase("Completed");
+    sim.act(Action::Rollback).unwrap();
+    // No proxy confirms weight 0: drop those answers.
+    sim.queue
+        .retain(|i| !matches!(i, Input::WeightApplied { weight: 0 }));
+    sim.settle();
+    assert!(sim.state.is_settled(), "{:?}", sim.state);
+    let r = sim.state.rollback.replay.as_ref().unwrap();
+    assert!(matches!(&r.migration, Migration::Skipped(why) if why.contains("deadline")));
+    assert!(!sim.effects.contains(&Effect::RunDownMigration));
+    assert!(sim.state.abort.as_ref().unwrap().forced);
+}
+
+#[test]
+fn an_abort_once_the_envelope_is_armed_is_a_rollback() {
+    // 100 %, then a pause in which the user aborts.
+    let mut sim = Sim::new(vec![Step::SetWeight(100), pause(60)]);
+    while sim.state.wait != Some(Wait::Until(sim.state.next_deadline().unwrap_or(0))) {
+        let i = sim.queue.pop_front().unwrap();
+        sim.send(i).unwrap();
+    }
+    assert!(sim.state.rollback.armed);
+    sim.act(Action::Abort).unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::RolledBack);
+    assert!(sim.effects.contains(&Effect::RunDownMigration));
+    assert!(sim.state.is_settled());
+    // Retry counts attempts (the gate's decision of each attempt has its own id).
+    sim.act(Action::Retry).unwrap();
+    assert_eq!(sim.state.attempt, 1);
 }
