@@ -47,6 +47,10 @@ pub fn router(handle: Handle) -> Router {
         .route("/api/v1/log/consistency", get(log_consistency))
         .route("/api/v1/replays", post(replay).get(replays))
         .route("/api/v1/attestations", post(upload_attestation))
+        .route("/api/v1/events", get(list_events).post(ingest_events))
+        .route("/api/v1/events/stream", get(stream_events))
+        .route("/api/v1/dora", get(dora))
+        .merge(crate::ofrep::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
 }
@@ -184,7 +188,7 @@ struct ActQuery {
 /// Who is acting: the `X-Vireo-Actor` header (the CLI sends `$VIREO_ACTOR`, else
 /// `$USER@host`), else the `X-Remote-User` an authenticating proxy in front sets, else
 /// "anonymous". There is no authentication of its own yet: this names, it does not prove.
-fn actor(headers: &axum::http::HeaderMap) -> String {
+pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
     ["x-vireo-actor", "x-remote-user"]
         .iter()
         .find_map(|h| headers.get(*h)?.to_str().ok().filter(|v| !v.is_empty()))
@@ -442,6 +446,192 @@ async fn upload_attestation(State(h): State<Handle>, body: Bytes) -> Response {
         )
             .into_response(),
         Ok(Err(reason)) => bad_request(format!("not SLSA provenance: {reason}")),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/v1/events?type&source&subject&since&until&after&limit`: one page, in log order;
+/// `next` is the `after` of the next page.
+async fn list_events(
+    State(h): State<Handle>,
+    Query(f): Query<crate::eventlog::Filter>,
+) -> Response {
+    match h.with_store(move |store| Ok(store.events(&f)?)).await {
+        Ok(Ok(events)) => {
+            let next = events.last().map(|e| e.seq);
+            Json(serde_json::json!({"events": events, "next": next})).into_response()
+        }
+        Ok(Err(reason)) => bad_request(reason),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/v1/events`: CloudEvents in structured mode (`application/cloudevents+json`, or
+/// JSON with `specversion`), batched (`application/cloudevents-batch+json`), or binary mode
+/// (`ce-*` headers). 201 when anything was new, 200 when all were already stored (receivers
+/// dedupe on source + id); 400 names the attribute of the first invalid event.
+async fn ingest_events(
+    State(h): State<Handle>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    use crate::events::{from_binary, CloudEvent};
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let parsed: Result<Vec<CloudEvent>, (Option<usize>, crate::events::EventError)> =
+        if headers.contains_key("ce-specversion") {
+            from_binary(&headers, &body)
+                .map(|e| vec![e])
+                .map_err(|e| (None, e))
+        } else {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Err(e) => return bad_request(format!("the body is not JSON: {e}")),
+                Ok(serde_json::Value::Array(items))
+                    if content_type.starts_with("application/cloudevents-batch+json")
+                        || !content_type.starts_with("application/cloudevents+json") =>
+                {
+                    items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| CloudEvent::from_json(v).map_err(|e| (Some(i), e)))
+                        .collect()
+                }
+                Ok(v) => CloudEvent::from_json(v)
+                    .map(|e| vec![e])
+                    .map_err(|e| (None, e)),
+            }
+        };
+    let events = match parsed {
+        Ok(e) => e,
+        Err((index, e)) => {
+            let at = index.map(|i| format!("event [{i}]: ")).unwrap_or_default();
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": format!("{at}{e}"), "attribute": e.attribute, "index": index})),
+            )
+                .into_response();
+        }
+    };
+    match h.ingest(events).await {
+        Ok((new, duplicates)) => (
+            if new > 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            Json(serde_json::json!({"accepted": new, "duplicates": duplicates})),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(default, rename = "type")]
+    ty: Option<String>,
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+/// `GET /api/v1/events/stream`: server-sent events. Each SSE `id` is the event's `seq`; a
+/// client reconnecting with `Last-Event-ID` (or `?after=`) first gets what it missed from the
+/// log, then live events as they commit. `?type=` filters.
+async fn stream_events(
+    State(h): State<Handle>,
+    Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::stream::{self, StreamExt};
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .or(q.after);
+    // Subscribe before reading the backlog, so nothing committed in between is missed.
+    let live = h.shared.live_events.subscribe();
+    let backlog = match after {
+        None => Vec::new(),
+        Some(after) => {
+            let f = crate::eventlog::Filter {
+                ty: q.ty.clone(),
+                after,
+                limit: Some(crate::eventlog::MAX_PAGE),
+                ..Default::default()
+            };
+            match h.with_store(move |store| Ok(store.events(&f)?)).await {
+                Ok(Ok(events)) => events,
+                Ok(Err(reason)) => return bad_request(reason),
+                Err(e) => return e.into_response(),
+            }
+        }
+    };
+    let seen = backlog.last().map(|e| e.seq).or(after).unwrap_or(0);
+    let sse = |e: &crate::eventlog::Stored| {
+        Event::default()
+            .id(e.seq.to_string())
+            .event(e.event.ty.clone())
+            .json_data(&e.event)
+            .ok()
+    };
+    let first = stream::iter(
+        backlog
+            .iter()
+            .filter_map(sse)
+            .map(Ok::<_, std::convert::Infallible>)
+            .collect::<Vec<_>>(),
+    );
+    let ty = q.ty;
+    let rest = stream::unfold((live, seen), move |(mut rx, seen)| {
+        let ty = ty.clone();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.seq <= seen => continue,
+                    Ok(e) if ty.as_ref().is_some_and(|t| *t != e.event.ty) => continue,
+                    Ok(e) => {
+                        let ev = Event::default()
+                            .id(e.seq.to_string())
+                            .event(e.event.ty.clone())
+                            .json_data(&e.event)
+                            .unwrap_or_default();
+                        return Some((Ok(ev), (rx, seen)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        // The client fell behind: say so (it can resume from its last id).
+                        let ev = Event::default().event("lagged").data(n.to_string());
+                        return Some((Ok(ev), (rx, seen)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    Sse::new(first.chain(rest))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct DoraQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /api/v1/dora?since&until`: the four keys from the event log, each with its receipt.
+async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
+    let window = match crate::dora::Window::parse(
+        q.since.as_deref(),
+        q.until.as_deref(),
+        crate::driver::now_ms(),
+    ) {
+        Ok(w) => w,
+        Err(e) => return bad_request(e),
+    };
+    match h.with_store(move |store| Ok(store.dora_events()?)).await {
+        Ok(events) => Json(crate::dora::compute(&events, &window)).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -53,6 +53,8 @@ use crate::workload::Workloads;
 pub const ROLLOUT: &str = "checkout";
 /// The demo's builder (`runDetails.builder.id`), the one its provenance gate allows.
 pub const BUILDER_ID: &str = "https://vireo.dev/demo/builder";
+/// The demo's flag, tied to the rollout: on exactly for the users the proxy sends to v2.
+pub const FLAG: &str = "new-checkout";
 /// The lockfile of this build: the demo's provenance pins every crate in it.
 const LOCKFILE: &str = include_str!("../../Cargo.lock");
 /// `deploy/prometheus/`: what `--prometheus` runs with, so the shipped files are the tested ones.
@@ -93,6 +95,7 @@ pub const EXIT_ABORTED: u8 = 2;
 
 pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let started = Instant::now();
+    let started_ms = crate::driver::now_ms();
     let speed = opts.speed.max(1);
     let data_dir = match &opts.data_dir {
         Some(d) => d.clone(),
@@ -214,7 +217,29 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     );
     std::fs::write(data_dir.join("analysis-template.yaml"), &template)?;
     std::fs::write(data_dir.join("rollout.yaml"), &rollout)?;
-    let provenance = attest_canary(&builder, &data_dir)?;
+    let (provenance, commit) = attest_canary(&builder, &data_dir)?;
+    // The release pipeline's first events: the change merged (lead time starts here), and the
+    // flag that follows the canary's cohort.
+    let merged = crate::dora::cd(
+        crate::events::CHANGE_MERGED,
+        "/vireo-demo/scm",
+        &format!("merge-{commit}"),
+        &crate::evidence::rfc3339(crate::driver::now_ms()),
+        "demo-change",
+        serde_json::json!({"commit": commit, "repository": "https://vireo.dev/demo/checkout"}),
+    );
+    handle
+        .ingest(vec![merged])
+        .await
+        .map_err(|e| anyhow::anyhow!("recording the merge: {e}"))?;
+    let flag = crate::flags::Flag::parse(&format!(
+        "key: {FLAG}\nvariants: {{ on: true, off: false }}\ndefaultVariant: off\nrollout: {ROLLOUT}\n"
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    handle
+        .put_flag(flag)
+        .await
+        .map_err(|e| anyhow::anyhow!("defining the flag: {e}"))?;
     let attested = handle
         .with_store(move |store| {
             store
@@ -247,6 +272,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
             proxy_addr,
             traffic.clone(),
             stop_traffic.clone(),
+            handle.shared.clone(),
         ));
     }
 
@@ -287,7 +313,18 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         canary_after = Some(traffic.served("v2") - before);
     }
+    view.close_flag_segment(&traffic);
     let mut summary = Summary::new(&last, canary_after, &traffic, &data_dir, started.elapsed());
+    summary.flag_segments = view.flag_segments.clone();
+    let events = handle
+        .with_store(|store| Ok(store.dora_events()?))
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the event log: {e}"))?;
+    let window = crate::dora::Window {
+        since: started_ms.saturating_sub(1_000),
+        until: crate::driver::now_ms() + 1,
+    };
+    summary.dora = Some(crate::dora::compute(&events, &window));
     let evidence = export_and_verify(&handle, &data_dir).await?;
     summary.evidence = Some(evidence);
     eprint!("{}", summary.text(api_addr));
@@ -307,20 +344,23 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
 /// SLSA provenance for the demo's canary image, signed by the demo's builder, also written to
 /// `<data-dir>/provenance.dsse.json` (what `vireo attest provenance` would write).
+/// Returns the envelope and the commit it names (the demo has no git repository: its "commit"
+/// is derived from the lockfile, and says so in the provenance's source URI).
 fn attest_canary(
     builder: &crate::evidence::keys::SigningKey,
     data_dir: &Path,
-) -> anyhow::Result<crate::evidence::dsse::Envelope> {
+) -> anyhow::Result<(crate::evidence::dsse::Envelope, String)> {
     use crate::evidence::{canonical, dsse, provenance};
     let image = image("v2");
     let (name, digest) =
         provenance::image_digest(&image).context("the demo image is referenced by digest")?;
     let now = crate::driver::now_ms();
+    let commit = crate::evidence::sha256_hex(LOCKFILE.as_bytes())[..40].to_string();
     let statement = provenance::statement_for(&provenance::BuildFacts {
         image_name: name,
         image_digest: digest,
-        git_commit: &crate::evidence::sha256_hex(LOCKFILE.as_bytes())[..40],
-        repository: "https://vireo.dev/demo/checkout",
+        git_commit: &commit,
+        repository: "https://vireo.dev/demo/checkout#no-git:commit-is-sha256-of-Cargo.lock",
         builder_id: BUILDER_ID,
         lockfile: ("Cargo.lock", LOCKFILE),
         started_ms: now,
@@ -332,7 +372,7 @@ fn attest_canary(
         data_dir.join("provenance.dsse.json"),
         serde_json::to_vec_pretty(&envelope)?,
     )?;
-    Ok(envelope)
+    Ok((envelope, commit))
 }
 
 /// The default recipe's template and rollout (YAML, also written to the data dir), durations
@@ -420,7 +460,7 @@ spec:
     )
     .replace('\'', "''");
     let rollout = format!(
-        "{}  rollback:\n    downMigration: {{ command: '{command}' }}\n    flag: {{ key: checkout-v2, disable: {{ value: false }} }}\n",
+        "{}  rollback:\n    downMigration: {{ command: '{command}' }}\n    flag: {{ key: {FLAG}, disable: {{ value: false }} }}\n",
         rollout_yaml(ROLLOUT, stable, canary, &steps)
     );
     (template, rollout)
@@ -697,6 +737,12 @@ pub struct Traffic {
     served: Mutex<BTreeMap<String, u64>>,
     requests: AtomicU64,
     failures: AtomicU64,
+    /// The flag, evaluated for each request's user before it is sent.
+    flag_evaluations: AtomicU64,
+    flag_on: AtomicU64,
+    /// Requests where the flag's variant and the version that answered agree (on ⇔ v2).
+    flag_agree: AtomicU64,
+    flag_disagree: AtomicU64,
 }
 
 impl Traffic {
@@ -715,10 +761,23 @@ async fn generate(
     proxy: SocketAddr,
     traffic: Arc<Traffic>,
     stop: Arc<AtomicBool>,
+    shared: Arc<crate::driver::Shared>,
 ) {
     let uri: http::Uri = format!("http://{proxy}/").parse().expect("valid uri");
     while !stop.load(Ordering::Relaxed) {
         let user = format!("u-{}", fastrand::u32(0..USERS));
+        // The app asks the flag first (as an OpenFeature SDK would, same code as OFREP).
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("targetingKey".into(), user.clone().into());
+        let on = match crate::ofrep::evaluate_here(&shared, FLAG, &ctx).await {
+            Some(Ok(e)) => {
+                traffic.flag_evaluations.fetch_add(1, Ordering::Relaxed);
+                let on = e.value == serde_json::Value::Bool(true);
+                traffic.flag_on.fetch_add(u64::from(on), Ordering::Relaxed);
+                Some(on)
+            }
+            _ => None,
+        };
         let req = hyper::Request::get(uri.clone())
             .header("x-user-id", &user)
             .body(Empty::new())
@@ -734,6 +793,15 @@ async fn generate(
                     .get("x-version")
                     .and_then(|v| v.to_str().ok())
                 {
+                    if let Some(on) = on {
+                        let same = on == (v == "v2");
+                        let counter = if same {
+                            &traffic.flag_agree
+                        } else {
+                            &traffic.flag_disagree
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
                     *traffic
                         .served
                         .lock()
@@ -760,6 +828,10 @@ struct LiveView {
     plain: bool,
     last_line: String,
     runs_reported: usize,
+    /// The flag's share since the weight last changed: (weight, evaluations, on) at the change.
+    flag_base: (u8, u64, u64),
+    /// Per weight held: (weight, evaluations, on).
+    flag_segments: Vec<(u8, u64, u64)>,
 }
 
 impl LiveView {
@@ -787,6 +859,8 @@ impl LiveView {
             slo,
             analysis,
             plain,
+            flag_base: (0, 0, 0),
+            flag_segments: Vec::new(),
             last_line: String::new(),
             runs_reported: 0,
         }
@@ -831,10 +905,37 @@ impl LiveView {
             ));
         }
         drop(fleet);
+        let (evals, on) = (
+            traffic.flag_evaluations.load(Ordering::Relaxed),
+            traffic.flag_on.load(Ordering::Relaxed),
+        );
+        let (w0, e0, on0) = self.flag_base;
+        let share = |e: u64, o: u64| {
+            if e == 0 {
+                0.0
+            } else {
+                100.0 * o as f64 / e as f64
+            }
+        };
+        if s.canary_weight != w0 {
+            if evals > e0 {
+                self.flag_segments.push((w0, evals - e0, on - on0));
+                if self.plain {
+                    eprintln!(
+                        "[{:>6.1}s]   flag {FLAG}: on for {:.1} % of {} evaluations while the canary had {w0} %",
+                        started.elapsed().as_secs_f64(),
+                        share(evals - e0, on - on0),
+                        evals - e0
+                    );
+                }
+            }
+            self.flag_base = (s.canary_weight, evals, on);
+        }
         self.slo.set_message(format!(
-            "{}   ({} requests sent)",
+            "{}   ({} requests sent; flag {FLAG} on for {:.1} %)",
             versions.join("   "),
-            traffic.requests.load(Ordering::Relaxed)
+            traffic.requests.load(Ordering::Relaxed),
+            share(evals - self.flag_base.1, on - self.flag_base.2),
         ));
         let runs: Vec<String> = s
             .analysis_runs
@@ -878,6 +979,17 @@ impl LiveView {
         }
     }
 
+    /// Records the flag's share for the weight held last.
+    fn close_flag_segment(&mut self, traffic: &Traffic) {
+        let (w0, e0, on0) = self.flag_base;
+        let evals = traffic.flag_evaluations.load(Ordering::Relaxed);
+        let on = traffic.flag_on.load(Ordering::Relaxed);
+        if evals > e0 {
+            self.flag_segments.push((w0, evals - e0, on - on0));
+        }
+        self.flag_base = (w0, evals, on);
+    }
+
     fn finish(&self) {
         self.weight.finish();
         self.slo.finish();
@@ -904,6 +1016,11 @@ struct Summary {
     peak_rss_mb: Option<f64>,
     evidence: Option<Evidence>,
     rollback: Option<crate::driver::RollbackView>,
+    /// (weight held, flag evaluations, on) per weight, in order.
+    flag_segments: Vec<(u8, u64, u64)>,
+    flag_agree: u64,
+    flag_disagree: u64,
+    dora: Option<crate::dora::Report>,
 }
 
 /// The demo's last act: the bundle exported, verified offline, every verdict replayed.
@@ -1003,6 +1120,10 @@ impl Summary {
             peak_rss_mb: peak_rss_mb(),
             evidence: None,
             rollback: s.rollback.clone(),
+            flag_segments: Vec::new(),
+            flag_agree: traffic.flag_agree.load(Ordering::Relaxed),
+            flag_disagree: traffic.flag_disagree.load(Ordering::Relaxed),
+            dora: None,
         }
     }
 
@@ -1049,6 +1170,30 @@ impl Summary {
             out.push_str(&format!(
                 "  requests served by the canary in the second after the abort: {n}\n"
             ));
+        }
+        if !self.flag_segments.is_empty() {
+            let parts: Vec<String> = self
+                .flag_segments
+                .iter()
+                .map(|(w, e, on)| {
+                    format!("{:.1} % at {w} %", 100.0 * *on as f64 / (*e).max(1) as f64)
+                })
+                .collect();
+            out.push_str(&format!(
+                "  flag {FLAG} (tied to the rollout): on for {}; flag and build served agreed on {} of {} requests\n",
+                parts.join(", "),
+                self.flag_agree,
+                self.flag_agree + self.flag_disagree,
+            ));
+        }
+        if let Some(d) = &self.dora {
+            let v = serde_json::to_value(d).unwrap_or_default();
+            for line in crate::client::render_dora(&v)
+                .lines()
+                .filter(|l| l.starts_with("  "))
+            {
+                out.push_str(&format!("  DORA {}\n", line.trim_start()));
+            }
         }
         if let Some(r) = &self.rollback {
             let ms = |t: Option<u64>| t.map_or("?".into(), |t| format!("{t} ms"));
@@ -1114,6 +1259,25 @@ impl Summary {
         }
         if let Some(r) = self.peak_rss_mb {
             j["peak_rss_mb"] = r.into();
+        }
+        if !self.flag_segments.is_empty() {
+            j["flag_on_share_by_weight"] = self
+                .flag_segments
+                .iter()
+                .map(|(w, e, on)| serde_json::json!({"weight": w, "evaluations": e, "on": on}))
+                .collect::<Vec<_>>()
+                .into();
+            j["flag_agree"] = self.flag_agree.into();
+            j["flag_disagree"] = self.flag_disagree.into();
+        }
+        if let Some(d) = &self.dora {
+            j["dora"] = serde_json::json!({
+                "deploys_per_day": d.deploy_frequency.value.per_day,
+                "releases": d.deploy_frequency.value.releases,
+                "lead_time_ms": d.lead_time.value.median_ms,
+                "change_failure_rate": d.change_failure_rate.value.rate,
+                "mttr_ms": d.mttr.value.mean_ms,
+            });
         }
         if let Some(r) = &self.rollback {
             j["rollback_verified"] = matches!(r.verified, Some(Ok(()))).into();

@@ -41,8 +41,16 @@ use vireo_proxy::config::Route;
 use vireo_proxy::watch::{ConfigUpdate, StatusReport};
 
 use crate::analysis::AnalysisTemplate;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tokio::sync::broadcast;
+
+use crate::eventlog::{EvalWriter, Stored};
+use crate::events::CloudEvent;
 use crate::evidence::provenance::ProvenanceFacts;
 use crate::evidence::PlannedMetric;
+use crate::flags::{Cohort, Cohorts, Flag, FlagSet};
 use crate::fleet::Fleet;
 use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
 use crate::routes::{self, CANARY};
@@ -68,9 +76,27 @@ pub struct Shared {
     pub fleet: Arc<RwLock<Fleet>>,
     pub tables: Tables,
     wake: Notify,
+    /// The flags as last stored (swapped whole on each change; OFREP reads it lock-free).
+    pub flags: ArcSwap<FlagSet>,
+    /// Every rollout's cohort as of the route table last published.
+    pub cohorts: ArcSwap<Cohorts>,
+    /// Committed events, for `GET /api/v1/events/stream`.
+    pub live_events: broadcast::Sender<Arc<Stored>>,
+    /// Flag-evaluation events, written in batches off the request path.
+    pub eval_events: EvalWriter,
+    /// This control plane in event sources (`/vireo/<instance>/…`).
+    pub instance: String,
+    /// Ids of evaluation events: `<boot ms>-<n>`, unique across restarts.
+    eval_ids: (u64, AtomicU64),
 }
 
 impl Shared {
+    /// A fresh id for an evaluation event.
+    pub fn eval_id(&self) -> String {
+        let n = self.eval_ids.1.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.eval_ids.0)
+    }
+
     /// Records a proxy heartbeat and wakes the driver (an applied version or a finished drain
     /// may be what a rollout waits for).
     pub fn heartbeat(&self, report: StatusReport) {
@@ -223,6 +249,11 @@ enum Command {
         note: String,
         passed: Option<bool>,
     },
+    PutFlag(Box<Flag>, Reply<Flag>),
+    /// Enable (`true`) or disable a flag, by whom.
+    ToggleFlag(String, bool, String, Reply<Flag>),
+    /// Ingest events: (new, already stored).
+    Ingest(Vec<CloudEvent>, Reply<(usize, usize)>),
     /// A rollback's down-migration command ended.
     Migration {
         rollout: String,
@@ -284,6 +315,26 @@ impl Handle {
     ) -> Result<(), ApiError> {
         self.call(|reply| Command::Schedule(name.to_string(), schedule.map(Box::new), reply))
             .await
+    }
+
+    pub async fn put_flag(&self, flag: Flag) -> Result<Flag, ApiError> {
+        self.call(|reply| Command::PutFlag(Box::new(flag), reply))
+            .await
+    }
+
+    pub async fn toggle_flag(
+        &self,
+        key: &str,
+        enabled: bool,
+        actor: &str,
+    ) -> Result<Flag, ApiError> {
+        self.call(|reply| Command::ToggleFlag(key.to_string(), enabled, actor.to_string(), reply))
+            .await
+    }
+
+    /// Stores events (deduplicated on source + id): (new, duplicates).
+    pub async fn ingest(&self, events: Vec<CloudEvent>) -> Result<(usize, usize), ApiError> {
+        self.call(|reply| Command::Ingest(events, reply)).await
     }
 
     pub async fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
@@ -395,10 +446,27 @@ impl Driver {
         trust: Option<ProvenanceTrust>,
     ) -> Result<Handle, StoreError> {
         let (tx, rx) = mpsc::channel(1024);
+        let (live_events, _) = broadcast::channel(4096);
+        let eval_events = EvalWriter::start(store.path().to_path_buf(), live_events.clone())?;
+        let mut flags = FlagSet::default();
+        for (key, spec) in store.flags()? {
+            match serde_json::from_str::<Flag>(&spec) {
+                Ok(f) => {
+                    flags.flags.insert(key, Arc::new(f));
+                }
+                Err(e) => tracing::error!(flag = %key, "stored flag unreadable: {e}"),
+            }
+        }
         let shared = Arc::new(Shared {
             fleet: Arc::new(RwLock::new(Fleet::default())),
             tables: Tables::default(),
             wake: Notify::new(),
+            flags: ArcSwap::from_pointee(flags),
+            cohorts: ArcSwap::from_pointee(Cohorts::default()),
+            live_events,
+            eval_events,
+            instance: store.instance(),
+            eval_ids: (now_ms(), AtomicU64::new(0)),
         });
         let mut d = Driver {
             store,
@@ -459,7 +527,57 @@ impl Driver {
             }
             self.check_progress();
             self.drain_queue();
+            self.publish_events();
         }
+    }
+
+    /// Hands committed events to the live stream (SSE followers).
+    fn publish_events(&mut self) {
+        for e in self.store.take_appended() {
+            let _ = self.shared.live_events.send(Arc::new(e));
+        }
+    }
+
+    fn put_flag(&mut self, flag: Flag) -> Result<Flag, ApiError> {
+        let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.store.put_flag(&flag.key, &spec, now_ms())?;
+        self.swap_flag(flag.clone());
+        tracing::info!(flag = %flag.key, "flag stored");
+        Ok(flag)
+    }
+
+    fn swap_flag(&self, flag: Flag) {
+        let mut set = FlagSet::clone(&self.shared.flags.load());
+        set.version += 1;
+        set.flags.insert(flag.key.clone(), Arc::new(flag));
+        self.shared.flags.store(Arc::new(set));
+    }
+
+    /// Enables or disables a flag; the toggle is an event (`dev.vireo.flag.toggled`).
+    fn toggle_flag(&mut self, key: &str, enabled: bool, actor: &str) -> Result<Flag, ApiError> {
+        let Some(flag) = self.shared.flags.load().flags.get(key).cloned() else {
+            return Err(ApiError::NotFound(format!("no flag {key:?}")));
+        };
+        let mut flag = Flag::clone(&flag);
+        let was = flag.enabled;
+        flag.enabled = enabled;
+        let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.store.put_flag(key, &spec, now_ms())?;
+        let n = self.store.next("event_id")?;
+        let at = now_ms();
+        let event = crate::events::event(
+            format!("toggle-{n}"),
+            crate::events::flag_source(&self.shared.instance, key),
+            crate::events::FLAG_TOGGLED,
+            at,
+            key,
+            serde_json::json!({"flag": key, "enabled": enabled, "was": was, "actor": actor}),
+        );
+        self.store.ingest(&[event])?;
+        self.swap_flag(flag.clone());
+        self.publish_events();
+        tracing::info!(flag = %key, enabled, by = %actor, "flag toggled");
+        Ok(flag)
     }
 
     fn next_deadline(&self) -> Option<Millis> {
@@ -522,6 +640,21 @@ impl Driver {
                 note,
                 passed,
             } => self.gate_progress(&rollout, seq, note, passed),
+            Command::PutFlag(flag, reply) => {
+                let _ = reply.send(self.put_flag(*flag));
+            }
+            Command::ToggleFlag(key, enabled, actor, reply) => {
+                let _ = reply.send(self.toggle_flag(&key, enabled, &actor));
+            }
+            Command::Ingest(events, reply) => {
+                let n = events.len();
+                let result = self
+                    .store
+                    .ingest(&events)
+                    .map(|new| (new.len(), n - new.len()))
+                    .map_err(ApiError::from);
+                let _ = reply.send(result);
+            }
             Command::Migration {
                 rollout,
                 generation,
@@ -742,12 +875,17 @@ impl Driver {
                     },
                 )),
                 Effect::DisableFlag => {
-                    // A no-op hook until the flag store exists (events/flags issue).
                     let detail = match self.rollback_plan(name) {
                         Ok(crate::evidence::rollback::Plan {
-                            flag: Some((key, value)),
+                            flag: Some((key, _)),
                             ..
-                        }) => format!("flag {key:?} → {value} (no flag store yet: no-op hook)"),
+                        }) => match self.toggle_flag(&key, false, &format!("rollback of {name}")) {
+                            Ok(_) => format!("flag {key:?} disabled"),
+                            Err(ApiError::NotFound(_)) => {
+                                format!("flag {key:?} is not defined here: nothing to disable")
+                            }
+                            Err(e) => format!("flag {key:?} not disabled: {e}"),
+                        },
                         Ok(_) => "no flag in the envelope".to_string(),
                         Err(e) => format!("flag not touched: {e}"),
                     };
@@ -1166,6 +1304,17 @@ impl Driver {
                     .flat_map(|r| r.windows.iter().copied()),
             )
             .collect();
+        let mut cohorts = Cohorts {
+            version,
+            ..Cohorts::default()
+        };
+        for (name, live) in &self.live {
+            let version = &live.stored.spec.spec.canary.version;
+            if let Some(c) = Cohort::from_route(&live.current_route(), version) {
+                cohorts.by_rollout.insert(name.clone(), c);
+            }
+        }
+        self.shared.cohorts.store(Arc::new(cohorts));
         tracing::debug!(version, routes = routes.len(), "publishing route table");
         self.shared.tables.publish(ConfigUpdate {
             version,

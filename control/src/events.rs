@@ -99,7 +99,13 @@ impl CloudEvent {
         if map["specversion"] != "1.0" {
             return Err(refuse("specversion", "must be \"1.0\""));
         }
-        for attr in ["time", "subject", "datacontenttype", "dataschema", "data_base64"] {
+        for attr in [
+            "time",
+            "subject",
+            "datacontenttype",
+            "dataschema",
+            "data_base64",
+        ] {
             match map.get(attr) {
                 None | Some(Value::String(_)) => {}
                 Some(_) => return Err(refuse(attr, "must be a string")),
@@ -107,11 +113,17 @@ impl CloudEvent {
         }
         if let Some(Value::String(t)) = map.get("time") {
             if humantime::parse_rfc3339_weak(t).is_err() || !t.contains('T') {
-                return Err(refuse("time", format!("{t:?} is not an RFC 3339 timestamp")));
+                return Err(refuse(
+                    "time",
+                    format!("{t:?} is not an RFC 3339 timestamp"),
+                ));
             }
         }
         if map.contains_key("data") && map.contains_key("data_base64") {
-            return Err(refuse("data_base64", "an event carries data or data_base64, not both"));
+            return Err(refuse(
+                "data_base64",
+                "an event carries data or data_base64, not both",
+            ));
         }
         for (name, value) in &map {
             if CONTEXT.contains(&name.as_str()) || name == "data_base64" {
@@ -133,7 +145,11 @@ impl CloudEvent {
 }
 
 fn check_extension(name: &str, value: &Value) -> Result<(), EventError> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
         return Err(refuse(
             name,
             "is not a valid attribute name (lower-case letters and digits only)",
@@ -152,10 +168,7 @@ fn check_extension(name: &str, value: &Value) -> Result<(), EventError> {
 }
 
 /// A CloudEvent from binary HTTP mode: `ce-*` headers carry the attributes, the body is `data`.
-pub fn from_binary(
-    headers: &http::HeaderMap,
-    body: &[u8],
-) -> Result<CloudEvent, EventError> {
+pub fn from_binary(headers: &http::HeaderMap, body: &[u8]) -> Result<CloudEvent, EventError> {
     let mut map = Map::new();
     for (name, value) in headers {
         let Some(attr) = name.as_str().strip_prefix("ce-") else {
@@ -173,7 +186,9 @@ pub fn from_binary(
         .unwrap_or("application/json");
     map.insert("datacontenttype".into(), content_type.into());
     if !body.is_empty() {
-        let data = if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+        let data = if content_type.starts_with("application/json")
+            || content_type.ends_with("+json")
+        {
             serde_json::from_slice(body).map_err(|e| refuse("data", format!("is not JSON: {e}")))?
         } else {
             Value::String(String::from_utf8_lossy(body).into_owned())
@@ -189,8 +204,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -212,7 +228,14 @@ pub fn flag_source(instance: &str, key: &str) -> String {
 }
 
 /// An event of ours: `time`, `subject`, `datacontenttype` always set.
-pub fn event(id: String, source: String, ty: &str, at_ms: u64, subject: &str, data: Value) -> CloudEvent {
+pub fn event(
+    id: String,
+    source: String,
+    ty: &str,
+    at_ms: u64,
+    subject: &str,
+    data: Value,
+) -> CloudEvent {
     CloudEvent {
         specversion: "1.0".into(),
         id,
@@ -267,110 +290,115 @@ pub fn incident_id(rollout: &str, generation: u64) -> String {
 /// The events one committed transition makes, in order.
 pub fn for_transition(t: &Transition) -> Vec<CloudEvent> {
     let name = t.rollout.name();
-    let source = rollout_source(t.instance, name);
     let release = format!("{name}.g{}", t.generation);
-    let mut out = Vec::new();
-    let mut n = 0;
-    let mut push = |ty: &str, data: Value, out: &mut Vec<CloudEvent>| {
-        n += 1;
-        let id = format!("{release}.{}.{n}", t.seq);
-        out.push(event(id, source.clone(), ty, t.at_ms, &release, data));
+    let mut out = Out {
+        source: rollout_source(t.instance, name),
+        prefix: format!("{release}.{}", t.seq),
+        release: release.clone(),
+        at_ms: t.at_ms,
+        events: Vec::new(),
     };
     let canary = &t.rollout.spec.canary;
+    let artifact = canary
+        .image
+        .clone()
+        .unwrap_or_else(|| format!("version/{}", canary.version));
+    let env = json!({"id": "vireo"});
     for e in t.effects {
         let Effect::Checkpoint { from, to, reason } = e else {
             continue;
         };
-        push(
+        out.plain(
             ROLLOUT_STEP,
             json!({
                 "rollout": name, "generation": t.generation, "from": from, "to": to,
                 "reason": reason, "step": t.after.step, "canaryWeight": t.after.canary_weight,
                 "actor": t.actor, "input": t.input,
             }),
-            &mut out,
         );
         match to {
             Phase::Completed => {
                 let (commit, commit_time) = t.commit.clone().unzip();
-                let mut ce = event(String::new(), source.clone(), SERVICE_UPGRADED, t.at_ms, &release, Value::Null);
-                push(SERVICE_UPGRADED, Value::Null, &mut out);
-                ce.id = out.last().map(|e| e.id.clone()).unwrap_or_default();
-                let data = cdevent_data(
-                    &ce,
+                out.cd(
+                    SERVICE_UPGRADED,
                     name,
                     json!({
-                        "environment": {"id": "vireo"},
-                        "artifactId": canary.image.clone().unwrap_or_else(|| format!("version/{}", canary.version)),
-                        "version": canary.version,
-                        "release": release,
-                        "commit": commit.flatten_str(),
-                        "commitTime": commit_time.flatten(),
+                        "environment": env, "artifactId": artifact, "version": canary.version,
+                        "release": release, "commit": commit, "commitTime": commit_time.flatten(),
                     }),
                 );
-                if let Some(last) = out.last_mut() {
-                    last.data = Some(data);
-                }
             }
             Phase::Aborted | Phase::RolledBack => {
-                for ty in [SERVICE_ROLLEDBACK, INCIDENT_DETECTED] {
-                    push(ty, Value::Null, &mut out);
-                    let last = out.last_mut().expect("just pushed");
-                    let (subject, content) = if ty == INCIDENT_DETECTED {
-                        (
-                            incident_id(name, t.generation),
-                            json!({"description": reason, "environment": {"id": "vireo"}, "service": {"id": name}, "release": release}),
-                        )
-                    } else {
-                        (
-                            name.to_string(),
-                            json!({"environment": {"id": "vireo"}, "artifactId": canary.image.clone().unwrap_or_else(|| format!("version/{}", canary.version)), "release": release, "reason": reason}),
-                        )
-                    };
-                    last.data = Some(cdevent_data(last, &subject, content));
-                }
+                out.cd(
+                    SERVICE_ROLLEDBACK,
+                    name,
+                    json!({"environment": env, "artifactId": artifact, "release": release, "reason": reason}),
+                );
+                out.cd(
+                    INCIDENT_DETECTED,
+                    &incident_id(name, t.generation),
+                    json!({"description": reason, "environment": env, "service": {"id": name}, "release": release}),
+                );
             }
             _ => {}
         }
     }
     if let Input::WeightApplied { weight } = t.input {
         if t.before.canary_weight != t.after.canary_weight || t.after.phase.is_backing_out() {
-            push(
+            out.plain(
                 ROLLOUT_STEP,
-                json!({"rollout": name, "generation": t.generation, "canaryWeight": weight, "applied": true, "step": t.after.step, "phase": t.after.phase}),
-                &mut out,
+                json!({"rollout": name, "generation": t.generation, "canaryWeight": weight,
+                       "applied": true, "step": t.after.step, "phase": t.after.phase}),
             );
         }
-        // Every proxy back off the bad version: the incident this generation opened is over.
-        let recovered = t.after.phase.is_backing_out()
-            && t.before.abort.as_ref().is_some_and(|a| a.zero_at.is_none())
-            && t.after.abort.as_ref().is_some_and(|a| a.zero_at.is_some());
-        if recovered {
-            push(INCIDENT_RESOLVED, Value::Null, &mut out);
-            let last = out.last_mut().expect("just pushed");
-            let content = json!({"environment": {"id": "vireo"}, "service": {"id": name}, "release": release,
-                                 "resolution": "every proxy back on the previous version"});
-            last.data = Some(cdevent_data(last, &incident_id(name, t.generation), content));
+        // Every proxy is off the bad version: the incident this generation opened is over.
+        let zero = |s: &RolloutState| s.abort.as_ref().is_some_and(|a| a.zero_at.is_some());
+        if t.after.phase.is_backing_out() && !zero(t.before) && zero(t.after) {
+            out.cd(
+                INCIDENT_RESOLVED,
+                &incident_id(name, t.generation),
+                json!({"environment": env, "service": {"id": name}, "release": release,
+                       "resolution": "every proxy back on the previous version"}),
+            );
         }
     }
-    if let Input::AnalysisCompleted { run, verdict, message } = t.input {
-        push(
+    if let Input::AnalysisCompleted {
+        run,
+        verdict,
+        message,
+    } = t.input
+    {
+        out.plain(
             ANALYSIS_COMPLETED,
-            json!({"rollout": name, "generation": t.generation, "run": run, "verdict": verdict, "message": message,
+            json!({"rollout": name, "generation": t.generation, "run": run, "verdict": verdict,
+                   "message": message,
                    "decisionId": crate::evidence::analysis_decision(name, t.generation, *run)}),
-            &mut out,
         );
     }
-    out
+    out.events
 }
 
-trait FlattenStr {
-    fn flatten_str(self) -> Option<String>;
+/// Events of one transition: ids `<release>.<seq>.<n>`, one source, one time.
+struct Out {
+    source: String,
+    prefix: String,
+    release: String,
+    at_ms: u64,
+    events: Vec<CloudEvent>,
 }
 
-impl FlattenStr for Option<String> {
-    fn flatten_str(self) -> Option<String> {
-        self
+impl Out {
+    fn plain(&mut self, ty: &str, data: Value) -> &mut CloudEvent {
+        let id = format!("{}.{}", self.prefix, self.events.len() + 1);
+        let e = event(id, self.source.clone(), ty, self.at_ms, &self.release, data);
+        self.events.push(e);
+        self.events.last_mut().expect("just pushed")
+    }
+
+    /// A CDEvent: its data carries the event's own context and the subject.
+    fn cd(&mut self, ty: &str, subject_id: &str, content: Value) {
+        let e = self.plain(ty, Value::Null);
+        e.data = Some(cdevent_data(e, subject_id, content));
     }
 }
 

@@ -89,6 +89,27 @@ enum Command {
         /// created on first start with its public key beside it].
         #[arg(long, value_name = "FILE")]
         signing_key: Option<PathBuf>,
+        /// Push every event, in order and at least once, to URL as
+        /// `application/cloudevents-batch+json` (receivers dedupe on source + id).
+        #[arg(long, value_name = "URL")]
+        event_sink: Option<String>,
+    },
+    /// Feature flags (OpenFeature; evaluated over OFREP at /ofrep/v1/…).
+    Flag(FlagArgs),
+    /// The event log: `export` writes it as JSON Lines of CloudEvents.
+    Events(EventsArgs),
+    /// DORA's four keys from the event log, each with its receipt (events and a jq query).
+    Dora {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Window start, RFC 3339 [default: 30 days before --until].
+        #[arg(long)]
+        since: Option<String>,
+        /// Window end, RFC 3339 [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Apply, inspect and steer rollouts on a running control plane.
     Rollout(RolloutArgs),
@@ -158,6 +179,50 @@ struct EvidenceArgs {
     server: ServerArg,
     #[command(subcommand)]
     command: EvidenceCommand,
+}
+
+#[derive(Args, Debug)]
+struct FlagArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    #[command(subcommand)]
+    command: FlagCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum FlagCommand {
+    /// Create or replace a flag from a YAML or JSON file.
+    Apply {
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List flags, with the evaluation-event counters.
+    List,
+    Enable {
+        key: String,
+    },
+    Disable {
+        key: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct EventsArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    #[command(subcommand)]
+    command: EventsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCommand {
+    /// Write every event (or those of --type) as JSON Lines of CloudEvents, in log order.
+    Export {
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[arg(long = "type")]
+        ty: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -342,9 +407,18 @@ fn main() -> ExitCode {
                 listen,
                 data_dir,
                 signing_key,
-            } => run_serve(config, listen, data_dir, signing_key)
+                event_sink,
+            } => run_serve(config, listen, data_dir, signing_key, event_sink)
                 .await
                 .map(|()| 0),
+            Command::Flag(args) => flag(args).await,
+            Command::Events(args) => events(args).await,
+            Command::Dora {
+                server,
+                since,
+                until,
+                output,
+            } => dora(&server.server, since, until, output).await,
             Command::Rollout(args) => rollout(args).await,
             Command::Evidence(args) => evidence(args).await,
             Command::Attest(args) => attest(args).await,
@@ -396,6 +470,7 @@ async fn run_serve(
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     signing_key: Option<PathBuf>,
+    event_sink: Option<String>,
 ) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => ControlConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -418,6 +493,7 @@ async fn run_serve(
             static_routes: file.routes,
             signing_key: signing_key.or(file.signing_key),
             provenance: file.provenance,
+            event_sink: event_sink.or(file.event_sink),
         },
     )
     .await?;
@@ -450,6 +526,118 @@ async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+async fn flag(args: FlagArgs) -> anyhow::Result<u8> {
+    let c = Client::new(&args.server.server);
+    let fail = anyhow::Error::msg;
+    let v = match args.command {
+        FlagCommand::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            c.call(Method::POST, "/api/v1/flags", Some(text))
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        }
+        FlagCommand::List => c
+            .call(Method::GET, "/api/v1/flags", None)
+            .await
+            .map_err(fail)?,
+        FlagCommand::Enable { key } => c
+            .call(Method::POST, &format!("/api/v1/flags/{key}/enable"), None)
+            .await
+            .map_err(fail)?,
+        FlagCommand::Disable { key } => c
+            .call(Method::POST, &format!("/api/v1/flags/{key}/disable"), None)
+            .await
+            .map_err(fail)?,
+    };
+    let flags = match v["items"].as_array() {
+        Some(items) => items.clone(),
+        None => vec![v.clone()],
+    };
+    for f in &flags {
+        let targeting = match (&f["rollout"], &f["fraction"]) {
+            (serde_json::Value::String(r), _) => format!("canary cohort of rollout {r}"),
+            (_, serde_json::Value::Object(_)) => "fraction".into(),
+            _ => "static".into(),
+        };
+        println!(
+            "{:<24} {:<9} default {:<10} {targeting}",
+            f["key"].as_str().unwrap_or("?"),
+            if f["enabled"] == false {
+                "disabled"
+            } else {
+                "enabled"
+            },
+            f["defaultVariant"].as_str().unwrap_or("?"),
+        );
+    }
+    if let Some(s) = v.get("evaluationEvents") {
+        println!(
+            "evaluation events: {} queued, {} written, {} waited for queue room",
+            s["queued"], s["written"], s["backpressure"]
+        );
+    }
+    Ok(0)
+}
+
+async fn events(args: EventsArgs) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let c = Client::new(&args.server.server);
+    let EventsCommand::Export { output, ty } = args.command;
+    let file =
+        std::fs::File::create(&output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let (mut after, mut n) = (0u64, 0u64);
+    loop {
+        let mut path = format!("/api/v1/events?after={after}&limit=10000");
+        if let Some(t) = &ty {
+            path.push_str(&format!("&type={t}"));
+        }
+        let v = c
+            .call(Method::GET, &path, None)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let page = v["events"].as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        for mut e in page {
+            after = e["seq"].as_u64().unwrap_or(after);
+            if let Some(o) = e.as_object_mut() {
+                o.remove("seq");
+            }
+            writeln!(out, "{e}")?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    println!("wrote {n} events to {}", output.display());
+    Ok(0)
+}
+
+async fn dora(
+    server: &str,
+    since: Option<String>,
+    until: Option<String>,
+    output: Output,
+) -> anyhow::Result<u8> {
+    let mut path = "/api/v1/dora?".to_string();
+    for (k, v) in [("since", since), ("until", until)] {
+        if let Some(v) = v {
+            path.push_str(&format!("{k}={v}&"));
+        }
+    }
+    let v = Client::new(server)
+        .call(Method::GET, &path, None)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        Output::Text => print!("{}", client::render_dora(&v)),
+    }
+    Ok(0)
 }
 
 async fn attest(args: AttestArgs) -> anyhow::Result<u8> {

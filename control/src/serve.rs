@@ -6,6 +6,7 @@
 //! dataDir: ./vireo-data
 //! routes: []        # static proxy routes, published beside the rollouts' routes
 //! signingKey: ./keys/signing.pem   # default <dataDir>/keys/signing.pem, made on first start
+//! eventSink: http://127.0.0.1:9999/events   # push every event there (at least once)
 //! provenance:                      # set: the gate requires SLSA provenance for canary images
 //!   trustedKeys: [./builder.pub]   #   Ed25519 SPKI PEM of the builders that sign it
 //!   builders: [https://ci.example.com/builder]   # runDetails.builder.id allow-list
@@ -42,6 +43,9 @@ pub struct ControlConfig {
     /// The provenance gate's trust (absent: provenance is not required).
     #[serde(default)]
     pub provenance: Option<TrustConfig>,
+    /// Push every event to this URL (`application/cloudevents-batch+json`).
+    #[serde(default)]
+    pub event_sink: Option<String>,
 }
 
 /// What [`start`] runs with besides the listener and the data dir.
@@ -52,6 +56,8 @@ pub struct Options {
     /// A PKCS#8 PEM Ed25519 signing key to use instead of `<dataDir>/keys/signing.pem`.
     pub signing_key: Option<PathBuf>,
     pub provenance: Option<TrustConfig>,
+    /// `--event-sink URL`.
+    pub event_sink: Option<String>,
 }
 
 impl TrustConfig {
@@ -104,7 +110,14 @@ pub async fn start(
         .transpose()?;
     let signer = crate::evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
+    let db = store.path().to_path_buf();
     let handle = Driver::start(store, workloads, options.static_routes, trust)?;
+    if let Some(url) = options.event_sink {
+        url.parse::<http::Uri>()
+            .map_err(|e| anyhow::anyhow!("--event-sink {url:?}: {e}"))?;
+        tracing::info!(sink = %url, "pushing events");
+        tokio::spawn(crate::eventlog::run_sink(db, url));
+    }
     let api = handle.clone();
     tokio::spawn(async move {
         if let Err(e) = crate::api::serve(listener, api).await {

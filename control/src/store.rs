@@ -27,7 +27,7 @@ use crate::spec::Rollout;
 const DB_FILE: &str = "vireo.db";
 /// How many attestations per image digest the gate considers.
 pub const MAX_CANDIDATES: i64 = 16;
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// From each older schema to the next, in order (index 0 takes version 1 to 2).
 const MIGRATIONS: &[&str] = &[
@@ -41,6 +41,7 @@ CREATE TABLE schedules (
 ",
     EVIDENCE_SCHEMA,
     ATTESTATIONS_SCHEMA,
+    crate::eventlog::SCHEMA,
 ];
 
 /// Version 4: uploaded attestations (SLSA provenance), by subject digest, for the gate.
@@ -187,6 +188,9 @@ pub struct HistoryEntry {
 pub struct Store {
     conn: Connection,
     signer: Option<Arc<Signer>>,
+    path: PathBuf,
+    /// Events committed and not yet handed to the live stream.
+    appended: Vec<crate::eventlog::Stored>,
 }
 
 impl Store {
@@ -204,7 +208,8 @@ impl Store {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+                    crate::eventlog::SCHEMA
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -217,7 +222,130 @@ impl Store {
             }
             newer => return Err(StoreError::Schema(newer)),
         }
-        Ok(Store { conn, signer: None })
+        Ok(Store {
+            conn,
+            signer: None,
+            path: dir.join(DB_FILE),
+            appended: Vec::new(),
+        })
+    }
+
+    /// The database file (other connections, such as the evaluation-event writer, open it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This control plane's name in event sources (`/vireo/<instance>/…`): its log's key id,
+    /// unique per data dir and stable across restarts.
+    pub fn instance(&self) -> String {
+        self.signer
+            .as_ref()
+            .and_then(|s| s.origin.strip_prefix("vireo/").map(str::to_string))
+            .unwrap_or_else(|| "local".into())
+    }
+
+    /// Events committed since the last call, for the live stream.
+    pub fn take_appended(&mut self) -> Vec<crate::eventlog::Stored> {
+        std::mem::take(&mut self.appended)
+    }
+
+    /// Ingests events (deduplicated on `source` + `id`); returns those that were new.
+    pub fn ingest(
+        &mut self,
+        events: &[crate::events::CloudEvent],
+    ) -> Result<Vec<crate::eventlog::Stored>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored = crate::eventlog::append(&tx, events)?;
+        tx.commit()?;
+        self.appended.extend(stored.iter().cloned());
+        Ok(stored)
+    }
+
+    pub fn events(
+        &self,
+        filter: &crate::eventlog::Filter,
+    ) -> Result<Result<Vec<crate::eventlog::Stored>, String>, StoreError> {
+        Ok(crate::eventlog::query(&self.conn, filter))
+    }
+
+    /// The events DORA reads: the CD types, and the steps that reached Progressing.
+    pub fn dora_events(&self) -> Result<Vec<crate::events::CloudEvent>, StoreError> {
+        let types = crate::dora::TYPES;
+        let mut q = self.conn.prepare_cached(
+            "SELECT event FROM events WHERE type IN (?1, ?2, ?3, ?4, ?5)
+             UNION ALL
+             SELECT event FROM events WHERE type = ?6
+               AND json_extract(event, '$.data.to') = 'Progressing'",
+        )?;
+        let rows = q.query_map(
+            params![types[0], types[1], types[2], types[3], types[4], types[5]],
+            |r| r.get::<_, String>(0),
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?)?);
+        }
+        Ok(out)
+    }
+
+    /// Stores a flag definition (JSON), replacing one of the same key.
+    pub fn put_flag(&mut self, key: &str, spec: &str, now: Millis) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO flags (key, spec, updated_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, updated_ms = excluded.updated_ms",
+            params![key, spec, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Every flag definition (JSON), by key.
+    pub fn flags(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut q = self
+            .conn
+            .prepare("SELECT key, spec FROM flags ORDER BY key")?;
+        let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The commit a release was built from and its time: the `vireo.dev/commit` annotation
+    /// (`vireo.dev/commit-time` for its time), else the provenance the gate accepted.
+    fn release_commit(
+        conn: &Connection,
+        spec: &Rollout,
+        generation: u64,
+    ) -> Option<(String, Option<String>)> {
+        let a = &spec.metadata.annotations;
+        if let Some(c) = a.get("vireo.dev/commit") {
+            return Some((c.clone(), a.get("vireo.dev/commit-time").cloned()));
+        }
+        let vsa: Vec<u8> = conn
+            .query_row(
+                "SELECT entry FROM log_entries WHERE rollout = ?1 AND generation = ?2 AND kind = 'vsa'
+                 ORDER BY idx DESC LIMIT 1",
+                params![spec.name(), generation as i64],
+                |r| r.get(0),
+            )
+            .ok()?;
+        let vsa = evidence::open_entry(&vsa)?;
+        let uri = vsa["predicate"]["inputAttestations"][0]["uri"].as_str()?;
+        let index: i64 = uri.strip_prefix("log/entries/")?.parse().ok()?;
+        let entry: Vec<u8> = conn
+            .query_row(
+                "SELECT entry FROM log_entries WHERE idx = ?1",
+                [index],
+                |r| r.get(0),
+            )
+            .ok()?;
+        let p = &evidence::open_entry(&entry)?["predicate"];
+        let commit = p["buildDefinition"]["externalParameters"]["source"]["digest"]["gitCommit"]
+            .as_str()?
+            .to_string();
+        let time = p["runDetails"]["metadata"]["startedOn"]
+            .as_str()
+            .map(str::to_string);
+        Some((commit, time))
     }
 
     /// Signs and logs evidence from now on: every checkpoint, gate and analysis verdict is
@@ -296,6 +424,7 @@ impl Store {
         input: Input,
         actor: Option<&str>,
     ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
+        let instance = self.instance();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -320,6 +449,8 @@ impl Store {
             _ => None,
         };
         let was_armed = state.rollback.armed;
+        let before = state.clone();
+        let input_copy = input.clone();
         let effects = match state.apply(&spec.recipe(), now, input) {
             Ok(effects) => effects,
             Err(rejected) => return Ok(Err(rejected)), // dropping `tx` rolls back: nothing written
@@ -400,11 +531,37 @@ impl Store {
                 ],
             )?;
         }
+        let completed = effects.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Checkpoint {
+                    to: Phase::Completed,
+                    ..
+                }
+            )
+        });
+        let events = crate::events::for_transition(&crate::events::Transition {
+            instance: &instance,
+            rollout: &spec,
+            generation: generation as u64,
+            seq: seq as u64,
+            at_ms: now,
+            input: &input_copy,
+            actor,
+            effects: &effects,
+            before: &before,
+            after: &state,
+            commit: completed
+                .then(|| Self::release_commit(&tx, &spec, generation as u64))
+                .flatten(),
+        });
+        let appended = crate::eventlog::append(&tx, &events)?;
         tx.execute(
             "UPDATE rollouts SET state = ?2, seq = ?3, updated_ms = ?4 WHERE name = ?1",
             params![name, serde_json::to_string(&state)?, seq, now as i64],
         )?;
         tx.commit()?;
+        self.appended.extend(appended);
         Ok(Ok(effects))
     }
 

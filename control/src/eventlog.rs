@@ -1,0 +1,360 @@
+//! The event log: CloudEvents appended to the store, queried, streamed, and pushed to a sink.
+//!
+//! - Append-only table `events` (`seq` orders it; `(source, id)` is unique, so an ingested
+//!   event sent twice is stored once). Transition events are appended in the transition's own
+//!   transaction by the store; ingested ones by the API; flag evaluations by [`EvalWriter`].
+//! - After a commit the appended events go to a broadcast channel, which `GET
+//!   /api/v1/events/stream` (SSE) follows after catching up from the table.
+//! - [`EvalWriter`]: flag evaluations never wait on a disk write: they go through a bounded
+//!   queue to a writer thread that commits them in batches on its own connection. A full
+//!   queue makes the evaluation wait for room (backpressure) and is counted; nothing is dropped.
+//! - [`run_sink`]: `--event-sink URL` posts `application/cloudevents-batch+json` batches in
+//!   `seq` order from a durable cursor, advanced only after a 2xx; failures back off (0.2 s
+//!   doubling to 30 s) and retry, so every event arrives at least once, across restarts of
+//!   either side.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::events::CloudEvent;
+
+pub const SCHEMA: &str = "
+CREATE TABLE events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    source  TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    type    TEXT NOT NULL,
+    subject TEXT,
+    time_ms INTEGER NOT NULL,
+    event   TEXT NOT NULL,              -- the CloudEvent, structured JSON
+    UNIQUE (source, id)
+);
+CREATE INDEX events_by_type ON events (type, seq);
+CREATE TABLE flags (
+    key        TEXT PRIMARY KEY,
+    spec       TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+";
+
+/// An event as stored: its place in the log and the event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stored {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: CloudEvent,
+}
+
+/// Appends events (inside the caller's transaction, if any); an event whose `(source, id)` is
+/// already stored is skipped. Returns those appended.
+pub fn append(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<Stored>> {
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO events (source, id, type, subject, time_ms, event)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut out = Vec::new();
+    for e in events {
+        let json = serde_json::to_string(e)
+            .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
+        let n = insert.execute(params![
+            e.source,
+            e.id,
+            e.ty,
+            e.subject,
+            e.time_ms() as i64,
+            json
+        ])?;
+        if n == 1 {
+            out.push(Stored {
+                seq: conn.last_insert_rowid() as u64,
+                event: e.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What `GET /api/v1/events` filters on. `after` pages: the `seq` of the last event seen.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// RFC 3339; events at or after this time.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// RFC 3339; events before this time.
+    #[serde(default)]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub after: u64,
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+pub const MAX_PAGE: u64 = 10_000;
+
+fn parse_time(what: &str, t: &Option<String>) -> Result<Option<i64>, String> {
+    t.as_deref()
+        .map(|t| {
+            humantime::parse_rfc3339_weak(t)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .ok_or_else(|| format!("{what}: {t:?} is not an RFC 3339 time"))
+        })
+        .transpose()
+}
+
+/// One page of events matching `f`, in log order.
+pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Stored>, String> {
+    let since = parse_time("since", &f.since)?;
+    let until = parse_time("until", &f.until)?;
+    let limit = f.limit.unwrap_or(1000).clamp(1, MAX_PAGE) as i64;
+    let mut q = conn
+        .prepare_cached(
+            "SELECT seq, event FROM events
+             WHERE seq > ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR source = ?3)
+               AND (?4 IS NULL OR subject = ?4) AND (?5 IS NULL OR time_ms >= ?5)
+               AND (?6 IS NULL OR time_ms < ?6)
+             ORDER BY seq LIMIT ?7",
+        )
+        .map_err(|e| e.to_string())?;
+    let rows = q
+        .query_map(
+            params![
+                f.after as i64,
+                f.ty,
+                f.source,
+                f.subject,
+                since,
+                until,
+                limit
+            ],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, json) = row.map_err(|e| e.to_string())?;
+        out.push(Stored {
+            seq: seq as u64,
+            event: serde_json::from_str(&json).map_err(|e| e.to_string())?,
+        });
+    }
+    Ok(out)
+}
+
+/// Counters of the evaluation-event path (exposed in `GET /api/v1/events/stats`).
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvalStats {
+    pub queued: AtomicU64,
+    pub written: AtomicU64,
+    /// Evaluations that found the queue full and waited for room.
+    pub backpressure: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// Queue capacity of evaluation events: about a second of the target rate.
+pub const EVAL_QUEUE: usize = 65_536;
+const EVAL_BATCH: usize = 4_096;
+
+/// The sending side of the evaluation-event writer.
+#[derive(Clone)]
+pub struct EvalWriter {
+    tx: mpsc::Sender<CloudEvent>,
+    pub stats: Arc<EvalStats>,
+}
+
+impl EvalWriter {
+    /// Starts the writer thread on its own connection to `db`; appended events are also sent
+    /// to `live`.
+    pub fn start(
+        db: PathBuf,
+        live: broadcast::Sender<Arc<Stored>>,
+    ) -> rusqlite::Result<EvalWriter> {
+        let conn = open(&db)?;
+        let (tx, mut rx) = mpsc::channel::<CloudEvent>(EVAL_QUEUE);
+        let stats = Arc::new(EvalStats::default());
+        let counts = stats.clone();
+        std::thread::Builder::new()
+            .name("vireo-eval-events".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(EVAL_BATCH);
+                while let Some(first) = rx.blocking_recv() {
+                    batch.push(first);
+                    while batch.len() < EVAL_BATCH {
+                        match rx.try_recv() {
+                            Ok(e) => batch.push(e),
+                            Err(_) => break,
+                        }
+                    }
+                    let written = write_batch(&conn, &batch);
+                    match written {
+                        Ok(stored) => {
+                            counts
+                                .written
+                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                            counts.batches.fetch_add(1, Ordering::Relaxed);
+                            for s in stored {
+                                let _ = live.send(Arc::new(s));
+                            }
+                            batch.clear();
+                        }
+                        Err(e) => {
+                            // Kept and retried: nothing is dropped.
+                            tracing::error!("cannot write evaluation events: {e}; retrying in 1 s");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(EvalWriter { tx, stats })
+    }
+
+    /// Queues an evaluation event; waits only when the queue is full (counted).
+    pub async fn send(&self, e: CloudEvent) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(e) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(e)) => {
+                self.stats.backpressure.fetch_add(1, Ordering::Relaxed);
+                let _ = self.tx.send(e).await;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("the evaluation-event writer has stopped");
+            }
+        }
+    }
+}
+
+fn write_batch(conn: &Connection, batch: &[CloudEvent]) -> rusqlite::Result<Vec<Stored>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match append(conn, batch) {
+        Ok(stored) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(stored)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// A connection to the store's database with its settings (WAL, fsync on commit).
+pub fn open(db: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Pushes every event, in order, to `url`, from where it left off (the cursor is stored in
+/// `counters` under `event_sink <url>`). Runs until the runtime stops.
+pub async fn run_sink(db: PathBuf, url: String) {
+    let cursor_name = format!("event_sink {url}");
+    let client = crate::prometheus::client();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let page = {
+            let (db, name) = (db.clone(), cursor_name.clone());
+            tokio::task::spawn_blocking(move || -> Result<(u64, Vec<Stored>), String> {
+                let conn = open(&db).map_err(|e| e.to_string())?;
+                let after: u64 = conn
+                    .query_row("SELECT value FROM counters WHERE name = ?1", [&name], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                    .map_err(|e| e.to_string())?
+                    .unwrap_or(0) as u64;
+                let f = Filter {
+                    after,
+                    limit: Some(500),
+                    ..Filter::default()
+                };
+                Ok((after, query(&conn, &f)?))
+            })
+            .await
+        };
+        let events = match page {
+            Ok(Ok((_, events))) => events,
+            Ok(Err(e)) => {
+                tracing::warn!("event sink: cannot read the log: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("event sink: cannot read the log: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let last = events.last().map_or(0, |s| s.seq);
+        let body: Vec<&CloudEvent> = events.iter().map(|s| &s.event).collect();
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        match post(&client, &url, body).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(200);
+                let (db, name) = (db.clone(), cursor_name.clone());
+                let saved = tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
+                    open(&db)?.execute(
+                        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                         ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+                        params![name, last as i64],
+                    )?;
+                    Ok(())
+                })
+                .await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    tracing::warn!("event sink: cannot save the cursor; events may be sent again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sink = %url, "event sink: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn post(
+    client: &crate::prometheus::HttpClient,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let req = http::Request::post(url)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/cloudevents-batch+json",
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timed out after 10 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("the sink answered {}", resp.status()))
+    }
+}
