@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Vireo needs when their commands are missing.
 #   scripts/ensure-deps.sh build       cmake (pingora's build needs it)
-#   scripts/ensure-deps.sh test        cmake + prometheus (promtool and prometheus for tests)
+#   scripts/ensure-deps.sh test        cmake + prometheus (promtool and prometheus for tests), jq
+#                                      (DORA receipts), python3 with target/pyenv (an OpenFeature
+#                                      SDK and a JSON Schema validator, pinned in
+#                                      control/tests/python/requirements.txt)
 #   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk (load comparison peers)
 # As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
 set -euo pipefail
 
 declare -A pkg_of=([cmake]=cmake [promtool]=prometheus [prometheus]=prometheus
-                   [nginx]=nginx [haproxy]=haproxy [wrk]=wrk)
+                   [nginx]=nginx [haproxy]=haproxy [wrk]=wrk [jq]=jq [python3]=python3-venv)
 case "${1:-build}" in
   build) cmds=(cmake) ;;
-  test)  cmds=(cmake promtool prometheus) ;;
+  test)  cmds=(cmake promtool prometheus jq python3) ;;
   bench) cmds=(cmake nginx haproxy wrk) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
@@ -20,7 +23,30 @@ for c in "${cmds[@]}"; do
   # nginx and haproxy live in /usr/sbin, which a non-root PATH may lack.
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || missing+=("${pkg_of[$c]}")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Debian ships venv and ensurepip apart from python3.
+if [[ " ${cmds[*]} " == *" python3 "* ]] && command -v python3 >/dev/null 2>&1 &&
+   ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+# The tests' Python packages, in a venv of their own (pinned; installed once).
+python_env() {
+  [ "${1:-build}" = test ] || return 0
+  local root venv req
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  venv="$root/target/pyenv"
+  req="$root/control/tests/python/requirements.txt"
+  if [ ! -f "$venv/.installed" ] || ! cmp -s "$req" "$venv/.installed"; then
+    echo "vireo: installing the tests' Python packages into target/pyenv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+    cp "$req" "$venv/.installed"
+  fi
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  python_env "${1:-build}"
+  exit 0
+fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -41,3 +67,4 @@ if [ "$(id -u)" -eq 0 ]; then
     command -v service >/dev/null 2>&1 && service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
+python_env "${1:-build}"

@@ -876,3 +876,428 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One cohort: a flag tied to a rollout returns the canary variant exactly for the users the
+/// proxy sends to the canary, at 5, 25 and 50 %; OFREP's shapes and codes; a real OpenFeature
+/// SDK (Python, OFREP provider) evaluating against `vireo serve`.
+#[test]
+fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
+    use vireo_control::flags::{self, Cohort, Flag};
+    use vireo_proxy::route::{RouteTable, Selection};
+    let dir = tempdir("cohort");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let proxy = Proxy::start(&dir, "proxy-0", &server.url(""));
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let flag_yaml = "key: cohort-flag\nvariants: { on: true, off: false }\ndefaultVariant: off\nrollout: shop\n";
+    assert_eq!(server.post("/api/v1/flags", flag_yaml).status, 201);
+    let steps = "        - setWeight: 5\n        - pause: {}\n        - setWeight: 25\n        - pause: {}\n        - setWeight: 50\n        - pause: {}\n";
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("shop", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let flag = Flag::parse(flag_yaml).unwrap();
+    let ofrep = |user: &str| {
+        server.post(
+            "/ofrep/v1/evaluate/flags/cohort-flag",
+            &format!(r#"{{"context":{{"targetingKey":"{user}"}}}}"#),
+        )
+    };
+    for w in [5u64, 25, 50] {
+        server.wait_status("shop", &format!("{w} % applied"), |s| {
+            s["canaryWeight"] == w && s["phase"] == "Paused"
+        });
+        // The control plane's cohort, from the table it publishes…
+        let published = server
+            .get("/api/v1/proxy/config?proxy=probe&since=0")
+            .json();
+        let route = published["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "shop")
+            .unwrap()
+            .clone();
+        let cohort = Cohort::from_route(&serde_json::from_value(route).unwrap(), "v2").unwrap();
+        let mut cohorts = flags::Cohorts::default();
+        cohorts.by_rollout.insert("shop".into(), cohort);
+        // …against the table the running proxy applied, routed by the proxy's own code.
+        let applied = http("GET", &format!("http://{}/config", proxy.admin), &[], "")
+            .unwrap()
+            .json();
+        let config: vireo_proxy::config::Config =
+            serde_json::from_value(applied["config"].clone()).unwrap();
+        let table =
+            RouteTable::compile(config, 1, &vireo_proxy::metrics::Metrics::new(&[1.0])).unwrap();
+        let uri: http::Uri = "/".parse().unwrap();
+        let mut canary = 0;
+        for i in 0..100_000 {
+            let user = format!("user-{i}");
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-user-id", user.parse().unwrap());
+            let Selection::Backend { backend, .. } = table.select(&uri, &headers, || 0) else {
+                panic!("the proxy does not route /");
+            };
+            let mut ctx = serde_json::Map::new();
+            ctx.insert("targetingKey".into(), user.clone().into());
+            let e = flags::evaluate(&flag, &ctx, &cohorts).unwrap();
+            let in_canary = backend.version() == "v2";
+            assert_eq!(e.variant == "on", in_canary, "{user} at {w} %");
+            canary += usize::from(in_canary);
+        }
+        let share = canary as f64 / 1000.0;
+        assert!(
+            (share - w as f64).abs() < 1.5,
+            "{share} % in the canary at {w} %"
+        );
+        // And end to end on a sample: OFREP over HTTP against requests through the proxy.
+        for i in 0..150 {
+            let user = format!("u-{i}");
+            let r = ofrep(&user);
+            assert_eq!(r.status, 200, "{}", r.body);
+            let served = http(
+                "GET",
+                &format!("http://{}/", proxy.listen),
+                &[("x-user-id", &user)],
+                "",
+            )
+            .unwrap();
+            assert_eq!(
+                r.json()["value"] == true,
+                served.version() == Some("v2"),
+                "{user} at {w} %"
+            );
+        }
+        if w < 50 {
+            assert_eq!(server.post("/api/v1/rollouts/shop/promote", "").status, 200);
+        }
+    }
+
+    // OFREP shapes and error codes.
+    let ok = ofrep("u-1").json();
+    for k in ["key", "value", "reason", "variant", "metadata"] {
+        assert!(ok.get(k).is_some(), "{k} missing: {ok}");
+    }
+    assert_eq!(ok["reason"], "SPLIT");
+    let missing = server.post(
+        "/ofrep/v1/evaluate/flags/nope",
+        r#"{"context":{"targetingKey":"u"}}"#,
+    );
+    assert_eq!(
+        (missing.status, missing.json()["errorCode"].clone()),
+        (404, "FLAG_NOT_FOUND".into())
+    );
+    assert_eq!(missing.json()["key"], "nope");
+    for (body, code) in [
+        ("{", "PARSE_ERROR"),
+        (r#"{"context": 5}"#, "INVALID_CONTEXT"),
+        (r#"{"context":{"targetingKey": 7}}"#, "INVALID_CONTEXT"),
+        (r#"{"context":{}}"#, "TARGETING_KEY_MISSING"),
+    ] {
+        let r = server.post("/ofrep/v1/evaluate/flags/cohort-flag", body);
+        assert_eq!(r.status, 400, "{body}: {}", r.body);
+        assert_eq!(r.json()["errorCode"], code, "{body}");
+        assert!(r.json()["errorDetails"].is_string());
+    }
+    // Bulk with ETag / If-None-Match.
+    let ctx = r#"{"context":{"targetingKey":"u-3"}}"#;
+    let bulk = server.post("/ofrep/v1/evaluate/flags", ctx);
+    assert_eq!(bulk.status, 200);
+    assert_eq!(bulk.json()["flags"][0]["key"], "cohort-flag");
+    let etag = bulk.headers["etag"].to_str().unwrap().to_string();
+    let again = http(
+        "POST",
+        &server.url("/ofrep/v1/evaluate/flags"),
+        &[("if-none-match", &etag)],
+        ctx,
+    )
+    .unwrap();
+    assert_eq!(again.status, 304);
+    assert_eq!(
+        server.post("/api/v1/flags/cohort-flag/disable", "").status,
+        200
+    );
+    let changed = http(
+        "POST",
+        &server.url("/ofrep/v1/evaluate/flags"),
+        &[("if-none-match", &etag)],
+        ctx,
+    )
+    .unwrap();
+    assert_eq!(changed.status, 200, "a toggle changes the answer");
+    assert_eq!(changed.json()["flags"][0]["reason"], "DISABLED");
+    assert_eq!(
+        server.post("/api/v1/flags/cohort-flag/enable", "").status,
+        200
+    );
+
+    // A real OpenFeature SDK with its OFREP provider, unchanged.
+    let users: Vec<String> = (0..60).map(|i| format!("u-{i}")).collect();
+    let out = std::process::Command::new(python())
+        .arg(python_script("ofrep_sdk.py"))
+        .arg(server.url(""))
+        .arg("cohort-flag")
+        .args(&users)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sdk: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for user in &users {
+        let served = http(
+            "GET",
+            &format!("http://{}/", proxy.listen),
+            &[("x-user-id", user)],
+            "",
+        )
+        .unwrap();
+        let d = &sdk["users"][user];
+        assert_eq!(
+            d["value"] == true,
+            served.version() == Some("v2"),
+            "{user}: {d}"
+        );
+        assert_eq!(d["reason"], "SPLIT", "{d}");
+        assert!(d["error"].is_null(), "{d}");
+    }
+    assert_eq!(sdk["missing_flag"]["error"], "FLAG_NOT_FOUND", "{sdk}");
+    assert_eq!(
+        sdk["missing_flag"]["value"], true,
+        "the SDK falls back to the code default"
+    );
+    assert_eq!(
+        sdk["no_targeting_key"]["error"], "TARGETING_KEY_MISSING",
+        "{sdk}"
+    );
+
+    // Every evaluation above is an event (batched; give the writer a moment).
+    let evaluated = wait_for("evaluation events written", Duration::from_secs(10), || {
+        let v = server.get("/api/v1/flags").json();
+        let s = &v["evaluationEvents"];
+        (s["written"] == s["queued"] && s["written"].as_u64() >= Some(500)).then(|| s.clone())
+    });
+    assert_eq!(evaluated["backpressure"], 0, "{evaluated}");
+    let page = server
+        .get("/api/v1/events?type=dev.vireo.flag.evaluated.0.1.0&limit=1")
+        .json();
+    let e = &page["events"][0];
+    assert_eq!(e["data"]["flag"], "cohort-flag", "{e}");
+    assert!(e["data"]["bucket"].is_u64(), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Events: every stored event validates against the CloudEvents 1.0 JSON schema; ingest takes
+/// structured, batched and binary events and names the bad attribute; SSE streams them; the
+/// sink gets every event at least once across its own restart; DORA answers with receipts.
+#[test]
+fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
+    let dir = tempdir("events");
+    let sink_addr = free_addr();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut sink = Some(Sink::start(sink_addr, seen.clone()));
+    let sink_url = format!("http://{sink_addr}/events");
+    let server = Server::start_with(free_addr(), &dir.join("data"), &["--event-sink", &sink_url]);
+    let proxy = Proxy::start(&dir, "proxy-0", &server.url(""));
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("pay", v1.addr, v2.addr, "        - setWeight: 50\n"),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    server.wait_status("pay", "completed", |s| s["phase"] == "Completed");
+
+    let merged = |id: &str| {
+        format!(
+            r#"{{"specversion":"1.0","id":"{id}","source":"/ci/scm","type":"dev.cdevents.change.merged.0.2.0","time":"2026-11-20T10:00:00Z","data":{{"subject":{{"id":"pr-1","content":{{"commit":"abc"}}}}}}}}"#
+        )
+    };
+    let structured = http(
+        "POST",
+        &server.url("/api/v1/events"),
+        &[("content-type", "application/cloudevents+json")],
+        &merged("m-1"),
+    )
+    .unwrap();
+    assert_eq!(structured.status, 201, "{}", structured.body);
+    let duplicate = http(
+        "POST",
+        &server.url("/api/v1/events"),
+        &[("content-type", "application/cloudevents+json")],
+        &merged("m-1"),
+    )
+    .unwrap();
+    assert_eq!(
+        (duplicate.status, duplicate.json()["duplicates"].clone()),
+        (200, 1.into())
+    );
+    let batch = format!("[{},{}]", merged("m-2"), merged("m-3"));
+    let r = http(
+        "POST",
+        &server.url("/api/v1/events"),
+        &[("content-type", "application/cloudevents-batch+json")],
+        &batch,
+    )
+    .unwrap();
+    assert_eq!(r.json()["accepted"], 2, "{}", r.body);
+    let binary = http(
+        "POST",
+        &server.url("/api/v1/events"),
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "inc-1"),
+            ("ce-source", "/pager"),
+            ("ce-type", "dev.cdevents.incident.detected.0.3.0"),
+            ("ce-time", "2026-11-20T11:00:00Z"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"subject":{"id":"INC-1"}}"#,
+    )
+    .unwrap();
+    assert_eq!(binary.status, 201, "{}", binary.body);
+    for (bad, attribute) in [
+        (merged("x").replace(r#""source":"/ci/scm","#, ""), "source"),
+        (
+            merged("x").replace("2026-11-20T10:00:00Z", "yesterday"),
+            "time",
+        ),
+        (
+            merged("x").replace(r#""specversion":"1.0""#, r#""specversion":"0.3""#),
+            "specversion",
+        ),
+        (
+            merged("x").replace(r#""id":"x""#, r#""id":"x","Bad":1"#),
+            "Bad",
+        ),
+    ] {
+        let r = http(
+            "POST",
+            &server.url("/api/v1/events"),
+            &[("content-type", "application/cloudevents+json")],
+            &bad,
+        )
+        .unwrap();
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.json()["attribute"], attribute, "{}", r.body);
+    }
+
+    // SSE: the backlog from the start, then live.
+    let sse = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s.write_all(b"GET /api/v1/events/stream?after=0 HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n").unwrap();
+        let mut text = String::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < Duration::from_secs(5)
+            && !text.contains("dev.cdevents.incident.detected")
+        {
+            if let Ok(n) = s.read(&mut buf) {
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+        text
+    };
+    assert!(
+        sse.contains("event: dev.cdevents.service.upgraded.0.3.0"),
+        "{sse}"
+    );
+    assert!(
+        sse.contains("event: dev.cdevents.incident.detected.0.3.0"),
+        "{sse}"
+    );
+    assert!(sse.contains("\nid: "), "{sse}");
+
+    // The sink stops; events keep coming; it restarts and gets them all.
+    drop(sink.take());
+    for i in 4..9 {
+        let r = http(
+            "POST",
+            &server.url("/api/v1/events"),
+            &[("content-type", "application/cloudevents+json")],
+            &merged(&format!("m-{i}")),
+        )
+        .unwrap();
+        assert_eq!(r.status, 201);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let _sink = Sink::start(sink_addr, seen.clone());
+    let export = dir.join("events.jsonl");
+    let all: std::collections::BTreeSet<(String, String)> = wait_for(
+        "the sink to have every event",
+        Duration::from_secs(40),
+        || {
+            let (code, out, err) = vireo(&[
+                "events",
+                "export",
+                "-o",
+                export.to_str().unwrap(),
+                "--server",
+                &server.url(""),
+            ]);
+            assert_eq!(code, Some(0), "{out}{err}");
+            let logged: std::collections::BTreeSet<(String, String)> =
+                std::fs::read_to_string(&export)
+                    .unwrap()
+                    .lines()
+                    .map(|l| {
+                        let e: Value = serde_json::from_str(l).unwrap();
+                        (
+                            e["source"].as_str().unwrap().to_string(),
+                            e["id"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect();
+            let got = seen.lock().unwrap().clone();
+            logged.is_subset(&got).then_some(logged)
+        },
+    );
+    assert!(all.len() >= 15, "{}", all.len());
+
+    // Every event in the log is valid CloudEvents 1.0 (the spec's JSON schema, formats on).
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/cloudevents/cloudevents.json"
+    );
+    let out = std::process::Command::new(python())
+        .arg(python_script("validate_events.py"))
+        .arg(schema)
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        all.len().to_string()
+    );
+
+    // DORA over it: one release, no failure; every figure with a receipt.
+    let (code, out, err) = vireo(&["dora", "--server", &server.url(""), "-o", "json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["deployFrequency"]["releases"], 1, "{d}");
+    assert_eq!(d["changeFailureRate"]["rate"], 0.0, "{d}");
+    assert!(
+        d["deployFrequency"]["query"]
+            .as_str()
+            .unwrap()
+            .starts_with("jq -s"),
+        "{d}"
+    );
+    assert_eq!(
+        d["deployFrequency"]["events"].as_array().unwrap().len(),
+        1,
+        "{d}"
+    );
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -448,3 +448,101 @@ pub fn traffic(proxy: SocketAddr) -> std::sync::Arc<std::sync::atomic::AtomicBoo
     });
     stop
 }
+
+/// The tests' Python (target/pyenv, made by `scripts/ensure-deps.sh test`).
+pub fn python() -> PathBuf {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/pyenv/bin/python"
+    ));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/ensure-deps.sh test (it installs the OpenFeature SDK and jsonschema)",
+        p.display()
+    );
+    p
+}
+
+pub fn python_script(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python")).join(name)
+}
+
+/// A CloudEvents sink: a plain HTTP/1.1 server on `addr` that records the `(source, id)` of
+/// every event of every batch it is sent, answering 200 (one request per connection).
+pub struct Sink {
+    pub seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<(String, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    pub fn start(
+        addr: SocketAddr,
+        seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<(String, String)>>>,
+    ) -> Sink {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind(addr).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, store) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let l = line.trim_end().to_ascii_lowercase();
+                    if l.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = l.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                if let Ok(Value::Array(events)) = serde_json::from_slice(&body) {
+                    let mut s = store.lock().unwrap();
+                    for e in events {
+                        s.insert((
+                            e["source"].as_str().unwrap_or_default().to_string(),
+                            e["id"].as_str().unwrap_or_default().to_string(),
+                        ));
+                    }
+                }
+                let mut w = stream;
+                let _ = w.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Sink {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
