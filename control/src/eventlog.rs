@@ -54,12 +54,23 @@ pub struct Stored {
 /// Appends events (inside the caller's transaction, if any); an event whose `(source, id)` is
 /// already stored is skipped. Returns those appended.
 pub fn append(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<Stored>> {
+    Ok(insert(conn, events)?
+        .into_iter()
+        .map(|(i, seq)| Stored {
+            seq,
+            event: events[i].clone(),
+        })
+        .collect())
+}
+
+/// [`append`] without copying the events: the positions of those appended, with their `seq`.
+fn insert(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<(usize, u64)>> {
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO events (source, id, type, subject, time_ms, event)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut out = Vec::new();
-    for e in events {
+    for (i, e) in events.iter().enumerate() {
         let json = serde_json::to_string(e)
             .map_err(|err| rusqlite::Error::ToSqlConversionFailure(Box::new(err)))?;
         let n = insert.execute(params![
@@ -71,10 +82,7 @@ pub fn append(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<
             json
         ])?;
         if n == 1 {
-            out.push(Stored {
-                seq: conn.last_insert_rowid() as u64,
-                event: e.clone(),
-            });
+            out.push((i, conn.last_insert_rowid() as u64));
         }
     }
     Ok(out)
@@ -202,15 +210,23 @@ impl EvalWriter {
                     }
                     let written = write_batch(&conn, &batch);
                     match written {
-                        Ok(stored) => {
+                        Ok(rows) => {
                             counts
                                 .written
                                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
                             counts.batches.fetch_add(1, Ordering::Relaxed);
-                            for s in stored {
-                                let _ = live.send(Arc::new(s));
+                            if live.receiver_count() == 0 {
+                                batch.clear();
+                                continue;
                             }
-                            batch.clear();
+                            // Moved, not copied, to the live stream.
+                            let mut events: Vec<Option<CloudEvent>> =
+                                batch.drain(..).map(Some).collect();
+                            for (i, seq) in rows {
+                                if let Some(event) = events[i].take() {
+                                    let _ = live.send(Arc::new(Stored { seq, event }));
+                                }
+                            }
                         }
                         Err(e) => {
                             // Kept and retried: nothing is dropped.
@@ -240,9 +256,9 @@ impl EvalWriter {
     }
 }
 
-fn write_batch(conn: &Connection, batch: &[CloudEvent]) -> rusqlite::Result<Vec<Stored>> {
+fn write_batch(conn: &Connection, batch: &[CloudEvent]) -> rusqlite::Result<Vec<(usize, u64)>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    match append(conn, batch) {
+    match insert(conn, batch) {
         Ok(stored) => {
             conn.execute_batch("COMMIT")?;
             Ok(stored)
