@@ -450,37 +450,68 @@ async fn upload_attestation(State(h): State<Handle>, body: Bytes) -> Response {
     }
 }
 
+/// Runs a read of the event log on a blocking thread with a connection of its own, off the
+/// driver (whose store is for writes).
+async fn read_log<T: Send + 'static>(
+    h: &Handle,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    let db = h.shared.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let conn = crate::eventlog::open(&db).map_err(|e| e.to_string())?;
+        f(&conn)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(ApiError::Internal)
+}
+
 /// `GET /api/v1/events?type&source&subject&since&until&after&limit`: one page, in log order;
 /// `next` is the `after` of the next page.
 async fn list_events(
     State(h): State<Handle>,
     Query(f): Query<crate::eventlog::Filter>,
 ) -> Response {
-    match h.with_store(move |store| Ok(store.events(&f)?)).await {
+    let db = h.shared.db.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let conn = crate::eventlog::open(&db).map_err(|e| ApiError::Internal(e.to_string()))?;
+        crate::eventlog::query(&conn, &f).map_err(|reason| {
+            ApiError::Invalid(SpecError {
+                errors: vec![FieldError {
+                    path: "query".into(),
+                    reason,
+                }],
+            })
+        })
+    })
+    .await;
+    match page {
         Ok(Ok(events)) => {
             let next = events.last().map(|e| e.seq);
             Json(serde_json::json!({"events": events, "next": next})).into_response()
         }
-        Ok(Err(reason)) => bad_request(reason),
-        Err(e) => e.into_response(),
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
 }
 
 /// `POST /api/v1/events`: CloudEvents in structured mode (`application/cloudevents+json`, or
 /// JSON with `specversion`), batched (`application/cloudevents-batch+json`), or binary mode
 /// (`ce-*` headers). 201 when anything was new, 200 when all were already stored (receivers
-/// dedupe on source + id); 400 names the attribute of the first invalid event.
+/// dedupe on source + id); 400 names the attribute of the first invalid event. Times are stored
+/// in UTC (`…Z`); an event without `time` gets the time it arrived. This control plane's own
+/// sources (`/vireo/<instance>/…`) cannot be ingested.
 async fn ingest_events(
     State(h): State<Handle>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    use crate::events::{from_binary, CloudEvent};
+    use crate::events::{from_binary, CloudEvent, EventError};
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let parsed: Result<Vec<CloudEvent>, (Option<usize>, crate::events::EventError)> =
+    let parsed: Result<Vec<CloudEvent>, (Option<usize>, EventError)> =
         if headers.contains_key("ce-specversion") {
             from_binary(&headers, &body)
                 .map(|e| vec![e])
@@ -489,8 +520,7 @@ async fn ingest_events(
             match serde_json::from_slice::<serde_json::Value>(&body) {
                 Err(e) => return bad_request(format!("the body is not JSON: {e}")),
                 Ok(serde_json::Value::Array(items))
-                    if content_type.starts_with("application/cloudevents-batch+json")
-                        || !content_type.starts_with("application/cloudevents+json") =>
+                    if !content_type.starts_with("application/cloudevents+json") =>
                 {
                     items
                         .into_iter()
@@ -503,13 +533,36 @@ async fn ingest_events(
                     .map_err(|e| (None, e)),
             }
         };
-    let events = match parsed {
+    let own = format!("/vireo/{}/", h.shared.instance);
+    let checked = parsed.and_then(|events| {
+        let now = crate::driver::now_ms();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut e)| {
+                if e.source.starts_with(&own) {
+                    return Err((
+                        Some(i),
+                        EventError {
+                            attribute: "source".into(),
+                            reason: format!("{own}… is this control plane's own source"),
+                        },
+                    ));
+                }
+                e.normalize_time(now);
+                Ok(e)
+            })
+            .collect()
+    });
+    let events = match checked {
         Ok(e) => e,
         Err((index, e)) => {
             let at = index.map(|i| format!("event [{i}]: ")).unwrap_or_default();
             return (
                 StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": format!("{at}{e}"), "attribute": e.attribute, "index": index})),
+                Json(serde_json::json!({
+                    "error": format!("{at}{e}"), "attribute": e.attribute, "index": index,
+                })),
             )
                 .into_response();
         }
@@ -537,79 +590,82 @@ struct StreamQuery {
 }
 
 /// `GET /api/v1/events/stream`: server-sent events. Each SSE `id` is the event's `seq`; a
-/// client reconnecting with `Last-Event-ID` (or `?after=`) first gets what it missed from the
-/// log, then live events as they commit. `?type=` filters.
+/// client reconnecting with `Last-Event-ID` (or `?after=`) gets everything after it, in order;
+/// without one it gets events from now on. `?type=` filters. The follower reads the log itself
+/// (its own connection, pages of 500) and waits for the next commit when caught up, so no
+/// event is skipped however far behind it is.
 async fn stream_events(
     State(h): State<Handle>,
     Query(q): Query<StreamQuery>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures_util::stream::{self, StreamExt};
-    let after = headers
+    use futures_util::stream;
+    use std::collections::VecDeque;
+    let rx = h.shared.latest_event.subscribe();
+    let from = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok()?.parse().ok())
-        .or(q.after);
-    // Subscribe before reading the backlog, so nothing committed in between is missed.
-    let live = h.shared.live_events.subscribe();
-    let backlog = match after {
-        None => Vec::new(),
-        Some(after) => {
-            let f = crate::eventlog::Filter {
-                ty: q.ty.clone(),
-                after,
-                limit: Some(crate::eventlog::MAX_PAGE),
-                ..Default::default()
-            };
-            match h.with_store(move |store| Ok(store.events(&f)?)).await {
-                Ok(Ok(events)) => events,
-                Ok(Err(reason)) => return bad_request(reason),
-                Err(e) => return e.into_response(),
+        .or(q.after)
+        .unwrap_or(*rx.borrow());
+    struct Follower {
+        rx: tokio::sync::watch::Receiver<u64>,
+        last: u64,
+        ty: Option<String>,
+        db: std::path::PathBuf,
+        conn: Option<rusqlite::Connection>,
+        buffer: VecDeque<crate::eventlog::Stored>,
+    }
+    let start = Follower {
+        rx,
+        last: from,
+        ty: q.ty,
+        db: h.shared.db.clone(),
+        conn: None,
+        buffer: VecDeque::new(),
+    };
+    let events = stream::unfold(start, |mut f| async move {
+        loop {
+            if let Some(e) = f.buffer.pop_front() {
+                f.last = e.seq;
+                let ev = Event::default()
+                    .id(e.seq.to_string())
+                    .event(e.event.ty.clone())
+                    .json_data(&e.event)
+                    .unwrap_or_default();
+                return Some((Ok::<_, std::convert::Infallible>(ev), f));
             }
-        }
-    };
-    let seen = backlog.last().map(|e| e.seq).or(after).unwrap_or(0);
-    let sse = |e: &crate::eventlog::Stored| {
-        Event::default()
-            .id(e.seq.to_string())
-            .event(e.event.ty.clone())
-            .json_data(&e.event)
-            .ok()
-    };
-    let first = stream::iter(
-        backlog
-            .iter()
-            .filter_map(sse)
-            .map(Ok::<_, std::convert::Infallible>)
-            .collect::<Vec<_>>(),
-    );
-    let ty = q.ty;
-    let rest = stream::unfold((live, seen), move |(mut rx, seen)| {
-        let ty = ty.clone();
-        async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.seq <= seen => continue,
-                    Ok(e) if ty.as_ref().is_some_and(|t| *t != e.event.ty) => continue,
-                    Ok(e) => {
-                        let ev = Event::default()
-                            .id(e.seq.to_string())
-                            .event(e.event.ty.clone())
-                            .json_data(&e.event)
-                            .unwrap_or_default();
-                        return Some((Ok(ev), (rx, seen)));
+            // Mark what we have seen before reading, so a commit during the read wakes us.
+            f.rx.borrow_and_update();
+            let (conn, db, last, ty) = (f.conn.take(), f.db.clone(), f.last, f.ty.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                let conn = match conn {
+                    Some(c) => c,
+                    None => crate::eventlog::open(&db).map_err(|e| e.to_string())?,
+                };
+                let filter = crate::eventlog::Filter {
+                    ty,
+                    after: last,
+                    limit: Some(500),
+                    ..Default::default()
+                };
+                let page = crate::eventlog::query(&conn, &filter)?;
+                Ok::<_, String>((conn, page))
+            })
+            .await;
+            match read {
+                Ok(Ok((conn, page))) => {
+                    f.conn = Some(conn);
+                    if page.is_empty() && f.rx.changed().await.is_err() {
+                        return None;
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        // The client fell behind: say so (it can resume from its last id).
-                        let ev = Event::default().event("lagged").data(n.to_string());
-                        return Some((Ok(ev), (rx, seen)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    f.buffer.extend(page);
                 }
+                _ => return None,
             }
         }
     });
-    Sse::new(first.chain(rest))
+    Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
 }
@@ -630,7 +686,12 @@ async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
         Ok(w) => w,
         Err(e) => return bad_request(e),
     };
-    match h.with_store(move |store| Ok(store.dora_events()?)).await {
+    let events = read_log(&h, move |conn| {
+        // Not cut at `until`: an incident detected in the window may be resolved after it.
+        crate::eventlog::dora_events(conn, u64::MAX >> 1).map_err(|e| e.to_string())
+    })
+    .await;
+    match events {
         Ok(events) => Json(crate::dora::compute(&events, &window)).into_response(),
         Err(e) => e.into_response(),
     }

@@ -126,7 +126,9 @@ pub struct Report {
 }
 
 /// The jq helpers every program starts with: `ms` reads our timestamps to milliseconds.
-const PRELUDE: &str = r#"def ms: (.[0:19] + "Z" | fromdate) * 1000 + (if .[19:20] == "." then ((.[20:23] + "00")[0:3] | tonumber) else 0 end); def inwin: (.time | ms) as $t | $t >= $since and $t < $until; "#;
+/// (The log stores every time as `YYYY-MM-DDTHH:MM:SS.mmmZ`; `ms` also reads shorter fractions
+/// and none, and an unreadable time is null, which no window contains.)
+const PRELUDE: &str = r#"def ms: if type == "string" and length >= 20 then ((.[0:19] + "Z" | fromdate) * 1000 + (if .[19:20] == "." then ((.[20:] | capture("^(?<f>[0-9]*)").f + "000")[0:3] | tonumber) else 0 end)) else null end; def inwin: (.time | ms) as $t | $t != null and $t >= $since and $t < $until; "#;
 
 fn query(program: &str) -> String {
     format!(
@@ -240,11 +242,11 @@ pub fn compute(events: &[CloudEvent], w: &Window) -> Report {
         query: query(&format!(
             r#"def commit_of: .data.subject.content.commit // .data.commit;
 . as $all
-| [$all[] | select(.type == "{CHANGE_MERGED}") | {{c: commit_of, t: (.time | ms)}} | select(.c != null)] as $merges
+| [$all[] | select(.type == "{CHANGE_MERGED}") | {{c: commit_of, t: (.time | ms)}} | select(.c != null and .t != null)] as $merges
 | [$all[] | select(.type == "{SERVICE_UPGRADED}" and inwin)
    | (.time | ms) as $r | commit_of as $c
    | ([$merges[] | select(.c == $c) | .t] | min) as $m
-   | (if $m != null then $m elif .data.subject.content.commitTime != null then (.data.subject.content.commitTime | ms) else null end) as $start
+   | (if $m != null then $m else (.data.subject.content.commitTime | ms) end) as $start
    | select($start != null) | $r - $start]
 | sort
 | {{mean: (if length > 0 then add / length else null end),
@@ -317,8 +319,8 @@ pub fn compute(events: &[CloudEvent], w: &Window) -> Report {
         events: repair_refs,
         query: query(&format!(
             r#". as $all
-| [$all[] | select(.type == "{INCIDENT_RESOLVED}") | {{id: .data.subject.id, t: (.time | ms)}}] as $res
-| [$all[] | select(.type == "{INCIDENT_DETECTED}" and inwin)
+| [$all[] | select(.type == "{INCIDENT_RESOLVED}") | {{id: .data.subject.id, t: (.time | ms)}} | select(.id != null and .t != null)] as $res
+| [$all[] | select(.type == "{INCIDENT_DETECTED}" and inwin and .data.subject.id != null)
    | (.time | ms) as $d | .data.subject.id as $id
    | ([$res[] | select(.id == $id and .t >= $d) | .t] | min) as $r
    | select($r != null) | $r - $d]

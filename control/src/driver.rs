@@ -44,9 +44,9 @@ use crate::analysis::AnalysisTemplate;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
-use crate::eventlog::{EvalWriter, Stored};
+use crate::eventlog::EvalWriter;
 use crate::events::CloudEvent;
 use crate::evidence::provenance::ProvenanceFacts;
 use crate::evidence::PlannedMetric;
@@ -80,8 +80,10 @@ pub struct Shared {
     pub flags: ArcSwap<FlagSet>,
     /// Every rollout's cohort as of the route table last published.
     pub cohorts: ArcSwap<Cohorts>,
-    /// Committed events, for `GET /api/v1/events/stream`.
-    pub live_events: broadcast::Sender<Arc<Stored>>,
+    /// The newest committed event's `seq`: SSE followers wait on it, then read the log.
+    pub latest_event: Arc<watch::Sender<u64>>,
+    /// The database, for readers with connections of their own (events, SSE, DORA).
+    pub db: std::path::PathBuf,
     /// Flag-evaluation events, written in batches off the request path.
     pub eval_events: EvalWriter,
     /// This control plane in event sources (`/vireo/<instance>/…`).
@@ -446,8 +448,8 @@ impl Driver {
         trust: Option<ProvenanceTrust>,
     ) -> Result<Handle, StoreError> {
         let (tx, rx) = mpsc::channel(1024);
-        let (live_events, _) = broadcast::channel(4096);
-        let eval_events = EvalWriter::start(store.path().to_path_buf(), live_events.clone())?;
+        let latest_event = Arc::new(watch::channel(0u64).0);
+        let eval_events = EvalWriter::start(store.path().to_path_buf(), latest_event.clone())?;
         let mut flags = FlagSet::default();
         for (key, spec) in store.flags()? {
             match serde_json::from_str::<Flag>(&spec) {
@@ -463,7 +465,8 @@ impl Driver {
             wake: Notify::new(),
             flags: ArcSwap::from_pointee(flags),
             cohorts: ArcSwap::from_pointee(Cohorts::default()),
-            live_events,
+            latest_event,
+            db: store.path().to_path_buf(),
             eval_events,
             instance: store.instance(),
             eval_ids: (now_ms(), AtomicU64::new(0)),
@@ -533,17 +536,43 @@ impl Driver {
 
     /// Hands committed events to the live stream (SSE followers).
     fn publish_events(&mut self) {
-        for e in self.store.take_appended() {
-            let _ = self.shared.live_events.send(Arc::new(e));
+        if let Some(max) = self.store.take_appended().iter().map(|e| e.seq).max() {
+            self.shared
+                .latest_event
+                .send_if_modified(|v| std::mem::replace(v, max.max(*v)) < max);
         }
     }
 
     fn put_flag(&mut self, flag: Flag) -> Result<Flag, ApiError> {
         let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.store.put_flag(&flag.key, &spec, now_ms())?;
+        let event = self.flag_event(
+            &flag.key,
+            crate::events::FLAG_DEFINED,
+            serde_json::to_value(&flag).unwrap_or_default(),
+        )?;
+        self.store.put_flag(&flag.key, &spec, now_ms(), event)?;
         self.swap_flag(flag.clone());
+        self.publish_events();
         tracing::info!(flag = %flag.key, "flag stored");
         Ok(flag)
+    }
+
+    /// An event about a flag, with an id from a durable counter (unique across restarts).
+    fn flag_event(
+        &mut self,
+        key: &str,
+        ty: &str,
+        data: serde_json::Value,
+    ) -> Result<CloudEvent, ApiError> {
+        let n = self.store.next("event_id")?;
+        Ok(crate::events::event(
+            format!("flag-{n}"),
+            crate::events::flag_source(&self.shared.instance, key),
+            ty,
+            now_ms(),
+            key,
+            data,
+        ))
     }
 
     fn swap_flag(&self, flag: Flag) {
@@ -562,18 +591,12 @@ impl Driver {
         let was = flag.enabled;
         flag.enabled = enabled;
         let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
-        self.store.put_flag(key, &spec, now_ms())?;
-        let n = self.store.next("event_id")?;
-        let at = now_ms();
-        let event = crate::events::event(
-            format!("toggle-{n}"),
-            crate::events::flag_source(&self.shared.instance, key),
-            crate::events::FLAG_TOGGLED,
-            at,
+        let event = self.flag_event(
             key,
+            crate::events::FLAG_TOGGLED,
             serde_json::json!({"flag": key, "enabled": enabled, "was": was, "actor": actor}),
-        );
-        self.store.ingest(&[event])?;
+        )?;
+        self.store.put_flag(key, &spec, now_ms(), event)?;
         self.swap_flag(flag.clone());
         self.publish_events();
         tracing::info!(flag = %key, enabled, by = %actor, "flag toggled");
@@ -877,10 +900,21 @@ impl Driver {
                 Effect::DisableFlag => {
                     let detail = match self.rollback_plan(name) {
                         Ok(crate::evidence::rollback::Plan {
-                            flag: Some((key, _)),
+                            flag: Some((key, value)),
                             ..
                         }) => match self.toggle_flag(&key, false, &format!("rollback of {name}")) {
-                            Ok(_) => format!("flag {key:?} disabled"),
+                            Ok(f) => {
+                                let served = f.variants.get(&f.default_variant);
+                                let wanted = value.get("value").unwrap_or(&value);
+                                if served == Some(wanted) {
+                                    format!("flag {key:?} disabled: it serves {wanted}")
+                                } else {
+                                    format!(
+                                        "flag {key:?} disabled: it serves its default variant {:?}, not the envelope's {wanted}",
+                                        f.default_variant
+                                    )
+                                }
+                            }
                             Err(ApiError::NotFound(_)) => {
                                 format!("flag {key:?} is not defined here: nothing to disable")
                             }

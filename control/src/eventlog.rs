@@ -3,8 +3,10 @@
 //! - Append-only table `events` (`seq` orders it; `(source, id)` is unique, so an ingested
 //!   event sent twice is stored once). Transition events are appended in the transition's own
 //!   transaction by the store; ingested ones by the API; flag evaluations by [`EvalWriter`].
-//! - After a commit the appended events go to a broadcast channel, which `GET
-//!   /api/v1/events/stream` (SSE) follows after catching up from the table.
+//! - After a commit the newest `seq` is published on a watch channel. `GET
+//!   /api/v1/events/stream` (SSE) followers read the table in `seq` order from the last id
+//!   they sent, on their own connection, and wait on that channel when they are caught up: no
+//!   event is skipped or sent out of order, however fast others write.
 //! - [`EvalWriter`]: flag evaluations never wait on a disk write: they go through a bounded
 //!   queue to a writer thread that commits them in batches on its own connection. A full
 //!   queue makes the evaluation wait for room (backpressure) and is counted; nothing is dropped.
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 
 use crate::events::CloudEvent;
 
@@ -51,10 +53,22 @@ pub struct Stored {
     pub event: CloudEvent,
 }
 
-/// Appends events (inside the caller's transaction, if any); an event whose `(source, id)` is
-/// already stored is skipped. Returns those appended.
-pub fn append(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<Stored>> {
-    Ok(insert(conn, events)?
+/// What to do with an event whose `(source, id)` is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDuplicate {
+    /// Ingested events: receivers dedupe on `(source, id)`; the second copy is dropped.
+    Skip,
+    /// Our own events: a collision is a bug, and fails the transaction loudly.
+    Fail,
+}
+
+/// Appends events inside the caller's transaction (if any). Returns those appended.
+pub fn append(
+    conn: &Connection,
+    events: &[CloudEvent],
+    on_duplicate: OnDuplicate,
+) -> rusqlite::Result<Vec<Stored>> {
+    Ok(insert(conn, events, on_duplicate)?
         .into_iter()
         .map(|(i, seq)| Stored {
             seq,
@@ -64,11 +78,21 @@ pub fn append(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<
 }
 
 /// [`append`] without copying the events: the positions of those appended, with their `seq`.
-fn insert(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<(usize, u64)>> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO events (source, id, type, subject, time_ms, event)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+fn insert(
+    conn: &Connection,
+    events: &[CloudEvent],
+    on_duplicate: OnDuplicate,
+) -> rusqlite::Result<Vec<(usize, u64)>> {
+    let mut insert = conn.prepare_cached(match on_duplicate {
+        OnDuplicate::Skip => {
+            "INSERT OR IGNORE INTO events (source, id, type, subject, time_ms, event)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        }
+        OnDuplicate::Fail => {
+            "INSERT INTO events (source, id, type, subject, time_ms, event)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        }
+    })?;
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
         let json = serde_json::to_string(e)
@@ -84,6 +108,30 @@ fn insert(conn: &Connection, events: &[CloudEvent]) -> rusqlite::Result<Vec<(usi
         if n == 1 {
             out.push((i, conn.last_insert_rowid() as u64));
         }
+    }
+    Ok(out)
+}
+
+/// The events DORA reads up to `until_ms`: the CD types, and the steps that reached
+/// Progressing.
+pub fn dora_events(conn: &Connection, until_ms: u64) -> rusqlite::Result<Vec<CloudEvent>> {
+    let t = crate::dora::TYPES;
+    let mut q = conn.prepare_cached(
+        "SELECT event FROM events WHERE type IN (?1, ?2, ?3, ?4, ?5) AND time_ms < ?7
+         UNION ALL
+         SELECT event FROM events WHERE type = ?6 AND time_ms < ?7
+           AND json_extract(event, '$.data.to') = 'Progressing'",
+    )?;
+    let rows = q.query_map(
+        params![t[0], t[1], t[2], t[3], t[4], t[5], until_ms as i64],
+        |r| r.get::<_, String>(0),
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(
+            serde_json::from_str(&row?)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        );
     }
     Ok(out)
 }
@@ -186,12 +234,9 @@ pub struct EvalWriter {
 }
 
 impl EvalWriter {
-    /// Starts the writer thread on its own connection to `db`; appended events are also sent
-    /// to `live`.
-    pub fn start(
-        db: PathBuf,
-        live: broadcast::Sender<Arc<Stored>>,
-    ) -> rusqlite::Result<EvalWriter> {
+    /// Starts the writer thread on its own connection to `db`; after each commit the newest
+    /// `seq` goes to `latest`.
+    pub fn start(db: PathBuf, latest: Arc<watch::Sender<u64>>) -> rusqlite::Result<EvalWriter> {
         let conn = open(&db)?;
         let (tx, mut rx) = mpsc::channel::<CloudEvent>(EVAL_QUEUE);
         let stats = Arc::new(EvalStats::default());
@@ -208,32 +253,26 @@ impl EvalWriter {
                             Err(_) => break,
                         }
                     }
-                    let written = write_batch(&conn, &batch);
-                    match written {
-                        Ok(rows) => {
-                            counts
-                                .written
-                                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                            counts.batches.fetch_add(1, Ordering::Relaxed);
-                            if live.receiver_count() == 0 {
-                                batch.clear();
-                                continue;
-                            }
-                            // Moved, not copied, to the live stream.
-                            let mut events: Vec<Option<CloudEvent>> =
-                                batch.drain(..).map(Some).collect();
-                            for (i, seq) in rows {
-                                if let Some(event) = events[i].take() {
-                                    let _ = live.send(Arc::new(Stored { seq, event }));
-                                }
+                    // Retried until it commits: nothing is dropped.
+                    let rows = loop {
+                        match write_batch(&conn, &batch) {
+                            Ok(rows) => break rows,
+                            Err(e) => {
+                                tracing::error!(
+                                    "cannot write evaluation events: {e}; retrying in 1 s"
+                                );
+                                std::thread::sleep(Duration::from_secs(1));
                             }
                         }
-                        Err(e) => {
-                            // Kept and retried: nothing is dropped.
-                            tracing::error!("cannot write evaluation events: {e}; retrying in 1 s");
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
+                    };
+                    counts
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    counts.batches.fetch_add(1, Ordering::Relaxed);
+                    if let Some(max) = rows.iter().map(|(_, seq)| *seq).max() {
+                        latest.send_if_modified(|v| std::mem::replace(v, max.max(*v)) < max);
                     }
+                    batch.clear();
                 }
             })
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -254,11 +293,26 @@ impl EvalWriter {
             }
         }
     }
+
+    /// Waits (up to `limit`) until every queued event is committed: called on shutdown.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let s = &self.stats;
+            if s.written.load(Ordering::Relaxed) >= s.queued.load(Ordering::Relaxed) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 fn write_batch(conn: &Connection, batch: &[CloudEvent]) -> rusqlite::Result<Vec<(usize, u64)>> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    match insert(conn, batch) {
+    match insert(conn, batch, OnDuplicate::Fail) {
         Ok(stored) => {
             conn.execute_batch("COMMIT")?;
             Ok(stored)
@@ -282,44 +336,55 @@ pub fn open(db: &Path) -> rusqlite::Result<Connection> {
 /// Pushes every event, in order, to `url`, from where it left off (the cursor is stored in
 /// `counters` under `event_sink <url>`). Runs until the runtime stops.
 pub async fn run_sink(db: PathBuf, url: String) {
-    let cursor_name = format!("event_sink {url}");
+    let cursor = format!("event_sink {url}");
     let client = crate::prometheus::client();
     let mut backoff = Duration::from_millis(200);
-    loop {
-        let page = {
-            let (db, name) = (db.clone(), cursor_name.clone());
-            tokio::task::spawn_blocking(move || -> Result<(u64, Vec<Stored>), String> {
-                let conn = open(&db).map_err(|e| e.to_string())?;
-                let after: u64 = conn
-                    .query_row("SELECT value FROM counters WHERE name = ?1", [&name], |r| {
-                        r.get::<_, i64>(0)
-                    })
+    let mut conn: Option<Connection> = None;
+    // The next page (read on a blocking thread, on the sink's own connection).
+    let read = |conn: Option<Connection>, db: PathBuf, cursor: String| {
+        tokio::task::spawn_blocking(move || {
+            (|| -> Result<(Connection, u64, Vec<Stored>), String> {
+                let conn = match conn {
+                    Some(c) => c,
+                    None => open(&db).map_err(|e| e.to_string())?,
+                };
+                let after = conn
+                    .query_row(
+                        "SELECT value FROM counters WHERE name = ?1",
+                        [&cursor],
+                        |r| r.get::<_, i64>(0),
+                    )
                     .optional()
                     .map_err(|e| e.to_string())?
                     .unwrap_or(0) as u64;
-                let f = Filter {
-                    after,
-                    limit: Some(500),
-                    ..Filter::default()
-                };
-                Ok((after, query(&conn, &f)?))
-            })
-            .await
-        };
-        let events = match page {
-            Ok(Ok((_, events))) => events,
+                let page = query(
+                    &conn,
+                    &Filter {
+                        after,
+                        limit: Some(SINK_PAGE),
+                        ..Filter::default()
+                    },
+                )?;
+                Ok((conn, after, page))
+            })()
+        })
+    };
+    loop {
+        let (c, events) = match read(conn.take(), db.clone(), cursor.clone()).await {
+            Ok(Ok((c, _, events))) => (c, events),
             Ok(Err(e)) => {
                 tracing::warn!("event sink: cannot read the log: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
             Err(e) => {
-                tracing::warn!("event sink: cannot read the log: {e}");
+                tracing::warn!("event sink: {e}");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
         if events.is_empty() {
+            conn = Some(c);
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
@@ -329,21 +394,29 @@ pub async fn run_sink(db: PathBuf, url: String) {
         match post(&client, &url, body).await {
             Ok(()) => {
                 backoff = Duration::from_millis(200);
-                let (db, name) = (db.clone(), cursor_name.clone());
-                let saved = tokio::task::spawn_blocking(move || -> rusqlite::Result<()> {
-                    open(&db)?.execute(
+                let name = cursor.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    let r = c.execute(
                         "INSERT INTO counters (name, value) VALUES (?1, ?2)
                          ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
                         params![name, last as i64],
-                    )?;
-                    Ok(())
+                    );
+                    (c, r)
                 })
                 .await;
-                if !matches!(saved, Ok(Ok(()))) {
-                    tracing::warn!("event sink: cannot save the cursor; events may be sent again");
+                match saved {
+                    Ok((c, Ok(_))) => conn = Some(c),
+                    Ok((c, Err(e))) => {
+                        conn = Some(c);
+                        tracing::warn!(
+                            "event sink: cannot save the cursor ({e}); events may be sent again"
+                        );
+                    }
+                    Err(e) => tracing::warn!("event sink: {e}"),
                 }
             }
             Err(e) => {
+                conn = Some(c);
                 tracing::warn!(sink = %url, "event sink: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -351,6 +424,9 @@ pub async fn run_sink(db: PathBuf, url: String) {
         }
     }
 }
+
+/// Events per batch sent to the sink.
+const SINK_PAGE: u64 = 2_000;
 
 async fn post(
     client: &crate::prometheus::HttpClient,

@@ -25,6 +25,8 @@ pub const CHANGE_MERGED: &str = "dev.cdevents.change.merged.0.2.0";
 pub const ROLLOUT_STEP: &str = "dev.vireo.rollout.step.0.1.0";
 pub const ANALYSIS_COMPLETED: &str = "dev.vireo.analysis.completed.0.1.0";
 pub const FLAG_TOGGLED: &str = "dev.vireo.flag.toggled.0.1.0";
+/// A flag's definition was created or replaced.
+pub const FLAG_DEFINED: &str = "dev.vireo.flag.defined.0.1.0";
 pub const FLAG_EVALUATED: &str = "dev.vireo.flag.evaluated.0.1.0";
 /// The CDEvents spec version our CD events' `data.context.version` names.
 const CDEVENTS_VERSION: &str = "0.4.1";
@@ -112,12 +114,18 @@ impl CloudEvent {
             }
         }
         if let Some(Value::String(t)) = map.get("time") {
-            if humantime::parse_rfc3339_weak(t).is_err() || !t.contains('T') {
+            if parse_time(t).is_none() {
                 return Err(refuse(
                     "time",
                     format!("{t:?} is not an RFC 3339 timestamp"),
                 ));
             }
+        }
+        if map.contains_key("seq") {
+            return Err(refuse(
+                "seq",
+                "is reserved: the event API puts each event's log position there",
+            ));
         }
         if map.contains_key("data") && map.contains_key("data_base64") {
             return Err(refuse(
@@ -136,12 +144,26 @@ impl CloudEvent {
 
     /// The event's time in milliseconds (0 when it has none or it is unreadable).
     pub fn time_ms(&self) -> u64 {
-        self.time
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64)
+        self.time.as_deref().and_then(parse_time).unwrap_or(0)
     }
+
+    /// How the log stores times: UTC, `YYYY-MM-DDTHH:MM:SS.mmmZ` (the same instant, one
+    /// spelling, so queries and DORA's jq receipts compare them as they are); an event without
+    /// `time` gets the time it was received.
+    pub fn normalize_time(&mut self, received_ms: u64) {
+        let ms = self
+            .time
+            .as_deref()
+            .and_then(parse_time)
+            .unwrap_or(received_ms);
+        self.time = Some(crate::evidence::rfc3339(ms));
+    }
+}
+
+/// An RFC 3339 timestamp (any offset) in milliseconds since the epoch.
+pub fn parse_time(t: &str) -> Option<u64> {
+    let t = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    u64::try_from(t.timestamp_millis()).ok()
 }
 
 fn check_extension(name: &str, value: &Value) -> Result<(), EventError> {
@@ -186,14 +208,17 @@ pub fn from_binary(headers: &http::HeaderMap, body: &[u8]) -> Result<CloudEvent,
         .unwrap_or("application/json");
     map.insert("datacontenttype".into(), content_type.into());
     if !body.is_empty() {
-        let data = if content_type.starts_with("application/json")
-            || content_type.ends_with("+json")
-        {
-            serde_json::from_slice(body).map_err(|e| refuse("data", format!("is not JSON: {e}")))?
+        if content_type.starts_with("application/json") || content_type.ends_with("+json") {
+            let data = serde_json::from_slice(body)
+                .map_err(|e| refuse("data", format!("is not JSON: {e}")))?;
+            map.insert("data".into(), data);
         } else {
-            Value::String(String::from_utf8_lossy(body).into_owned())
-        };
-        map.insert("data".into(), data);
+            // Bytes stay bytes (the JSON format's data_base64).
+            map.insert(
+                "data_base64".into(),
+                crate::evidence::dsse::b64(body).into(),
+            );
+        }
     }
     CloudEvent::from_json(Value::Object(map))
 }
@@ -205,8 +230,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let Ok(b) = u8::from_str_radix(hex, 16) {
+            let hex = &bytes[i + 1..i + 3];
+            let hex = std::str::from_utf8(hex)
+                .ok()
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -304,6 +332,8 @@ pub fn for_transition(t: &Transition) -> Vec<CloudEvent> {
         .clone()
         .unwrap_or_else(|| format!("version/{}", canary.version));
     let env = json!({"id": "vireo"});
+    // A gate that fails ends a release before any user saw it: no rollback, no incident.
+    let served = t.before.phase != Phase::GateEval;
     for e in t.effects {
         let Effect::Checkpoint { from, to, reason } = e else {
             continue;
@@ -328,7 +358,7 @@ pub fn for_transition(t: &Transition) -> Vec<CloudEvent> {
                     }),
                 );
             }
-            Phase::Aborted | Phase::RolledBack => {
+            Phase::Aborted | Phase::RolledBack if served => {
                 out.cd(
                     SERVICE_ROLLEDBACK,
                     name,

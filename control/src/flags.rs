@@ -198,15 +198,27 @@ impl Flag {
 pub struct Cohort {
     salt: Vec<u8>,
     split: Split,
-    /// The version of each backend, in the route's order.
-    versions: Vec<String>,
-    canary_version: String,
+    /// Whether each backend, in the route's order, runs the canary's build.
+    canary: Vec<bool>,
 }
 
 impl Cohort {
-    /// From the route last published for a rollout, whose canary runs `canary_version`.
+    /// From the route last published for a rollout, whose canary runs `canary_version`: the
+    /// backend named `canary`, or, once promoted (no canary backend left), the backend running
+    /// its version. `None` when the route does not split on a key: the proxy then picks at
+    /// random per request, and no flag can follow that.
     pub fn from_route(route: &Route, canary_version: &str) -> Option<Cohort> {
         let s = &route.split;
+        s.key.as_ref()?;
+        let named = s.backends.iter().any(|b| b.name == crate::routes::CANARY);
+        let canary = s
+            .backends
+            .iter()
+            .map(|b| match named {
+                true => b.name == crate::routes::CANARY,
+                false => b.version == canary_version,
+            })
+            .collect();
         let weights: Vec<u32> = s
             .backends
             .iter()
@@ -219,8 +231,7 @@ impl Cohort {
                 .unwrap_or_else(|| route.name.clone())
                 .into_bytes(),
             split: Split::new(s.buckets, &weights).ok()?,
-            versions: s.backends.iter().map(|b| b.version.clone()).collect(),
-            canary_version: canary_version.to_string(),
+            canary,
         })
     }
 
@@ -228,7 +239,7 @@ impl Cohort {
     pub fn place(&self, key: &str) -> (u32, bool) {
         let bucket = split::bucket(&self.salt, key.as_bytes(), self.split.buckets());
         let backend = self.split.backend_for_bucket(bucket);
-        (bucket, self.versions[backend] == self.canary_version)
+        (bucket, self.canary.get(backend).copied().unwrap_or(false))
     }
 }
 

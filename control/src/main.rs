@@ -485,7 +485,7 @@ async fn run_serve(
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
     })?;
-    serve::start(
+    let handle = serve::start(
         listener,
         &data_dir,
         Arc::new(vireo_control::workload::Recorded),
@@ -499,6 +499,15 @@ async fn run_serve(
     .await?;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
     wait_for_signal().await;
+    // Evaluation events still queued are committed before exiting.
+    if !handle
+        .shared
+        .eval_events
+        .flush(Duration::from_secs(10))
+        .await
+    {
+        tracing::error!("evaluation events still queued after 10 s are lost on exit");
+    }
     tracing::info!("stopping: every transition is already committed");
     Ok(())
 }
@@ -626,7 +635,8 @@ async fn dora(
     let mut path = "/api/v1/dora?".to_string();
     for (k, v) in [("since", since), ("until", until)] {
         if let Some(v) = v {
-            path.push_str(&format!("{k}={v}&"));
+            // RFC 3339 offsets carry `+`, which a query string reads as a space.
+            path.push_str(&format!("{k}={}&", v.replace('+', "%2B")));
         }
     }
     let v = Client::new(server)

@@ -71,25 +71,36 @@ async fn evaluate(
     let cohorts = shared.cohorts.load();
     let result = flags::evaluate(flag, ctx, &cohorts);
     if let Ok(e) = &result {
-        let subject = flags::targeting_key(ctx)
-            .ok()
-            .flatten()
-            .unwrap_or(&flag.key);
-        let event = events::event(
-            shared.eval_id(),
-            events::flag_source(&shared.instance, &flag.key),
-            FLAG_EVALUATED,
-            crate::driver::now_ms(),
-            subject,
-            json!({
-                "flag": flag.key, "variant": e.variant, "reason": e.reason, "bucket": e.bucket,
-                "value": e.value, "context": ctx, "rollout": flag.rollout,
-                "cohortVersion": cohorts.version,
-            }),
-        );
-        shared.eval_events.send(event).await;
+        record(shared, flag, ctx, e, cohorts.version).await;
     }
     result
+}
+
+/// Queues the `dev.vireo.flag.evaluated` event of one evaluation.
+async fn record(
+    shared: &Shared,
+    flag: &Flag,
+    ctx: &Map<String, Value>,
+    e: &Evaluation,
+    cohort_version: u64,
+) {
+    let subject = flags::targeting_key(ctx)
+        .ok()
+        .flatten()
+        .unwrap_or(&flag.key);
+    let event = events::event(
+        shared.eval_id(),
+        events::flag_source(&shared.instance, &flag.key),
+        FLAG_EVALUATED,
+        crate::driver::now_ms(),
+        subject,
+        json!({
+            "flag": flag.key, "variant": e.variant, "reason": e.reason, "bucket": e.bucket,
+            "value": e.value, "context": ctx, "rollout": flag.rollout,
+            "cohortVersion": cohort_version,
+        }),
+    );
+    shared.eval_events.send(event).await;
 }
 
 fn success(flag: &Flag, e: Evaluation) -> Value {
@@ -97,8 +108,8 @@ fn success(flag: &Flag, e: Evaluation) -> Value {
         "key": flag.key, "value": e.value, "reason": e.reason, "variant": e.variant,
         "metadata": flag.metadata,
     });
-    if let Some(b) = e.bucket {
-        v["metadata"]["bucket"] = b.into();
+    if let (Some(b), Some(m)) = (e.bucket, v["metadata"].as_object_mut()) {
+        m.entry("bucket").or_insert(b.into());
     }
     v
 }
@@ -141,12 +152,14 @@ async fn evaluate_all(State(h): State<Handle>, headers: HeaderMap, body: Bytes) 
         Err((code, details)) => return ofrep_error(StatusCode::BAD_REQUEST, None, code, details),
     };
     let set = h.shared.flags.load_full();
-    let mut results = Vec::with_capacity(set.flags.len());
-    for flag in set.flags.values() {
-        // Evaluated without events first: a 304 sends no values, so it records none.
-        let cohorts = h.shared.cohorts.load();
-        results.push((flag, flags::evaluate(flag, &ctx, &cohorts)));
-    }
+    // One pass: the events recorded are of the values returned (none for a 304, which
+    // returns no values).
+    let cohorts = h.shared.cohorts.load_full();
+    let results: Vec<_> = set
+        .flags
+        .values()
+        .map(|flag| (flag, flags::evaluate(flag, &ctx, &cohorts)))
+        .collect();
     let items: Vec<Value> = results
         .iter()
         .map(|(flag, r)| match r {
@@ -169,8 +182,8 @@ async fn evaluate_all(State(h): State<Handle>, headers: HeaderMap, body: Bytes) 
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
     for (flag, r) in &results {
-        if r.is_ok() {
-            let _ = evaluate(&h.shared, flag, &ctx).await;
+        if let Ok(e) = r {
+            record(&h.shared, flag, &ctx, e, cohorts.version).await;
         }
     }
     (
@@ -188,7 +201,13 @@ async fn put_flag(State(h): State<Handle>, body: Bytes) -> Response {
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => {
-            return ApiError::Internal("the body is not UTF-8".into()).into_response();
+            return ApiError::Invalid(vireo_proxy::config::ConfigError {
+                errors: vec![vireo_proxy::config::FieldError {
+                    path: "body".into(),
+                    reason: "is not UTF-8 text (YAML or JSON)".into(),
+                }],
+            })
+            .into_response();
         }
     };
     let flag = match Flag::parse(text) {

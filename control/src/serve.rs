@@ -113,8 +113,12 @@ pub async fn start(
     let db = store.path().to_path_buf();
     let handle = Driver::start(store, workloads, options.static_routes, trust)?;
     if let Some(url) = options.event_sink {
-        url.parse::<http::Uri>()
+        let uri = url
+            .parse::<http::Uri>()
             .map_err(|e| anyhow::anyhow!("--event-sink {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            anyhow::bail!("--event-sink {url:?}: only http:// sinks are supported (put a TLS proxy in front for https)");
+        }
         tracing::info!(sink = %url, "pushing events");
         tokio::spawn(crate::eventlog::run_sink(db, url));
     }

@@ -191,6 +191,7 @@ pub struct Store {
     path: PathBuf,
     /// Events committed and not yet handed to the live stream.
     appended: Vec<crate::eventlog::Stored>,
+    instance: String,
 }
 
 impl Store {
@@ -222,11 +223,32 @@ impl Store {
             }
             newer => return Err(StoreError::Schema(newer)),
         }
+        // This control plane's id in event sources: random, made once, kept in the database
+        // (two control planes sharing a signing key still name their events apart).
+        let id: i64 = match conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'instance_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+        {
+            Some(id) => id,
+            None => {
+                let id = (fastrand::u64(..) >> 1) as i64;
+                conn.execute(
+                    "INSERT INTO counters (name, value) VALUES ('instance_id', ?1)",
+                    [id],
+                )?;
+                id
+            }
+        };
         Ok(Store {
             conn,
             signer: None,
             path: dir.join(DB_FILE),
             appended: Vec::new(),
+            instance: format!("{id:016x}"),
         })
     }
 
@@ -235,13 +257,10 @@ impl Store {
         &self.path
     }
 
-    /// This control plane's name in event sources (`/vireo/<instance>/…`): its log's key id,
-    /// unique per data dir and stable across restarts.
+    /// This control plane's name in event sources (`/vireo/<instance>/…`): random, made when
+    /// the database was, stable across restarts.
     pub fn instance(&self) -> String {
-        self.signer
-            .as_ref()
-            .and_then(|s| s.origin.strip_prefix("vireo/").map(str::to_string))
-            .unwrap_or_else(|| "local".into())
+        self.instance.clone()
     }
 
     /// Events committed since the last call, for the live stream.
@@ -257,7 +276,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored = crate::eventlog::append(&tx, events)?;
+        let stored = crate::eventlog::append(&tx, events, crate::eventlog::OnDuplicate::Skip)?;
         tx.commit()?;
         self.appended.extend(stored.iter().cloned());
         Ok(stored)
@@ -272,31 +291,29 @@ impl Store {
 
     /// The events DORA reads: the CD types, and the steps that reached Progressing.
     pub fn dora_events(&self) -> Result<Vec<crate::events::CloudEvent>, StoreError> {
-        let types = crate::dora::TYPES;
-        let mut q = self.conn.prepare_cached(
-            "SELECT event FROM events WHERE type IN (?1, ?2, ?3, ?4, ?5)
-             UNION ALL
-             SELECT event FROM events WHERE type = ?6
-               AND json_extract(event, '$.data.to') = 'Progressing'",
-        )?;
-        let rows = q.query_map(
-            params![types[0], types[1], types[2], types[3], types[4], types[5]],
-            |r| r.get::<_, String>(0),
-        )?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(serde_json::from_str(&row?)?);
-        }
-        Ok(out)
+        Ok(crate::eventlog::dora_events(&self.conn, u64::MAX >> 1)?)
     }
 
-    /// Stores a flag definition (JSON), replacing one of the same key.
-    pub fn put_flag(&mut self, key: &str, spec: &str, now: Millis) -> Result<(), StoreError> {
-        self.conn.execute(
+    /// Stores a flag definition (JSON), replacing one of the same key, and the event that
+    /// says so, in one transaction.
+    pub fn put_flag(
+        &mut self,
+        key: &str,
+        spec: &str,
+        now: Millis,
+        event: crate::events::CloudEvent,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "INSERT INTO flags (key, spec, updated_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, updated_ms = excluded.updated_ms",
             params![key, spec, now as i64],
         )?;
+        let stored = crate::eventlog::append(&tx, &[event], crate::eventlog::OnDuplicate::Fail)?;
+        tx.commit()?;
+        self.appended.extend(stored);
         Ok(())
     }
 
@@ -318,7 +335,12 @@ impl Store {
     ) -> Option<(String, Option<String>)> {
         let a = &spec.metadata.annotations;
         if let Some(c) = a.get("vireo.dev/commit") {
-            return Some((c.clone(), a.get("vireo.dev/commit-time").cloned()));
+            // Kept only when it is a time, and spelled as the log spells times.
+            let time = a
+                .get("vireo.dev/commit-time")
+                .and_then(|t| crate::events::parse_time(t))
+                .map(evidence::rfc3339);
+            return Some((c.clone(), time));
         }
         let vsa: Vec<u8> = conn
             .query_row(
@@ -555,7 +577,7 @@ impl Store {
                 .then(|| Self::release_commit(&tx, &spec, generation as u64))
                 .flatten(),
         });
-        let appended = crate::eventlog::append(&tx, &events)?;
+        let appended = crate::eventlog::append(&tx, &events, crate::eventlog::OnDuplicate::Fail)?;
         tx.execute(
             "UPDATE rollouts SET state = ?2, seq = ?3, updated_ms = ?4 WHERE name = ?1",
             params![name, serde_json::to_string(&state)?, seq, now as i64],

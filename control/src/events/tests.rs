@@ -15,7 +15,9 @@ fn a_structured_event_is_accepted_and_each_bad_attribute_is_named() {
     assert_eq!(e.ty, CHANGE_MERGED);
     assert_eq!(e.extensions["traceparent"], "00-x");
     assert_eq!(e.time_ms(), 1_795_168_800_000);
-    let cases: [(&str, Value, &str); 9] = [
+    let cases: [(&str, Value, &str); 11] = [
+        ("time", json!("2026-11-20T10:00:00"), "time"),
+        ("seq", json!("7"), "seq"),
         ("id", Value::Null, "id"),
         ("source", json!(""), "source"),
         ("type", json!(3), "type"),
@@ -40,6 +42,18 @@ fn a_structured_event_is_accepted_and_each_bad_attribute_is_named() {
         CloudEvent::from_json(json!([1])).unwrap_err().attribute,
         "event"
     );
+    // Any RFC 3339 offset is accepted, and stored as the same instant in UTC.
+    let mut v = valid();
+    v["time"] = json!("2026-11-20T12:00:00.5+02:00");
+    let mut e = CloudEvent::from_json(v).unwrap();
+    e.normalize_time(0);
+    assert_eq!(e.time.as_deref(), Some("2026-11-20T10:00:00.500Z"));
+    let mut untimed = CloudEvent::from_json(
+        json!({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}),
+    )
+    .unwrap();
+    untimed.normalize_time(1_795_168_800_000);
+    assert_eq!(untimed.time.as_deref(), Some("2026-11-20T10:00:00.000Z"));
 }
 
 #[test]
