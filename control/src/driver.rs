@@ -19,7 +19,7 @@
 //! - `ArmRollback` is answered at once (the store seals the envelope with `RollbackArmed`);
 //!   `VerifyRollback` checks the logged envelope; `RunDownMigration` runs its command as a
 //!   child process (`sh -c`, bounded by [`MIGRATION_TIMEOUT`]) and reports when it exits;
-//!   `DisableFlag` is a no-op hook until the flag store exists;
+//!   `DisableFlag` disables the envelope's flag in the flag store (an event);
 //! - timed steps and the abort deadline come back as `Tick` at [`RolloutState::next_deadline`].
 //!
 //! Effects that lead straight to another input (materialize, gate) queue it; the queue is
