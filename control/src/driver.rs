@@ -819,9 +819,16 @@ impl Driver {
                 Ok(Err(rejected)) => {
                     tracing::warn!(rollout = %name, ?input, "driver input rejected: {rejected}")
                 }
-                Err(e) => {
+                Err(e) if e.is_transient() => {
+                    // Kept, in order: the driver's own inputs (a weight applied, an envelope
+                    // armed, a migration's end) exist nowhere else.
                     tracing::error!(rollout = %name, ?input, "cannot record input: {e}; retrying in 1 s");
+                    self.queue.push_front((name, input));
                     self.store_failing = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(rollout = %name, ?input, "cannot record input: {e}; dropped");
                 }
             }
         }

@@ -144,6 +144,29 @@ pub enum StoreError {
     Busy { name: String, phase: Phase },
 }
 
+impl StoreError {
+    /// A failure of the database itself (I/O, a full disk, a lock held too long), which a
+    /// retry can get past; the others are about the data and would fail again.
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        let sql = match self {
+            StoreError::Sql(e) | StoreError::Evidence(EvidenceError::Sql(e)) => e,
+            _ => return false,
+        };
+        matches!(
+            sql.sqlite_error_code(),
+            Some(
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | OutOfMemory
+            )
+        )
+    }
+}
+
 /// A rollout as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredRollout {

@@ -269,3 +269,15 @@ CREATE TABLE schedules (
     assert_eq!(store.schedule("checkout").unwrap(), None);
     assert!(store.integrity_ok().unwrap());
 }
+
+#[test]
+fn only_database_failures_are_retried() {
+    use rusqlite::ffi;
+    let sql = |code| StoreError::Sql(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None));
+    assert!(sql(ffi::SQLITE_BUSY).is_transient());
+    assert!(sql(ffi::SQLITE_FULL).is_transient());
+    assert!(sql(ffi::SQLITE_IOERR).is_transient());
+    // A constraint broken is about the data: it would fail again.
+    assert!(!sql(ffi::SQLITE_CONSTRAINT).is_transient());
+    assert!(!StoreError::NotFound("x".into()).is_transient());
+}
