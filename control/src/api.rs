@@ -454,16 +454,15 @@ async fn upload_attestation(State(h): State<Handle>, body: Bytes) -> Response {
 /// driver (whose store is for writes).
 async fn read_log<T: Send + 'static>(
     h: &Handle,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, String> + Send + 'static,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let db = h.shared.db.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = crate::eventlog::open(&db).map_err(|e| e.to_string())?;
+        let conn = crate::eventlog::open(&db).map_err(|e| ApiError::Internal(e.to_string()))?;
         f(&conn)
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(ApiError::Internal)
 }
 
 /// `GET /api/v1/events?type&source&subject&since&until&after&limit`: one page, in log order;
@@ -472,10 +471,8 @@ async fn list_events(
     State(h): State<Handle>,
     Query(f): Query<crate::eventlog::Filter>,
 ) -> Response {
-    let db = h.shared.db.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        let conn = crate::eventlog::open(&db).map_err(|e| ApiError::Internal(e.to_string()))?;
-        crate::eventlog::query(&conn, &f).map_err(|reason| {
+    let page = read_log(&h, move |conn| {
+        crate::eventlog::query(conn, &f).map_err(|reason| {
             ApiError::Invalid(SpecError {
                 errors: vec![FieldError {
                     path: "query".into(),
@@ -486,12 +483,11 @@ async fn list_events(
     })
     .await;
     match page {
-        Ok(Ok(events)) => {
+        Ok(events) => {
             let next = events.last().map(|e| e.seq);
             Json(serde_json::json!({"events": events, "next": next})).into_response()
         }
-        Ok(Err(e)) => e.into_response(),
-        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -688,7 +684,8 @@ async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
     };
     let events = read_log(&h, move |conn| {
         // Not cut at `until`: an incident detected in the window may be resolved after it.
-        crate::eventlog::dora_events(conn, u64::MAX >> 1).map_err(|e| e.to_string())
+        crate::eventlog::dora_events(conn, u64::MAX >> 1)
+            .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await;
     match events {

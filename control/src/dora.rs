@@ -48,10 +48,7 @@ impl Window {
     /// `since`/`until` as RFC 3339; defaults: the last 30 days up to `now`.
     pub fn parse(since: Option<&str>, until: Option<&str>, now: u64) -> Result<Window, String> {
         let at = |what: &str, t: &str| {
-            humantime::parse_rfc3339_weak(t)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as u64)
+            crate::events::parse_time(t)
                 .ok_or_else(|| format!("{what}: {t:?} is not an RFC 3339 time"))
         };
         let until = until

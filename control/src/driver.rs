@@ -537,9 +537,7 @@ impl Driver {
     /// Hands committed events to the live stream (SSE followers).
     fn publish_events(&mut self) {
         if let Some(max) = self.store.take_appended().iter().map(|e| e.seq).max() {
-            self.shared
-                .latest_event
-                .send_if_modified(|v| std::mem::replace(v, max.max(*v)) < max);
+            crate::eventlog::publish_latest(&self.shared.latest_event, max);
         }
     }
 

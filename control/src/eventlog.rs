@@ -163,10 +163,8 @@ pub const MAX_PAGE: u64 = 10_000;
 fn parse_time(what: &str, t: &Option<String>) -> Result<Option<i64>, String> {
     t.as_deref()
         .map(|t| {
-            humantime::parse_rfc3339_weak(t)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64)
+            crate::events::parse_time(t)
+                .map(|ms| ms as i64)
                 .ok_or_else(|| format!("{what}: {t:?} is not an RFC 3339 time"))
         })
         .transpose()
@@ -209,6 +207,12 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Stored>, String> {
         });
     }
     Ok(out)
+}
+
+/// Tells SSE followers that events up to `seq` are committed (the value only grows: two
+/// writers commit in turn and may report out of order).
+pub fn publish_latest(latest: &watch::Sender<u64>, seq: u64) {
+    latest.send_if_modified(|v| std::mem::replace(v, seq.max(*v)) < seq);
 }
 
 /// Counters of the evaluation-event path (exposed in `GET /api/v1/events/stats`).
@@ -270,7 +274,7 @@ impl EvalWriter {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     counts.batches.fetch_add(1, Ordering::Relaxed);
                     if let Some(max) = rows.iter().map(|(_, seq)| *seq).max() {
-                        latest.send_if_modified(|v| std::mem::replace(v, max.max(*v)) < max);
+                        publish_latest(&latest, max);
                     }
                     batch.clear();
                 }

@@ -665,11 +665,11 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
         } => {
             let digest = image_digest
                 .strip_prefix("sha256:")
-                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(str::to_ascii_lowercase)
+                .filter(|h| provenance::is_sha256_hex(h))
                 .ok_or_else(|| {
                     anyhow::anyhow!("--image-digest {image_digest:?}: expected sha256:<64 hex>")
-                })?
-                .to_ascii_lowercase();
+                })?;
             let started = vireo_control::driver::now_ms();
             let lock = std::fs::read_to_string(&lockfile)
                 .map_err(|e| anyhow::anyhow!("--lockfile {}: {e}", lockfile.display()))?;

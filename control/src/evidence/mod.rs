@@ -148,6 +148,15 @@ pub fn statement(subject: Vec<Value>, predicate_type: &str, predicate: Value) ->
     })
 }
 
+/// The sha256 digests (hex, as written) of a statement's subjects.
+pub fn subject_digests(statement: &Value) -> impl Iterator<Item = &str> {
+    statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["digest"]["sha256"].as_str())
+}
+
 /// The subject of a rollout's statements: the canary image by digest when it is referenced
 /// by one (`name@sha256:…`), else the rollout spec itself (by the digest of its RFC 8785 form).
 pub fn rollout_subject(spec: &crate::spec::Rollout) -> Result<Value, EvidenceError> {

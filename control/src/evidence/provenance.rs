@@ -27,12 +27,15 @@ pub const BUILD_TYPE: &str = "https://vireo.dev/build/cargo/v1";
 /// is by a well-formed SHA-256 digest.
 pub fn image_digest(image: &str) -> Option<(&str, &str)> {
     let (name, hex) = image.split_once("@sha256:")?;
-    let ok = !name.is_empty()
-        && hex.len() == 64
+    (!name.is_empty() && is_sha256_hex(hex)).then_some((name, hex))
+}
+
+/// 64 lower-case hex digits: a SHA-256 digest as image references and statements write it.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
         && hex
             .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    ok.then_some((name, hex))
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The provenance policy of `control.yaml`.
@@ -128,12 +131,7 @@ fn check_one(
             st["predicateType"]
         ));
     }
-    let subjects: Vec<&str> = st["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["digest"]["sha256"].as_str())
-        .collect();
+    let subjects: Vec<&str> = super::subject_digests(&st).collect();
     if !subjects.contains(&digest) {
         return Err(format!(
             "its subjects {subjects:?} do not include the image's sha256:{digest}"
@@ -183,11 +181,7 @@ pub fn subjects(envelope: &Envelope) -> Result<Vec<String>, String> {
             st["predicateType"]
         ));
     }
-    let digests: Vec<String> = st["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["digest"]["sha256"].as_str())
+    let digests: Vec<String> = super::subject_digests(&st)
         .filter(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(|d| d.to_ascii_lowercase())
         .collect();

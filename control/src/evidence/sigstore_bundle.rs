@@ -403,11 +403,7 @@ fn dsse_content<'a>(
         ));
     }
     let want = super::keys::hex(digest);
-    let named = st["subject"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|s| s["digest"]["sha256"].as_str() == Some(want.as_str()));
+    let named = super::subject_digests(&st).any(|d| d == want);
     if !named {
         return Err(format!(
             "no subject of the statement has the artifact's sha256 {want}"
