@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vireo_proxy::metrics::{Metrics, Outcome};
 
 fn record(c: &mut Criterion) {
-    let metrics = Metrics::new(&vireo_proxy::config::default_latency_buckets());
+    let metrics = Metrics::new(&vireo_types::config::default_latency_buckets());
     let stats = metrics.backend("checkout", "canary", "v2");
     let mut g = c.benchmark_group("record_request");
     g.throughput(Throughput::Elements(1));

@@ -5,10 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use vireo_proxy::config::Config;
 use vireo_proxy::metrics::Metrics;
 use vireo_proxy::route::{RouteTable, Selection};
-use vireo_proxy::split::Split;
+use vireo_types::config::Config;
+use vireo_types::split::Split;
 
 fn split_decision(c: &mut Criterion) {
     let split = Split::new(100, &[5, 95]).unwrap();

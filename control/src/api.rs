@@ -14,13 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use vireo_proxy::watch::StatusReport;
+use vireo_types::wire::StatusReport;
 
-use crate::analysis::AnalysisTemplate;
 use crate::driver::{ApiError, Handle};
-use crate::rollout::Action;
-use crate::spec::{FieldError, Rollout, SpecError};
 use crate::tables::HOLD;
+use vireo_core::analysis::AnalysisTemplate;
+use vireo_core::rollout::Action;
+use vireo_core::spec::{FieldError, Rollout, SpecError};
 
 /// Specs and heartbeats are small; anything bigger is a mistake.
 const BODY_LIMIT: usize = 1 << 20;
@@ -150,7 +150,7 @@ async fn timeline(State(h): State<Handle>, Path(name): Path<String>) -> Response
 
 async fn set_schedule(State(h): State<Handle>, Path(name): Path<String>, body: Bytes) -> Response {
     let parsed = text(&body).and_then(|t| {
-        vireo_proxy::config::parse_document::<crate::schedule::Schedule>(t)
+        vireo_types::config::parse_document::<vireo_core::schedule::Schedule>(t)
             .map_err(ApiError::Invalid)
     });
     let schedule = match parsed {
@@ -502,7 +502,7 @@ async fn ingest_events(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    use crate::events::{from_binary, CloudEvent, EventError};
+    use vireo_core::events::{from_binary, CloudEvent, EventError};
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -674,7 +674,7 @@ struct DoraQuery {
 
 /// `GET /api/v1/dora?since&until`: the four keys from the event log, each with its receipt.
 async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
-    let window = match crate::dora::Window::parse(
+    let window = match vireo_core::dora::Window::parse(
         q.since.as_deref(),
         q.until.as_deref(),
         crate::driver::now_ms(),
@@ -689,7 +689,7 @@ async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
     })
     .await;
     match events {
-        Ok(events) => Json(crate::dora::compute(&events, &window)).into_response(),
+        Ok(events) => Json(vireo_core::dora::compute(&events, &window)).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -188,7 +188,7 @@ pub fn render_status(v: &Value) -> String {
     }
     for run in s["analysisRuns"].as_array().into_iter().flatten() {
         let step = match run["step"].as_u64() {
-            Some(s) if s == crate::rollout::BACKGROUND_STEP as u64 => "background".to_string(),
+            Some(s) if s == vireo_core::rollout::BACKGROUND_STEP as u64 => "background".to_string(),
             Some(s) => format!("step {s}"),
             None => "?".into(),
         };

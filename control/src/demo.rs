@@ -43,12 +43,12 @@ use hyper_util::rt::TokioIo;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::analysis::AnalysisTemplate;
 use crate::driver::{Handle, RolloutView};
-use crate::rollout::Phase;
-use crate::routes::{CANARY, STABLE};
-use crate::spec::{Rollout, Workload};
 use crate::workload::Workloads;
+use vireo_core::analysis::AnalysisTemplate;
+use vireo_core::rollout::Phase;
+use vireo_core::routes::{CANARY, STABLE};
+use vireo_core::spec::{Rollout, Workload};
 
 pub const ROLLOUT: &str = "checkout";
 /// The demo's builder (`runDetails.builder.id`), the one its provenance gate allows.
@@ -220,8 +220,8 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let (provenance, commit) = attest_canary(&builder, &data_dir)?;
     // The release pipeline's first events: the change merged (lead time starts here), and the
     // flag that follows the canary's cohort.
-    let merged = crate::dora::cd(
-        crate::events::CHANGE_MERGED,
+    let merged = vireo_core::dora::cd(
+        vireo_core::events::CHANGE_MERGED,
         "/vireo-demo/scm",
         &format!("merge-{commit}"),
         &crate::evidence::rfc3339(crate::driver::now_ms()),
@@ -232,7 +232,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         .ingest(vec![merged])
         .await
         .map_err(|e| anyhow::anyhow!("recording the merge: {e}"))?;
-    let flag = crate::flags::Flag::parse(&format!(
+    let flag = vireo_core::flags::Flag::parse(&format!(
         "key: {FLAG}\nvariants: {{ on: true, off: false }}\ndefaultVariant: off\nrollout: {ROLLOUT}\n"
     ))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -320,11 +320,11 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         .with_store(|store| Ok(store.dora_events()?))
         .await
         .map_err(|e| anyhow::anyhow!("reading the event log: {e}"))?;
-    let window = crate::dora::Window {
+    let window = vireo_core::dora::Window {
         since: started_ms.saturating_sub(1_000),
         until: crate::driver::now_ms() + 1,
     };
-    summary.dora = Some(crate::dora::compute(&events, &window));
+    summary.dora = Some(vireo_core::dora::compute(&events, &window));
     let evidence = export_and_verify(&handle, &data_dir).await?;
     summary.evidence = Some(evidence);
     eprint!("{}", summary.text(api_addr));
@@ -1020,7 +1020,7 @@ struct Summary {
     flag_segments: Vec<(u8, u64, u64)>,
     flag_agree: u64,
     flag_disagree: u64,
-    dora: Option<crate::dora::Report>,
+    dora: Option<vireo_core::dora::Report>,
 }
 
 /// The demo's last act: the bundle exported, verified offline, every verdict replayed.
@@ -1197,7 +1197,7 @@ impl Summary {
         }
         if let Some(r) = &self.rollback {
             let ms = |t: Option<u64>| t.map_or("?".into(), |t| format!("{t} ms"));
-            use crate::rollout::Migration;
+            use vireo_core::rollout::Migration;
             out.push_str(&format!(
                 "  rollback envelope: {}; RTO (decision → every proxy on v1) {}; round trip {}; down-migration {}\n",
                 match &r.verified {
@@ -1285,7 +1285,7 @@ impl Summary {
             j["rollback_round_trip_ms"] = r.round_trip_ms.into();
             j["rollback_migration_ok"] = matches!(
                 r.migration,
-                crate::rollout::Migration::Finished { ok: true, .. }
+                vireo_core::rollout::Migration::Finished { ok: true, .. }
             )
             .into();
         }
@@ -1324,7 +1324,7 @@ mod tests {
                 .steps()
                 .iter()
                 .filter_map(|s| match s {
-                    crate::spec::Step::Pause(Some(d)) => Some(*d),
+                    vireo_core::spec::Step::Pause(Some(d)) => Some(*d),
                     _ => None,
                 })
                 .sum::<Duration>()

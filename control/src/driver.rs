@@ -32,44 +32,38 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
-use vireo_proxy::config::Route;
-use vireo_proxy::watch::{ConfigUpdate, StatusReport};
+use vireo_types::config::Route;
+use vireo_types::wire::{ConfigUpdate, StatusReport};
 
-use crate::analysis::AnalysisTemplate;
 use std::sync::atomic::{AtomicU64, Ordering};
+use vireo_core::analysis::AnalysisTemplate;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::eventlog::EvalWriter;
-use crate::events::CloudEvent;
 use crate::evidence::provenance::ProvenanceFacts;
 use crate::evidence::PlannedMetric;
-use crate::flags::{Cohort, Cohorts, Flag, FlagSet};
-use crate::fleet::Fleet;
-use crate::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
-use crate::routes::{self, CANARY};
-use crate::runner::{self, Plan, RunView};
-use crate::spec::{FieldError, Rollout, SpecError};
+use crate::runner::{self, Plan};
 use crate::store::{HistoryEntry, Store, StoreError, StoredRollout};
 use crate::tables::Tables;
 use crate::workload::Workloads;
+use vireo_core::analysis::RunView;
+use vireo_core::events::CloudEvent;
+use vireo_core::flags::{Cohort, Cohorts, Flag, FlagSet};
+use vireo_core::fleet::Fleet;
+use vireo_core::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
+use vireo_core::routes::{self, CANARY};
+use vireo_core::spec::{FieldError, Rollout, SpecError};
 
-/// The annotation that makes a rollout wait for `approve` before its first step.
-pub const APPROVAL_ANNOTATION: &str = "vireo.dev/approval";
+pub use vireo_core::spec::APPROVAL_ANNOTATION;
 
-/// Wall-clock milliseconds: stored deadlines must mean the same after a restart.
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
+pub use vireo_core::clock::now_ms;
 
 /// What the driver and the API share.
 pub struct Shared {
@@ -187,7 +181,7 @@ pub struct Status {
 pub struct RollbackView {
     pub reason: String,
     pub verified: Option<Result<(), String>>,
-    pub migration: crate::rollout::Migration,
+    pub migration: vireo_core::rollout::Migration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -243,7 +237,11 @@ enum Command {
         view: RunView,
         done: bool,
     },
-    Schedule(String, Option<Box<crate::schedule::Schedule>>, Reply<()>),
+    Schedule(
+        String,
+        Option<Box<vireo_core::schedule::Schedule>>,
+        Reply<()>,
+    ),
     /// The schedule's gate task: a note for status, or (with `passed`) its decision.
     Gate {
         rollout: String,
@@ -313,7 +311,7 @@ impl Handle {
     pub async fn schedule(
         &self,
         name: &str,
-        schedule: Option<crate::schedule::Schedule>,
+        schedule: Option<vireo_core::schedule::Schedule>,
     ) -> Result<(), ApiError> {
         self.call(|reply| Command::Schedule(name.to_string(), schedule.map(Box::new), reply))
             .await
@@ -545,7 +543,7 @@ impl Driver {
         let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
         let event = self.flag_event(
             &flag.key,
-            crate::events::FLAG_DEFINED,
+            vireo_core::events::FLAG_DEFINED,
             serde_json::to_value(&flag).unwrap_or_default(),
         )?;
         self.store.put_flag(&flag.key, &spec, now_ms(), event)?;
@@ -563,9 +561,9 @@ impl Driver {
         data: serde_json::Value,
     ) -> Result<CloudEvent, ApiError> {
         let n = self.store.next("event_id")?;
-        Ok(crate::events::event(
+        Ok(vireo_core::events::event(
             format!("flag-{n}"),
-            crate::events::flag_source(&self.shared.instance, key),
+            vireo_core::events::flag_source(&self.shared.instance, key),
             ty,
             now_ms(),
             key,
@@ -591,7 +589,7 @@ impl Driver {
         let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
         let event = self.flag_event(
             key,
-            crate::events::FLAG_TOGGLED,
+            vireo_core::events::FLAG_TOGGLED,
             serde_json::json!({"flag": key, "enabled": enabled, "was": was, "actor": actor}),
         )?;
         self.store.put_flag(key, &spec, now_ms(), event)?;
@@ -954,7 +952,7 @@ impl Driver {
     /// Runs the envelope's down-migration as `sh -c COMMAND` (embedded mode); the result comes
     /// back as [`Command::Migration`]. Its start is already committed (at most once).
     fn run_down_migration(&mut self, name: &str) {
-        use crate::spec::DownMigration;
+        use vireo_core::spec::DownMigration;
         let plan = self.rollback_plan(name);
         let Some(live) = self.live.get_mut(name) else {
             return;
@@ -1128,7 +1126,7 @@ impl Driver {
     fn set_schedule(
         &mut self,
         name: &str,
-        schedule: Option<crate::schedule::Schedule>,
+        schedule: Option<vireo_core::schedule::Schedule>,
     ) -> Result<(), ApiError> {
         let phase = self.live.get(name).map(|l| l.stored.state.phase);
         match schedule {
@@ -1179,7 +1177,7 @@ impl Driver {
     }
 
     /// Waits for the schedule's window and preconditions in a task of its own.
-    fn start_gate(&mut self, name: &str, schedule: crate::schedule::Schedule) {
+    fn start_gate(&mut self, name: &str, schedule: vireo_core::schedule::Schedule) {
         let Some(live) = self.live.get_mut(name) else {
             return;
         };
@@ -1518,7 +1516,7 @@ async fn run_command(command: &str, rollout: &str, generation: u64) -> (bool, St
 /// Waits for the window, then checks the preconditions until they hold or it closes.
 /// Returns the decision and its reason. Bounded by the window's end.
 async fn gate_check(
-    schedule: &crate::schedule::Schedule,
+    schedule: &vireo_core::schedule::Schedule,
     spec: &Rollout,
     templates: &[AnalysisTemplate],
     fleet: Arc<RwLock<Fleet>>,
@@ -1526,7 +1524,7 @@ async fn gate_check(
     rollout: &str,
     seq: u64,
 ) -> (bool, String) {
-    use crate::schedule::{next_step, Next, RECHECK};
+    use vireo_core::schedule::{next_step, Next, RECHECK};
     let window = match schedule.window() {
         Ok(w) => w,
         Err(e) => return (false, format!("invalid schedule: {e}")),
@@ -1560,7 +1558,7 @@ async fn gate_check(
             let check = async {
                 match &p.analysis {
                     Some(name) => precondition_analysis(spec, name, templates, fleet.clone()).await,
-                    None => crate::schedule::check_http(&http, p).await,
+                    None => crate::precondition::check_http(&http, p).await,
                 }
             };
             let result = tokio::time::timeout(left, check).await.unwrap_or_else(|_| {
@@ -1594,8 +1592,8 @@ async fn precondition_analysis(
     templates: &[AnalysisTemplate],
     fleet: Arc<RwLock<Fleet>>,
 ) -> Result<(), String> {
-    let step = crate::spec::AnalysisStep {
-        templates: vec![crate::spec::TemplateRef {
+    let step = vireo_core::spec::AnalysisStep {
+        templates: vec![vireo_core::spec::TemplateRef {
             template_name: template.into(),
         }],
         args: Vec::new(),
@@ -1619,13 +1617,13 @@ async fn precondition_analysis(
 
 /// Whether a proxy would accept a table of these routes (parsed and validated as a proxy
 /// does; addresses are not resolved here: the proxies resolve them, and report a refusal).
-pub fn proxy_accepts(routes: &[Route]) -> Result<(), vireo_proxy::config::ConfigError> {
+pub fn proxy_accepts(routes: &[Route]) -> Result<(), vireo_types::config::ConfigError> {
     let probe = serde_json::json!({
         "listen": "127.0.0.1:1",
         "admin": "127.0.0.1:2",
         "routes": routes,
     });
-    vireo_proxy::config::Config::parse(&probe.to_string()).map(drop)
+    vireo_types::config::Config::parse(&probe.to_string()).map(drop)
 }
 
 impl Live {

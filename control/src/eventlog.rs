@@ -24,7 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::events::CloudEvent;
+use vireo_core::events::CloudEvent;
 
 pub const SCHEMA: &str = "
 CREATE TABLE events (
@@ -115,7 +115,7 @@ fn insert(
 /// The events DORA reads up to `until_ms`: the CD types, and the steps that reached
 /// Progressing.
 pub fn dora_events(conn: &Connection, until_ms: u64) -> rusqlite::Result<Vec<CloudEvent>> {
-    let t = crate::dora::TYPES;
+    let t = vireo_core::dora::TYPES;
     let mut q = conn.prepare_cached(
         "SELECT event FROM events WHERE type IN (?1, ?2, ?3, ?4, ?5) AND time_ms < ?7
          UNION ALL
@@ -163,7 +163,7 @@ pub const MAX_PAGE: u64 = 10_000;
 fn parse_time(what: &str, t: &Option<String>) -> Result<Option<i64>, String> {
     t.as_deref()
         .map(|t| {
-            crate::events::parse_time(t)
+            vireo_core::events::parse_time(t)
                 .map(|ms| ms as i64)
                 .ok_or_else(|| format!("{what}: {t:?} is not an RFC 3339 time"))
         })

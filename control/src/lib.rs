@@ -26,29 +26,18 @@
 //! The edges must not move decisions out of the core: replaying recorded inputs through the
 //! state machine is what makes a rollout's history checkable.
 
-pub mod analysis;
 pub mod api;
 pub mod client;
 pub mod demo;
-pub mod dora;
 pub mod driver;
 pub mod eventlog;
-pub mod events;
 pub mod evidence;
-pub mod flags;
-pub mod fleet;
-pub mod judge;
 pub mod merkle;
 pub mod ofrep;
+pub mod precondition;
 pub mod prometheus;
-pub mod rollout;
-pub mod routes;
 pub mod runner;
-pub mod schedule;
 pub mod serve;
-pub mod spec;
 pub mod store;
 pub mod tables;
-#[cfg(test)]
-mod testdata;
 pub mod workload;

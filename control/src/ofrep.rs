@@ -23,8 +23,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::driver::{ApiError, Handle, Shared};
-use crate::events::{self, FLAG_EVALUATED};
-use crate::flags::{self, Evaluation, Flag};
+use vireo_core::events::{self, FLAG_EVALUATED};
+use vireo_core::flags::{self, Evaluation, Flag};
 
 pub fn router() -> Router<Handle> {
     Router::new()
@@ -201,8 +201,8 @@ async fn put_flag(State(h): State<Handle>, body: Bytes) -> Response {
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => {
-            return ApiError::Invalid(vireo_proxy::config::ConfigError {
-                errors: vec![vireo_proxy::config::FieldError {
+            return ApiError::Invalid(vireo_types::config::ConfigError {
+                errors: vec![vireo_types::config::FieldError {
                     path: "body".into(),
                     reason: "is not UTF-8 text (YAML or JSON)".into(),
                 }],

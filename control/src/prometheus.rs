@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde::Deserialize;
 
-use crate::analysis::{PrometheusProvider, RangeQuery, Value};
+use vireo_core::analysis::{PrometheusProvider, RangeQuery, Value};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -38,13 +38,13 @@ pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Res
     let url = match &p.range_query {
         None => format!(
             "{base}/api/v1/query?query={}&time={now_s:.3}",
-            vireo_proxy::watch::encode_query(&p.query)
+            vireo_types::wire::encode_query(&p.query)
         ),
         Some(r) => {
             let (start, end, step) = range(r, now_s)?;
             format!(
                 "{base}/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
-                vireo_proxy::watch::encode_query(&p.query)
+                vireo_types::wire::encode_query(&p.query)
             )
         }
     };

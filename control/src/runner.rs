@@ -6,7 +6,7 @@
 //! the times [`Metric::next_measurement_at`] gives (Argo's `initialDelay`, `interval`, `count`,
 //! error retries), judges every measurement with the metric's conditions, and reports the run's
 //! progress and, once [`run_phase`] decides it, its verdict. Judging is the pure code in
-//! [`crate::analysis`]; this module only schedules and fetches.
+//! [`vireo_core::analysis`]; this module only schedules and fetches.
 //!
 //! Providers: `proxy` reads the fleet's heartbeat figures for the metric's route and backend
 //! (args `route` and `backend`, default the rollout's route and `canary`); `prometheus` runs
@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::analysis::{AnalysisTemplate, MeasurementPhase, Metric, RunPhase, Value};
-use crate::fleet::Fleet;
 use crate::prometheus;
-use crate::rollout::{Millis, Verdict};
-use crate::routes::CANARY;
-use crate::spec::{AnalysisStep, Arg, Rollout};
+use vireo_core::analysis::{
+    AnalysisTemplate, Measurement, MeasurementPhase, Metric, MetricView, RunPhase, RunView, Value,
+};
+use vireo_core::fleet::Fleet;
+use vireo_core::rollout::Millis;
+use vireo_core::routes::CANARY;
+use vireo_core::spec::{AnalysisStep, Arg, Rollout};
 
 /// The proxy provider's window when a metric gives none (as in the spec's example).
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
@@ -99,16 +99,16 @@ impl Plan {
                             Some(j.direction.default_condition().to_string());
                     }
                     if let Some(p) = &mut j.prometheus {
-                        p.address = crate::analysis::render(&p.address, &args)?;
-                        p.canary = crate::analysis::render(&p.canary, &args)?;
-                        p.stable = crate::analysis::render(&p.stable, &args)?;
+                        p.address = vireo_core::analysis::render(&p.address, &args)?;
+                        p.canary = vireo_core::analysis::render(&p.canary, &args)?;
+                        p.stable = vireo_core::analysis::render(&p.stable, &args)?;
                     }
                 }
                 if let Some(p) = &mut metric.provider.prometheus {
-                    p.address = crate::analysis::render(&p.address, &args)?;
-                    p.query = crate::analysis::render(&p.query, &args)?;
+                    p.address = vireo_core::analysis::render(&p.address, &args)?;
+                    p.query = vireo_core::analysis::render(&p.query, &args)?;
                     for h in &mut p.headers {
-                        h.value = crate::analysis::render(&h.value, &args)?;
+                        h.value = vireo_core::analysis::render(&h.value, &args)?;
                     }
                 }
                 metrics.push(Planned {
@@ -132,118 +132,25 @@ impl Plan {
     }
 }
 
-/// A run as measured so far (the API's `status.analysisRuns[]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunView {
-    pub run: u64,
-    pub step: usize,
-    pub phase: RunPhase,
-    pub started_ms: Millis,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_ms: Option<Millis>,
-    pub message: String,
-    pub metrics: Vec<MetricView>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MetricView {
-    pub name: String,
-    pub phase: RunPhase,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dry_run: bool,
-    pub measurements: Vec<Measurement>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Measurement {
-    pub at_ms: Millis,
-    pub phase: MeasurementPhase,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl RunView {
-    fn new(plan: &Plan, now: Millis) -> RunView {
-        RunView {
-            run: plan.run,
-            step: plan.step,
-            phase: RunPhase::Pending,
-            started_ms: now,
-            finished_ms: None,
-            message: String::new(),
-            metrics: plan
-                .metrics
-                .iter()
-                .map(|p| MetricView {
-                    name: p.metric.name.clone(),
-                    phase: RunPhase::Pending,
-                    dry_run: p.dry_run,
-                    measurements: Vec::new(),
-                })
-                .collect(),
-        }
-    }
-
-    /// The run's phase from its metrics' (dry-run metrics do not count; a run of nothing but
-    /// dry-run metrics succeeds once they are done).
-    fn decided(&self) -> RunPhase {
-        let metrics: Vec<(RunPhase, bool)> =
-            self.metrics.iter().map(|m| (m.phase, m.dry_run)).collect();
-        crate::evidence::replay::decide(&metrics)
-    }
-
-    /// The verdict, once the run is decided.
-    pub fn verdict(&self) -> Option<Verdict> {
-        match self.phase {
-            RunPhase::Successful => Some(Verdict::Successful),
-            RunPhase::Failed => Some(Verdict::Failed),
-            RunPhase::Error => Some(Verdict::Error),
-            RunPhase::Inconclusive => Some(Verdict::Inconclusive),
-            RunPhase::Pending | RunPhase::Running => None,
-        }
-    }
-
-    /// One line on each metric that did not succeed (or on all, when every one did).
-    fn summary(&self) -> String {
-        let describe = |m: &MetricView| {
-            let last = m.measurements.last();
-            let value = match last.and_then(|l| l.value.as_ref()) {
-                Some(Value::Scalar(v)) => format!("{v:.4}"),
-                Some(Value::Vector(v)) => format!("{v:?}"),
-                None => "no value".into(),
-            };
-            let why = last
-                .and_then(|l| l.message.as_deref())
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default();
-            format!(
-                "{}{} {:?} after {} measurements, last {value}{why}",
-                m.name,
-                if m.dry_run { " (dry run)" } else { "" },
-                m.phase,
-                m.measurements.len()
-            )
-        };
-        let bad: Vec<String> = self
+/// A new run of `plan`, started at `now`, nothing measured yet.
+fn new_view(plan: &Plan, now: Millis) -> RunView {
+    RunView {
+        run: plan.run,
+        step: plan.step,
+        phase: RunPhase::Pending,
+        started_ms: now,
+        finished_ms: None,
+        message: String::new(),
+        metrics: plan
             .metrics
             .iter()
-            .filter(|m| m.phase != RunPhase::Successful)
-            .map(describe)
-            .collect();
-        if bad.is_empty() {
-            self.metrics
-                .iter()
-                .map(describe)
-                .collect::<Vec<_>>()
-                .join("; ")
-        } else {
-            bad.join("; ")
-        }
+            .map(|p| MetricView {
+                name: p.metric.name.clone(),
+                phase: RunPhase::Pending,
+                dry_run: p.dry_run,
+                measurements: Vec::new(),
+            })
+            .collect(),
     }
 }
 
@@ -261,7 +168,7 @@ pub async fn execute(
     report: impl Report,
 ) -> RunView {
     let started = clock();
-    let mut view = RunView::new(&plan, started);
+    let mut view = new_view(&plan, started);
     let mut taken: Vec<Vec<MeasurementPhase>> = vec![Vec::new(); plan.metrics.len()];
     let mut last: Vec<Option<Millis>> = vec![None; plan.metrics.len()];
     let http = prometheus::client();
@@ -344,13 +251,13 @@ async fn measure(
 
 async fn judge(
     p: &Planned,
-    j: &crate::analysis::JudgeProvider,
+    j: &vireo_core::analysis::JudgeProvider,
     fleet: &RwLock<Fleet>,
     http: &prometheus::HttpClient,
     now: Millis,
-) -> Result<crate::judge::Judgement, String> {
-    use crate::analysis::JudgeMetric;
-    use crate::judge::{samples, Effect};
+) -> Result<vireo_core::judge::Judgement, String> {
+    use vireo_core::analysis::JudgeMetric;
+    use vireo_core::judge::{samples, Effect};
     let (canary, stable, effect) = match &j.prometheus {
         Some(q) => {
             let t = now as f64 / 1000.0;
@@ -368,7 +275,7 @@ async fn judge(
             match j.metric {
                 JudgeMetric::Latency => (
                     samples(&fleet.latency_histogram(&p.route, &p.backend, w, now)),
-                    samples(&fleet.latency_histogram(&p.route, crate::routes::STABLE, w, now)),
+                    samples(&fleet.latency_histogram(&p.route, vireo_core::routes::STABLE, w, now)),
                     Effect::Relative,
                 ),
                 JudgeMetric::Errors => {
@@ -379,20 +286,20 @@ async fn judge(
                     };
                     (
                         side(&p.backend),
-                        side(crate::routes::STABLE),
+                        side(vireo_core::routes::STABLE),
                         Effect::Absolute,
                     )
                 }
             }
         }
     };
-    crate::judge::judge(
+    vireo_core::judge::judge(
         &canary,
         &stable,
         j.direction,
         effect,
         j.tolerance.unwrap_or(effect.default_tolerance()),
-        j.alpha.unwrap_or(crate::judge::DEFAULT_ALPHA),
+        j.alpha.unwrap_or(vireo_core::judge::DEFAULT_ALPHA),
     )
 }
 
@@ -422,8 +329,8 @@ async fn measure_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vireo_proxy::admin::{BackendSlo, SloReport};
-    use vireo_proxy::watch::StatusReport;
+    use vireo_types::wire::StatusReport;
+    use vireo_types::wire::{BackendSlo, SloReport};
 
     /// A fleet of one proxy whose canary answered `ok` of 100 requests in the last 60 s.
     fn fleet(ok: u64) -> Arc<RwLock<Fleet>> {
@@ -471,9 +378,9 @@ mod tests {
 
     fn plan(template: &str) -> Plan {
         let t = AnalysisTemplate::parse(template).unwrap();
-        let rollout = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+        let rollout = vireo_core::spec::Rollout::parse(vireo_core::testdata::ROLLOUT).unwrap();
         let step = AnalysisStep {
-            templates: vec![crate::spec::TemplateRef {
+            templates: vec![vireo_core::spec::TemplateRef {
                 template_name: t.metadata.name.clone(),
             }],
             args: vec![Arg {
@@ -486,7 +393,7 @@ mod tests {
 
     /// One proxy reporting 60 s histograms: stable around 10 ms, canary around `canary_ms`.
     fn histograms(canary_ms: u64) -> Arc<RwLock<Fleet>> {
-        use vireo_proxy::slo::latency_bucket;
+        use vireo_types::slo::latency_bucket;
         let backend = |ms: u64| {
             // 400 requests spread over ms·[0.8, 1.2)
             let mut counts = std::collections::BTreeMap::new();

@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use vireo_proxy::config::Route;
+use vireo_types::config::Route;
 
 use crate::driver::{Driver, Handle, ProvenanceTrust};
 pub use crate::evidence::provenance::TrustConfig;
-use crate::spec::SpecError;
 use crate::store::Store;
 use crate::workload::Workloads;
+use vireo_core::spec::SpecError;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./vireo-data";
@@ -87,7 +87,7 @@ impl TrustConfig {
 impl ControlConfig {
     pub fn load(path: &Path) -> Result<ControlConfig, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let c: ControlConfig = vireo_proxy::config::parse_document(&text)
+        let c: ControlConfig = vireo_types::config::parse_document(&text)
             .map_err(|e: SpecError| format!("{}: {e}", path.display()))?;
         // The static routes must be a table proxies accept: compile them as a proxy would.
         crate::driver::proxy_accepts(&c.routes).map_err(|e| format!("{}: {e}", path.display()))?;

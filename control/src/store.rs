@@ -6,7 +6,7 @@
 //! could lose. The journal is WAL with `synchronous=FULL`: a commit returns once the WAL is
 //! fsynced, so an acknowledged transition survives `kill -9` and power loss.
 //!
-//! The recorded inputs make the history checkable: [`crate::rollout::replay`] over them gives
+//! The recorded inputs make the history checkable: [`vireo_core::rollout::replay`] over them gives
 //! back the stored state (the state machine is deterministic). A restarted control plane simply
 //! loads the stored state and carries on; no step is applied twice, because a step's effects are
 //! only carried out after its transition committed.
@@ -18,11 +18,11 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::analysis::AnalysisTemplate;
 use crate::evidence::{self, EvidenceError, Signer};
 use crate::merkle;
-use crate::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
-use crate::spec::Rollout;
+use vireo_core::analysis::AnalysisTemplate;
+use vireo_core::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
+use vireo_core::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
 /// How many attestations per image digest the gate considers.
@@ -294,7 +294,7 @@ impl Store {
     /// Ingests events (deduplicated on `source` + `id`); returns those that were new.
     pub fn ingest(
         &mut self,
-        events: &[crate::events::CloudEvent],
+        events: &[vireo_core::events::CloudEvent],
     ) -> Result<Vec<crate::eventlog::Stored>, StoreError> {
         let tx = self
             .conn
@@ -313,7 +313,7 @@ impl Store {
     }
 
     /// The events DORA reads: the CD types, and the steps that reached Progressing.
-    pub fn dora_events(&self) -> Result<Vec<crate::events::CloudEvent>, StoreError> {
+    pub fn dora_events(&self) -> Result<Vec<vireo_core::events::CloudEvent>, StoreError> {
         Ok(crate::eventlog::dora_events(&self.conn, u64::MAX >> 1)?)
     }
 
@@ -324,7 +324,7 @@ impl Store {
         key: &str,
         spec: &str,
         now: Millis,
-        event: crate::events::CloudEvent,
+        event: vireo_core::events::CloudEvent,
     ) -> Result<(), StoreError> {
         let tx = self
             .conn
@@ -361,7 +361,7 @@ impl Store {
             // Kept only when it is a time, and spelled as the log spells times.
             let time = a
                 .get("vireo.dev/commit-time")
-                .and_then(|t| crate::events::parse_time(t))
+                .and_then(|t| vireo_core::events::parse_time(t))
                 .map(evidence::rfc3339);
             return Some((c.clone(), time));
         }
@@ -585,7 +585,7 @@ impl Store {
                 }
             )
         });
-        let events = crate::events::for_transition(&crate::events::Transition {
+        let events = vireo_core::events::for_transition(&vireo_core::events::Transition {
             instance: &instance,
             rollout: &spec,
             generation: generation as u64,
@@ -731,7 +731,7 @@ impl Store {
         name: &str,
         generation: u64,
         planned: &[evidence::PlannedMetric],
-        view: &crate::runner::RunView,
+        view: &vireo_core::analysis::RunView,
         now: Millis,
     ) -> Result<Option<evidence::Sealed>, StoreError> {
         let Some(signer) = self.signer.clone() else {
@@ -1021,7 +1021,7 @@ impl Store {
     pub fn put_schedule(
         &mut self,
         name: &str,
-        s: &crate::schedule::Schedule,
+        s: &vireo_core::schedule::Schedule,
         now: Millis,
     ) -> Result<(), StoreError> {
         self.conn.execute(
@@ -1031,7 +1031,10 @@ impl Store {
         Ok(())
     }
 
-    pub fn schedule(&self, name: &str) -> Result<Option<crate::schedule::Schedule>, StoreError> {
+    pub fn schedule(
+        &self,
+        name: &str,
+    ) -> Result<Option<vireo_core::schedule::Schedule>, StoreError> {
         let spec: Option<String> = self
             .conn
             .query_row(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use vireo_proxy::watch::ConfigUpdate;
+use vireo_types::wire::ConfigUpdate;
 
 /// How long a long poll is held before 304 (spec: ≤ 30 s).
 pub const HOLD: Duration = Duration::from_secs(25);

@@ -8,7 +8,7 @@
 //! rollout's timeline holds the `StopCanary` effect); `vireo demo` stops its in-process canary
 //! server; a Kubernetes implementation would scale the canary's Deployment.
 
-use crate::spec::Workload;
+use vireo_core::spec::Workload;
 
 pub trait Workloads: Send + Sync {
     fn start(&self, rollout: &str, workload: &Workload) -> Result<(), String>;

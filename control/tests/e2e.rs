@@ -882,7 +882,7 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
 /// SDK (Python, OFREP provider) evaluating against `vireo serve`.
 #[test]
 fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
-    use vireo_control::flags::{self, Cohort, Flag};
+    use vireo_core::flags::{self, Cohort, Flag};
     use vireo_proxy::route::{RouteTable, Selection};
     let dir = tempdir("cohort");
     let server = Server::start(free_addr(), &dir.join("data"));
@@ -925,7 +925,7 @@ fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
         let applied = http("GET", &format!("http://{}/config", proxy.admin), &[], "")
             .unwrap()
             .json();
-        let config: vireo_proxy::config::Config =
+        let config: vireo_types::config::Config =
             serde_json::from_value(applied["config"].clone()).unwrap();
         let table =
             RouteTable::compile(config, 1, &vireo_proxy::metrics::Metrics::new(&[1.0])).unwrap();

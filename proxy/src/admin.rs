@@ -14,11 +14,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::net::TcpListener;
 
 use crate::slo::{MAX_WINDOW, MIN_WINDOW};
 use crate::{Lifecycle, TableHandle};
+pub use vireo_types::wire::{BackendSlo, SloReport};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -125,30 +126,6 @@ fn parse_window(query: Option<&str>) -> Result<Duration, String> {
         return Err(format!("window={raw:?}: must be between 10s and 10m"));
     }
     Ok(d)
-}
-
-/// `/slo` body (shape fixed by the spec). Ratios and quantiles are `null` for a backend with no
-/// requests in the window: no traffic is not the same as 100 % success.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SloReport {
-    pub window_s: u64,
-    pub routes: BTreeMap<String, BTreeMap<String, BackendSlo>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BackendSlo {
-    pub requests: u64,
-    pub failures: u64,
-    pub success_ratio: Option<f64>,
-    pub latency_p50_s: Option<f64>,
-    pub latency_p95_s: Option<f64>,
-    pub latency_p99_s: Option<f64>,
-    pub in_flight: i64,
-    /// The window's latency histogram, sparse: `(bucket, count)` with the bounds of
-    /// [`crate::slo::bucket_bounds`]. Only in heartbeats' extra windows, where the control
-    /// plane's statistical judge compares canary and stable distributions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub latency_histogram: Vec<(u32, u64)>,
 }
 
 /// Every backend of the active table, plus any backend a reload removed that still has

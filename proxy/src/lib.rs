@@ -5,8 +5,8 @@
 //! measures every request natively (Prometheus metrics and rolling SLO windows).
 //!
 //! Module map (see also `ARCHITECTURE.md` at the repository root):
-//! - [`split`]: the normative split algorithm (pure; shared with the control plane's flags).
-//! - [`config`]: the config file format and its validation.
+//! - [`split`], [`config`]: the split algorithm and the config file format with its
+//!   validation, re-exported from `vireo-types` (the control plane uses the same code).
 //! - [`route`]: the compiled, immutable route table the request path reads.
 //! - [`metrics`], [`slo`]: lock-free recording; Prometheus series and rolling SLO windows.
 //! - [`proxy`]: pingora's `ProxyHttp` hooks.
@@ -17,7 +17,7 @@
 //! - [`server`]: assembles everything and runs it, including graceful shutdown and drain.
 
 pub mod admin;
-pub mod config;
+pub use vireo_types::{config, split};
 pub mod detect;
 pub mod metrics;
 pub mod proxy;
@@ -25,7 +25,6 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod slo;
-pub mod split;
 pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -14,7 +14,7 @@
 //! table it applied (at start, the local file's routes) and retries with jittered exponential
 //! backoff, 100 ms up to 10 s.
 //!
-//! The wire types live here so the control plane serves exactly what the proxy parses.
+//! The wire types are [`vireo_types::wire`], shared with the control plane.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,11 +24,13 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use serde::{Deserialize, Serialize};
 
-use crate::admin::{slo_report, SloReport};
-use crate::config::{Config, Route};
+use crate::admin::slo_report;
+use crate::config::Config;
 use crate::TableHandle;
+pub use vireo_types::wire::{
+    encode_query, ConfigUpdate, RejectedTable, StatusReport, MAX_EXTRA_WINDOWS, STATUS_WINDOW,
+};
 
 /// How long the control plane may hold a long poll (spec: ≤ 30 s), plus slack.
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
@@ -38,46 +40,6 @@ const HEARTBEAT_FAST: Duration = Duration::from_millis(200);
 const FAST_FOR: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// The SLO window reported in heartbeats unless the control plane asks for another.
-pub const STATUS_WINDOW: Duration = Duration::from_secs(60);
-/// Bound on the extra windows a heartbeat carries (each costs a pass over the backends).
-pub const MAX_EXTRA_WINDOWS: usize = 8;
-
-/// `GET /api/v1/proxy/config` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigUpdate {
-    pub version: u64,
-    pub routes: Vec<Route>,
-    /// Extra SLO windows (seconds) heartbeats should report in `slo_windows`: those the
-    /// control plane's running analyses measure over. Each is clamped to 1 s – 10 min; at most
-    /// [`MAX_EXTRA_WINDOWS`] are kept.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub slo_windows_s: Vec<u64>,
-}
-
-/// `POST /api/v1/proxy/status` body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusReport {
-    pub proxy: String,
-    pub applied_version: u64,
-    /// route → backend → requests in flight.
-    pub in_flight: BTreeMap<String, BTreeMap<String, i64>>,
-    pub slo: SloReport,
-    /// The windows the control plane asked for, by length in seconds.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub slo_windows: BTreeMap<u64, SloReport>,
-    /// The last table this proxy refused, if it refused the newest it was sent: without this
-    /// the control plane could only wait for an `applied_version` that will never come.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<RejectedTable>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectedTable {
-    pub version: u64,
-    pub error: String,
-}
-
 /// Where to find the control plane, and who this proxy is.
 #[derive(Debug, Clone)]
 pub struct ControlOptions {
@@ -307,40 +269,5 @@ pub fn status_report(
             .map(|&w| (w.as_secs(), slo_report(table, w, true)))
             .collect(),
         rejected,
-    }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters and `/` stay as they are, so
-/// `demo/proxy-0` reads naturally in logs). The control plane encodes PromQL with it too.
-pub fn encode_query(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_ids_are_encoded_for_the_query() {
-        assert_eq!(encode_query("demo/proxy-0"), "demo/proxy-0");
-        assert_eq!(encode_query("a b&c=d"), "a%20b%26c%3Dd");
-    }
-
-    #[test]
-    fn tables_round_trip_through_json() {
-        let text = r#"{"version":7,"routes":[{"name":"r","split":{"backends":[{"name":"b","addrs":["127.0.0.1:1"],"weight":1}]}}]}"#;
-        let u: ConfigUpdate = serde_json::from_str(text).unwrap();
-        assert_eq!(u.version, 7);
-        let again: ConfigUpdate =
-            serde_json::from_str(&serde_json::to_string(&u).unwrap()).unwrap();
-        assert_eq!(again, u);
     }
 }

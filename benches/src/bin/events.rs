@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use serde_json::json;
-use vireo_control::dora::{self, Window};
-use vireo_control::events::{self, CloudEvent};
 use vireo_control::store::Store;
+use vireo_core::dora::{self, Window};
+use vireo_core::events::{self, CloudEvent};
 
 #[derive(Parser)]
 struct Args {

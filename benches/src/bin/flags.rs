@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Default::default(),
     )
     .await?;
-    let flag = vireo_control::flags::Flag::parse(
+    let flag = vireo_core::flags::Flag::parse(
         "key: bench\nvariants: { on: true, off: false }\ndefaultVariant: off\n\
          rules: [ { attribute: tenant, in: [ acme ], variant: on } ]\n\
          fraction: { buckets: 100, variants: [ { variant: on, weight: 5 }, { variant: off, weight: 95 } ] }\n",

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p vireo-benches --bin judge`
 
-use vireo_control::judge::{judge, Direction, Effect, Outcome, DEFAULT_ALPHA, DEFAULT_TOLERANCE};
+use vireo_core::judge::{judge, Direction, Effect, Outcome, DEFAULT_ALPHA, DEFAULT_TOLERANCE};
 
 fn main() {
     let trials = 4000;

@@ -18,8 +18,8 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use vireo_control::workload::Recorded;
-use vireo_proxy::admin::SloReport;
-use vireo_proxy::watch::{ConfigUpdate, StatusReport};
+use vireo_types::wire::SloReport;
+use vireo_types::wire::{ConfigUpdate, StatusReport};
 
 #[derive(Parser)]
 struct Args {

@@ -6,28 +6,13 @@
 //! that must be byte-exact; the shared DSSE vectors hold it to that.
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
 use super::keys::{PublicKey, SigningKey};
 
 /// The payload type of in-toto statements.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub payload: String,
-    #[serde(rename = "payloadType")]
-    pub payload_type: String,
-    pub signatures: Vec<EnvelopeSignature>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvelopeSignature {
-    /// An unauthenticated hint; verification never trusts it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub keyid: String,
-    pub sig: String,
-}
+pub use vireo_core::attestation::{Envelope, EnvelopeSignature};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DsseError {
@@ -62,9 +47,7 @@ pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
         .find_map(|engine| engine.decode(s).ok())
 }
 
-pub fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+pub use vireo_core::digest::b64;
 
 /// Signs `body` as `payload_type` with one key.
 pub fn sign(payload_type: &str, body: &[u8], key: &SigningKey) -> Envelope {

@@ -129,14 +129,8 @@ pub fn canonical(value: &impl Serialize) -> Result<Vec<u8>, EvidenceError> {
     serde_json_canonicalizer::to_vec(value).map_err(|e| EvidenceError::Canonical(e.to_string()))
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
-}
+pub use vireo_core::decision::{analysis_decision, gate_decision_id};
+pub use vireo_core::digest::{rfc3339, sha256_hex};
 
 /// An in-toto Statement v1.
 pub fn statement(subject: Vec<Value>, predicate_type: &str, predicate: Value) -> Value {
@@ -159,7 +153,7 @@ pub fn subject_digests(statement: &Value) -> impl Iterator<Item = &str> {
 
 /// The subject of a rollout's statements: the canary image by digest when it is referenced
 /// by one (`name@sha256:…`), else the rollout spec itself (by the digest of its RFC 8785 form).
-pub fn rollout_subject(spec: &crate::spec::Rollout) -> Result<Value, EvidenceError> {
+pub fn rollout_subject(spec: &vireo_core::spec::Rollout) -> Result<Value, EvidenceError> {
     if let Some((name, digest)) = spec
         .spec
         .canary
@@ -201,7 +195,7 @@ pub fn seal(
 
 /// One lifecycle arrow, as the store saw it.
 pub struct CheckpointFacts<'a> {
-    pub rollout: &'a crate::spec::Rollout,
+    pub rollout: &'a vireo_core::spec::Rollout,
     pub generation: u64,
     pub at_ms: u64,
     pub from: &'a str,
@@ -279,12 +273,7 @@ pub fn record_checkpoint(
 pub struct PlannedMetric {
     pub template: String,
     pub dry_run: bool,
-    pub metric: crate::analysis::Metric,
-}
-
-/// The decision id of an analysis verdict.
-pub fn analysis_decision(rollout: &str, generation: u64, run: u64) -> String {
-    format!("{rollout}.g{generation}.analysis-{run}")
+    pub metric: vireo_core::analysis::Metric,
 }
 
 /// Seals an analysis verdict: every measurement with the metric definitions (template
@@ -292,11 +281,11 @@ pub fn analysis_decision(rollout: &str, generation: u64, run: u64) -> String {
 pub fn record_analysis(
     conn: &Connection,
     signer: &Signer,
-    rollout: &crate::spec::Rollout,
+    rollout: &vireo_core::spec::Rollout,
     generation: u64,
     at_ms: u64,
     planned: &[PlannedMetric],
-    view: &crate::runner::RunView,
+    view: &vireo_core::analysis::RunView,
 ) -> Result<Sealed, EvidenceError> {
     let decision = analysis_decision(rollout.name(), generation, view.run);
     let predicate =
@@ -331,7 +320,7 @@ pub fn open_entry(entry: &[u8]) -> Option<Value> {
 
 /// The gate's decision, as the store saw it.
 pub struct GateFacts<'a> {
-    pub rollout: &'a crate::spec::Rollout,
+    pub rollout: &'a vireo_core::spec::Rollout,
     pub generation: u64,
     pub at_ms: u64,
     /// Whether the gate's preconditions (schedule window and checks) held.
@@ -343,15 +332,6 @@ pub struct GateFacts<'a> {
     /// The retry this gate decision belongs to (0: the first attempt; analysis run ids keep
     /// growing across retries, so theirs never repeat).
     pub attempt: u32,
-}
-
-/// The gate's decision id: `NAME.gN.gate`, and `NAME.gN.gate-rK` for the K-th retry of the
-/// generation (each attempt passes the gate again).
-pub fn gate_decision_id(rollout: &str, generation: u64, attempt: u32) -> String {
-    match attempt {
-        0 => format!("{rollout}.g{generation}.gate"),
-        k => format!("{rollout}.g{generation}.gate-r{k}"),
-    }
 }
 
 /// The policy the gate applies, named and digested in its VSA.
@@ -374,7 +354,7 @@ pub fn record_gate(
         .rollout
         .metadata
         .annotations
-        .get(crate::driver::APPROVAL_ANNOTATION)
+        .get(vireo_core::spec::APPROVAL_ANNOTATION)
         .cloned();
     // Preconditions are only looked at once provenance holds.
     let accepted = f.provenance.map(provenance::evaluate);

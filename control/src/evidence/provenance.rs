@@ -48,25 +48,7 @@ pub struct TrustConfig {
     pub builders: Vec<String>,
 }
 
-/// One envelope on file, with where it sits in the transparency log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attestation {
-    pub log_index: u64,
-    pub envelope: Envelope,
-}
-
-/// Everything the provenance check decides on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProvenanceFacts {
-    pub image: Option<String>,
-    /// Trusted keys as SPKI PEM (the keys themselves, not paths: replay needs no files).
-    pub trusted_keys: Vec<String>,
-    pub builders: Vec<String>,
-    /// Every envelope on file whose subject has the image's digest.
-    pub attestations: Vec<Attestation>,
-}
+pub use vireo_core::attestation::{Attestation, ProvenanceFacts};
 
 /// The attestation that satisfied the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]

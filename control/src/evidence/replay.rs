@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use super::{EvidenceError, PlannedMetric};
-use crate::analysis::{run_phase, MeasurementPhase, Metric, RunPhase, Value};
-use crate::runner::RunView;
+use vireo_core::analysis::{decide, RunView};
+use vireo_core::analysis::{MeasurementPhase, Metric, RunPhase, Value};
 
 /// The `https://vireo.dev/analysis/v1` predicate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,23 +112,6 @@ fn describe(m: &Metric) -> (String, Option<String>) {
     } else {
         ("proxy".into(), None)
     }
-}
-
-/// A run's phase from its metrics (dry-run metrics do not count; a run of nothing but dry-run
-/// metrics succeeds once they are done). Shared with the live runner.
-pub fn decide(metrics: &[(RunPhase, bool)]) -> RunPhase {
-    let counted: Vec<RunPhase> = metrics
-        .iter()
-        .filter(|(_, dry)| !dry)
-        .map(|(p, _)| *p)
-        .collect();
-    if counted.is_empty() {
-        return match metrics.iter().all(|(p, _)| p.is_done()) {
-            true => RunPhase::Successful,
-            false => RunPhase::Running,
-        };
-    }
-    run_phase(counted)
 }
 
 /// The outcome of a replay.

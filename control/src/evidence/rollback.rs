@@ -13,7 +13,7 @@ use super::dsse::{self, Envelope};
 use super::keys::PublicKey;
 use super::{log, rfc3339, rollout_subject, seal, statement, EvidenceError, Sealed, Signer};
 use crate::evidence::provenance::image_digest;
-use crate::spec::{DownMigration, Rollout};
+use vireo_core::spec::{DownMigration, Rollout};
 
 pub const ROLLBACK_V1: &str = "https://vireo.dev/rollback/v1";
 /// The log entry kind of rollback envelopes.

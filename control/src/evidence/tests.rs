@@ -10,11 +10,11 @@ use super::keys::{hex, unhex, PublicKey, SigningKey};
 use super::note::{Checkpoint, NoteError, Receipt};
 use super::replay::{self, AnalysisRecord};
 use super::*;
-use crate::analysis::{AnalysisTemplate, MeasurementPhase, RunPhase, Value as Measured};
-use crate::rollout::{Action, Input, Millis};
-use crate::runner::{Measurement, MetricView, RunView};
 use crate::store::Store;
-use crate::testdata::answer;
+use vireo_core::analysis::{AnalysisTemplate, MeasurementPhase, RunPhase, Value as Measured};
+use vireo_core::analysis::{Measurement, MetricView, RunView};
+use vireo_core::rollout::{Action, Input, Millis};
+use vireo_core::testdata::answer;
 
 fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
@@ -179,7 +179,7 @@ fn sealed_store(tag: &str) -> Store {
     let mut store = Store::open(&dir)
         .unwrap()
         .with_signer(std::sync::Arc::new(signer));
-    let spec = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+    let spec = vireo_core::spec::Rollout::parse(vireo_core::testdata::ROLLOUT).unwrap();
     let mut now: Millis = 1_000;
     let mut pending: std::collections::VecDeque<Input> = store
         .create_rollout(&spec, now)
@@ -212,7 +212,7 @@ fn sealed_store(tag: &str) -> Store {
     }
     assert_eq!(
         store.rollout("checkout").unwrap().unwrap().state.phase,
-        crate::rollout::Phase::Completed
+        vireo_core::rollout::Phase::Completed
     );
     store
 }
@@ -382,7 +382,7 @@ fn the_rollback_envelope_is_sealed_before_100_percent_and_checked_before_replay(
     let entry = store.rollback_envelope("checkout", 1).unwrap().unwrap();
     let key = *store.signer().unwrap().signing.public();
     let plan = rollback::open(&entry, &key, "checkout", 1).unwrap();
-    assert_eq!(plan.migration, crate::spec::DownMigration::None);
+    assert_eq!(plan.migration, vireo_core::spec::DownMigration::None);
     // Sealed in the transaction that armed it, before the 100 % it guards.
     let history = store.history("checkout").unwrap();
     let armed = history
@@ -418,11 +418,11 @@ fn the_gate_vsa_names_the_provenance_it_accepted_and_replays() {
         .unwrap()
         .with_signer(std::sync::Arc::new(Signer::open(&dir, None).unwrap()));
     let digest = "b".repeat(64);
-    let text = crate::testdata::ROLLOUT.replace(
+    let text = vireo_core::testdata::ROLLOUT.replace(
         "canary: { version: v2,",
         &format!("canary: {{ version: v2, image: \"reg/checkout@sha256:{digest}\","),
     );
-    let spec = crate::spec::Rollout::parse(&text).unwrap();
+    let spec = vireo_core::spec::Rollout::parse(&text).unwrap();
     let builder = SigningKey::generate().unwrap();
     let st = provenance::statement_for(&BuildFacts {
         image_name: "reg/checkout",
@@ -576,7 +576,7 @@ fn a_retried_rollout_seals_a_gate_decision_per_attempt() {
     let mut store = Store::open(&dir)
         .unwrap()
         .with_signer(std::sync::Arc::new(Signer::open(&dir, None).unwrap()));
-    let spec = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+    let spec = vireo_core::spec::Rollout::parse(vireo_core::testdata::ROLLOUT).unwrap();
     store.create_rollout(&spec, 1).unwrap();
     let gate = |passed| Input::GateEvaluated {
         passed,

@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::rollout::{replay, Action};
+use vireo_core::rollout::{replay, Action};
 
-use crate::testdata::{answer, ROLLOUT};
+use vireo_core::testdata::{answer, ROLLOUT};
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("vireo-store-{tag}-{}", std::process::id()));
@@ -261,7 +261,7 @@ CREATE TABLE schedules (
             .unwrap();
     }
     let mut store = Store::open(&dir).unwrap();
-    let spec = Rollout::parse(crate::testdata::ROLLOUT).unwrap();
+    let spec = Rollout::parse(vireo_core::testdata::ROLLOUT).unwrap();
     let fx = store.create_rollout(&spec, 1).unwrap();
     let mut now = 1;
     drive(&mut store, &mut now, fx);

@@ -8,7 +8,8 @@
 //! ("schedule cancelled"). Schedule first, then apply the rollout; a rollout already past its
 //! gate is not held back.
 //!
-//! [`next_step`] is the pure part (what to do at a given time); [`evaluate`] does the I/O.
+//! [`next_step`] is the pure part (what to do at a given time); the engine checks the HTTP
+//! preconditions (`vireo-control`'s `precondition` module) and runs the `analysis` ones.
 
 use std::time::Duration;
 
@@ -128,48 +129,6 @@ pub fn next_step(w: &Window, now: Millis) -> Next {
     } else {
         Next::Missed
     }
-}
-
-/// Checks the HTTP preconditions (the driver runs `analysis` ones through the runner).
-pub async fn check_http(
-    http: &crate::prometheus::HttpClient,
-    p: &Precondition,
-) -> Result<(), String> {
-    if let Some(url) = &p.prometheus_reachable {
-        let (status, _) = get(http, &format!("{}/-/ready", url.trim_end_matches('/'))).await?;
-        return match status {
-            200 => Ok(()),
-            s => Err(format!("Prometheus at {url} is not ready (HTTP {s})")),
-        };
-    }
-    if let Some(url) = &p.no_open_incident {
-        let uri = format!(
-            "{}/api/v2/alerts?active=true&silenced=false&inhibited=false",
-            url.trim_end_matches('/')
-        );
-        let (status, body) = get(http, &uri).await?;
-        if status != 200 {
-            return Err(format!("{uri}: HTTP {status}"));
-        }
-        let alerts: Vec<serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|e| format!("{uri}: not an Alertmanager alert list: {e}"))?;
-        return match alerts.len() {
-            0 => Ok(()),
-            n => Err(format!("{n} open alerts at {url}")),
-        };
-    }
-    Ok(())
-}
-
-async fn get(
-    http: &crate::prometheus::HttpClient,
-    uri: &str,
-) -> Result<(u16, bytes::Bytes), String> {
-    let req = http::Request::get(uri)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| format!("{uri}: {e}"))?;
-    let (status, body) = crate::prometheus::fetch(http, req, Duration::from_secs(10), uri).await?;
-    Ok((status.as_u16(), body))
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ impl AnalysisTemplate {
     /// Parses YAML or JSON and validates (conditions are compiled, so a syntax error is
     /// reported at apply time with its field path, not at the first measurement).
     pub fn parse(text: &str) -> Result<AnalysisTemplate, SpecError> {
-        let t: AnalysisTemplate = vireo_proxy::config::parse_document(text)?;
+        let t: AnalysisTemplate = vireo_types::config::parse_document(text)?;
         t.validate()?;
         Ok(t)
     }
@@ -340,7 +340,7 @@ impl AnalysisTemplate {
             match (&m.provider.proxy, &m.provider.prometheus, &m.provider.judge) {
                 (None, None, Some(j)) => {
                     if let Some(w) = j.window {
-                        if w < Duration::from_secs(1) || w > vireo_proxy::slo::MAX_WINDOW {
+                        if w < Duration::from_secs(1) || w > vireo_types::slo::MAX_WINDOW {
                             err(
                                 format!("{p}.provider.judge.window"),
                                 "must be between 1s and 10m".into(),
@@ -362,7 +362,7 @@ impl AnalysisTemplate {
                 }
                 (Some(px), None, None) => {
                     if let Some(w) = px.window {
-                        if w < Duration::from_secs(1) || w > vireo_proxy::slo::MAX_WINDOW {
+                        if w < Duration::from_secs(1) || w > vireo_types::slo::MAX_WINDOW {
                             err(
                                 format!("{p}.provider.proxy.window"),
                                 "must be between 1s and 10m".into(),
@@ -691,6 +691,9 @@ fn describe(v: &Value) -> String {
         Value::Vector(v) => format!("{v:?}"),
     }
 }
+
+pub mod run;
+pub use run::{decide, Measurement, MetricView, RunView};
 
 #[cfg(test)]
 mod tests;

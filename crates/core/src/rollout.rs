@@ -161,7 +161,7 @@ pub enum Input {
         /// What the provenance check decided on, recorded so the gate can be replayed (the
         /// state machine itself only reads `passed`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        provenance: Option<Box<crate::evidence::provenance::ProvenanceFacts>>,
+        provenance: Option<Box<crate::attestation::ProvenanceFacts>>,
     },
     /// Every connected proxy reported this canary weight applied.
     WeightApplied {

@@ -12,9 +12,12 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use vireo_proxy::config::KeySource;
+use vireo_types::config::KeySource;
 
 pub const API_VERSION: &str = "vireo.dev/v1alpha1";
+
+/// The annotation that makes a rollout wait for `approve` before its first step.
+pub const APPROVAL_ANNOTATION: &str = "vireo.dev/approval";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -77,7 +80,7 @@ pub enum DownMigration {
 
 impl DownMigration {
     pub fn digest_of(command: &str) -> String {
-        format!("sha256:{}", crate::evidence::sha256_hex(command.as_bytes()))
+        format!("sha256:{}", crate::digest::sha256_hex(command.as_bytes()))
     }
 }
 
@@ -328,12 +331,12 @@ pub(crate) fn ser_duration<S: serde::Serializer>(
 
 /// Every problem found in a resource, each with its field path (the proxy config's error type:
 /// one format for every document Vireo reads).
-pub use vireo_proxy::config::{ConfigError as SpecError, FieldError};
+pub use vireo_types::config::{ConfigError as SpecError, FieldError};
 
 impl Rollout {
     /// Parses YAML or JSON (a text starting with `{` is JSON) and validates.
     pub fn parse(text: &str) -> Result<Rollout, SpecError> {
-        let r: Rollout = vireo_proxy::config::parse_document(text)?;
+        let r: Rollout = vireo_types::config::parse_document(text)?;
         r.validate()?;
         Ok(r)
     }
@@ -480,10 +483,10 @@ impl Rollout {
                 ),
             );
         }
-        if s.split.buckets == 0 || s.split.buckets > vireo_proxy::split::MAX_BUCKETS {
+        if s.split.buckets == 0 || s.split.buckets > vireo_types::split::MAX_BUCKETS {
             err(
                 "spec.split.buckets",
-                format!("must be 1..={}", vireo_proxy::split::MAX_BUCKETS),
+                format!("must be 1..={}", vireo_types::split::MAX_BUCKETS),
             );
         }
         let steps = &s.strategy.canary.steps;

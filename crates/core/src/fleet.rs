@@ -1,5 +1,5 @@
 //! The control plane's view of its proxies, built from their heartbeats
-//! (`POST /api/v1/proxy/status`, [`vireo_proxy::watch::StatusReport`]).
+//! (`POST /api/v1/proxy/status`, [`vireo_types::wire::StatusReport`]).
 //!
 //! It answers the questions the driver asks to turn effects into inputs:
 //! - is route table version V **applied**? — every connected proxy reports `applied_version ≥ V`
@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use vireo_proxy::watch::StatusReport;
+use vireo_types::wire::StatusReport;
 
 use crate::analysis::{ProxyMetric, Value};
 use crate::rollout::Millis;
@@ -159,7 +159,7 @@ impl Fleet {
         counts
             .into_iter()
             .map(|(bucket, n)| {
-                let (lo, hi) = vireo_proxy::slo::bucket_bounds(bucket as usize);
+                let (lo, hi) = vireo_types::slo::bucket_bounds(bucket as usize);
                 ((lo + hi) / 2.0, n)
             })
             .collect()
@@ -212,7 +212,7 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vireo_proxy::admin::{BackendSlo, SloReport};
+    use vireo_types::wire::{BackendSlo, SloReport};
 
     fn report(
         proxy: &str,

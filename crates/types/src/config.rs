@@ -591,7 +591,7 @@ routes:
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let c = Config::parse(include_str!("../../deploy/examples/proxy.yaml")).unwrap();
+        let c = Config::parse(include_str!("../../../deploy/examples/proxy.yaml")).unwrap();
         assert_eq!(c.routes[0].split.backends[0].weight, 5);
     }
 

@@ -156,7 +156,7 @@ impl CloudEvent {
             .as_deref()
             .and_then(parse_time)
             .unwrap_or(received_ms);
-        self.time = Some(crate::evidence::rfc3339(ms));
+        self.time = Some(crate::digest::rfc3339(ms));
     }
 }
 
@@ -214,10 +214,7 @@ pub fn from_binary(headers: &http::HeaderMap, body: &[u8]) -> Result<CloudEvent,
             map.insert("data".into(), data);
         } else {
             // Bytes stay bytes (the JSON format's data_base64).
-            map.insert(
-                "data_base64".into(),
-                crate::evidence::dsse::b64(body).into(),
-            );
+            map.insert("data_base64".into(), crate::digest::b64(body).into());
         }
     }
     CloudEvent::from_json(Value::Object(map))
@@ -269,7 +266,7 @@ pub fn event(
         id,
         source,
         ty: ty.into(),
-        time: Some(crate::evidence::rfc3339(at_ms)),
+        time: Some(crate::digest::rfc3339(at_ms)),
         subject: Some(subject.into()),
         datacontenttype: Some("application/json".into()),
         dataschema: None,
@@ -402,7 +399,7 @@ pub fn for_transition(t: &Transition) -> Vec<CloudEvent> {
             ANALYSIS_COMPLETED,
             json!({"rollout": name, "generation": t.generation, "run": run, "verdict": verdict,
                    "message": message,
-                   "decisionId": crate::evidence::analysis_decision(name, t.generation, *run)}),
+                   "decisionId": crate::decision::analysis_decision(name, t.generation, *run)}),
         );
     }
     out.events

@@ -2,7 +2,7 @@
 //!
 //! Pure: a flag's definition and its validation, and [`evaluate`], which takes the flag, the
 //! evaluation context and the rollouts' current cohorts. A `fraction` hashes the targeting key
-//! with the proxy's own bucket function (`vireo_proxy::split`), and `rollout: NAME` asks the
+//! with the proxy's own bucket function (`vireo_types::split`), and `rollout: NAME` asks the
 //! route the proxies were last sent for that rollout which version the key lands on: the user
 //! who gets the canary build gets the canary variant — one implementation, one notion of "the
 //! 5 %".
@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use vireo_proxy::config::{ConfigError, FieldError, Route};
-use vireo_proxy::split::{self, Split};
+use vireo_types::config::{ConfigError, FieldError, Route};
+use vireo_types::split::{self, Split};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -85,7 +85,7 @@ pub struct WeightedVariant {
 impl Flag {
     /// Parses YAML or JSON and validates; every error has its field path.
     pub fn parse(text: &str) -> Result<Flag, ConfigError> {
-        let f: Flag = vireo_proxy::config::parse_document(text)?;
+        let f: Flag = vireo_types::config::parse_document(text)?;
         f.validate()?;
         Ok(f)
     }

@@ -1,0 +1,49 @@
+//! The HTTP preconditions of a schedule (`prometheusReachable`, `noOpenIncident`), checked at
+//! the gate. The rules (windows, what a precondition is) are `vireo_core::schedule`; this is
+//! the I/O.
+
+use std::time::Duration;
+
+use vireo_core::schedule::Precondition;
+
+/// Checks the HTTP preconditions (the driver runs `analysis` ones through the runner).
+pub async fn check_http(
+    http: &crate::prometheus::HttpClient,
+    p: &Precondition,
+) -> Result<(), String> {
+    if let Some(url) = &p.prometheus_reachable {
+        let (status, _) = get(http, &format!("{}/-/ready", url.trim_end_matches('/'))).await?;
+        return match status {
+            200 => Ok(()),
+            s => Err(format!("Prometheus at {url} is not ready (HTTP {s})")),
+        };
+    }
+    if let Some(url) = &p.no_open_incident {
+        let uri = format!(
+            "{}/api/v2/alerts?active=true&silenced=false&inhibited=false",
+            url.trim_end_matches('/')
+        );
+        let (status, body) = get(http, &uri).await?;
+        if status != 200 {
+            return Err(format!("{uri}: HTTP {status}"));
+        }
+        let alerts: Vec<serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| format!("{uri}: not an Alertmanager alert list: {e}"))?;
+        return match alerts.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} open alerts at {url}")),
+        };
+    }
+    Ok(())
+}
+
+async fn get(
+    http: &crate::prometheus::HttpClient,
+    uri: &str,
+) -> Result<(u16, bytes::Bytes), String> {
+    let req = http::Request::get(uri)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| format!("{uri}: {e}"))?;
+    let (status, body) = crate::prometheus::fetch(http, req, Duration::from_secs(10), uri).await?;
+    Ok((status.as_u16(), body))
+}
