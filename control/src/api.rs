@@ -311,7 +311,7 @@ async fn evidence_bundle(State(h): State<Handle>, Path(name): Path<String>) -> R
     match files {
         Ok((files, generation, origin, rollout)) => {
             let mut out = Vec::new();
-            match crate::evidence::bundle::write(files, &rollout, generation, &origin, &mut out) {
+            match vireo_evidence::bundle::write(files, &rollout, generation, &origin, &mut out) {
                 Ok(()) => ([(http::header::CONTENT_TYPE, "application/gzip")], out).into_response(),
                 Err(e) => ApiError::Internal(e).into_response(),
             }
@@ -370,7 +370,7 @@ async fn log_consistency(
     let proof = h
         .with_store(move |store| Ok(store.log_consistency(from, to)?))
         .await;
-    let b64 = crate::evidence::dsse::b64;
+    let b64 = vireo_evidence::dsse::b64;
     match proof {
         Ok(Some((root1, root2, proof))) => Json(serde_json::json!({
             "from": from,
@@ -404,8 +404,8 @@ async fn replay(State(h): State<Handle>, body: Bytes) -> Response {
             let statement = store.decision(&req.decision_id)?.ok_or_else(|| {
                 ApiError::NotFound(format!("no recorded decision {:?}", req.decision_id))
             })?;
-            let outcome = crate::evidence::replay::replay_statement(&statement)
-                .map_err(ApiError::Internal)?;
+            let outcome =
+                vireo_evidence::replay::replay_statement(&statement).map_err(ApiError::Internal)?;
             store.put_replay(&outcome, crate::driver::now_ms())?;
             Ok(outcome)
         })
@@ -420,7 +420,7 @@ async fn replay(State(h): State<Handle>, body: Bytes) -> Response {
 /// (what `vireo attest provenance` writes). It is logged and filed under its subjects'
 /// digests; the gate judges its signature and builder. 201 when new, 200 when already on file.
 async fn upload_attestation(State(h): State<Handle>, body: Bytes) -> Response {
-    let envelope: crate::evidence::dsse::Envelope = match serde_json::from_slice(&body) {
+    let envelope: vireo_evidence::dsse::Envelope = match serde_json::from_slice(&body) {
         Ok(e) => e,
         Err(e) => {
             return bad_request(format!(
@@ -458,7 +458,7 @@ async fn read_log<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let db = h.shared.db.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = crate::eventlog::open(&db).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let conn = vireo_store::events::open(&db).map_err(|e| ApiError::Internal(e.to_string()))?;
         f(&conn)
     })
     .await
@@ -469,10 +469,10 @@ async fn read_log<T: Send + 'static>(
 /// `next` is the `after` of the next page.
 async fn list_events(
     State(h): State<Handle>,
-    Query(f): Query<crate::eventlog::Filter>,
+    Query(f): Query<vireo_store::events::Filter>,
 ) -> Response {
     let page = read_log(&h, move |conn| {
-        crate::eventlog::query(conn, &f).map_err(|reason| {
+        vireo_store::events::query(conn, &f).map_err(|reason| {
             ApiError::Invalid(SpecError {
                 errors: vec![FieldError {
                     path: "query".into(),
@@ -610,7 +610,7 @@ async fn stream_events(
         ty: Option<String>,
         db: std::path::PathBuf,
         conn: Option<rusqlite::Connection>,
-        buffer: VecDeque<crate::eventlog::Stored>,
+        buffer: VecDeque<vireo_store::events::Stored>,
     }
     let start = Follower {
         rx,
@@ -637,15 +637,15 @@ async fn stream_events(
             let read = tokio::task::spawn_blocking(move || {
                 let conn = match conn {
                     Some(c) => c,
-                    None => crate::eventlog::open(&db).map_err(|e| e.to_string())?,
+                    None => vireo_store::events::open(&db).map_err(|e| e.to_string())?,
                 };
-                let filter = crate::eventlog::Filter {
+                let filter = vireo_store::events::Filter {
                     ty,
                     after: last,
                     limit: Some(500),
                     ..Default::default()
                 };
-                let page = crate::eventlog::query(&conn, &filter)?;
+                let page = vireo_store::events::query(&conn, &filter)?;
                 Ok::<_, String>((conn, page))
             })
             .await;
@@ -684,7 +684,7 @@ async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
     };
     let events = read_log(&h, move |conn| {
         // Not cut at `until`: an incident detected in the window may be resolved after it.
-        crate::eventlog::dora_events(conn, u64::MAX >> 1)
+        vireo_store::events::dora_events(conn, u64::MAX >> 1)
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await;

@@ -227,7 +227,7 @@ pub fn render_list(v: &Value) -> String {
 }
 
 /// `vireo verify`'s table: one line per check.
-pub fn render_checks(report: &crate::evidence::bundle::Report) -> String {
+pub fn render_checks(report: &vireo_evidence::bundle::Report) -> String {
     let width = report
         .checks
         .iter()
@@ -259,11 +259,7 @@ fn human_ms(ms: f64) -> String {
 
 /// `vireo dora`'s table.
 pub fn render_dora(v: &Value) -> String {
-    let t = |ms: &Value| {
-        ms.as_u64()
-            .map(crate::evidence::rfc3339)
-            .unwrap_or_default()
-    };
+    let t = |ms: &Value| ms.as_u64().map(vireo_evidence::rfc3339).unwrap_or_default();
     let dur = |ms: &Value| ms.as_f64().map(human_ms).unwrap_or_else(|| "—".into());
     let f = &v["deployFrequency"];
     let l = &v["leadTime"];

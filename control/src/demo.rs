@@ -74,7 +74,7 @@ pub enum Scenario {
 
 /// The demo's images, by digest (there is no registry: the digest names the version).
 pub fn image(version: &str) -> String {
-    let digest = crate::evidence::sha256_hex(format!("vireo demo checkout {version}").as_bytes());
+    let digest = vireo_evidence::sha256_hex(format!("vireo demo checkout {version}").as_bytes());
     format!("demo.vireo.dev/checkout@sha256:{digest}")
 }
 
@@ -130,7 +130,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
     // The release pipeline's builder: its key is what the provenance gate trusts.
     let builder_pem = data_dir.join("keys/builder.pem");
-    let (builder, _) = crate::evidence::keys::SigningKey::load_or_create(&builder_pem)?;
+    let (builder, _) = vireo_evidence::keys::SigningKey::load_or_create(&builder_pem)?;
 
     // The control plane.
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
@@ -224,7 +224,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         vireo_core::events::CHANGE_MERGED,
         "/vireo-demo/scm",
         &format!("merge-{commit}"),
-        &crate::evidence::rfc3339(crate::driver::now_ms()),
+        &vireo_evidence::rfc3339(crate::driver::now_ms()),
         "demo-change",
         serde_json::json!({"commit": commit, "repository": "https://vireo.dev/demo/checkout"}),
     );
@@ -347,15 +347,15 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 /// Returns the envelope and the commit it names (the demo has no git repository: its "commit"
 /// is derived from the lockfile, and says so in the provenance's source URI).
 fn attest_canary(
-    builder: &crate::evidence::keys::SigningKey,
+    builder: &vireo_evidence::keys::SigningKey,
     data_dir: &Path,
-) -> anyhow::Result<(crate::evidence::dsse::Envelope, String)> {
-    use crate::evidence::{canonical, dsse, provenance};
+) -> anyhow::Result<(vireo_evidence::dsse::Envelope, String)> {
+    use vireo_evidence::{canonical, dsse, provenance};
     let image = image("v2");
     let (name, digest) =
         provenance::image_digest(&image).context("the demo image is referenced by digest")?;
     let now = crate::driver::now_ms();
-    let commit = crate::evidence::sha256_hex(LOCKFILE.as_bytes())[..40].to_string();
+    let commit = vireo_evidence::sha256_hex(LOCKFILE.as_bytes())[..40].to_string();
     let statement = provenance::statement_for(&provenance::BuildFacts {
         image_name: name,
         image_digest: digest,
@@ -1026,7 +1026,7 @@ struct Summary {
 /// The demo's last act: the bundle exported, verified offline, every verdict replayed.
 struct Evidence {
     bundle: PathBuf,
-    report: crate::evidence::bundle::Report,
+    report: vireo_evidence::bundle::Report,
     verify_ms: f64,
     replayed: usize,
     matched: usize,
@@ -1036,7 +1036,7 @@ struct Evidence {
 /// would (keys pinned from the data dir, not taken from the bundle), and replays every
 /// recorded decision.
 async fn export_and_verify(handle: &Handle, data_dir: &Path) -> anyhow::Result<Evidence> {
-    use crate::evidence::{bundle, keys::PublicKey, replay};
+    use vireo_evidence::{bundle, keys::PublicKey, replay};
     let (files, generation, origin, rollout) = handle
         .with_store(|store| Ok(store.evidence_files(ROLLOUT)?))
         .await

@@ -46,11 +46,7 @@ use vireo_core::analysis::AnalysisTemplate;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::eventlog::EvalWriter;
-use crate::evidence::provenance::ProvenanceFacts;
-use crate::evidence::PlannedMetric;
 use crate::runner::{self, Plan};
-use crate::store::{HistoryEntry, Store, StoreError, StoredRollout};
 use crate::tables::Tables;
 use crate::workload::Workloads;
 use vireo_core::analysis::RunView;
@@ -60,6 +56,10 @@ use vireo_core::fleet::Fleet;
 use vireo_core::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
 use vireo_core::routes::{self, CANARY};
 use vireo_core::spec::{FieldError, Rollout, SpecError};
+use vireo_evidence::provenance::ProvenanceFacts;
+use vireo_evidence::PlannedMetric;
+use vireo_store::events::EvalWriter;
+use vireo_store::{HistoryEntry, Store, StoreError, StoredRollout};
 
 pub use vireo_core::spec::APPROVAL_ANNOTATION;
 
@@ -535,7 +535,7 @@ impl Driver {
     /// Hands committed events to the live stream (SSE followers).
     fn publish_events(&mut self) {
         if let Some(max) = self.store.take_appended().iter().map(|e| e.seq).max() {
-            crate::eventlog::publish_latest(&self.shared.latest_event, max);
+            vireo_store::events::publish_latest(&self.shared.latest_event, max);
         }
     }
 
@@ -902,7 +902,7 @@ impl Driver {
                 )),
                 Effect::DisableFlag => {
                     let detail = match self.rollback_plan(name) {
-                        Ok(crate::evidence::rollback::Plan {
+                        Ok(vireo_evidence::rollback::Plan {
                             flag: Some((key, value)),
                             ..
                         }) => match self.toggle_flag(&key, false, &format!("rollback of {name}")) {
@@ -934,7 +934,7 @@ impl Driver {
     }
 
     /// The rollout generation's logged rollback envelope, verified with our signing key.
-    fn rollback_plan(&self, name: &str) -> Result<crate::evidence::rollback::Plan, String> {
+    fn rollback_plan(&self, name: &str) -> Result<vireo_evidence::rollback::Plan, String> {
         let live = self.live.get(name).ok_or("no such rollout")?;
         let generation = live.stored.generation;
         let signer = self
@@ -946,7 +946,7 @@ impl Driver {
             .rollback_envelope(name, generation)
             .map_err(|e| e.to_string())?
             .ok_or("no rollback envelope was logged for this generation")?;
-        crate::evidence::rollback::open(&entry, signer.signing.public(), name, generation)
+        vireo_evidence::rollback::open(&entry, signer.signing.public(), name, generation)
     }
 
     /// Runs the envelope's down-migration as `sh -c COMMAND` (embedded mode); the result comes
@@ -1011,7 +1011,7 @@ impl Driver {
                 let image = spec.spec.canary.image.clone();
                 let digest = image
                     .as_deref()
-                    .and_then(crate::evidence::provenance::image_digest)
+                    .and_then(vireo_evidence::provenance::image_digest)
                     .map(|(_, d)| d.to_string());
                 let attestations = match digest.map(|d| self.store.attestations_for(&d)) {
                     Some(Ok(a)) => a,
@@ -1030,7 +1030,7 @@ impl Driver {
             }
         };
         if let Some(facts) = &provenance {
-            if let Err(reason) = crate::evidence::provenance::evaluate(facts) {
+            if let Err(reason) = vireo_evidence::provenance::evaluate(facts) {
                 let mut input = gate_input(&spec, false, Some(reason), None);
                 if let Input::GateEvaluated { provenance: p, .. } = &mut input {
                     *p = provenance;

@@ -651,7 +651,7 @@ async fn dora(
 }
 
 async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
-    use vireo_control::evidence::{canonical, dsse, keys::SigningKey, provenance};
+    use vireo_evidence::{canonical, dsse, keys::SigningKey, provenance};
     match args.command {
         AttestCommand::Provenance {
             image_digest,
@@ -744,7 +744,7 @@ fn verify_sigstore(
     let key =
         key.ok_or_else(|| anyhow::anyhow!("--bundle needs --key PUB (the signer's public key)"))?;
     let root = trusted_root.map(read).transpose()?;
-    let report = vireo_control::evidence::sigstore_bundle::verify(
+    let report = vireo_evidence::sigstore_bundle::verify(
         &read(bundle)?,
         &read(key)?,
         root.as_deref(),
@@ -771,7 +771,7 @@ fn verify(
     log_key: Option<&std::path::Path>,
     output: Output,
 ) -> anyhow::Result<u8> {
-    use vireo_control::evidence::{bundle, keys::PublicKey};
+    use vireo_evidence::{bundle, keys::PublicKey};
     let load = |path: Option<&std::path::Path>| -> anyhow::Result<Option<PublicKey>> {
         let Some(path) = path else { return Ok(None) };
         let pem = std::fs::read_to_string(path)

@@ -172,7 +172,7 @@ async fn evaluate_all(State(h): State<Handle>, headers: HeaderMap, body: Bytes) 
     let body = json!({ "flags": items }).to_string();
     let etag = format!(
         "\"{}\"",
-        &crate::evidence::keys::hex(&Sha256::digest(body.as_bytes()))[..32]
+        &vireo_evidence::keys::hex(&Sha256::digest(body.as_bytes()))[..32]
     );
     let unchanged = headers
         .get(header::IF_NONE_MATCH)

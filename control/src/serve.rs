@@ -19,10 +19,10 @@ use serde::Deserialize;
 use vireo_types::config::Route;
 
 use crate::driver::{Driver, Handle, ProvenanceTrust};
-pub use crate::evidence::provenance::TrustConfig;
-use crate::store::Store;
 use crate::workload::Workloads;
 use vireo_core::spec::SpecError;
+pub use vireo_evidence::provenance::TrustConfig;
+use vireo_store::Store;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./vireo-data";
@@ -60,28 +60,26 @@ pub struct Options {
     pub event_sink: Option<String>,
 }
 
-impl TrustConfig {
-    /// Reads the trusted keys (each must be an Ed25519 SPKI PEM).
-    pub fn load(&self) -> anyhow::Result<ProvenanceTrust> {
-        if self.trusted_keys.is_empty() {
-            anyhow::bail!("provenance.trustedKeys: list at least one builder key (SPKI PEM file)");
-        }
-        if self.builders.is_empty() {
-            anyhow::bail!("provenance.builders: list at least one builder id");
-        }
-        let mut keys_pem = Vec::new();
-        for path in &self.trusted_keys {
-            let pem = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
-            crate::evidence::keys::PublicKey::from_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
-            keys_pem.push(pem);
-        }
-        Ok(ProvenanceTrust {
-            keys_pem,
-            builders: self.builders.clone(),
-        })
+/// Reads the provenance gate's trusted keys (each must be an Ed25519 SPKI PEM).
+pub fn load_trust(config: &TrustConfig) -> anyhow::Result<ProvenanceTrust> {
+    if config.trusted_keys.is_empty() {
+        anyhow::bail!("provenance.trustedKeys: list at least one builder key (SPKI PEM file)");
     }
+    if config.builders.is_empty() {
+        anyhow::bail!("provenance.builders: list at least one builder id");
+    }
+    let mut keys_pem = Vec::new();
+    for path in &config.trusted_keys {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
+        vireo_evidence::keys::PublicKey::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
+        keys_pem.push(pem);
+    }
+    Ok(ProvenanceTrust {
+        keys_pem,
+        builders: config.builders.clone(),
+    })
 }
 
 impl ControlConfig {
@@ -103,12 +101,8 @@ pub async fn start(
     workloads: Arc<dyn Workloads>,
     options: Options,
 ) -> anyhow::Result<Handle> {
-    let trust = options
-        .provenance
-        .as_ref()
-        .map(TrustConfig::load)
-        .transpose()?;
-    let signer = crate::evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
+    let trust = options.provenance.as_ref().map(load_trust).transpose()?;
+    let signer = vireo_evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
     let db = store.path().to_path_buf();
     let handle = Driver::start(store, workloads, options.static_routes, trust)?;
@@ -120,7 +114,7 @@ pub async fn start(
             anyhow::bail!("--event-sink {url:?}: only http:// sinks are supported (put a TLS proxy in front for https)");
         }
         tracing::info!(sink = %url, "pushing events");
-        tokio::spawn(crate::eventlog::run_sink(db, url));
+        tokio::spawn(crate::sink::run_sink(db, url));
     }
     let api = handle.clone();
     tokio::spawn(async move {

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use serde_json::json;
-use vireo_control::store::Store;
 use vireo_core::dora::{self, Window};
 use vireo_core::events::{self, CloudEvent};
+use vireo_store::Store;
 
 #[derive(Parser)]
 struct Args {
@@ -49,7 +49,7 @@ fn release(r: u64) -> Vec<CloudEvent> {
             events::CHANGE_MERGED,
             "/scm",
             &format!("m-{r}"),
-            &vireo_control::evidence::rfc3339(at),
+            &vireo_evidence::rfc3339(at),
             "pr",
             json!({"commit": format!("c{r}")}),
         ),
@@ -66,7 +66,7 @@ fn release(r: u64) -> Vec<CloudEvent> {
             e
         },
     ];
-    let done = vireo_control::evidence::rfc3339(at + 3_600_000);
+    let done = vireo_evidence::rfc3339(at + 3_600_000);
     if r % 5 == 4 {
         out.push(dora::cd(
             events::SERVICE_ROLLEDBACK,
@@ -88,7 +88,7 @@ fn release(r: u64) -> Vec<CloudEvent> {
             events::INCIDENT_RESOLVED,
             &src,
             &format!("{rel}.fix"),
-            &vireo_control::evidence::rfc3339(at + 3_700_000),
+            &vireo_evidence::rfc3339(at + 3_700_000),
             &format!("{rel}.incident"),
             json!({}),
         ));

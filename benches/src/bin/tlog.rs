@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use rusqlite::Connection;
-use vireo_control::evidence::log::{self, EntryMeta};
-use vireo_control::merkle;
+use vireo_evidence::log::EntryMeta;
+use vireo_store::log;
+use vireo_evidence::merkle;
 
 #[derive(Parser)]
 struct Args {

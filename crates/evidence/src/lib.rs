@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod dsse;
 pub mod keys;
 pub mod log;
+pub mod merkle;
 pub mod note;
 pub mod provenance;
 pub mod replay;
@@ -26,7 +27,6 @@ pub mod sigstore_bundle;
 
 use std::path::Path;
 
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -40,8 +40,8 @@ pub const VSA_V1: &str = "https://slsa.dev/verification_summary/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
+    #[error("the transparency log failed: {0}")]
+    Log(#[source] log::LogError),
     #[error("cannot encode a statement: {0}")]
     Json(#[from] serde_json::Error),
     #[error("evidence is not enabled on this store (no signing key)")]
@@ -95,13 +95,13 @@ impl Signer {
     /// The log's current checkpoint, signed.
     pub fn checkpoint(
         &self,
-        conn: &Connection,
+        log: &dyn log::Log,
     ) -> Result<(note::Checkpoint, String), EvidenceError> {
-        let size = log::size(conn)?;
+        let size = log.size().map_err(EvidenceError::Log)?;
         let cp = note::Checkpoint {
             origin: self.origin.clone(),
             size,
-            root: log::root(conn, size)?,
+            root: log.root(size).map_err(EvidenceError::Log)?,
         };
         let signed = cp.sign(&self.log);
         Ok((cp, signed))
@@ -110,17 +110,18 @@ impl Signer {
     /// A receipt for entry `index` against the current checkpoint.
     pub fn receipt(
         &self,
-        conn: &Connection,
+        log: &dyn log::Log,
         index: u64,
     ) -> Result<Option<note::Receipt>, EvidenceError> {
-        let (cp, signed) = self.checkpoint(conn)?;
-        Ok(
-            log::inclusion_proof(conn, index, cp.size)?.map(|proof| note::Receipt {
+        let (cp, signed) = self.checkpoint(log)?;
+        Ok(log
+            .inclusion_proof(index, cp.size)
+            .map_err(EvidenceError::Log)?
+            .map(|proof| note::Receipt {
                 index,
                 proof,
                 checkpoint: signed,
-            }),
-        )
+            }))
     }
 }
 
@@ -179,14 +180,14 @@ pub struct Sealed {
 
 /// Signs a statement and appends its envelope to the log, inside the caller's transaction.
 pub fn seal(
-    conn: &Connection,
+    log: &dyn log::Log,
     signer: &Signer,
     meta: &log::EntryMeta,
     statement: &Value,
 ) -> Result<Sealed, EvidenceError> {
     let envelope = dsse::sign(dsse::IN_TOTO, &canonical(statement)?, &signer.signing);
     let bytes = canonical(&envelope)?;
-    let index = log::append(conn, meta, &bytes)?;
+    let index = log.append(meta, &bytes).map_err(EvidenceError::Log)?;
     Ok(Sealed {
         index,
         digest: sha256_hex(&bytes),
@@ -210,25 +211,14 @@ pub struct CheckpointFacts<'a> {
 
 /// Seals a checkpoint statement, chained to the rollout generation's previous one.
 pub fn record_checkpoint(
-    conn: &Connection,
+    log: &dyn log::Log,
     signer: &Signer,
     f: &CheckpointFacts,
 ) -> Result<Sealed, EvidenceError> {
     let name = f.rollout.name();
-    let previous: Option<(Vec<u8>, i64)> = conn
-        .query_row(
-            "SELECT entry, (SELECT COUNT(*) FROM log_entries
-                            WHERE rollout = ?1 AND generation = ?2 AND kind = 'checkpoint')
-             FROM log_entries WHERE rollout = ?1 AND generation = ?2 AND kind = 'checkpoint'
-             ORDER BY idx DESC LIMIT 1",
-            rusqlite::params![name, f.generation as i64],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
+    let previous = log
+        .latest(name, f.generation, "checkpoint")
+        .map_err(EvidenceError::Log)?;
     let sequence = previous.as_ref().map_or(1, |(_, n)| n + 1);
     let predicate = json!({
         "rollout": name,
@@ -253,7 +243,7 @@ pub fn record_checkpoint(
     });
     let statement = statement(vec![rollout_subject(f.rollout)?], CHECKPOINT_V1, predicate);
     seal(
-        conn,
+        log,
         signer,
         &log::EntryMeta {
             at_ms: f.at_ms,
@@ -279,7 +269,7 @@ pub struct PlannedMetric {
 /// Seals an analysis verdict: every measurement with the metric definitions (template
 /// digest, query, conditions, limits), so [`replay`] can recompute it.
 pub fn record_analysis(
-    conn: &Connection,
+    log: &dyn log::Log,
     signer: &Signer,
     rollout: &vireo_core::spec::Rollout,
     generation: u64,
@@ -297,7 +287,7 @@ pub fn record_analysis(
     );
     let stage = format!("analysis-{}", view.run);
     seal(
-        conn,
+        log,
         signer,
         &log::EntryMeta {
             at_ms,
@@ -343,7 +333,7 @@ hold for approval when annotation vireo.dev/approval is \"required\"";
 
 /// Seals the gate's verdict as a SLSA Verification Summary Attestation.
 pub fn record_gate(
-    conn: &Connection,
+    log: &dyn log::Log,
     signer: &Signer,
     f: &GateFacts,
 ) -> Result<Sealed, EvidenceError> {
@@ -389,7 +379,7 @@ pub fn record_gate(
     });
     let statement = statement(vec![subject], VSA_V1, predicate);
     seal(
-        conn,
+        log,
         signer,
         &log::EntryMeta {
             at_ms: f.at_ms,
@@ -402,6 +392,3 @@ pub fn record_gate(
         &statement,
     )
 }
-
-#[cfg(test)]
-mod tests;

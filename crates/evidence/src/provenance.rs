@@ -271,7 +271,7 @@ pub fn statement_for(b: &BuildFacts) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::keys::SigningKey;
+    use crate::keys::SigningKey;
 
     const LOCK: &str = r#"
 version = 4

@@ -10,7 +10,7 @@
 //! - [`EvalWriter`]: flag evaluations never wait on a disk write: they go through a bounded
 //!   queue to a writer thread that commits them in batches on its own connection. A full
 //!   queue makes the evaluation wait for room (backpressure) and is counted; nothing is dropped.
-//! - [`run_sink`]: `--event-sink URL` posts `application/cloudevents-batch+json` batches in
+//! - The sink (`vireo-control`'s `sink`): `--event-sink URL` posts `application/cloudevents-batch+json` batches in
 //!   `seq` order from a durable cursor, advanced only after a 2xx; failures back off (0.2 s
 //!   doubling to 30 s) and retry, so every event arrives at least once, across restarts of
 //!   either side.
@@ -337,120 +337,34 @@ pub fn open(db: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Pushes every event, in order, to `url`, from where it left off (the cursor is stored in
-/// `counters` under `event_sink <url>`). Runs until the runtime stops.
-pub async fn run_sink(db: PathBuf, url: String) {
-    let cursor = format!("event_sink {url}");
-    let client = crate::prometheus::client();
-    let mut backoff = Duration::from_millis(200);
-    let mut conn: Option<Connection> = None;
-    // The next page (read on a blocking thread, on the sink's own connection).
-    let read = |conn: Option<Connection>, db: PathBuf, cursor: String| {
-        tokio::task::spawn_blocking(move || {
-            (|| -> Result<(Connection, u64, Vec<Stored>), String> {
-                let conn = match conn {
-                    Some(c) => c,
-                    None => open(&db).map_err(|e| e.to_string())?,
-                };
-                let after = conn
-                    .query_row(
-                        "SELECT value FROM counters WHERE name = ?1",
-                        [&cursor],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .optional()
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or(0) as u64;
-                let page = query(
-                    &conn,
-                    &Filter {
-                        after,
-                        limit: Some(SINK_PAGE),
-                        ..Filter::default()
-                    },
-                )?;
-                Ok((conn, after, page))
-            })()
-        })
-    };
-    loop {
-        let (c, events) = match read(conn.take(), db.clone(), cursor.clone()).await {
-            Ok(Ok((c, _, events))) => (c, events),
-            Ok(Err(e)) => {
-                tracing::warn!("event sink: cannot read the log: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!("event sink: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if events.is_empty() {
-            conn = Some(c);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        let last = events.last().map_or(0, |s| s.seq);
-        let body: Vec<&CloudEvent> = events.iter().map(|s| &s.event).collect();
-        let body = serde_json::to_vec(&body).unwrap_or_default();
-        match post(&client, &url, body).await {
-            Ok(()) => {
-                backoff = Duration::from_millis(200);
-                let name = cursor.clone();
-                let saved = tokio::task::spawn_blocking(move || {
-                    let r = c.execute(
-                        "INSERT INTO counters (name, value) VALUES (?1, ?2)
-                         ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
-                        params![name, last as i64],
-                    );
-                    (c, r)
-                })
-                .await;
-                match saved {
-                    Ok((c, Ok(_))) => conn = Some(c),
-                    Ok((c, Err(e))) => {
-                        conn = Some(c);
-                        tracing::warn!(
-                            "event sink: cannot save the cursor ({e}); events may be sent again"
-                        );
-                    }
-                    Err(e) => tracing::warn!("event sink: {e}"),
-                }
-            }
-            Err(e) => {
-                conn = Some(c);
-                tracing::warn!(sink = %url, "event sink: {e}; retrying in {backoff:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
-    }
+/// The sink's next page: the events after its stored cursor (`counters` row `cursor`), at
+/// most `limit`, in `seq` order.
+pub fn sink_page(conn: &Connection, cursor: &str, limit: u64) -> Result<Vec<Stored>, String> {
+    let after = conn
+        .query_row(
+            "SELECT value FROM counters WHERE name = ?1",
+            [cursor],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?
+        .unwrap_or(0) as u64;
+    query(
+        conn,
+        &Filter {
+            after,
+            limit: Some(limit),
+            ..Filter::default()
+        },
+    )
 }
 
-/// Events per batch sent to the sink.
-const SINK_PAGE: u64 = 2_000;
-
-async fn post(
-    client: &crate::prometheus::HttpClient,
-    url: &str,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    let req = http::Request::post(url)
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/cloudevents-batch+json",
-        )
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .map_err(|_| "timed out after 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("the sink answered {}", resp.status()))
-    }
+/// Moves the sink's cursor to `last` (never back).
+pub fn save_cursor(conn: &Connection, cursor: &str, last: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+        params![cursor, last as i64],
+    )
+    .map(|_| ())
 }

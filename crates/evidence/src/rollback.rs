@@ -6,13 +6,12 @@
 //! signature that no longer verifies (another key, altered bytes) refuses the migration and the
 //! flag; traffic goes back regardless, because that needs no authority beyond the abort path.
 
-use rusqlite::Connection;
 use serde_json::{json, Value};
 
 use super::dsse::{self, Envelope};
 use super::keys::PublicKey;
 use super::{log, rfc3339, rollout_subject, seal, statement, EvidenceError, Sealed, Signer};
-use crate::evidence::provenance::image_digest;
+use crate::provenance::image_digest;
 use vireo_core::spec::{DownMigration, Rollout};
 
 pub const ROLLBACK_V1: &str = "https://vireo.dev/rollback/v1";
@@ -33,7 +32,7 @@ fn previous_image(r: &Rollout) -> Value {
 
 /// Seals the rollback envelope of a rollout generation, inside the caller's transaction.
 pub fn record(
-    conn: &Connection,
+    log: &dyn log::Log,
     signer: &Signer,
     r: &Rollout,
     generation: u64,
@@ -55,7 +54,7 @@ pub fn record(
     });
     let statement = statement(vec![rollout_subject(r)?], ROLLBACK_V1, predicate);
     seal(
-        conn,
+        log,
         signer,
         &log::EntryMeta {
             at_ms,
@@ -111,16 +110,12 @@ pub fn open(entry: &[u8], key: &PublicKey, rollout: &str, generation: u64) -> Re
 
 /// The newest rollback envelope of a rollout generation, as logged.
 pub fn latest(
-    conn: &Connection,
+    log: &dyn log::Log,
     rollout: &str,
     generation: u64,
-) -> Result<Option<Vec<u8>>, rusqlite::Error> {
-    use rusqlite::OptionalExtension;
-    conn.query_row(
-        "SELECT entry FROM log_entries WHERE rollout = ?1 AND generation = ?2 AND kind = ?3
-         ORDER BY idx DESC LIMIT 1",
-        rusqlite::params![rollout, generation as i64, KIND],
-        |r| r.get(0),
-    )
-    .optional()
+) -> Result<Option<Vec<u8>>, EvidenceError> {
+    Ok(log
+        .latest(rollout, generation, KIND)
+        .map_err(EvidenceError::Log)?
+        .map(|(entry, _)| entry))
 }

@@ -1,23 +1,25 @@
-//! Evidence against the shared vectors, and bundles against tampering.
+//! Evidence against the shared vectors, and bundles exported from a real store against
+//! tampering. Here rather than in `vireo-evidence` because most cases need the store that
+//! seals (the evidence crate has no database).
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::bundle::{self, Files, Trust};
-use super::dsse::{self, Envelope};
-use super::keys::{hex, unhex, PublicKey, SigningKey};
-use super::note::{Checkpoint, NoteError, Receipt};
-use super::replay::{self, AnalysisRecord};
-use super::*;
-use crate::store::Store;
 use vireo_core::analysis::{AnalysisTemplate, MeasurementPhase, RunPhase, Value as Measured};
 use vireo_core::analysis::{Measurement, MetricView, RunView};
 use vireo_core::rollout::{Action, Input, Millis};
 use vireo_core::testdata::answer;
+use vireo_evidence::bundle::{self, Files, Trust};
+use vireo_evidence::dsse::{self, Envelope};
+use vireo_evidence::keys::{hex, unhex, PublicKey, SigningKey};
+use vireo_evidence::note::{Checkpoint, NoteError, Receipt};
+use vireo_evidence::replay::{self, AnalysisRecord};
+use vireo_evidence::*;
+use vireo_store::Store;
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../evidence/tests/vectors")
 }
 
 /// Every case of secure-systems-lab/dsse's vectors: the PAE bytes, and accept or reject.

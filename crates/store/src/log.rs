@@ -7,11 +7,13 @@
 //! tree, so appends stay fast as the log grows.
 //!
 //! Functions take a `Connection` so that the store can append inside the transaction that
-//! records what the entry attests to: both commit or neither does.
+//! records what the entry attests to: both commit or neither does. [`SqlLog`] is the
+//! evidence crate's [`Log`] seam over such a connection (or transaction).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::merkle::{self, Hash};
+use vireo_evidence::log::{Entry, EntryMeta, Log, LogError};
+use vireo_evidence::merkle::{self, Hash};
 
 pub const SCHEMA: &str = "
 -- Transparency log entries: RFC 8785 JSON of DSSE envelopes, in log order.
@@ -43,29 +45,6 @@ CREATE TABLE replays (
     differences TEXT NOT NULL
 );
 ";
-
-/// What an entry is about, for finding it again (bundles, replay).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EntryMeta<'a> {
-    pub at_ms: u64,
-    pub rollout: Option<&'a str>,
-    pub generation: Option<u64>,
-    pub kind: &'a str,
-    pub stage: &'a str,
-    pub decision: Option<&'a str>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub index: u64,
-    pub at_ms: u64,
-    pub rollout: Option<String>,
-    pub generation: Option<u64>,
-    pub kind: String,
-    pub stage: String,
-    pub decision: Option<String>,
-    pub entry: Vec<u8>,
-}
 
 pub fn size(conn: &Connection) -> rusqlite::Result<u64> {
     // MAX of the rowid is a B-tree lookup; COUNT(*) would scan the table on every append.
@@ -233,6 +212,51 @@ pub fn decisions(conn: &Connection) -> rusqlite::Result<Vec<Entry>> {
     ))?;
     let rows = stmt.query_map([], read_entry)?;
     rows.collect()
+}
+
+/// The newest entry of `kind` of a rollout generation, and how many entries of that kind the
+/// generation has.
+pub fn latest(
+    conn: &Connection,
+    rollout: &str,
+    generation: u64,
+    kind: &str,
+) -> rusqlite::Result<Option<(Vec<u8>, u64)>> {
+    conn.query_row(
+        "SELECT entry, (SELECT COUNT(*) FROM log_entries
+                        WHERE rollout = ?1 AND generation = ?2 AND kind = ?3)
+         FROM log_entries WHERE rollout = ?1 AND generation = ?2 AND kind = ?3
+         ORDER BY idx DESC LIMIT 1",
+        params![rollout, generation as i64, kind],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+    )
+    .optional()
+}
+
+/// The transparency log in this database, as evidence appends to and reads it.
+pub struct SqlLog<'a>(pub &'a Connection);
+
+impl Log for SqlLog<'_> {
+    fn size(&self) -> Result<u64, LogError> {
+        Ok(size(self.0)?)
+    }
+    fn root(&self, size: u64) -> Result<Hash, LogError> {
+        Ok(root(self.0, size)?)
+    }
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Option<Vec<Hash>>, LogError> {
+        Ok(inclusion_proof(self.0, index, size)?)
+    }
+    fn append(&self, meta: &EntryMeta, entry: &[u8]) -> Result<u64, LogError> {
+        Ok(append(self.0, meta, entry)?)
+    }
+    fn latest(
+        &self,
+        rollout: &str,
+        generation: u64,
+        kind: &str,
+    ) -> Result<Option<(Vec<u8>, u64)>, LogError> {
+        Ok(latest(self.0, rollout, generation, kind)?)
+    }
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use crate::evidence::{self, EvidenceError, Signer};
-use crate::merkle;
+use vireo_evidence::{self as evidence, merkle, EvidenceError, Signer};
+
+use crate::log::SqlLog;
 use vireo_core::analysis::AnalysisTemplate;
 use vireo_core::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
 use vireo_core::spec::Rollout;
@@ -41,7 +42,7 @@ CREATE TABLE schedules (
 ",
     EVIDENCE_SCHEMA,
     ATTESTATIONS_SCHEMA,
-    crate::eventlog::SCHEMA,
+    crate::events::SCHEMA,
 ];
 
 /// Version 4: uploaded attestations (SLSA provenance), by subject digest, for the gate.
@@ -57,8 +58,8 @@ CREATE INDEX attestations_by_envelope ON attestations (envelope);
 ";
 
 /// Version 3: the transparency log and the replays run against it (defined next to the code
-/// that uses them, in evidence/log.rs).
-const EVIDENCE_SCHEMA: &str = crate::evidence::log::SCHEMA;
+/// that uses them, in log.rs).
+const EVIDENCE_SCHEMA: &str = crate::log::SCHEMA;
 
 const SCHEMA: &str = "
 CREATE TABLE rollouts (
@@ -150,7 +151,13 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         use rusqlite::ErrorCode::*;
         let sql = match self {
-            StoreError::Sql(e) | StoreError::Evidence(EvidenceError::Sql(e)) => e,
+            StoreError::Sql(e) => e,
+            StoreError::Evidence(EvidenceError::Log(e)) => {
+                match e.downcast_ref::<rusqlite::Error>() {
+                    Some(e) => e,
+                    None => return false,
+                }
+            }
             _ => return false,
         };
         matches!(
@@ -213,7 +220,7 @@ pub struct Store {
     signer: Option<Arc<Signer>>,
     path: PathBuf,
     /// Events committed and not yet handed to the live stream.
-    appended: Vec<crate::eventlog::Stored>,
+    appended: Vec<crate::events::Stored>,
     instance: String,
 }
 
@@ -233,7 +240,7 @@ impl Store {
             0 => {
                 conn.execute_batch(&format!(
                     "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
-                    crate::eventlog::SCHEMA
+                    crate::events::SCHEMA
                 ))?;
             }
             SCHEMA_VERSION => {}
@@ -287,7 +294,7 @@ impl Store {
     }
 
     /// Events committed since the last call, for the live stream.
-    pub fn take_appended(&mut self) -> Vec<crate::eventlog::Stored> {
+    pub fn take_appended(&mut self) -> Vec<crate::events::Stored> {
         std::mem::take(&mut self.appended)
     }
 
@@ -295,11 +302,11 @@ impl Store {
     pub fn ingest(
         &mut self,
         events: &[vireo_core::events::CloudEvent],
-    ) -> Result<Vec<crate::eventlog::Stored>, StoreError> {
+    ) -> Result<Vec<crate::events::Stored>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stored = crate::eventlog::append(&tx, events, crate::eventlog::OnDuplicate::Skip)?;
+        let stored = crate::events::append(&tx, events, crate::events::OnDuplicate::Skip)?;
         tx.commit()?;
         self.appended.extend(stored.iter().cloned());
         Ok(stored)
@@ -307,14 +314,14 @@ impl Store {
 
     pub fn events(
         &self,
-        filter: &crate::eventlog::Filter,
-    ) -> Result<Result<Vec<crate::eventlog::Stored>, String>, StoreError> {
-        Ok(crate::eventlog::query(&self.conn, filter))
+        filter: &crate::events::Filter,
+    ) -> Result<Result<Vec<crate::events::Stored>, String>, StoreError> {
+        Ok(crate::events::query(&self.conn, filter))
     }
 
     /// The events DORA reads: the CD types, and the steps that reached Progressing.
     pub fn dora_events(&self) -> Result<Vec<vireo_core::events::CloudEvent>, StoreError> {
-        Ok(crate::eventlog::dora_events(&self.conn, u64::MAX >> 1)?)
+        Ok(crate::events::dora_events(&self.conn, u64::MAX >> 1)?)
     }
 
     /// Stores a flag definition (JSON), replacing one of the same key, and the event that
@@ -334,7 +341,7 @@ impl Store {
              ON CONFLICT (key) DO UPDATE SET spec = excluded.spec, updated_ms = excluded.updated_ms",
             params![key, spec, now as i64],
         )?;
-        let stored = crate::eventlog::append(&tx, &[event], crate::eventlog::OnDuplicate::Fail)?;
+        let stored = crate::events::append(&tx, &[event], crate::events::OnDuplicate::Fail)?;
         tx.commit()?;
         self.appended.extend(stored);
         Ok(())
@@ -524,7 +531,7 @@ impl Store {
             (&self.signer, gate)
         {
             evidence::record_gate(
-                &tx,
+                &SqlLog(&tx),
                 signer,
                 &evidence::GateFacts {
                     rollout: &spec,
@@ -540,12 +547,12 @@ impl Store {
         }
         // Armed in this transaction or not at all: no 100 % without a logged envelope.
         if let (Some(signer), false, true) = (&self.signer, was_armed, state.rollback.armed) {
-            evidence::rollback::record(&tx, signer, &spec, generation as u64, now)?;
+            evidence::rollback::record(&SqlLog(&tx), signer, &spec, generation as u64, now)?;
         }
         for (idx, (from, to, reason)) in checkpoints.enumerate() {
             if let Some(signer) = &self.signer {
                 evidence::record_checkpoint(
-                    &tx,
+                    &SqlLog(&tx),
                     signer,
                     &evidence::CheckpointFacts {
                         rollout: &spec,
@@ -600,7 +607,7 @@ impl Store {
                 .then(|| Self::release_commit(&tx, &spec, generation as u64))
                 .flatten(),
         });
-        let appended = crate::eventlog::append(&tx, &events, crate::eventlog::OnDuplicate::Fail)?;
+        let appended = crate::events::append(&tx, &events, crate::events::OnDuplicate::Fail)?;
         tx.execute(
             "UPDATE rollouts SET state = ?2, seq = ?3, updated_ms = ?4 WHERE name = ?1",
             params![name, serde_json::to_string(&state)?, seq, now as i64],
@@ -746,21 +753,28 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let decision = evidence::analysis_decision(name, generation, view.run);
         // Sealed once: a verdict reported again (after a restart) keeps its first record.
-        if let Some(e) = evidence::log::by_decision(&tx, &decision)? {
+        if let Some(e) = crate::log::by_decision(&tx, &decision)? {
             return Ok(Some(evidence::Sealed {
                 index: e.index,
                 digest: evidence::sha256_hex(&e.entry),
             }));
         }
-        let sealed =
-            evidence::record_analysis(&tx, &signer, &spec, generation, now, planned, view)?;
+        let sealed = evidence::record_analysis(
+            &SqlLog(&tx),
+            &signer,
+            &spec,
+            generation,
+            now,
+            planned,
+            view,
+        )?;
         tx.commit()?;
         Ok(Some(sealed))
     }
 
     /// The log's current signed checkpoint (the note text).
     pub fn log_checkpoint(&self) -> Result<String, StoreError> {
-        Ok(self.evidence_signer()?.checkpoint(&self.conn)?.1)
+        Ok(self.evidence_signer()?.checkpoint(&SqlLog(&self.conn))?.1)
     }
 
     /// Files an uploaded provenance envelope under each of its subjects' digests and logs it
@@ -795,9 +809,9 @@ impl Store {
                 new: false,
             }));
         }
-        let index = evidence::log::append(
+        let index = crate::log::append(
             &tx,
-            &evidence::log::EntryMeta {
+            &vireo_evidence::log::EntryMeta {
                 at_ms: now,
                 rollout: None,
                 generation: None,
@@ -856,20 +870,24 @@ impl Store {
         name: &str,
         generation: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(evidence::rollback::latest(&self.conn, name, generation)?)
+        Ok(evidence::rollback::latest(
+            &SqlLog(&self.conn),
+            name,
+            generation,
+        )?)
     }
 
     /// Entry `index` with a receipt against the current checkpoint.
     pub fn log_entry(
         &self,
         index: u64,
-    ) -> Result<Option<(evidence::log::Entry, evidence::note::Receipt)>, StoreError> {
+    ) -> Result<Option<(vireo_evidence::log::Entry, evidence::note::Receipt)>, StoreError> {
         let signer = self.evidence_signer()?;
-        let Some(entry) = evidence::log::entry(&self.conn, index)? else {
+        let Some(entry) = crate::log::entry(&self.conn, index)? else {
             return Ok(None);
         };
         let receipt = signer
-            .receipt(&self.conn, index)?
+            .receipt(&SqlLog(&self.conn), index)?
             .expect("an entry that exists is inside the current tree");
         Ok(Some((entry, receipt)))
     }
@@ -882,14 +900,14 @@ impl Store {
         to: u64,
     ) -> Result<Option<(merkle::Hash, merkle::Hash, Vec<merkle::Hash>)>, StoreError> {
         self.evidence_signer()?;
-        let size = evidence::log::size(&self.conn)?;
+        let size = crate::log::size(&self.conn)?;
         if from == 0 || from > to || to > size {
             return Ok(None);
         }
-        let proof = evidence::log::consistency_proof(&self.conn, from, to)?.unwrap_or_default();
+        let proof = crate::log::consistency_proof(&self.conn, from, to)?.unwrap_or_default();
         Ok(Some((
-            evidence::log::root(&self.conn, from)?,
-            evidence::log::root(&self.conn, to)?,
+            crate::log::root(&self.conn, from)?,
+            crate::log::root(&self.conn, to)?,
             proof,
         )))
     }
@@ -903,14 +921,14 @@ impl Store {
         let stored = self
             .rollout(name)?
             .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
-        let entries = evidence::log::for_rollout(&self.conn, name, stored.generation)?;
-        let (cp, note) = signer.checkpoint(&self.conn)?;
+        let entries = crate::log::for_rollout(&self.conn, name, stored.generation)?;
+        let (cp, note) = signer.checkpoint(&SqlLog(&self.conn))?;
         let mut files = evidence::bundle::Files::new();
         for (n, e) in entries.iter().enumerate() {
             let stem = format!("{:03}-{}", n + 1, e.stage);
             let receipt = evidence::note::Receipt {
                 index: e.index,
-                proof: evidence::log::inclusion_proof(&self.conn, e.index, cp.size)?
+                proof: crate::log::inclusion_proof(&self.conn, e.index, cp.size)?
                     .unwrap_or_default(),
                 checkpoint: note.clone(),
             };
@@ -965,15 +983,12 @@ impl Store {
 
     /// The statement sealed under a decision id.
     pub fn decision(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(
-            evidence::log::by_decision(&self.conn, id)?
-                .and_then(|e| evidence::open_entry(&e.entry)),
-        )
+        Ok(crate::log::by_decision(&self.conn, id)?.and_then(|e| evidence::open_entry(&e.entry)))
     }
 
     /// Every recorded decision: (id, statement), in log order.
     pub fn decisions(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        Ok(evidence::log::decisions(&self.conn)?
+        Ok(crate::log::decisions(&self.conn)?
             .into_iter()
             .filter_map(|e| Some((e.decision?, evidence::open_entry(&e.entry)?)))
             .collect())
@@ -1096,6 +1111,9 @@ fn read_rollout(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout,
         })
     })())
 }
+
+pub mod events;
+pub mod log;
 
 #[cfg(test)]
 mod tests;
