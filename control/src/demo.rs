@@ -43,12 +43,12 @@ use hyper_util::rt::TokioIo;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::driver::{Handle, RolloutView};
-use crate::workload::Workloads;
 use vireo_core::analysis::AnalysisTemplate;
 use vireo_core::rollout::Phase;
 use vireo_core::routes::{CANARY, STABLE};
 use vireo_core::spec::{Rollout, Workload};
+use vireo_engine::driver::{Handle, RolloutView};
+use vireo_engine::workload::Workloads;
 
 pub const ROLLOUT: &str = "checkout";
 /// The demo's builder (`runDetails.builder.id`), the one its provenance gate allows.
@@ -95,13 +95,13 @@ pub const EXIT_ABORTED: u8 = 2;
 
 pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let started_ms = crate::driver::now_ms();
+    let started_ms = vireo_engine::driver::now_ms();
     let speed = opts.speed.max(1);
     let data_dir = match &opts.data_dir {
         Some(d) => d.clone(),
         None => PathBuf::from(format!(
             "vireo-data/demo-{}",
-            crate::driver::now_ms() / 1000
+            vireo_engine::driver::now_ms() / 1000
         )),
     };
     std::fs::create_dir_all(&data_dir)
@@ -134,12 +134,12 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
     // The control plane.
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
-    let handle = crate::serve::start(
+    let handle = vireo_server::process::start(
         listener,
         &data_dir,
         workloads.clone(),
-        crate::serve::Options {
-            provenance: Some(crate::serve::TrustConfig {
+        vireo_server::process::Options {
+            provenance: Some(vireo_server::process::TrustConfig {
                 trusted_keys: vec![builder_pem.with_extension("pub")],
                 builders: vec![BUILDER_ID.into()],
             }),
@@ -224,7 +224,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         vireo_core::events::CHANGE_MERGED,
         "/vireo-demo/scm",
         &format!("merge-{commit}"),
-        &vireo_evidence::rfc3339(crate::driver::now_ms()),
+        &vireo_evidence::rfc3339(vireo_engine::driver::now_ms()),
         "demo-change",
         serde_json::json!({"commit": commit, "repository": "https://vireo.dev/demo/checkout"}),
     );
@@ -243,8 +243,8 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let attested = handle
         .with_store(move |store| {
             store
-                .put_attestation(&provenance, crate::driver::now_ms())?
-                .map_err(crate::driver::ApiError::Internal)
+                .put_attestation(&provenance, vireo_engine::driver::now_ms())?
+                .map_err(vireo_engine::driver::ApiError::Internal)
         })
         .await
         .map_err(|e| anyhow::anyhow!("uploading the canary's provenance: {e}"))?;
@@ -322,7 +322,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("reading the event log: {e}"))?;
     let window = vireo_core::dora::Window {
         since: started_ms.saturating_sub(1_000),
-        until: crate::driver::now_ms() + 1,
+        until: vireo_engine::driver::now_ms() + 1,
     };
     summary.dora = Some(vireo_core::dora::compute(&events, &window));
     let evidence = export_and_verify(&handle, &data_dir).await?;
@@ -354,7 +354,7 @@ fn attest_canary(
     let image = image("v2");
     let (name, digest) =
         provenance::image_digest(&image).context("the demo image is referenced by digest")?;
-    let now = crate::driver::now_ms();
+    let now = vireo_engine::driver::now_ms();
     let commit = vireo_evidence::sha256_hex(LOCKFILE.as_bytes())[..40].to_string();
     let statement = provenance::statement_for(&provenance::BuildFacts {
         image_name: name,
@@ -613,7 +613,7 @@ impl Drop for Prometheus {
 /// Waits until the proxy reports a table from the control plane (bounded: 10 s).
 async fn wait_routed(handle: &Handle) -> anyhow::Result<()> {
     for _ in 0..200 {
-        let now = crate::driver::now_ms();
+        let now = vireo_engine::driver::now_ms();
         let routed = handle
             .shared
             .fleet
@@ -761,7 +761,7 @@ async fn generate(
     proxy: SocketAddr,
     traffic: Arc<Traffic>,
     stop: Arc<AtomicBool>,
-    shared: Arc<crate::driver::Shared>,
+    shared: Arc<vireo_engine::driver::Shared>,
 ) {
     let uri: http::Uri = format!("http://{proxy}/").parse().expect("valid uri");
     while !stop.load(Ordering::Relaxed) {
@@ -769,7 +769,7 @@ async fn generate(
         // The app asks the flag first (as an OpenFeature SDK would, same code as OFREP).
         let mut ctx = serde_json::Map::new();
         ctx.insert("targetingKey".into(), user.clone().into());
-        let on = match crate::ofrep::evaluate_here(&shared, FLAG, &ctx).await {
+        let on = match vireo_server::ofrep::evaluate_here(&shared, FLAG, &ctx).await {
             Some(Ok(e)) => {
                 traffic.flag_evaluations.fetch_add(1, Ordering::Relaxed);
                 let on = e.value == serde_json::Value::Bool(true);
@@ -878,7 +878,7 @@ impl LiveView {
         self.weight.set_position(u64::from(s.canary_weight));
         self.weight.set_message(step.clone());
 
-        let now = crate::driver::now_ms();
+        let now = vireo_engine::driver::now_ms();
         let fleet = handle
             .shared
             .fleet
@@ -1015,7 +1015,7 @@ struct Summary {
     elapsed: Duration,
     peak_rss_mb: Option<f64>,
     evidence: Option<Evidence>,
-    rollback: Option<crate::driver::RollbackView>,
+    rollback: Option<vireo_engine::driver::RollbackView>,
     /// (weight held, flag evaluations, on) per weight, in order.
     flag_segments: Vec<(u8, u64, u64)>,
     flag_agree: u64,
@@ -1063,7 +1063,7 @@ async fn export_and_verify(handle: &Handle, data_dir: &Path) -> anyhow::Result<E
             let mut outcomes = Vec::new();
             for (id, statement) in store.decisions()? {
                 if let Ok(o) = replay::replay_statement(&statement) {
-                    store.put_replay(&o, crate::driver::now_ms())?;
+                    store.put_replay(&o, vireo_engine::driver::now_ms())?;
                     outcomes.push((id, o));
                 }
             }

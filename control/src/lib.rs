@@ -26,15 +26,5 @@
 //! The edges must not move decisions out of the core: replaying recorded inputs through the
 //! state machine is what makes a rollout's history checkable.
 
-pub mod api;
 pub mod client;
 pub mod demo;
-pub mod driver;
-pub mod ofrep;
-pub mod precondition;
-pub mod prometheus;
-pub mod runner;
-pub mod serve;
-pub mod sink;
-pub mod tables;
-pub mod workload;

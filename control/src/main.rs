@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use http::Method;
 use vireo_control::client::{self, Client};
 use vireo_control::demo;
-use vireo_control::serve::{self, ControlConfig};
+use vireo_server::process::{self, ControlConfig};
 
 /// Vireo's control plane: steps a canary's weight 5 → 25 → 50 → 100 % on every vireo-proxy,
 /// runs Argo-compatible analysis at each step, and aborts to weight 0 when it fails.
@@ -478,18 +478,18 @@ async fn run_serve(
     };
     let listen = listen
         .or(file.listen)
-        .unwrap_or_else(|| serve::DEFAULT_LISTEN.to_string());
+        .unwrap_or_else(|| process::DEFAULT_LISTEN.to_string());
     let data_dir = data_dir
         .or(file.data_dir)
-        .unwrap_or_else(|| PathBuf::from(serve::DEFAULT_DATA_DIR));
+        .unwrap_or_else(|| PathBuf::from(process::DEFAULT_DATA_DIR));
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
     })?;
-    let handle = serve::start(
+    let handle = process::start(
         listener,
         &data_dir,
-        Arc::new(vireo_control::workload::Recorded),
-        serve::Options {
+        Arc::new(vireo_engine::workload::Recorded),
+        process::Options {
             static_routes: file.routes,
             signing_key: signing_key.or(file.signing_key),
             provenance: file.provenance,
@@ -670,7 +670,7 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("--image-digest {image_digest:?}: expected sha256:<64 hex>")
                 })?;
-            let started = vireo_control::driver::now_ms();
+            let started = vireo_engine::driver::now_ms();
             let lock = std::fs::read_to_string(&lockfile)
                 .map_err(|e| anyhow::anyhow!("--lockfile {}: {e}", lockfile.display()))?;
             let (signer, created) = SigningKey::load_or_create(&key)
@@ -690,7 +690,7 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
                 builder_id: &builder_id,
                 lockfile: (&lockfile.display().to_string(), &lock),
                 started_ms: started,
-                finished_ms: vireo_control::driver::now_ms(),
+                finished_ms: vireo_engine::driver::now_ms(),
             })
             .map_err(anyhow::Error::msg)?;
             let pins = st["predicate"]["buildDefinition"]["resolvedDependencies"]

@@ -41,10 +41,10 @@ async fn main() -> anyhow::Result<()> {
     pin(args.cpu);
     let _ = std::fs::remove_dir_all(&args.dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let handle = vireo_control::serve::start(
+    let handle = vireo_server::process::start(
         listener,
         &args.dir,
-        std::sync::Arc::new(vireo_control::workload::Recorded),
+        std::sync::Arc::new(vireo_engine::workload::Recorded),
         Default::default(),
     )
     .await?;
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         ctx.insert("targetingKey".into(), Value::String(format!("u-{i}")));
         ctx.insert("region".into(), Value::String("eu-west".into()));
         let t = Instant::now();
-        let e = vireo_control::ofrep::evaluate_here(&shared, "bench", &ctx)
+        let e = vireo_server::ofrep::evaluate_here(&shared, "bench", &ctx)
             .await
             .expect("the flag exists")
             .expect("evaluates");

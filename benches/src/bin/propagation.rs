@@ -17,7 +17,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use vireo_control::workload::Recorded;
+use vireo_engine::workload::Recorded;
 use vireo_types::wire::SloReport;
 use vireo_types::wire::{ConfigUpdate, StatusReport};
 
@@ -58,7 +58,7 @@ async fn measure(watchers: usize, rounds: usize) -> anyhow::Result<Vec<u64>> {
     let _ = std::fs::remove_dir_all(&dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    vireo_control::serve::start(listener, &dir, Arc::new(Recorded), Default::default()).await?;
+    vireo_server::process::start(listener, &dir, Arc::new(Recorded), Default::default()).await?;
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);

@@ -13,8 +13,8 @@ use std::time::Instant;
 use clap::Parser;
 use rusqlite::Connection;
 use vireo_evidence::log::EntryMeta;
-use vireo_store::log;
 use vireo_evidence::merkle;
+use vireo_store::log;
 
 #[derive(Parser)]
 struct Args {

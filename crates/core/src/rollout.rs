@@ -38,7 +38,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::Step;
+use crate::spec::{Rollout, Step};
 
 /// What the state machine needs of a rollout's spec: its steps, and whether a post-deploy
 /// verification follows them. Derefs to the steps.
@@ -53,6 +53,19 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// What the state machine runs for `rollout`.
+    pub fn of(rollout: &Rollout) -> Recipe {
+        let canary = &rollout.spec.strategy.canary;
+        Recipe {
+            steps: rollout.steps().to_vec(),
+            verify: canary.post_deploy_verify.is_some(),
+            background_from: canary
+                .analysis
+                .as_ref()
+                .map(|b| b.starting_step.unwrap_or(0)),
+        }
+    }
+
     pub fn new(steps: Vec<Step>) -> Recipe {
         Recipe {
             steps,
@@ -62,8 +75,7 @@ impl Recipe {
     }
 }
 
-/// The `step` of a background analysis's `StartAnalysis` (it belongs to no step).
-pub const BACKGROUND_STEP: usize = usize::MAX;
+pub use crate::spec::BACKGROUND_STEP;
 /// Background runs are numbered from here, apart from step runs.
 const BACKGROUND_RUNS: u64 = 1 << 40;
 

@@ -16,6 +16,10 @@ use vireo_types::config::KeySource;
 
 pub const API_VERSION: &str = "vireo.dev/v1alpha1";
 
+/// The step index of the background analysis (`strategy.canary.analysis`), which belongs to
+/// no step: what [`Rollout::analysis_at`] takes for it, and a background `StartAnalysis`'s step.
+pub const BACKGROUND_STEP: usize = usize::MAX;
+
 /// The annotation that makes a rollout wait for `approve` before its first step.
 pub const APPROVAL_ANNOTATION: &str = "vireo.dev/approval";
 
@@ -358,35 +362,18 @@ impl Rollout {
         &self.spec.strategy.canary.steps
     }
 
-    /// What the state machine runs.
-    pub fn recipe(&self) -> crate::rollout::Recipe {
-        crate::rollout::Recipe {
-            steps: self.steps().to_vec(),
-            verify: self.spec.strategy.canary.post_deploy_verify.is_some(),
-            background_from: self
-                .spec
-                .strategy
-                .canary
-                .analysis
-                .as_ref()
-                .map(|b| b.starting_step.unwrap_or(0)),
-        }
-    }
-
     /// The analysis of step `step`; `steps().len()` is the post-deploy verification,
-    /// [`crate::rollout::BACKGROUND_STEP`] the background analysis.
+    /// [`BACKGROUND_STEP`] the background analysis.
     pub fn analysis_at(&self, step: usize) -> Option<AnalysisStep> {
         let c = &self.spec.strategy.canary;
         match self.steps().get(step) {
             Some(Step::Analysis(a)) => Some(a.clone()),
             Some(_) => None,
             None if step == self.steps().len() => c.post_deploy_verify.clone(),
-            None if step == crate::rollout::BACKGROUND_STEP => {
-                c.analysis.as_ref().map(|b| AnalysisStep {
-                    templates: b.templates.clone(),
-                    args: b.args.clone(),
-                })
-            }
+            None if step == BACKGROUND_STEP => c.analysis.as_ref().map(|b| AnalysisStep {
+                templates: b.templates.clone(),
+                args: b.args.clone(),
+            }),
             None => None,
         }
     }

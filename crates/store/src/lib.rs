@@ -22,7 +22,7 @@ use vireo_evidence::{self as evidence, merkle, EvidenceError, Signer};
 
 use crate::log::SqlLog;
 use vireo_core::analysis::AnalysisTemplate;
-use vireo_core::rollout::{Effect, Input, Millis, Phase, Rejected, RolloutState};
+use vireo_core::rollout::{Effect, Input, Millis, Phase, Recipe, Rejected, RolloutState};
 use vireo_core::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
@@ -503,7 +503,7 @@ impl Store {
         let was_armed = state.rollback.armed;
         let before = state.clone();
         let input_copy = input.clone();
-        let effects = match state.apply(&spec.recipe(), now, input) {
+        let effects = match state.apply(&Recipe::of(&spec), now, input) {
             Ok(effects) => effects,
             Err(rejected) => return Ok(Err(rejected)), // dropping `tx` rolls back: nothing written
         };

@@ -56,7 +56,7 @@ fn transitions_survive_reopening_and_replay_to_the_stored_state() {
     assert_eq!(done.state.phase, Phase::Completed);
     let inputs = store.inputs("checkout").unwrap();
     assert_eq!(inputs.len() as u64, done.seq);
-    assert_eq!(replay(&spec.recipe(), inputs).unwrap(), done.state);
+    assert_eq!(replay(&Recipe::of(&spec), inputs).unwrap(), done.state);
     let phases: Vec<String> = store
         .timeline("checkout")
         .unwrap()
@@ -222,7 +222,7 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_replayable_store() {
         stored.seq,
         "an input without its state, or the reverse"
     );
-    assert_eq!(replay(&spec.recipe(), inputs).unwrap(), stored.state);
+    assert_eq!(replay(&Recipe::of(&spec), inputs).unwrap(), stored.state);
     let timeline = store.timeline("checkout").unwrap();
     assert!(timeline.iter().all(|c| c.seq <= stored.seq));
     // Every pause/resume input left exactly one checkpoint.

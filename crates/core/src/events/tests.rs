@@ -81,7 +81,7 @@ fn binary_mode_reads_ce_headers_and_the_body_as_data() {
 fn a_rollback_transition_opens_an_incident_and_the_recovery_closes_it() {
     use crate::rollout::{Action, Input};
     let spec = crate::spec::Rollout::parse(crate::testdata::ROLLOUT).unwrap();
-    let recipe = spec.recipe();
+    let recipe = crate::rollout::Recipe::of(&spec);
     let (mut state, _) = RolloutState::new();
     let mut all = Vec::new();
     let mut feed = |state: &mut RolloutState, seq: u64, input: Input| {

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use vireo_types::config::Route;
 
-use crate::driver::{Driver, Handle, ProvenanceTrust};
-use crate::workload::Workloads;
 use vireo_core::spec::SpecError;
+use vireo_engine::driver::{Driver, Handle, ProvenanceTrust};
+use vireo_engine::workload::Workloads;
 pub use vireo_evidence::provenance::TrustConfig;
 use vireo_store::Store;
 
@@ -88,7 +88,8 @@ impl ControlConfig {
         let c: ControlConfig = vireo_types::config::parse_document(&text)
             .map_err(|e: SpecError| format!("{}: {e}", path.display()))?;
         // The static routes must be a table proxies accept: compile them as a proxy would.
-        crate::driver::proxy_accepts(&c.routes).map_err(|e| format!("{}: {e}", path.display()))?;
+        vireo_engine::driver::proxy_accepts(&c.routes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(c)
     }
 }
@@ -114,11 +115,11 @@ pub async fn start(
             anyhow::bail!("--event-sink {url:?}: only http:// sinks are supported (put a TLS proxy in front for https)");
         }
         tracing::info!(sink = %url, "pushing events");
-        tokio::spawn(crate::sink::run_sink(db, url));
+        tokio::spawn(vireo_engine::sink::run_sink(db, url));
     }
     let api = handle.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::api::serve(listener, api).await {
+        if let Err(e) = crate::serve(listener, api).await {
             tracing::error!("API server stopped: {e}");
         }
     });

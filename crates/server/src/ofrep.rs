@@ -22,7 +22,9 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::driver::{ApiError, Handle, Shared};
+use vireo_engine::driver::{ApiError, Handle, Shared};
+
+use crate::error::ErrorResponse;
 use vireo_core::events::{self, FLAG_EVALUATED};
 use vireo_core::flags::{self, Evaluation, Flag};
 
@@ -92,7 +94,7 @@ async fn record(
         shared.eval_id(),
         events::flag_source(&shared.instance, &flag.key),
         FLAG_EVALUATED,
-        crate::driver::now_ms(),
+        vireo_engine::driver::now_ms(),
         subject,
         json!({
             "flag": flag.key, "variant": e.variant, "reason": e.reason, "bucket": e.bucket,
@@ -247,7 +249,7 @@ async fn toggle(
         }
     };
     match h
-        .toggle_flag(&key, enabled, &crate::api::actor(&headers))
+        .toggle_flag(&key, enabled, &crate::error::actor(&headers))
         .await
     {
         Ok(f) => Json(f).into_response(),

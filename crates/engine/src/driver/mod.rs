@@ -34,7 +34,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use vireo_types::config::Route;
@@ -104,6 +103,8 @@ impl Shared {
     }
 }
 
+pub use vireo_api::{AppliedWeight, RollbackView, RolloutView, Status, Timeline, TimelineEntry};
+
 /// Errors as the API reports them.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -131,93 +132,6 @@ impl From<Rejected> for ApiError {
     fn from(r: Rejected) -> Self {
         ApiError::Conflict(r.to_string())
     }
-}
-
-/// A rollout as the API shows it: the spec plus `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RolloutView {
-    #[serde(flatten)]
-    pub rollout: Rollout,
-    pub status: Status,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub phase: Phase,
-    /// Ended with nothing left to do (drained; any rollback replayed): what watchers wait for.
-    pub settled: bool,
-    pub current_step_index: usize,
-    pub steps: usize,
-    pub canary_weight: u8,
-    pub message: String,
-    pub generation: u64,
-    /// Each weight once every connected proxy applied it, in order.
-    pub applied_weights: Vec<AppliedWeight>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub abort_to_zero_ms: Option<Millis>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drain_ms: Option<Millis>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub drain_forced: bool,
-    /// The rollback envelope's replay, once a rollback was decided.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<RollbackView>,
-    pub analysis_runs: Vec<RunView>,
-    /// Proxies refusing the newest table (a rollout waiting on them is stuck until fixed).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub proxy_errors: Vec<String>,
-    /// The rollout's schedule and where its gate stands.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<serde_json::Value>,
-    pub created_ms: Millis,
-    pub updated_ms: Millis,
-}
-
-/// How a rollback went: RTO = decision → every proxy on the previous version; round trip =
-/// decision → envelope fully replayed (migration and flag included).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RollbackView {
-    pub reason: String,
-    pub verified: Option<Result<(), String>>,
-    pub migration: vireo_core::rollout::Migration,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flag: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rto_ms: Option<Millis>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub round_trip_ms: Option<Millis>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AppliedWeight {
-    pub weight: u8,
-    pub applied_ms: Millis,
-}
-
-/// `GET /api/v1/rollouts/{name}/timeline`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Timeline {
-    pub rollout: String,
-    pub generation: u64,
-    pub entries: Vec<TimelineEntry>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
-    pub seq: u64,
-    pub at: String,
-    pub at_ms: Millis,
-    pub input: Input,
-    /// Who sent it: an action's caller.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
-    /// Lifecycle transitions this input caused (the checkpoints).
-    pub checkpoints: Vec<Effect>,
-    /// What the driver was asked to do.
-    pub outputs: Vec<Effect>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;

@@ -464,7 +464,7 @@ spec:
             "    - name: latency\n",
             "    - name: latency\n      interval: 1ms\n      consecutiveErrorLimit: 0\n",
         );
-        let none = execute(plan(&strict), fleet(100), crate::driver::now_ms, Quiet).await;
+        let none = execute(plan(&strict), fleet(100), vireo_core::clock::now_ms, Quiet).await;
         assert_eq!(none.phase, RunPhase::Error, "{none:?}");
         assert!(none.metrics[0].measurements[0]
             .message
@@ -534,7 +534,7 @@ spec:
       provider: { prometheus: { address: http://127.0.0.1:9, query: up } }
 ",
         );
-        let view = execute(down, fleet(90), crate::driver::now_ms, Quiet).await;
+        let view = execute(down, fleet(90), vireo_core::clock::now_ms, Quiet).await;
         assert_eq!(view.phase, RunPhase::Error, "{view:?}");
         let m = &view.metrics[0].measurements;
         assert_eq!(

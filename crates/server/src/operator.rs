@@ -1,0 +1,145 @@
+//! The operator API, for release engineers and their pipelines (the CLI, the console): apply
+//! rollouts and templates, read status and timelines, schedule, act.
+//! Specs are accepted as YAML or JSON whatever the content type says.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use vireo_core::analysis::AnalysisTemplate;
+use vireo_core::rollout::Action;
+use vireo_core::spec::Rollout;
+use vireo_engine::driver::{ApiError, Handle};
+
+use crate::error::{actor, text, ErrorResponse};
+
+pub fn router() -> Router<Handle> {
+    Router::new()
+        .route("/api/v1/rollouts", post(apply_rollout).get(list_rollouts))
+        .route("/api/v1/rollouts/{name}", get(get_rollout))
+        .route("/api/v1/rollouts/{name}/timeline", get(timeline))
+        .route(
+            "/api/v1/rollouts/{name}/schedule",
+            post(set_schedule).delete(cancel_schedule),
+        )
+        .route("/api/v1/rollouts/{name}/{action}", post(act))
+        .route("/api/v1/analysistemplates", post(apply_template))
+}
+
+async fn apply_rollout(State(h): State<Handle>, body: Bytes) -> Response {
+    let rollout = match text(&body).and_then(|t| Rollout::parse(t).map_err(ApiError::Invalid)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match h.apply_rollout(rollout).await {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn apply_template(State(h): State<Handle>, body: Bytes) -> Response {
+    let template =
+        match text(&body).and_then(|t| AnalysisTemplate::parse(t).map_err(ApiError::Invalid)) {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        };
+    let name = template.metadata.name.clone();
+    match h.apply_template(template).await {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "analysisTemplate": name })),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_rollouts(State(h): State<Handle>) -> Response {
+    match h.list().await {
+        Ok(v) => Json(serde_json::json!({ "items": v })).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn get_rollout(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.get(&name).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn timeline(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.timeline(&name).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn set_schedule(State(h): State<Handle>, Path(name): Path<String>, body: Bytes) -> Response {
+    let parsed = text(&body).and_then(|t| {
+        vireo_types::config::parse_document::<vireo_core::schedule::Schedule>(t)
+            .map_err(ApiError::Invalid)
+    });
+    let schedule = match parsed {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    match h.schedule(&name, Some(schedule)).await {
+        Ok(()) => match h.get(&name).await {
+            Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+            // Scheduled before the rollout is applied: fine.
+            Err(ApiError::NotFound(_)) => (
+                StatusCode::CREATED,
+                Json(serde_json::json!({ "scheduled": name })),
+            )
+                .into_response(),
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cancel_schedule(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.schedule(&name, None).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActQuery {
+    #[serde(default)]
+    full: bool,
+}
+
+async fn act(
+    State(h): State<Handle>,
+    Path((name, action)): Path<(String, String)>,
+    Query(q): Query<ActQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let action = match (action.as_str(), q.full) {
+        ("pause", _) => Action::Pause,
+        ("resume", _) => Action::Resume,
+        ("promote", false) => Action::Promote,
+        ("promote", true) => Action::PromoteFull,
+        ("abort", _) => Action::Abort,
+        ("retry", _) => Action::Retry,
+        ("approve", _) => Action::Approve,
+        ("rollback", _) => Action::Rollback,
+        (other, _) => {
+            return ApiError::NotFound(format!(
+            "no action {other:?}: use pause, resume, promote (?full=true), abort, retry, approve or rollback"
+        ))
+            .into_response()
+        }
+    };
+    match h.act(&name, action, &actor(&headers)).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
