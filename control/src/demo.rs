@@ -43,12 +43,13 @@ use hyper_util::rt::TokioIo;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
+use futures_util::future::BoxFuture;
 use vireo_core::analysis::AnalysisTemplate;
 use vireo_core::rollout::Phase;
 use vireo_core::routes::{CANARY, STABLE};
 use vireo_core::spec::{Rollout, Workload};
 use vireo_engine::driver::{Handle, RolloutView};
-use vireo_engine::workload::Workloads;
+use vireo_engine::workload::{WorkloadError, Workloads};
 
 pub const ROLLOUT: &str = "checkout";
 /// The demo's builder (`runDetails.builder.id`), the one its provenance gate allows.
@@ -241,12 +242,9 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         .await
         .map_err(|e| anyhow::anyhow!("defining the flag: {e}"))?;
     let attested = handle
-        .with_store(move |store| {
-            store
-                .put_attestation(&provenance, vireo_engine::driver::now_ms())?
-                .map_err(vireo_engine::driver::ApiError::Internal)
-        })
+        .put_attestation(provenance)
         .await
+        .and_then(|filed| filed.map_err(vireo_engine::driver::ApiError::Internal))
         .map_err(|e| anyhow::anyhow!("uploading the canary's provenance: {e}"))?;
     eprintln!(
         "  provenance: canary image attested by {BUILDER_ID} (log entry {}; {}/provenance.dsse.json)",
@@ -317,7 +315,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let mut summary = Summary::new(&last, canary_after, &traffic, &data_dir, started.elapsed());
     summary.flag_segments = view.flag_segments.clone();
     let events = handle
-        .with_store(|store| Ok(store.dora_events()?))
+        .dora_events()
         .await
         .map_err(|e| anyhow::anyhow!("reading the event log: {e}"))?;
     let window = vireo_core::dora::Window {
@@ -713,21 +711,33 @@ pub struct DemoWorkloads {
     faulty: Arc<AtomicBool>,
 }
 
-impl Workloads for DemoWorkloads {
-    fn start(&self, _rollout: &str, _w: &Workload) -> Result<(), String> {
+impl DemoWorkloads {
+    fn start_now(&self) -> Result<(), WorkloadError> {
         let mut canary = self.canary.lock().unwrap_or_else(|e| e.into_inner());
         if canary.is_none() {
-            let l = std::net::TcpListener::bind(self.addr).map_err(|e| e.to_string())?;
-            *canary =
-                Some(spawn_backend_with(l, "v2", self.faulty.clone()).map_err(|e| e.to_string())?);
+            let failed = |e: std::io::Error| WorkloadError(e.to_string());
+            let l = std::net::TcpListener::bind(self.addr).map_err(failed)?;
+            *canary = Some(spawn_backend_with(l, "v2", self.faulty.clone()).map_err(failed)?);
         }
         Ok(())
     }
-    fn stop(&self, _rollout: &str, _w: &Workload) -> Result<(), String> {
+}
+
+/// Both calls are done before they return (the canary is in this process), so the driver
+/// answers them at once.
+impl Workloads for DemoWorkloads {
+    fn start(
+        &self,
+        _rollout: &str,
+        _w: &Workload,
+    ) -> BoxFuture<'static, Result<(), WorkloadError>> {
+        Box::pin(std::future::ready(self.start_now()))
+    }
+    fn stop(&self, _rollout: &str, _w: &Workload) -> BoxFuture<'static, Result<(), WorkloadError>> {
         if let Some(c) = self.canary.lock().unwrap_or_else(|e| e.into_inner()).take() {
             c.stop();
         }
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -1036,9 +1046,9 @@ struct Evidence {
 /// would (keys pinned from the data dir, not taken from the bundle), and replays every
 /// recorded decision.
 async fn export_and_verify(handle: &Handle, data_dir: &Path) -> anyhow::Result<Evidence> {
-    use vireo_evidence::{bundle, keys::PublicKey, replay};
+    use vireo_evidence::{bundle, keys::PublicKey};
     let (files, generation, origin, rollout) = handle
-        .with_store(|store| Ok(store.evidence_files(ROLLOUT)?))
+        .evidence_files(ROLLOUT)
         .await
         .map_err(|e| anyhow::anyhow!("exporting the evidence: {e}"))?;
     let path = data_dir.join("evidence").join(format!("{ROLLOUT}.tar.gz"));
@@ -1059,16 +1069,7 @@ async fn export_and_verify(handle: &Handle, data_dir: &Path) -> anyhow::Result<E
     let report = bundle::verify(&files, &trust);
     let verify_ms = started.elapsed().as_secs_f64() * 1e3;
     let outcomes = handle
-        .with_store(|store| {
-            let mut outcomes = Vec::new();
-            for (id, statement) in store.decisions()? {
-                if let Ok(o) = replay::replay_statement(&statement) {
-                    store.put_replay(&o, vireo_engine::driver::now_ms())?;
-                    outcomes.push((id, o));
-                }
-            }
-            Ok(outcomes)
-        })
+        .replay_all()
         .await
         .map_err(|e| anyhow::anyhow!("replaying the decisions: {e}"))?;
     Ok(Evidence {

@@ -21,4 +21,5 @@ pub mod prometheus;
 pub mod runner;
 pub mod sink;
 pub mod tables;
+pub mod traffic;
 pub mod workload;

@@ -17,9 +17,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::prometheus;
+use futures_util::future::BoxFuture;
 use vireo_core::analysis::{
     AnalysisTemplate, Measurement, MeasurementPhase, Metric, MetricView, RunPhase, RunView, Value,
 };
+use vireo_core::clock::Clock;
 use vireo_core::fleet::Fleet;
 use vireo_core::rollout::Millis;
 use vireo_core::routes::CANARY;
@@ -159,12 +161,44 @@ pub trait Report: Send + 'static {
     fn progress(&self, view: &RunView);
 }
 
+impl Report for Box<dyn Report> {
+    fn progress(&self, view: &RunView) {
+        (**self).progress(view)
+    }
+}
+
+/// The analysis seam: how the engine runs a planned analysis and learns its verdict.
+/// [`Embedded`] measures here (the proxies' heartbeat figures, Prometheus, the judge); a test
+/// gives verdicts of its own, and another provider (a Kubernetes Job, a vendor's API) could
+/// slot in the same way. The future resolves with the decided run; dropping it cancels.
+pub trait Analyses: Send + Sync {
+    fn run(&self, plan: Plan, report: Box<dyn Report>) -> BoxFuture<'static, RunView>;
+}
+
+/// Runs analyses in this process with [`execute`].
+pub struct Embedded {
+    pub fleet: Arc<RwLock<Fleet>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Analyses for Embedded {
+    fn run(&self, plan: Plan, report: Box<dyn Report>) -> BoxFuture<'static, RunView> {
+        let clock = self.clock.clone();
+        Box::pin(execute(
+            plan,
+            self.fleet.clone(),
+            move || clock.now_ms(),
+            report,
+        ))
+    }
+}
+
 /// Measures the plan's metrics on their schedule until the run is decided, reporting progress
 /// after every round. Returns the finished view. Cancel by dropping (aborting) the task.
 pub async fn execute(
     plan: Plan,
     fleet: Arc<RwLock<Fleet>>,
-    clock: fn() -> Millis,
+    clock: impl Fn() -> Millis + Send + 'static,
     report: impl Report,
 ) -> RunView {
     let started = clock();

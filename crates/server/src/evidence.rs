@@ -25,9 +25,7 @@ pub fn router() -> Router<Handle> {
 
 /// `GET /api/v1/rollouts/{name}/evidence`: the rollout's evidence bundle (`.tar.gz`).
 async fn evidence_bundle(State(h): State<Handle>, Path(name): Path<String>) -> Response {
-    let files = h
-        .with_store(move |store| Ok(store.evidence_files(&name)?))
-        .await;
+    let files = h.evidence_files(&name).await;
     match files {
         Ok((files, generation, origin, rollout)) => {
             let mut out = Vec::new();
@@ -42,7 +40,7 @@ async fn evidence_bundle(State(h): State<Handle>, Path(name): Path<String>) -> R
 
 /// `GET /api/v1/log/checkpoint`: the log's signed checkpoint (a C2SP signed note).
 async fn log_checkpoint(State(h): State<Handle>) -> Response {
-    match h.with_store(|store| Ok(store.log_checkpoint()?)).await {
+    match h.log_checkpoint().await {
         Ok(note) => (
             [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             note,
@@ -57,7 +55,7 @@ async fn log_entry(State(h): State<Handle>, Path(index): Path<String>) -> Respon
     let Ok(index) = index.parse::<u64>() else {
         return bad_request(format!("entry index {index:?} is not a number"));
     };
-    let found = h.with_store(move |store| Ok(store.log_entry(index)?)).await;
+    let found = h.log_entry(index).await;
     match found {
         Ok(Some((entry, receipt))) => Json(serde_json::json!({
             "index": entry.index,
@@ -87,9 +85,7 @@ async fn log_consistency(
     let Ok(axum::extract::Query(Sizes { from, to })) = q else {
         return bad_request("expected ?from=N&to=M (tree sizes)".into());
     };
-    let proof = h
-        .with_store(move |store| Ok(store.log_consistency(from, to)?))
-        .await;
+    let proof = h.log_consistency(from, to).await;
     let b64 = vireo_evidence::dsse::b64;
     match proof {
         Ok(Some((root1, root2, proof))) => Json(serde_json::json!({
@@ -119,17 +115,7 @@ async fn replay(State(h): State<Handle>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return bad_request(format!("expected {{\"decisionId\": \"…\"}}: {e}")),
     };
-    let outcome = h
-        .with_store(move |store| {
-            let statement = store.decision(&req.decision_id)?.ok_or_else(|| {
-                ApiError::NotFound(format!("no recorded decision {:?}", req.decision_id))
-            })?;
-            let outcome =
-                vireo_evidence::replay::replay_statement(&statement).map_err(ApiError::Internal)?;
-            store.put_replay(&outcome, vireo_engine::driver::now_ms())?;
-            Ok(outcome)
-        })
-        .await;
+    let outcome = h.replay(&req.decision_id).await;
     match outcome {
         Ok(o) => Json(o).into_response(),
         Err(e) => e.into_response(),
@@ -138,7 +124,7 @@ async fn replay(State(h): State<Handle>, body: Bytes) -> Response {
 
 /// `GET /api/v1/replays`: determinism totals over every replay run so far.
 async fn replays(State(h): State<Handle>) -> Response {
-    match h.with_store(|store| Ok(store.replay_totals()?)).await {
+    match h.replay_totals().await {
         Ok((total, matches)) => Json(serde_json::json!({
             "total": total,
             "matches": matches,
@@ -162,11 +148,7 @@ async fn upload_attestation(State(h): State<Handle>, body: Bytes) -> Response {
             ))
         }
     };
-    let result = h
-        .with_store(move |store| {
-            Ok(store.put_attestation(&envelope, vireo_engine::driver::now_ms())?)
-        })
-        .await;
+    let result = h.put_attestation(envelope).await;
     match result {
         Ok(Ok(filed)) => (
             if filed.new {

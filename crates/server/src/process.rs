@@ -106,7 +106,12 @@ pub async fn start(
     let signer = vireo_evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
     let db = store.path().to_path_buf();
-    let handle = Driver::start(store, workloads, options.static_routes, trust)?;
+    let handle = Driver::start(
+        store,
+        vireo_engine::driver::Seams::embedded(workloads),
+        options.static_routes,
+        trust,
+    )?;
     if let Some(url) = options.event_sink {
         let uri = url
             .parse::<http::Uri>()

@@ -45,10 +45,14 @@ use vireo_core::analysis::AnalysisTemplate;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use crate::runner::Analyses;
 use crate::runner::{self, Plan};
 use crate::tables::Tables;
-use crate::workload::Workloads;
+use crate::traffic::{ProxyFleet, Traffic};
+use crate::workload::{WorkloadError, Workloads};
+use futures_util::future::BoxFuture;
 use vireo_core::analysis::RunView;
+use vireo_core::clock::{Clock, SystemClock};
 use vireo_core::events::CloudEvent;
 use vireo_core::flags::{Cohort, Cohorts, Flag, FlagSet};
 use vireo_core::fleet::Fleet;
@@ -66,8 +70,12 @@ pub use vireo_core::clock::now_ms;
 
 /// What the driver and the API share.
 pub struct Shared {
+    /// The proxies as their heartbeats describe them (the embedded traffic and analyses read it).
     pub fleet: Arc<RwLock<Fleet>>,
-    pub tables: Tables,
+    /// The route tables the proxies long-poll.
+    pub tables: Arc<Tables>,
+    /// The engine's clock (heartbeats are stamped with it).
+    pub clock: Arc<dyn Clock>,
     wake: Notify,
     /// The flags as last stored (swapped whole on each change; OFREP reads it lock-free).
     pub flags: ArcSwap<FlagSet>,
@@ -98,10 +106,32 @@ impl Shared {
         self.fleet
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .record(report, now_ms());
+            .record(report, self.clock.now_ms());
+        self.wake.notify_one();
+    }
+
+    /// Wakes the driver to look at the world again (what heartbeats do; tests that move a
+    /// manual clock do it too).
+    pub fn wake(&self) {
         self.wake.notify_one();
     }
 }
+
+mod analysis;
+mod effects;
+mod evidence;
+mod flags;
+mod gate;
+mod rollback;
+mod views;
+
+use analysis::proxy_windows;
+
+pub use evidence::{Consistency, EvidenceFiles, LogEntry};
+pub use views::view;
+use vireo_evidence::dsse::Envelope;
+use vireo_evidence::replay::Outcome;
+use vireo_store::Filed;
 
 pub use vireo_api::{AppliedWeight, RollbackView, RolloutView, Status, Timeline, TimelineEntry};
 
@@ -143,8 +173,8 @@ enum Command {
     Get(String, Reply<RolloutView>),
     List(Reply<Vec<RolloutView>>),
     Timeline(String, Reply<Timeline>),
-    /// A read or small write of the store on the driver's task (evidence queries).
-    WithStore(Box<dyn FnOnce(&mut Store) + Send>),
+    /// Evidence reads and writes, answered from the store on the driver's task.
+    Evidence(evidence::Query),
     RunProgress {
         rollout: String,
         generation: u64,
@@ -168,6 +198,13 @@ enum Command {
     ToggleFlag(String, bool, String, Reply<Flag>),
     /// Ingest events: (new, already stored).
     Ingest(Vec<CloudEvent>, Reply<(usize, usize)>),
+    /// A workload call that took a while ended.
+    Workload {
+        rollout: String,
+        generation: u64,
+        op: effects::WorkloadOp,
+        result: Result<(), WorkloadError>,
+    },
     /// A rollback's down-migration command ended.
     Migration {
         rollout: String,
@@ -256,18 +293,67 @@ impl Handle {
             .await
     }
 
-    /// Runs `f` with the store on the driver's task (the store has one owner; the evidence
-    /// endpoints read it this way rather than through a second connection).
-    pub async fn with_store<T: Send + 'static>(
+    /// A rollout's evidence bundle: (files, log size, checkpoint, log origin).
+    pub async fn evidence_files(&self, name: &str) -> Result<EvidenceFiles, ApiError> {
+        let name = name.to_string();
+        self.call(|reply| Command::Evidence(evidence::Query::Files(name, reply)))
+            .await
+    }
+
+    /// The log's current signed checkpoint.
+    pub async fn log_checkpoint(&self) -> Result<String, ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::Checkpoint(reply)))
+            .await
+    }
+
+    /// Log entry `index` with its receipt.
+    pub async fn log_entry(&self, index: u64) -> Result<Option<LogEntry>, ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::Entry(index, reply)))
+            .await
+    }
+
+    /// The roots of sizes `from` and `to` and the consistency proof between them.
+    pub async fn log_consistency(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        self.call(|reply| {
-            Command::WithStore(Box::new(move |store: &mut Store| {
-                let _ = reply.send(f(store));
-            }))
-        })
-        .await
+        from: u64,
+        to: u64,
+    ) -> Result<Option<Consistency>, ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::Consistency(from, to, reply)))
+            .await
+    }
+
+    /// Recomputes a recorded decision and records the outcome.
+    pub async fn replay(&self, decision: &str) -> Result<Outcome, ApiError> {
+        let decision = decision.to_string();
+        self.call(|reply| Command::Evidence(evidence::Query::Replay(decision, reply)))
+            .await
+    }
+
+    /// Recomputes every recorded decision: (id, outcome), in log order.
+    pub async fn replay_all(&self) -> Result<Vec<(String, Outcome)>, ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::ReplayAll(reply)))
+            .await
+    }
+
+    /// Replays run so far: (total, matches).
+    pub async fn replay_totals(&self) -> Result<(u64, u64), ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::ReplayTotals(reply)))
+            .await
+    }
+
+    /// Files an uploaded provenance envelope (`Err` inside: it is not SLSA provenance).
+    pub async fn put_attestation(
+        &self,
+        envelope: Envelope,
+    ) -> Result<Result<Filed, String>, ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::Attest(Box::new(envelope), reply)))
+            .await
+    }
+
+    /// The events DORA is computed from.
+    pub async fn dora_events(&self) -> Result<Vec<CloudEvent>, ApiError> {
+        self.call(|reply| Command::Evidence(evidence::Query::DoraEvents(reply)))
+            .await
     }
 }
 
@@ -330,10 +416,35 @@ pub struct ProvenanceTrust {
 /// How long a rollback's down-migration may run before it is killed and reported failed.
 pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// What the driver acts on the world through. [`Seams::embedded`] is `vireo serve`'s and
+/// `vireo demo`'s: Vireo's own proxies, analyses measured in this process, the system clock.
+pub struct Seams {
+    pub workloads: Arc<dyn Workloads>,
+    /// `None`: Vireo's proxies, through the tables and fleet of [`Shared`].
+    pub traffic: Option<Arc<dyn Traffic>>,
+    /// `None`: [`runner::Embedded`] over the fleet of [`Shared`].
+    pub analyses: Option<Arc<dyn Analyses>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Seams {
+    pub fn embedded(workloads: Arc<dyn Workloads>) -> Seams {
+        Seams {
+            workloads,
+            traffic: None,
+            analyses: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
 pub struct Driver {
     store: Store,
     shared: Arc<Shared>,
     workloads: Arc<dyn Workloads>,
+    traffic: Arc<dyn Traffic>,
+    analyses: Arc<dyn Analyses>,
+    clock: Arc<dyn Clock>,
     static_routes: Vec<Route>,
     /// `None`: no provenance is required at the gate.
     trust: Option<ProvenanceTrust>,
@@ -355,7 +466,7 @@ impl Driver {
     /// route table, and runs the driver on the current tokio runtime.
     pub fn start(
         store: Store,
-        workloads: Arc<dyn Workloads>,
+        seams: Seams,
         static_routes: Vec<Route>,
         trust: Option<ProvenanceTrust>,
     ) -> Result<Handle, StoreError> {
@@ -371,9 +482,25 @@ impl Driver {
                 Err(e) => tracing::error!(flag = %key, "stored flag unreadable: {e}"),
             }
         }
+        let clock = seams.clock;
+        let fleet = Arc::new(RwLock::new(Fleet::default()));
+        let tables = Arc::new(Tables::default());
+        let traffic = seams.traffic.unwrap_or_else(|| {
+            Arc::new(ProxyFleet {
+                tables: tables.clone(),
+                fleet: fleet.clone(),
+            })
+        });
+        let analyses = seams.analyses.unwrap_or_else(|| {
+            Arc::new(runner::Embedded {
+                fleet: fleet.clone(),
+                clock: clock.clone(),
+            })
+        });
         let shared = Arc::new(Shared {
-            fleet: Arc::new(RwLock::new(Fleet::default())),
-            tables: Tables::default(),
+            fleet,
+            tables,
+            clock: clock.clone(),
             wake: Notify::new(),
             flags: ArcSwap::from_pointee(flags),
             cohorts: ArcSwap::from_pointee(Cohorts::default()),
@@ -381,12 +508,15 @@ impl Driver {
             db: store.path().to_path_buf(),
             eval_events,
             instance: store.instance(),
-            eval_ids: (now_ms(), AtomicU64::new(0)),
+            eval_ids: (clock.now_ms(), AtomicU64::new(0)),
         });
         let mut d = Driver {
             store,
             shared: shared.clone(),
-            workloads,
+            workloads: seams.workloads,
+            traffic,
+            analyses,
+            clock,
             static_routes,
             trust,
             live: BTreeMap::new(),
@@ -426,7 +556,7 @@ impl Driver {
             }
             let sleep = self
                 .next_deadline()
-                .map(|d| Duration::from_millis(d.saturating_sub(now_ms())))
+                .map(|d| Duration::from_millis(d.saturating_sub(self.clock.now_ms())))
                 .unwrap_or(Duration::from_secs(3600));
             let command = tokio::select! {
                 c = self.rx.recv() => match c {
@@ -453,66 +583,6 @@ impl Driver {
         }
     }
 
-    fn put_flag(&mut self, flag: Flag) -> Result<Flag, ApiError> {
-        let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let event = self.flag_event(
-            &flag.key,
-            vireo_core::events::FLAG_DEFINED,
-            serde_json::to_value(&flag).unwrap_or_default(),
-        )?;
-        self.store.put_flag(&flag.key, &spec, now_ms(), event)?;
-        self.swap_flag(flag.clone());
-        self.publish_events();
-        tracing::info!(flag = %flag.key, "flag stored");
-        Ok(flag)
-    }
-
-    /// An event about a flag, with an id from a durable counter (unique across restarts).
-    fn flag_event(
-        &mut self,
-        key: &str,
-        ty: &str,
-        data: serde_json::Value,
-    ) -> Result<CloudEvent, ApiError> {
-        let n = self.store.next("event_id")?;
-        Ok(vireo_core::events::event(
-            format!("flag-{n}"),
-            vireo_core::events::flag_source(&self.shared.instance, key),
-            ty,
-            now_ms(),
-            key,
-            data,
-        ))
-    }
-
-    fn swap_flag(&self, flag: Flag) {
-        let mut set = FlagSet::clone(&self.shared.flags.load());
-        set.version += 1;
-        set.flags.insert(flag.key.clone(), Arc::new(flag));
-        self.shared.flags.store(Arc::new(set));
-    }
-
-    /// Enables or disables a flag; the toggle is an event (`dev.vireo.flag.toggled`).
-    fn toggle_flag(&mut self, key: &str, enabled: bool, actor: &str) -> Result<Flag, ApiError> {
-        let Some(flag) = self.shared.flags.load().flags.get(key).cloned() else {
-            return Err(ApiError::NotFound(format!("no flag {key:?}")));
-        };
-        let mut flag = Flag::clone(&flag);
-        let was = flag.enabled;
-        flag.enabled = enabled;
-        let spec = serde_json::to_string(&flag).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let event = self.flag_event(
-            key,
-            vireo_core::events::FLAG_TOGGLED,
-            serde_json::json!({"flag": key, "enabled": enabled, "was": was, "actor": actor}),
-        )?;
-        self.store.put_flag(key, &spec, now_ms(), event)?;
-        self.swap_flag(flag.clone());
-        self.publish_events();
-        tracing::info!(flag = %key, enabled, by = %actor, "flag toggled");
-        Ok(flag)
-    }
-
     fn next_deadline(&self) -> Option<Millis> {
         self.live
             .values()
@@ -529,7 +599,7 @@ impl Driver {
             Command::ApplyTemplate(t, reply) => {
                 let result = self
                     .store
-                    .put_template(&t, now_ms())
+                    .put_template(&t, self.clock.now_ms())
                     .map_err(ApiError::from);
                 if result.is_ok() {
                     tracing::info!(template = %t.metadata.name, "analysis template stored");
@@ -557,7 +627,7 @@ impl Driver {
             Command::Timeline(name, reply) => {
                 let _ = reply.send(self.timeline(&name));
             }
-            Command::WithStore(f) => f(&mut self.store),
+            Command::Evidence(q) => self.evidence(q),
             Command::RunProgress {
                 rollout,
                 generation,
@@ -588,6 +658,12 @@ impl Driver {
                     .map_err(ApiError::from);
                 let _ = reply.send(result);
             }
+            Command::Workload {
+                rollout,
+                generation,
+                op,
+                result,
+            } => self.workload_done(&rollout, generation, op, result),
             Command::Migration {
                 rollout,
                 generation,
@@ -663,7 +739,7 @@ impl Driver {
                 r.spec.route, other.0
             )));
         }
-        let effects = self.store.create_rollout(&r, now_ms())?;
+        let effects = self.store.create_rollout(&r, self.clock.now_ms())?;
         let stored = self
             .store
             .rollout(&name)?
@@ -692,7 +768,10 @@ impl Driver {
         if let (Input::Action(a), Some(who)) = (&input, actor) {
             tracing::info!(rollout = %name, action = ?a, by = %who, "action");
         }
-        let effects = match self.store.apply_as(name, now_ms(), input, actor)? {
+        let effects = match self
+            .store
+            .apply_as(name, self.clock.now_ms(), input, actor)?
+        {
             Ok(fx) => fx,
             Err(rejected) => return Ok(Err(rejected)),
         };
@@ -745,465 +824,24 @@ impl Driver {
         self.flush();
     }
 
-    fn carry_out(&mut self, name: &str, effects: Vec<Effect>) {
-        for effect in effects {
-            let Some(live) = self.live.get_mut(name) else {
-                return;
-            };
-            let spec = &live.stored.spec;
-            match effect {
-                Effect::Checkpoint { from, to, reason } => {
-                    tracing::info!(rollout = %name, "{from:?} → {to:?}: {reason}");
-                }
-                Effect::MaterializeInputs => {
-                    if let Err(e) = self.workloads.start(name, &spec.spec.canary) {
-                        tracing::warn!(rollout = %name, "canary start: {e}");
-                    }
-                    self.queue
-                        .push_back((name.to_string(), Input::InputsMaterialized));
-                }
-                Effect::EvaluateGate => self.evaluate_gate(name),
-                Effect::SetCanaryWeight(w) => {
-                    live.route = RouteState::Weight(w);
-                    live.awaiting = Some((w, None));
-                    self.dirty = true;
-                }
-                Effect::PromoteCanaryToStable => {
-                    live.route = RouteState::Promoted;
-                    live.awaiting = None;
-                    self.dirty = true;
-                }
-                Effect::StartAnalysis { step, run } => self.start_run(name, step, run),
-                Effect::CancelAnalysis { run } => {
-                    if live.runs.remove(&run).is_some() {
-                        // dropping aborts the task
-                        self.dirty = true; // the heartbeat window may change back
-                    }
-                }
-                // Every aborted rollout's drain is watched in `check_progress`.
-                Effect::WatchDrain => {}
-                Effect::ForceCloseCanary => {
-                    if let Err(e) = self.workloads.force_close(name, &spec.spec.canary) {
-                        tracing::warn!(rollout = %name, "canary force-close: {e}");
-                    }
-                }
-                Effect::StopCanary => {
-                    if let Err(e) = self.workloads.stop(name, &spec.spec.canary) {
-                        tracing::warn!(rollout = %name, "canary stop: {e}");
-                    }
-                }
-                // The store seals the envelope in the transaction of this input.
-                Effect::ArmRollback => self
-                    .queue
-                    .push_back((name.to_string(), Input::RollbackArmed)),
-                Effect::VerifyRollback => {
-                    let problem = self.rollback_plan(name).err();
-                    if let Some(p) = &problem {
-                        tracing::error!(rollout = %name, "rollback envelope refused: {p}");
-                    }
-                    self.queue
-                        .push_back((name.to_string(), Input::RollbackVerified { problem }));
-                }
-                Effect::RunDownMigration => self.run_down_migration(name),
-                Effect::MigrationInterrupted => self.queue.push_back((
-                    name.to_string(),
-                    Input::MigrationFinished {
-                        ok: false,
-                        detail: "the control plane restarted while the down-migration ran; \
-                                 it is not run again (at most once): check its outcome by hand"
-                            .into(),
-                    },
-                )),
-                Effect::DisableFlag => {
-                    let detail = match self.rollback_plan(name) {
-                        Ok(vireo_evidence::rollback::Plan {
-                            flag: Some((key, value)),
-                            ..
-                        }) => match self.toggle_flag(&key, false, &format!("rollback of {name}")) {
-                            Ok(f) => {
-                                let served = f.variants.get(&f.default_variant);
-                                let wanted = value.get("value").unwrap_or(&value);
-                                if served == Some(wanted) {
-                                    format!("flag {key:?} disabled: it serves {wanted}")
-                                } else {
-                                    format!(
-                                        "flag {key:?} disabled: it serves its default variant {:?}, not the envelope's {wanted}",
-                                        f.default_variant
-                                    )
-                                }
-                            }
-                            Err(ApiError::NotFound(_)) => {
-                                format!("flag {key:?} is not defined here: nothing to disable")
-                            }
-                            Err(e) => format!("flag {key:?} not disabled: {e}"),
-                        },
-                        Ok(_) => "no flag in the envelope".to_string(),
-                        Err(e) => format!("flag not touched: {e}"),
-                    };
-                    self.queue
-                        .push_back((name.to_string(), Input::FlagDisabled { detail }));
-                }
-            }
-        }
-    }
-
-    /// The rollout generation's logged rollback envelope, verified with our signing key.
-    fn rollback_plan(&self, name: &str) -> Result<vireo_evidence::rollback::Plan, String> {
-        let live = self.live.get(name).ok_or("no such rollout")?;
-        let generation = live.stored.generation;
-        let signer = self
-            .store
-            .signer()
-            .ok_or("evidence is disabled on this store (no signing key)")?;
-        let entry = self
-            .store
-            .rollback_envelope(name, generation)
-            .map_err(|e| e.to_string())?
-            .ok_or("no rollback envelope was logged for this generation")?;
-        vireo_evidence::rollback::open(&entry, signer.signing.public(), name, generation)
-    }
-
-    /// Runs the envelope's down-migration as `sh -c COMMAND` (embedded mode); the result comes
-    /// back as [`Command::Migration`]. Its start is already committed (at most once).
-    fn run_down_migration(&mut self, name: &str) {
-        use vireo_core::spec::DownMigration;
-        let plan = self.rollback_plan(name);
-        let Some(live) = self.live.get_mut(name) else {
-            return;
-        };
-        let command = match plan {
-            Ok(p) => match p.migration {
-                DownMigration::Command { command, .. } => command,
-                DownMigration::None => {
-                    self.queue.push_back((
-                        name.to_string(),
-                        Input::MigrationFinished {
-                            ok: true,
-                            detail: "no down-migration in the envelope".into(),
-                        },
-                    ));
-                    return;
-                }
-            },
-            Err(e) => {
-                self.queue.push_back((
-                    name.to_string(),
-                    Input::MigrationFinished {
-                        ok: false,
-                        detail: format!("not run: {e}"),
-                    },
-                ));
-                return;
-            }
-        };
-        let generation = live.stored.generation;
-        let tx = self.tx.clone();
-        let rollout = name.to_string();
-        tracing::info!(rollout = %name, "running the down-migration: {command}");
-        let task = tokio::spawn(async move {
-            let (ok, detail) = run_command(&command, &rollout, generation).await;
-            let _ = tx
-                .send(Command::Migration {
-                    rollout,
-                    generation,
-                    ok,
-                    detail,
-                })
-                .await;
-        });
-        live.migration = Some(AbortOnDrop(task));
-    }
-
-    /// The gate: provenance first (when a trust config is set), then the schedule.
-    fn evaluate_gate(&mut self, name: &str) {
-        let Some(spec) = self.live.get(name).map(|l| l.stored.spec.clone()) else {
-            return;
-        };
-        let provenance = match &self.trust {
-            None => None,
-            Some(trust) => {
-                let image = spec.spec.canary.image.clone();
-                let digest = image
-                    .as_deref()
-                    .and_then(vireo_evidence::provenance::image_digest)
-                    .map(|(_, d)| d.to_string());
-                let attestations = match digest.map(|d| self.store.attestations_for(&d)) {
-                    Some(Ok(a)) => a,
-                    Some(Err(e)) => {
-                        tracing::error!(rollout = %name, "cannot read attestations: {e}");
-                        return; // resumed on restart; a store failure is not a verdict
-                    }
-                    None => Vec::new(),
-                };
-                Some(Box::new(ProvenanceFacts {
-                    image,
-                    trusted_keys: trust.keys_pem.clone(),
-                    builders: trust.builders.clone(),
-                    attestations,
-                }))
-            }
-        };
-        if let Some(facts) = &provenance {
-            if let Err(reason) = vireo_evidence::provenance::evaluate(facts) {
-                let mut input = gate_input(&spec, false, Some(reason), None);
-                if let Input::GateEvaluated { provenance: p, .. } = &mut input {
-                    *p = provenance;
-                }
-                self.queue.push_back((name.to_string(), input));
-                return;
-            }
-        }
-        match self.store.schedule(name) {
-            Ok(Some(schedule)) => {
-                if let Some(live) = self.live.get_mut(name) {
-                    live.gate_provenance = provenance;
-                }
-                self.start_gate(name, schedule)
-            }
-            Ok(None) => {
-                self.queue
-                    .push_back((name.to_string(), gate_input(&spec, true, None, provenance)));
-            }
-            Err(e) => tracing::error!(rollout = %name, "cannot read the schedule: {e}"),
-        }
-    }
-
-    fn start_run(&mut self, name: &str, step: usize, run: u64) {
-        let Some(live) = self.live.get(name) else {
-            return;
-        };
-        let spec = live.stored.spec.clone();
-        let generation = live.stored.generation;
-        let Some(analysis) = spec.analysis_at(step) else {
-            return;
-        };
-        let store = &self.store;
-        let plan = Plan::build(&spec, step, run, &analysis, |t| {
-            store.template(t).ok().flatten()
-        });
-        let plan = match plan {
-            Ok(p) => p,
-            Err(message) => {
-                self.queue.push_back((
-                    name.to_string(),
-                    Input::AnalysisCompleted {
-                        run,
-                        verdict: Verdict::Error,
-                        message,
-                    },
-                ));
-                return;
-            }
-        };
-        let windows = plan.proxy_windows_s();
-        let planned = plan
-            .metrics
-            .iter()
-            .map(|p| PlannedMetric {
-                template: p.template.clone(),
-                dry_run: p.dry_run,
-                metric: p.metric.clone(),
-            })
-            .collect();
-        let fleet = self.shared.fleet.clone();
-        let tx = self.tx.clone();
-        let rollout = name.to_string();
-        let task = tokio::spawn(async move {
-            let reporter = Reporter {
-                tx: tx.clone(),
-                rollout: rollout.clone(),
-                generation,
-            };
-            let view = runner::execute(plan, fleet, now_ms, reporter).await;
-            let _ = tx
-                .send(Command::RunProgress {
-                    rollout,
-                    generation,
-                    view,
-                    done: true,
-                })
-                .await;
-        });
-        if let Some(live) = self.live.get_mut(name) {
-            live.runs.insert(
-                run,
-                RunTask {
-                    windows,
-                    planned,
-                    task,
-                },
-            );
-        }
-        self.dirty = true;
-    }
-
-    fn set_schedule(
-        &mut self,
-        name: &str,
-        schedule: Option<vireo_core::schedule::Schedule>,
-    ) -> Result<(), ApiError> {
-        let phase = self.live.get(name).map(|l| l.stored.state.phase);
-        match schedule {
-            Some(s) => {
-                s.window().map_err(ApiError::Invalid)?;
-                let started = phase.is_some_and(|p| {
-                    !matches!(
-                        p,
-                        Phase::Pending | Phase::InputsMaterialized | Phase::GateEval
-                    ) && !p.is_terminal()
-                });
-                if started {
-                    return Err(ApiError::Conflict(format!(
-                        "rollout {name:?} is already past its gate (phase {:?}); a schedule applies before it starts",
-                        phase.unwrap_or(Phase::Pending)
-                    )));
-                }
-                self.store.put_schedule(name, &s, now_ms())?;
-                tracing::info!(rollout = %name, at = %s.at, window = %s.window, "schedule set");
-                // A gate already waiting follows the new schedule.
-                if self.live.get(name).is_some_and(|l| l.gate.is_some()) {
-                    self.start_gate(name, s);
-                }
-            }
-            None => {
-                if !self.store.delete_schedule(name)? {
-                    return Err(ApiError::NotFound(format!(
-                        "rollout {name:?} has no schedule"
-                    )));
-                }
-                // A gate waiting on it fails cleanly: nothing was ever routed to the canary.
-                if let Some(live) = self.live.get_mut(name) {
-                    if live.gate.take().is_some() {
-                        live.gate_note = Some("schedule cancelled".into());
-                        let input = gate_input(
-                            &live.stored.spec,
-                            false,
-                            Some("schedule cancelled".into()),
-                            live.gate_provenance.take(),
-                        );
-                        self.queue.push_back((name.to_string(), input));
-                        self.drain_queue();
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the schedule's window and preconditions in a task of its own.
-    fn start_gate(&mut self, name: &str, schedule: vireo_core::schedule::Schedule) {
-        let Some(live) = self.live.get_mut(name) else {
-            return;
-        };
-        live.gate_seq += 1;
-        let seq = live.gate_seq;
-        let spec = live.stored.spec.clone();
-        let templates: Vec<AnalysisTemplate> = schedule
-            .preconditions
-            .iter()
-            .filter_map(|p| p.analysis.as_deref())
-            .filter_map(|t| self.store.template(t).ok().flatten())
-            .collect();
-        let tx = self.tx.clone();
-        let fleet = self.shared.fleet.clone();
-        let rollout = name.to_string();
-        let task = tokio::spawn(async move {
-            let (passed, note) =
-                gate_check(&schedule, &spec, &templates, fleet, &tx, &rollout, seq).await;
-            let _ = tx
-                .send(Command::Gate {
-                    rollout,
-                    seq,
-                    note,
-                    passed: Some(passed),
-                })
-                .await;
-        });
-        live.gate = Some(AbortOnDrop(task));
-        live.gate_note = Some("waiting for the schedule".into());
-    }
-
-    fn gate_progress(&mut self, name: &str, seq: u64, note: String, passed: Option<bool>) {
-        let Some(live) = self.live.get_mut(name) else {
-            return;
-        };
-        let waiting = live.gate.is_some() && live.stored.state.phase == Phase::GateEval;
-        if live.gate_seq != seq || !waiting {
-            return;
-        }
-        live.gate_note = Some(note.clone());
-        if let Some(passed) = passed {
-            live.gate = None;
-            // A schedule is used once: a later apply or retry of this rollout is not held by
-            // a window that has passed.
-            if let Err(e) = self.store.delete_schedule(name) {
-                tracing::error!(rollout = %name, "cannot remove the used schedule: {e}");
-            }
-            let provenance = live.gate_provenance.take();
-            let input = gate_input(&live.stored.spec, passed, Some(note), provenance);
-            self.queue.push_back((name.to_string(), input));
-        }
-    }
-
-    fn run_progress(&mut self, name: &str, generation: u64, view: RunView, done: bool) {
-        let Some(live) = self.live.get_mut(name) else {
-            return;
-        };
-        if live.stored.generation != generation {
-            return;
-        }
-        let current = live.runs.contains_key(&view.run);
-        if let Err(e) = self.store.put_run(
-            name,
-            generation,
-            view.run,
-            &serde_json::to_value(&view).unwrap_or_default(),
-        ) {
-            tracing::error!(rollout = %name, "cannot record analysis progress: {e}");
-        }
-        if done && current {
-            let task = live.runs.remove(&view.run);
-            self.dirty = true;
-            if let Some(verdict) = view.verdict() {
-                // Sealed before the verdict moves the rollout: a decision is on record before
-                // anything acts on it. A sealing failure is logged; the rollout still follows
-                // its analysis (the verdict is also in the run's stored view).
-                let planned = task.as_ref().map(|t| t.planned.as_slice()).unwrap_or(&[]);
-                if let Err(e) =
-                    self.store
-                        .record_analysis(name, generation, planned, &view, now_ms())
-                {
-                    tracing::error!(rollout = %name, "cannot seal the analysis verdict: {e}");
-                }
-                self.queue.push_back((
-                    name.to_string(),
-                    Input::AnalysisCompleted {
-                        run: view.run,
-                        verdict,
-                        message: view.message,
-                    },
-                ));
-            }
-        }
-    }
-
     /// Turns what the fleet and the clock say into inputs.
+    /// Level-triggered: looks at the world and queues the inputs it implies. An input that is
+    /// already queued (kept there while the store cannot record it) is not queued again, so
+    /// an outage of the store does not turn into repeated inputs once it ends.
     fn check_progress(&mut self) {
-        let now = now_ms();
-        let newest = self.shared.tables.current().version;
-        let fleet = self.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now_ms();
+        let mut found = Vec::new();
         for (name, live) in self.live.iter_mut() {
             let state = &live.stored.state;
             if let Some((w, Some(version))) = live.awaiting {
-                if fleet.applied(version, newest, now) {
+                if self.traffic.applied(version, now) {
                     // Only what the state machine waits for is recorded (an ended rollout's
                     // re-published weight, after a restart, is not news). `awaiting` is cleared
                     // once the input is committed, so a failed commit is retried.
                     let zero_pending = state.phase.is_backing_out()
                         && state.abort.as_ref().is_some_and(|a| a.zero_at.is_none());
                     if state.wait == Some(Wait::Weight(w)) || (w == 0 && zero_pending) {
-                        self.queue
-                            .push_back((name.clone(), Input::WeightApplied { weight: w }));
+                        found.push((name.clone(), Input::WeightApplied { weight: w }));
                     } else {
                         live.awaiting = None;
                     }
@@ -1212,13 +850,20 @@ impl Driver {
             if let (true, Some(a)) = (state.phase.is_backing_out(), &state.abort) {
                 if a.zero_at.is_some()
                     && !a.is_done()
-                    && fleet.drained(&live.stored.spec.spec.route, CANARY, now)
+                    && self
+                        .traffic
+                        .drained(&live.stored.spec.spec.route, CANARY, now)
                 {
-                    self.queue.push_back((name.clone(), Input::CanaryDrained));
+                    found.push((name.clone(), Input::CanaryDrained));
                 }
             }
             if state.next_deadline().is_some_and(|d| d <= now) {
-                self.queue.push_back((name.clone(), Input::Tick));
+                found.push((name.clone(), Input::Tick));
+            }
+        }
+        for input in found {
+            if !self.queue.contains(&input) {
+                self.queue.push_back(input);
             }
         }
     }
@@ -1267,265 +912,11 @@ impl Driver {
         }
         self.shared.cohorts.store(Arc::new(cohorts));
         tracing::debug!(version, routes = routes.len(), "publishing route table");
-        self.shared.tables.publish(ConfigUpdate {
+        self.traffic.publish(ConfigUpdate {
             version,
             routes,
             slo_windows_s: windows.into_iter().collect(),
         });
-    }
-
-    fn view(&self, name: &str) -> Result<RolloutView, ApiError> {
-        let stored = self
-            .store
-            .rollout(name)?
-            .ok_or_else(|| ApiError::NotFound(format!("no rollout named {name:?}")))?;
-        let history = self.store.history(name)?;
-        let runs = self
-            .store
-            .runs(name)?
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
-        let now = now_ms();
-        let proxy_errors = self
-            .shared
-            .fleet
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .connected(now)
-            .filter_map(|r| {
-                let t = r.rejected.as_ref()?;
-                Some(format!(
-                    "proxy {} refused table {}: {}",
-                    r.proxy, t.version, t.error
-                ))
-            })
-            .collect();
-        let mut v = view(stored, &history, runs, proxy_errors);
-        if let Some(s) = self.store.schedule(name)? {
-            let mut j = serde_json::to_value(&s).unwrap_or_default();
-            if let Some(note) = self.live.get(name).and_then(|l| l.gate_note.clone()) {
-                j["state"] = note.into();
-            }
-            v.status.schedule = Some(j);
-        }
-        Ok(v)
-    }
-
-    fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
-        let stored = self
-            .store
-            .rollout(name)?
-            .ok_or_else(|| ApiError::NotFound(format!("no rollout named {name:?}")))?;
-        let entries = self
-            .store
-            .history(name)?
-            .into_iter()
-            .map(|h| {
-                let (checkpoints, outputs) = h
-                    .effects
-                    .into_iter()
-                    .partition(|e| matches!(e, Effect::Checkpoint { .. }));
-                TimelineEntry {
-                    seq: h.seq,
-                    at: humantime::format_rfc3339_millis(
-                        UNIX_EPOCH + Duration::from_millis(h.at_ms),
-                    )
-                    .to_string(),
-                    at_ms: h.at_ms,
-                    input: h.input,
-                    by: h.actor,
-                    checkpoints,
-                    outputs,
-                }
-            })
-            .collect();
-        Ok(Timeline {
-            rollout: name.to_string(),
-            generation: stored.generation,
-            entries,
-        })
-    }
-}
-
-/// The gate's decision as an input: the approval annotation still applies after a schedule.
-fn gate_input(
-    spec: &Rollout,
-    passed: bool,
-    note: Option<String>,
-    provenance: Option<Box<ProvenanceFacts>>,
-) -> Input {
-    let needs_approval = spec
-        .metadata
-        .annotations
-        .get(APPROVAL_ANNOTATION)
-        .is_some_and(|v| v == "required");
-    let mut reason = note.unwrap_or_else(|| match &provenance {
-        Some(_) => "provenance verified; no schedule".into(),
-        None => "no gate configured".into(),
-    });
-    if passed && needs_approval {
-        reason = format!("{reason}; waiting for approval ({APPROVAL_ANNOTATION}: required)");
-    }
-    Input::GateEvaluated {
-        passed,
-        needs_approval,
-        reason,
-        provenance,
-    }
-}
-
-/// Runs a down-migration command, bounded by [`MIGRATION_TIMEOUT`]: (succeeded, what happened).
-async fn run_command(command: &str, rollout: &str, generation: u64) -> (bool, String) {
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .env("VIREO_ROLLOUT", rollout)
-        .env("VIREO_GENERATION", generation.to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group, so a timeout kills what the command started too.
-        .process_group(0)
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => return (false, format!("cannot start sh: {e}")),
-    };
-    let group = child.id().and_then(|p| i32::try_from(p).ok());
-    let Ok(waited) = tokio::time::timeout(MIGRATION_TIMEOUT, child.wait_with_output()).await else {
-        if let Some(pid) = group {
-            // SAFETY: kill(2) on the process group we created; no memory is touched.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
-        }
-        let limit = humantime::format_duration(MIGRATION_TIMEOUT);
-        return (false, format!("killed after {limit}"));
-    };
-    match waited {
-        Err(e) => (false, format!("cannot wait for the command: {e}")),
-        Ok(out) => {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let tail: String = stderr
-                .trim()
-                .chars()
-                .rev()
-                .take(300)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let status = out.status;
-            let mut detail = format!("exited with {status}");
-            if !tail.is_empty() {
-                detail.push_str(&format!("; stderr: {tail}"));
-            }
-            (status.success(), detail)
-        }
-    }
-}
-
-/// Waits for the window, then checks the preconditions until they hold or it closes.
-/// Returns the decision and its reason. Bounded by the window's end.
-async fn gate_check(
-    schedule: &vireo_core::schedule::Schedule,
-    spec: &Rollout,
-    templates: &[AnalysisTemplate],
-    fleet: Arc<RwLock<Fleet>>,
-    tx: &mpsc::Sender<Command>,
-    rollout: &str,
-    seq: u64,
-) -> (bool, String) {
-    use vireo_core::schedule::{next_step, Next, RECHECK};
-    let window = match schedule.window() {
-        Ok(w) => w,
-        Err(e) => return (false, format!("invalid schedule: {e}")),
-    };
-    let http = crate::prometheus::client();
-    let mut last = String::from("the window closed before it was checked");
-    loop {
-        let now = now_ms();
-        match next_step(&window, now) {
-            Next::WaitUntil(t) => {
-                let note = format!(
-                    "scheduled: waiting for {}",
-                    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(t))
-                );
-                let _ = tx.try_send(Command::Gate {
-                    rollout: rollout.into(),
-                    seq,
-                    note,
-                    passed: None,
-                });
-                tokio::time::sleep(Duration::from_millis(t - now)).await;
-                continue;
-            }
-            Next::Missed => return (false, format!("schedule window closed: {last}")),
-            Next::Check => {}
-        }
-        let mut failing = Vec::new();
-        for p in &schedule.preconditions {
-            // No check may outlast the window.
-            let left = Duration::from_millis(window.closes.saturating_sub(now_ms()).max(1_000));
-            let check = async {
-                match &p.analysis {
-                    Some(name) => precondition_analysis(spec, name, templates, fleet.clone()).await,
-                    None => crate::precondition::check_http(&http, p).await,
-                }
-            };
-            let result = tokio::time::timeout(left, check).await.unwrap_or_else(|_| {
-                Err("a precondition was still being checked when the window closed".into())
-            });
-            if let Err(e) = result {
-                failing.push(e);
-            }
-        }
-        if failing.is_empty() && now_ms() <= window.closes {
-            return (true, "schedule window open and preconditions hold".into());
-        }
-        if failing.is_empty() {
-            failing.push("the preconditions held only after the window closed".into());
-        }
-        last = failing.join("; ");
-        let _ = tx.try_send(Command::Gate {
-            rollout: rollout.into(),
-            seq,
-            note: format!("preconditions not met: {last}"),
-            passed: None,
-        });
-        let left = window.closes.saturating_sub(now_ms()) + 1;
-        tokio::time::sleep(RECHECK.min(Duration::from_millis(left))).await;
-    }
-}
-
-async fn precondition_analysis(
-    spec: &Rollout,
-    template: &str,
-    templates: &[AnalysisTemplate],
-    fleet: Arc<RwLock<Fleet>>,
-) -> Result<(), String> {
-    let step = vireo_core::spec::AnalysisStep {
-        templates: vec![vireo_core::spec::TemplateRef {
-            template_name: template.into(),
-        }],
-        args: Vec::new(),
-    };
-    let plan = Plan::build(spec, 0, 0, &step, |t| {
-        templates.iter().find(|x| x.metadata.name == t).cloned()
-    })?;
-    struct Quiet;
-    impl runner::Report for Quiet {
-        fn progress(&self, _: &RunView) {}
-    }
-    let view = runner::execute(plan, fleet, now_ms, Quiet).await;
-    match view.verdict() {
-        Some(Verdict::Successful) => Ok(()),
-        _ => Err(format!(
-            "analysis {template:?}: {:?} — {}",
-            view.phase, view.message
-        )),
     }
 }
 
@@ -1570,87 +961,5 @@ impl Live {
     }
 }
 
-/// The SLO windows (seconds) a rollout's analysis steps measure over with the proxy provider.
-/// Proxies are asked to report them from the moment the rollout is applied, so a run's first
-/// measurement finds them.
-fn proxy_windows(store: &Store, rollout: &Rollout) -> Vec<u64> {
-    let mut out = Vec::new();
-    for (_, t) in rollout.template_refs() {
-        {
-            let Ok(Some(t)) = store.template(&t.template_name) else {
-                continue;
-            };
-            out.extend(t.spec.metrics.iter().filter_map(runner::proxy_window));
-        }
-    }
-    out
-}
-
-/// The API view of a stored rollout (pure: also used by tests).
-pub fn view(
-    stored: StoredRollout,
-    history: &[HistoryEntry],
-    runs: Vec<RunView>,
-    proxy_errors: Vec<String>,
-) -> RolloutView {
-    let mut applied_weights: Vec<AppliedWeight> = Vec::new();
-    for h in history {
-        if let Input::WeightApplied { weight } = h.input {
-            if applied_weights.last().map(|a| a.weight) != Some(weight) {
-                applied_weights.push(AppliedWeight {
-                    weight,
-                    applied_ms: h.at_ms,
-                });
-            }
-        }
-    }
-    let s = &stored.state;
-    let abort = s.abort.as_ref();
-    RolloutView {
-        status: Status {
-            phase: s.phase,
-            settled: s.is_settled(),
-            current_step_index: s.step,
-            steps: stored.spec.steps().len(),
-            canary_weight: s.canary_weight,
-            message: s.message.clone(),
-            generation: stored.generation,
-            applied_weights,
-            abort_to_zero_ms: abort.and_then(|a| a.abort_to_zero_ms()),
-            drain_ms: abort.and_then(|a| a.drain_ms()),
-            drain_forced: abort.is_some_and(|a| a.forced),
-            rollback: s.rollback.replay.as_ref().map(|r| RollbackView {
-                reason: r.reason.clone(),
-                verified: r.verified.clone(),
-                migration: r.migration.clone(),
-                flag: r.flag.clone(),
-                rto_ms: abort.and_then(|a| a.abort_to_zero_ms()),
-                round_trip_ms: r.round_trip_ms(),
-            }),
-            analysis_runs: runs,
-            proxy_errors,
-            schedule: None,
-            created_ms: stored.created_ms,
-            updated_ms: stored.updated_ms,
-        },
-        rollout: stored.spec,
-    }
-}
-
-struct Reporter {
-    tx: mpsc::Sender<Command>,
-    rollout: String,
-    generation: u64,
-}
-
-impl runner::Report for Reporter {
-    fn progress(&self, view: &RunView) {
-        // Progress is best effort (the final view is sent with `send().await`).
-        let _ = self.tx.try_send(Command::RunProgress {
-            rollout: self.rollout.clone(),
-            generation: self.generation,
-            view: view.clone(),
-            done: false,
-        });
-    }
-}
+#[cfg(test)]
+mod tests;
