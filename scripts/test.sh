@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: everything CI checks, from a fresh clone.
-# Installs cmake and prometheus (Debian) when missing, then: rustfmt, clippy -D warnings, and
-# every test of the workspace in one cargo profile.
+# Installs cmake and prometheus (Debian) when missing, then: rustfmt, clippy -D warnings, the
+# crate-boundary check (scripts/check-architecture.sh), and every test of the workspace in one
+# cargo profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-architecture.sh --self-test
 cargo test --workspace --locked

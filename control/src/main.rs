@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use vireo_control::client::{self, Client};
-use vireo_control::demo;
+#[cfg(feature = "demo")]
+use vireo_demo as demo;
 use vireo_server::process::{self, ControlConfig};
 
 /// Vireo's control plane: steps a canary's weight 5 → 25 → 50 → 100 % on every vireo-proxy,
@@ -52,6 +53,7 @@ aborted; 3 replay mismatch.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[cfg(feature = "demo")]
     /// Run everything in one process on loopback: control plane (:8080), a proxy (:4140,
     /// admin :4191), stable v1 and canary v2 backends and simulated users; apply the default
     /// rollout and show it live. Taken ports are replaced by free ones (printed).
@@ -364,6 +366,7 @@ enum Output {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo { .. } => {
             "warn,pingora_core=error,pingora_core::connectors=off,pingora_proxy=error"
         }
@@ -383,9 +386,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    #[cfg(feature = "demo")]
     let is_demo = matches!(cli.command, Command::Demo { .. });
+    #[cfg(not(feature = "demo"))]
+    let is_demo = false;
     let result = runtime.block_on(async move {
         match cli.command {
+            #[cfg(feature = "demo")]
             Command::Demo {
                 speed,
                 scenario,
@@ -645,7 +652,7 @@ async fn dora(
         .map_err(anyhow::Error::msg)?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-        Output::Text => print!("{}", client::render_dora(&v)),
+        Output::Text => print!("{}", vireo_api::render::dora(&v)),
     }
     Ok(0)
 }
@@ -753,7 +760,7 @@ fn verify_sigstore(
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
-            print!("{}", client::render_checks(&report));
+            print!("{}", report.table());
             println!(
                 "{} for {}: {}",
                 bundle.display(),
@@ -791,7 +798,7 @@ fn verify(
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Text => {
-            print!("{}", client::render_checks(&report));
+            print!("{}", report.table());
             println!(
                 "{}: {} ({} envelopes, {:.1} ms)",
                 file.display(),

@@ -727,7 +727,7 @@ fn the_provenance_gate_admits_only_trusted_provenance_for_the_image() {
     ];
     for (name, d, reason) in &cases {
         let spec = rollout(name, v1.addr, v2.addr, "        - setWeight: 5\n").replace(
-            &vireo_control::demo::image("v2"),
+            &vireo_demo::image("v2"),
             &format!("reg.example/checkout@sha256:{d}"),
         );
         let r = server.post("/api/v1/rollouts", &spec);
@@ -744,7 +744,7 @@ fn the_provenance_gate_admits_only_trusted_provenance_for_the_image() {
     }
     // A canary image given by tag is refused with the fix.
     let spec = rollout("by-tag", v1.addr, v2.addr, "        - setWeight: 5\n")
-        .replace(&vireo_control::demo::image("v2"), "reg.example/checkout:v2");
+        .replace(&vireo_demo::image("v2"), "reg.example/checkout:v2");
     assert_eq!(server.post("/api/v1/rollouts", &spec).status, 201);
     let s = server.wait_status("by-tag", "the gate's verdict", |s| s["phase"] == "Aborted");
     assert!(
@@ -757,7 +757,7 @@ fn the_provenance_gate_admits_only_trusted_provenance_for_the_image() {
 
     // The attested image passes, and the gate's VSA names the attestation it relied on.
     let spec = rollout("attested", v1.addr, v2.addr, "        - setWeight: 5\n").replace(
-        &vireo_control::demo::image("v2"),
+        &vireo_demo::image("v2"),
         &format!("reg.example/checkout@sha256:{}", digest('b')),
     );
     assert_eq!(server.post("/api/v1/rollouts", &spec).status, 201);

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde_json::Value;
-use vireo_control::demo::{spawn_backend, Backend};
+use vireo_testkit::{spawn_backend, Backend};
 
 pub fn vireo_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vireo"))
@@ -335,7 +335,7 @@ spec:
 ";
 
 pub fn rollout(name: &str, stable: SocketAddr, canary: SocketAddr, steps: &str) -> String {
-    vireo_control::demo::rollout_yaml(name, stable, canary, steps)
+    vireo_demo::rollout_yaml(name, stable, canary, steps)
 }
 
 /// Runs `vireo ARGS…`: (exit code, stdout, stderr).

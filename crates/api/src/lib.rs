@@ -5,6 +5,7 @@
 //! this crate's dependency tree; it is the vocabulary, not the implementation.
 
 pub mod dto;
+pub mod render;
 
 pub use dto::{AppliedWeight, RollbackView, RolloutView, Status, Timeline, TimelineEntry};
 

@@ -116,6 +116,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// `vireo verify`'s table: one line per check.
+    pub fn table(&self) -> String {
+        let width = self.checks.iter().map(|c| c.check.len()).max().unwrap_or(5);
+        let mut out = String::new();
+        for c in &self.checks {
+            out.push_str(&format!(
+                "{:width$}  {}  {}\n",
+                c.check,
+                if c.ok { "ok  " } else { "FAIL" },
+                c.detail
+            ));
+        }
+        out
+    }
+}
+
+impl Report {
     pub fn ok(&self) -> bool {
         !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
     }

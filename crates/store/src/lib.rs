@@ -174,6 +174,15 @@ impl StoreError {
     }
 }
 
+/// An analysis verdict to seal with the input it causes ([`Store::apply_sealed`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AnalysisSeal<'a> {
+    /// What the run measured (templates, dry-run flags, metric definitions).
+    pub planned: &'a [evidence::PlannedMetric],
+    /// The decided run, every measurement included.
+    pub view: &'a vireo_core::analysis::RunView,
+}
+
 /// A rollout as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredRollout {
@@ -476,6 +485,22 @@ impl Store {
         input: Input,
         actor: Option<&str>,
     ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
+        self.apply_sealed(name, now, input, actor, None)
+    }
+
+    /// [`Store::apply_as`], sealing an analysis verdict in the same transaction as the input
+    /// it causes (`AnalysisCompleted`): the verdict is in the log, before the checkpoint it
+    /// leads to, exactly when the transition is; if it cannot be sealed, nothing is written.
+    /// A verdict sealed before (the same run reported again after a restart) keeps its first
+    /// record.
+    pub fn apply_sealed(
+        &mut self,
+        name: &str,
+        now: Millis,
+        input: Input,
+        actor: Option<&str>,
+        seal: Option<AnalysisSeal<'_>>,
+    ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
         let instance = self.instance();
         let tx = self
             .conn
@@ -527,6 +552,20 @@ impl Store {
         });
         let recorded: serde_json::Value = serde_json::from_str(&recorded)?;
         let effects_json = serde_json::to_value(&effects)?;
+        if let (Some(signer), Some(seal)) = (&self.signer, &seal) {
+            let decision = evidence::analysis_decision(name, generation as u64, seal.view.run);
+            if crate::log::by_decision(&tx, &decision)?.is_none() {
+                evidence::record_analysis(
+                    &SqlLog(&tx),
+                    signer,
+                    &spec,
+                    generation as u64,
+                    now,
+                    seal.planned,
+                    seal.view,
+                )?;
+            }
+        }
         if let (Some(signer), Some((passed, needs_approval, reason, provenance))) =
             (&self.signer, gate)
         {
@@ -730,46 +769,6 @@ impl Store {
         self.signer
             .as_ref()
             .ok_or(StoreError::Evidence(EvidenceError::Disabled))
-    }
-
-    /// Seals an ended analysis run's verdict (its decision id is in the statement).
-    pub fn record_analysis(
-        &mut self,
-        name: &str,
-        generation: u64,
-        planned: &[evidence::PlannedMetric],
-        view: &vireo_core::analysis::RunView,
-        now: Millis,
-    ) -> Result<Option<evidence::Sealed>, StoreError> {
-        let Some(signer) = self.signer.clone() else {
-            return Ok(None);
-        };
-        let spec = self
-            .rollout(name)?
-            .ok_or_else(|| StoreError::NotFound(name.to_string()))?
-            .spec;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let decision = evidence::analysis_decision(name, generation, view.run);
-        // Sealed once: a verdict reported again (after a restart) keeps its first record.
-        if let Some(e) = crate::log::by_decision(&tx, &decision)? {
-            return Ok(Some(evidence::Sealed {
-                index: e.index,
-                digest: evidence::sha256_hex(&e.entry),
-            }));
-        }
-        let sealed = evidence::record_analysis(
-            &SqlLog(&tx),
-            &signer,
-            &spec,
-            generation,
-            now,
-            planned,
-            view,
-        )?;
-        tx.commit()?;
-        Ok(Some(sealed))
     }
 
     /// The log's current signed checkpoint (the note text).

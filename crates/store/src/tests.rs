@@ -192,7 +192,7 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_replayable_store() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "store::tests::a_writer_killed_mid_stream_leaves_a_consistent_replayable_store",
+            "tests::a_writer_killed_mid_stream_leaves_a_consistent_replayable_store",
             "--test-threads=1",
         ])
         .env(WRITER_ENV, &dir)

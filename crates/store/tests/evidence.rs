@@ -198,18 +198,19 @@ fn sealed_store(tag: &str) -> Store {
             break;
         };
         now += 10;
-        if let Input::AnalysisCompleted { run, .. } = &input {
-            store
-                .record_analysis(
-                    "checkout",
-                    1,
-                    &planned(),
-                    &run_view(*run, &[1.0, 0.995, 1.0]),
-                    now,
-                )
-                .unwrap();
+        let fx = match &input {
+            Input::AnalysisCompleted { run, .. } => {
+                let view = run_view(*run, &[1.0, 0.995, 1.0]);
+                let seal = vireo_store::AnalysisSeal {
+                    planned: &planned(),
+                    view: &view,
+                };
+                store.apply_sealed("checkout", now, input, None, Some(seal))
+            }
+            _ => store.apply("checkout", now, input),
         }
-        let fx = store.apply("checkout", now, input).unwrap().unwrap();
+        .unwrap()
+        .unwrap();
         pending.extend(fx.iter().filter_map(answer));
     }
     assert_eq!(

@@ -95,27 +95,16 @@ impl Driver {
             let task = live.runs.remove(&view.run);
             self.dirty = true;
             if let Some(verdict) = view.verdict() {
-                // Sealed before the verdict moves the rollout: a decision is on record before
-                // anything acts on it. A sealing failure is logged; the rollout still follows
-                // its analysis (the verdict is also in the run's stored view).
-                let planned = task.as_ref().map(|t| t.planned.as_slice()).unwrap_or(&[]);
-                if let Err(e) = self.store.record_analysis(
-                    name,
-                    generation,
-                    planned,
-                    &view,
-                    self.clock.now_ms(),
-                ) {
-                    tracing::error!(rollout = %name, "cannot seal the analysis verdict: {e}");
-                }
-                self.queue.push_back((
-                    name.to_string(),
-                    Input::AnalysisCompleted {
-                        run: view.run,
-                        verdict,
-                        message: view.message,
-                    },
-                ));
+                // Sealed with the input it causes, in one transaction (see `input_as`): the
+                // decision is on record exactly when the rollout acts on it.
+                let planned = task.map(|t| t.planned.clone()).unwrap_or_default();
+                let input = Input::AnalysisCompleted {
+                    run: view.run,
+                    verdict,
+                    message: view.message.clone(),
+                };
+                live.seals.insert(view.run, (planned, view));
+                self.queue.push_back((name.to_string(), input));
             }
         }
     }

@@ -376,6 +376,8 @@ struct Live {
     migration: Option<AbortOnDrop>,
     /// SLO windows its analysis steps measure over (see [`proxy_windows`]).
     windows: Vec<u64>,
+    /// Decided runs whose verdict is yet to be recorded, with what to seal it with.
+    seals: BTreeMap<u64, (Vec<PlannedMetric>, RunView)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -768,13 +770,21 @@ impl Driver {
         if let (Input::Action(a), Some(who)) = (&input, actor) {
             tracing::info!(rollout = %name, action = ?a, by = %who, "action");
         }
-        let effects = match self
-            .store
-            .apply_as(name, self.clock.now_ms(), input, actor)?
-        {
+        let seal = match (&input, self.live.get(name)) {
+            (Input::AnalysisCompleted { run, .. }, Some(l)) => l.seals.get(run),
+            _ => None,
+        }
+        .map(|(planned, view)| vireo_store::AnalysisSeal { planned, view });
+        let now = self.clock.now_ms();
+        let effects = match self.store.apply_sealed(name, now, input, actor, seal)? {
             Ok(fx) => fx,
             Err(rejected) => return Ok(Err(rejected)),
         };
+        if let (Input::AnalysisCompleted { run, .. }, Some(l)) =
+            (&input_kind, self.live.get_mut(name))
+        {
+            l.seals.remove(run);
+        }
         let stored = self
             .store
             .rollout(name)?
@@ -957,6 +967,7 @@ impl Live {
             gate_provenance: None,
             migration: None,
             windows,
+            seals: BTreeMap::new(),
         }
     }
 }

@@ -36,12 +36,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::service::service_fn;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioIo;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::watch;
 
 use futures_util::future::BoxFuture;
 use vireo_core::analysis::AnalysisTemplate;
@@ -50,6 +47,7 @@ use vireo_core::routes::{CANARY, STABLE};
 use vireo_core::spec::{Rollout, Workload};
 use vireo_engine::driver::{Handle, RolloutView};
 use vireo_engine::workload::{WorkloadError, Workloads};
+pub use vireo_testkit::{spawn_backend, spawn_backend_with, Backend};
 
 pub const ROLLOUT: &str = "checkout";
 /// The demo's builder (`runDetails.builder.id`), the one its provenance gate allows.
@@ -57,10 +55,10 @@ pub const BUILDER_ID: &str = "https://vireo.dev/demo/builder";
 /// The demo's flag, tied to the rollout: on exactly for the users the proxy sends to v2.
 pub const FLAG: &str = "new-checkout";
 /// The lockfile of this build: the demo's provenance pins every crate in it.
-const LOCKFILE: &str = include_str!("../../Cargo.lock");
+const LOCKFILE: &str = include_str!("../../../Cargo.lock");
 /// `deploy/prometheus/`: what `--prometheus` runs with, so the shipped files are the tested ones.
-const PROMETHEUS_TEMPLATE: &str = include_str!("../../deploy/prometheus/analysis-template.yaml");
-const PROMETHEUS_RULES: &str = include_str!("../../deploy/prometheus/rules.yml");
+const PROMETHEUS_TEMPLATE: &str = include_str!("../../../deploy/prometheus/analysis-template.yaml");
+const PROMETHEUS_RULES: &str = include_str!("../../../deploy/prometheus/rules.yml");
 const USERS: u32 = 1000;
 const WORKERS: usize = 6;
 const PAUSE_BETWEEN_REQUESTS: Duration = Duration::from_millis(20);
@@ -627,83 +625,6 @@ async fn wait_routed(handle: &Handle) -> anyhow::Result<()> {
     anyhow::bail!("the proxy did not apply the control plane's route table within 10 s")
 }
 
-/// A running in-process backend.
-pub struct Backend {
-    pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-}
-
-impl Backend {
-    /// Stops accepting and closes every connection (their tasks are aborted).
-    pub fn stop(&self) {
-        self.stop.send_replace(true);
-    }
-}
-
-/// Serves `version` on `listener`: 200 with `x-version`, or, when `faulty`, 100–400 ms late
-/// and 500 for about one request in five.
-pub fn spawn_backend(
-    listener: std::net::TcpListener,
-    version: &'static str,
-    faulty: bool,
-) -> std::io::Result<Backend> {
-    spawn_backend_with(listener, version, Arc::new(AtomicBool::new(faulty)))
-}
-
-/// [`spawn_backend`], faulty while `faulty` is set (it can change while it runs).
-pub fn spawn_backend_with(
-    listener: std::net::TcpListener,
-    version: &'static str,
-    faulty: Arc<AtomicBool>,
-) -> std::io::Result<Backend> {
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let (stop, mut stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let faulty = faulty.clone();
-                    conns.spawn(async move {
-                        let svc = service_fn(move |_req| {
-                            answer(version, faulty.load(Ordering::Relaxed))
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                    while conns.try_join_next().is_some() {}
-                }
-                _ = stopped.wait_for(|&s| s) => break,
-            }
-        }
-        // Dropping `conns` aborts every connection; dropping the listener stops accepting.
-    });
-    Ok(Backend { addr, stop })
-}
-
-async fn answer(
-    version: &'static str,
-    faulty: bool,
-) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
-    let mut status = 200;
-    if faulty {
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..=400))).await;
-        if fastrand::u32(0..100) < 20 {
-            status = 500;
-        }
-    }
-    Ok(hyper::Response::builder()
-        .status(status)
-        .header("x-version", version)
-        .body(Full::new(Bytes::from(format!("hello from {version}\n"))))
-        .expect("static response"))
-}
-
 /// The demo's canary workload: an in-process server the abort stops and a retry starts again.
 pub struct DemoWorkloads {
     canary: Mutex<Option<Backend>>,
@@ -1189,7 +1110,7 @@ impl Summary {
         }
         if let Some(d) = &self.dora {
             let v = serde_json::to_value(d).unwrap_or_default();
-            for line in crate::client::render_dora(&v)
+            for line in vireo_api::render::dora(&v)
                 .lines()
                 .filter(|l| l.starts_with("  "))
             {
@@ -1227,7 +1148,7 @@ impl Summary {
                 e.replayed,
                 e.matched,
             ));
-            for line in crate::client::render_checks(&e.report).lines() {
+            for line in e.report.table().lines() {
                 out.push_str(&format!("    {line}\n"));
             }
         }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The crate boundaries that ARCHITECTURE.md calls invariants, checked on the resolved
+# dependency graph (`cargo tree -e normal`: what a crate links, dev-dependencies aside).
+# Exits 1 naming every violation. Part of scripts/test.sh, so CI fails on one.
+#
+#   scripts/check-architecture.sh          check
+#   scripts/check-architecture.sh --self-test   also prove each rule can fail
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# crate: packages that must not be in its normal dependency tree.
+declare -A forbidden=(
+  [vireo-types]="tokio hyper hyper-util axum rusqlite pingora sigstore"
+  [vireo-core]="tokio hyper hyper-util axum rusqlite pingora sigstore"
+  [vireo-api]="tokio hyper hyper-util axum rusqlite pingora"
+  [vireo-evidence]="rusqlite hyper-util axum pingora"
+  [vireo-store]="hyper-util axum pingora"
+  [vireo-engine]="axum pingora"
+  [vireo-server]="pingora"
+  # The data plane knows nothing of the control plane but the shared types.
+  [vireo-proxy]="vireo-core vireo-evidence vireo-store vireo-engine vireo-server vireo-api vireo-control rusqlite axum"
+)
+
+tree() {
+  cargo tree -p "$1" -e normal --prefix none --locked --offline 2>/dev/null |
+    awk '{print $1}' | sort -u
+}
+
+violations=0
+check() { # crate, forbidden list, dependency list (one per line)
+  local crate=$1 deny=$2 deps=$3 bad=()
+  for d in $deny; do
+    if grep -qx -- "$d" <<<"$deps"; then bad+=("$d"); fi
+  done
+  if [ ${#bad[@]} -gt 0 ]; then
+    echo "architecture: $crate depends on ${bad[*]} (forbidden: see ARCHITECTURE.md, Invariants)" >&2
+    return 1
+  fi
+}
+
+for crate in "${!forbidden[@]}"; do
+  deps=$(tree "$crate")
+  if [ -z "$deps" ]; then
+    echo "architecture: cannot read the dependency tree of $crate" >&2
+    violations=$((violations + 1))
+    continue
+  fi
+  check "$crate" "${forbidden[$crate]}" "$deps" || violations=$((violations + 1))
+done
+
+if [ "${1:-}" = --self-test ]; then
+  # Each rule must be able to fail: feed it a tree that contains what it forbids.
+  for crate in "${!forbidden[@]}"; do
+    first=${forbidden[$crate]%% *}
+    if check "$crate" "${forbidden[$crate]}" "$(printf 'serde\n%s\n' "$first")" 2>/dev/null; then
+      echo "architecture: the rule for $crate does not catch $first" >&2
+      violations=$((violations + 1))
+    fi
+  done
+fi
+
+if [ "$violations" -gt 0 ]; then
+  exit 1
+fi
+echo "architecture: crate boundaries hold (${#forbidden[@]} crates checked)"
