@@ -4,7 +4,7 @@
 #   scripts/ensure-deps.sh test        cmake + prometheus (promtool and prometheus for tests), jq
 #                                      (DORA receipts), python3 with target/pyenv (an OpenFeature
 #                                      SDK and a JSON Schema validator, pinned in
-#                                      control/tests/python/requirements.txt)
+#                                      tests/python/requirements.txt)
 #   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk (load comparison peers)
 # As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
 set -euo pipefail
@@ -34,7 +34,7 @@ python_env() {
   local root venv req
   root="$(cd "$(dirname "$0")/.." && pwd)"
   venv="$root/target/pyenv"
-  req="$root/control/tests/python/requirements.txt"
+  req="$root/tests/python/requirements.txt"
   if [ ! -f "$venv/.installed" ] || ! cmp -s "$req" "$venv/.installed"; then
     echo "vireo: installing the tests' Python packages into target/pyenv" >&2
     python3 -m venv "$venv"

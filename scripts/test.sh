@@ -9,4 +9,6 @@ scripts/ensure-deps.sh test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/check-architecture.sh --self-test
+# The end-to-end tests run the real binaries (tests/e2e), so they are built first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked

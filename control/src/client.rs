@@ -4,26 +4,29 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
+use http::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use vireo_api::{RolloutList, RolloutView, TemplateApplied};
+use vireo_core::spec::BACKGROUND_STEP;
+use vireo_http::{HttpClient, HttpError, Limits};
 
 /// How long one API call may take (the API answers at once; nothing here long-polls).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Client {
     base: String,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient,
 }
+
+/// Bundles are the largest answers (every envelope of a rollout); 256 MiB bounds them.
+const MAX_ANSWER: usize = 256 << 20;
 
 impl Client {
     pub fn new(server: &str) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
         Client {
             base: server.trim_end_matches('/').to_string(),
-            http: HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
+            http: HttpClient::new(Duration::from_secs(3)),
         }
     }
 
@@ -46,34 +49,30 @@ impl Client {
         body: Option<String>,
     ) -> Result<Bytes, String> {
         let uri = format!("{}{path}", self.base);
-        let mut req = Request::builder().method(method).uri(&uri);
-        if body.is_some() {
-            req = req.header(http::header::CONTENT_TYPE, "application/yaml");
-        }
-        req = req.header("x-vireo-actor", actor());
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| format!("{uri}: {e}"))?;
-        let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| {
-                format!(
-                    "cannot reach the control plane at {}: {} (is `vireo serve` running? set --server or $VIREO_SERVER)",
-                    self.base,
-                    source_chain(&e)
-                )
-            })?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("{uri}: reading the answer: {e}"))?
-                .to_bytes();
-            Ok::<_, String>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        let content_type = body.is_some().then_some("application/yaml");
+        let mut req = vireo_http::request(
+            method,
+            &uri,
+            content_type,
+            Bytes::from(body.unwrap_or_default()),
+        )
+        .map_err(|e| e.to_string())?;
+        req.headers_mut().insert(
+            "x-vireo-actor",
+            http::HeaderValue::from_str(&actor()).map_err(|e| format!("$VIREO_ACTOR: {e}"))?,
+        );
+        let answer = self
+            .http
+            .send(req, Limits::new(CALL_TIMEOUT, MAX_ANSWER))
             .await
-            .map_err(|_| format!("{uri}: no answer within {CALL_TIMEOUT:?}"))??;
+            .map_err(|e| match e {
+                HttpError::Unreachable { cause, .. } => format!(
+                    "cannot reach the control plane at {}: {cause} (is `vireo serve` running? set --server or $VIREO_SERVER)",
+                    self.base
+                ),
+                other => other.to_string(),
+            })?;
+        let (status, body) = (answer.status, answer.body);
         if status.is_success() {
             return Ok(body);
         }
@@ -92,6 +91,59 @@ impl Client {
     }
 }
 
+/// Typed calls: the answers as `vireo-api` defines them.
+impl Client {
+    /// A GET whose answer is `T`.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let body = self.call_raw(Method::GET, path, None).await?;
+        typed(path, &body)
+    }
+
+    pub async fn rollout(&self, name: &str) -> Result<RolloutView, String> {
+        self.get(&format!("/api/v1/rollouts/{name}")).await
+    }
+
+    pub async fn rollouts(&self) -> Result<Vec<RolloutView>, String> {
+        Ok(self.get::<RolloutList>("/api/v1/rollouts").await?.items)
+    }
+
+    /// Applies one document (a Rollout or an AnalysisTemplate, by its `kind`).
+    pub async fn apply(&self, doc: String) -> Result<Applied, String> {
+        match kind(&doc).as_deref() {
+            Some("AnalysisTemplate" | "ClusterAnalysisTemplate") => {
+                let path = "/api/v1/analysistemplates";
+                let body = self.call_raw(Method::POST, path, Some(doc)).await?;
+                Ok(Applied::Template(typed::<TemplateApplied>(path, &body)?))
+            }
+            _ => {
+                let path = "/api/v1/rollouts";
+                let body = self.call_raw(Method::POST, path, Some(doc)).await?;
+                Ok(Applied::Rollout(Box::new(typed(path, &body)?)))
+            }
+        }
+    }
+
+    /// `POST /api/v1/rollouts/{name}/{action}` (`action` may carry a query: `promote?full=true`).
+    pub async fn act(&self, name: &str, action: &str) -> Result<RolloutView, String> {
+        let path = format!("/api/v1/rollouts/{name}/{action}");
+        let body = self.call_raw(Method::POST, &path, None).await?;
+        typed(&path, &body)
+    }
+}
+
+/// What applying a document made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    Rollout(Box<RolloutView>),
+    Template(TemplateApplied),
+}
+
+fn typed<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        format!("{path}: the answer is not what this vireo expects ({e}); is the server another version?")
+    })
+}
+
 /// Who this CLI acts as: `$VIREO_ACTOR`, else `$USER@hostname`.
 pub fn actor() -> String {
     if let Ok(a) = std::env::var("VIREO_ACTOR") {
@@ -105,17 +157,6 @@ pub fn actor() -> String {
         "" => user,
         h => format!("{user}@{h}"),
     }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 /// Splits a file into its YAML documents (`---` lines), skipping empty ones.
@@ -145,34 +186,39 @@ pub fn kind(doc: &str) -> Option<String> {
 }
 
 /// A rollout's status for people.
-pub fn render_status(v: &Value) -> String {
-    let s = &v["status"];
-    let name = v["metadata"]["name"].as_str().unwrap_or("?");
+pub fn render_status(v: &RolloutView) -> String {
+    let s = &v.status;
+    let spec = &v.rollout.spec;
     let mut out = format!(
-        "Name:      {name}\nPhase:     {}\nStep:      {}/{}\nCanary:    {} % ({} → {})\nMessage:   {}\n",
-        s["phase"].as_str().unwrap_or("?"),
-        s["currentStepIndex"],
-        s["steps"],
-        s["canaryWeight"],
-        v["spec"]["stable"]["version"].as_str().unwrap_or("?"),
-        v["spec"]["canary"]["version"].as_str().unwrap_or("?"),
-        s["message"].as_str().unwrap_or(""),
+        "Name:      {}\nPhase:     {:?}\nStep:      {}/{}\nCanary:    {} % ({} → {})\nMessage:   {}\n",
+        v.rollout.name(),
+        s.phase,
+        s.current_step_index,
+        s.steps,
+        s.canary_weight,
+        spec.stable.version,
+        spec.canary.version,
+        s.message,
     );
-    if let Some(ws) = s["appliedWeights"].as_array().filter(|w| !w.is_empty()) {
-        let ws: Vec<String> = ws.iter().map(|w| format!("{} %", w["weight"])).collect();
+    if !s.applied_weights.is_empty() {
+        let ws: Vec<String> = s
+            .applied_weights
+            .iter()
+            .map(|w| format!("{} %", w.weight))
+            .collect();
         out.push_str(&format!("Applied:   {}\n", ws.join(" → ")));
     }
-    if let Some(ms) = s["abortToZeroMs"].as_u64() {
+    if let Some(ms) = s.abort_to_zero_ms {
         out.push_str(&format!("Abort:     weight 0 everywhere after {ms} ms"));
-        if let Some(d) = s["drainMs"].as_u64() {
+        if let Some(d) = s.drain_ms {
             out.push_str(&format!(", canary drained after {d} ms"));
-            if s["drainForced"].as_bool() == Some(true) {
+            if s.drain_forced {
                 out.push_str(" (forced at the deadline)");
             }
         }
         out.push('\n');
     }
-    if let Some(sch) = s.get("schedule").filter(|v| !v.is_null()) {
+    if let Some(sch) = s.schedule.as_ref().filter(|v| !v.is_null()) {
         out.push_str(&format!(
             "Schedule:  at {} within {}{}\n",
             sch["at"].as_str().unwrap_or("?"),
@@ -183,47 +229,53 @@ pub fn render_status(v: &Value) -> String {
                 .unwrap_or_default()
         ));
     }
-    for e in s["proxyErrors"].as_array().into_iter().flatten() {
-        out.push_str(&format!("Blocked:   {}\n", e.as_str().unwrap_or("?")));
+    for e in &s.proxy_errors {
+        out.push_str(&format!("Blocked:   {e}\n"));
     }
-    for run in s["analysisRuns"].as_array().into_iter().flatten() {
-        let step = match run["step"].as_u64() {
-            Some(s) if s == vireo_core::rollout::BACKGROUND_STEP as u64 => "background".to_string(),
-            Some(s) => format!("step {s}"),
-            None => "?".into(),
+    for run in &s.analysis_runs {
+        let step = match run.step {
+            BACKGROUND_STEP => "background".to_string(),
+            s => format!("step {s}"),
+        };
+        let message = match run.message.as_str() {
+            "" => String::new(),
+            m => format!(" — {m}"),
         };
         out.push_str(&format!(
-            "Analysis:  run {} ({step}): {}{}\n",
-            run["run"],
-            run["phase"].as_str().unwrap_or("?"),
-            run["message"]
-                .as_str()
-                .filter(|m| !m.is_empty())
-                .map(|m| format!(" — {m}"))
-                .unwrap_or_default()
+            "Analysis:  run {} ({step}): {:?}{message}\n",
+            run.run, run.phase
         ));
     }
     out
 }
 
 /// `vireo rollout list`.
-pub fn render_list(v: &Value) -> String {
+pub fn render_list(items: &[RolloutView]) -> String {
     let mut out = format!(
         "{:<20} {:<18} {:>6} {:>7}  {}\n",
         "NAME", "PHASE", "STEP", "CANARY", "MESSAGE"
     );
-    for r in v["items"].as_array().into_iter().flatten() {
-        let s = &r["status"];
+    for r in items {
+        let s = &r.status;
         out.push_str(&format!(
             "{:<20} {:<18} {:>6} {:>6}%  {}\n",
-            r["metadata"]["name"].as_str().unwrap_or("?"),
-            s["phase"].as_str().unwrap_or("?"),
-            format!("{}/{}", s["currentStepIndex"], s["steps"]),
-            s["canaryWeight"],
-            s["message"].as_str().unwrap_or("")
+            r.rollout.name(),
+            format!("{:?}", s.phase),
+            format!("{}/{}", s.current_step_index, s.steps),
+            s.canary_weight,
+            s.message
         ));
     }
     out
+}
+
+/// One line after an action: where the rollout stands.
+pub fn render_acted(name: &str, v: &RolloutView) -> String {
+    let s = &v.status;
+    format!(
+        "rollout/{name}: {:?} (step {}/{}, canary {} %): {}",
+        s.phase, s.current_step_index, s.steps, s.canary_weight, s.message
+    )
 }
 
 #[cfg(test)]

@@ -871,34 +871,29 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
             // Templates first: a rollout's analysis steps must find theirs.
             docs.sort_by_key(|d| client::kind(d).as_deref() != Some("AnalysisTemplate"));
             for doc in docs {
-                let kind = client::kind(&doc).unwrap_or_default();
-                let path = match kind.as_str() {
-                    "AnalysisTemplate" | "ClusterAnalysisTemplate" => "/api/v1/analysistemplates",
-                    _ => "/api/v1/rollouts",
-                };
-                let v = c
-                    .call(Method::POST, path, Some(doc))
+                let applied = c
+                    .apply(doc)
                     .await
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-                match v.get("analysisTemplate").and_then(|n| n.as_str()) {
-                    Some(name) => println!("analysistemplate/{name} applied"),
-                    None => println!(
-                        "rollout/{} applied: {}",
-                        v["metadata"]["name"].as_str().unwrap_or("?"),
-                        v["status"]["phase"].as_str().unwrap_or("?")
-                    ),
+                match applied {
+                    client::Applied::Template(t) => {
+                        println!("analysistemplate/{} applied", t.analysis_template)
+                    }
+                    client::Applied::Rollout(v) => {
+                        println!("rollout/{} applied: {:?}", v.rollout.name(), v.status.phase)
+                    }
                 }
             }
             Ok(0)
         }
         RolloutCommand::List { output } => {
-            let v = c
-                .call(Method::GET, "/api/v1/rollouts", None)
-                .await
-                .map_err(fail)?;
+            let items = c.rollouts().await.map_err(fail)?;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&v)?),
-                Output::Text => print!("{}", client::render_list(&v)),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&vireo_api::RolloutList { items })?
+                ),
+                Output::Text => print!("{}", client::render_list(&items)),
             }
             Ok(0)
         }
@@ -907,10 +902,9 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
             watch,
             output,
         } => {
-            let path = format!("/api/v1/rollouts/{name}");
             let mut last = String::new();
             loop {
-                let v = c.call(Method::GET, &path, None).await.map_err(fail)?;
+                let v = c.rollout(&name).await.map_err(fail)?;
                 let shown = match output {
                     Output::Json => serde_json::to_string_pretty(&v)? + "\n",
                     Output::Text => client::render_status(&v),
@@ -922,13 +916,12 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
                     print!("{shown}");
                     last = shown;
                 }
-                let phase = v["status"]["phase"].as_str().unwrap_or("");
-                let ended = v["status"]["settled"] == true;
                 if !watch {
                     return Ok(0);
                 }
-                if ended {
-                    return Ok(if phase == "Completed" { 0 } else { 2 });
+                if v.status.settled {
+                    let completed = v.status.phase == vireo_core::rollout::Phase::Completed;
+                    return Ok(if completed { 0 } else { 2 });
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -992,21 +985,7 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
 }
 
 async fn act(c: &Client, name: &str, action: &str) -> anyhow::Result<u8> {
-    let v = c
-        .call(
-            Method::POST,
-            &format!("/api/v1/rollouts/{name}/{action}"),
-            None,
-        )
-        .await
-        .map_err(anyhow::Error::msg)?;
-    println!(
-        "rollout/{name}: {} (step {}/{}, canary {} %): {}",
-        v["status"]["phase"].as_str().unwrap_or("?"),
-        v["status"]["currentStepIndex"],
-        v["status"]["steps"],
-        v["status"]["canaryWeight"],
-        v["status"]["message"].as_str().unwrap_or("")
-    );
+    let v = c.act(name, action).await.map_err(anyhow::Error::msg)?;
+    println!("{}", client::render_acted(name, &v));
     Ok(0)
 }

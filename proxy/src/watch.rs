@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use http::{Method, StatusCode};
+use vireo_http::{HttpClient, Limits};
 
 use crate::admin::slo_report;
 use crate::config::Config;
@@ -40,6 +39,8 @@ const HEARTBEAT_FAST: Duration = Duration::from_millis(200);
 const FAST_FOR: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The largest route table accepted from the control plane (thousands of routes fit).
+const MAX_TABLE: usize = 16 << 20;
 /// Where to find the control plane, and who this proxy is.
 #[derive(Debug, Clone)]
 pub struct ControlOptions {
@@ -52,7 +53,7 @@ pub struct ControlSource {
     proxy_id: String,
     local: Config,
     table: Arc<TableHandle>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     applied: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::Mutex<Option<RejectedTable>>,
     slo_windows: std::sync::Mutex<Vec<Duration>>,
@@ -61,10 +62,7 @@ pub struct ControlSource {
 impl ControlSource {
     /// `local` is the file's config: its routes serve until the first table arrives.
     pub fn new(opts: ControlOptions, local: Config, table: Arc<TableHandle>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let client = HttpClient::new(Duration::from_secs(2));
         let (applied, _) = tokio::sync::watch::channel(table.load().version());
         ControlSource {
             base: opts.url.trim_end_matches('/').to_string(),
@@ -224,27 +222,14 @@ impl ControlSource {
         body: Bytes,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), String> {
-        let uri: Uri = uri.parse().map_err(|e| format!("{uri}: {e}"))?;
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
+        let req = vireo_http::request(method, uri, Some("application/json"), body)
             .map_err(|e| e.to_string())?;
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
-            let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok((status, body))
-        };
-        tokio::time::timeout(timeout, exchange)
+        let answer = self
+            .client
+            .send(req, Limits::new(timeout, MAX_TABLE))
             .await
-            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        Ok((answer.status, answer.body))
     }
 }
 

@@ -93,6 +93,19 @@ pub struct TimelineEntry {
     pub outputs: Vec<Effect>,
 }
 
+/// `GET /api/v1/rollouts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutList {
+    pub items: Vec<RolloutView>,
+}
+
+/// `POST /api/v1/analysistemplates`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateApplied {
+    pub analysis_template: String,
+}
+
 /// The spec's fields and `status` side by side. `Rollout` refuses unknown fields (a misspelt
 /// field in an applied spec is an error), so `status` is taken out before the spec is read.
 impl<'de> Deserialize<'de> for RolloutView {

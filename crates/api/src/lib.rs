@@ -7,7 +7,10 @@
 pub mod dto;
 pub mod render;
 
-pub use dto::{AppliedWeight, RollbackView, RolloutView, Status, Timeline, TimelineEntry};
+pub use dto::{
+    AppliedWeight, RollbackView, RolloutList, RolloutView, Status, TemplateApplied, Timeline,
+    TimelineEntry,
+};
 
 #[cfg(test)]
 mod tests {

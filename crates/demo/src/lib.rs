@@ -36,9 +36,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vireo_http::{HttpClient, Limits};
 
 use futures_util::future::BoxFuture;
 use vireo_core::analysis::AnalysisTemplate;
@@ -500,22 +499,18 @@ fn free_port_like(port: u16) -> std::io::Result<SocketAddr> {
     l.local_addr()
 }
 
-fn http_client() -> Client<HttpConnector, Empty<Bytes>> {
-    let mut c = HttpConnector::new();
-    c.set_nodelay(true);
-    c.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(hyper_util::rt::TokioExecutor::new()).build(c)
+fn http_client() -> HttpClient {
+    HttpClient::new(Duration::from_secs(2))
 }
 
-async fn wait_ready(
-    http: &Client<HttpConnector, Empty<Bytes>>,
-    admin: SocketAddr,
-) -> anyhow::Result<()> {
-    let uri: http::Uri = format!("http://{admin}/ready").parse()?;
+/// Probes and the users' requests: small answers, quickly.
+const PROBE: Limits = Limits::new(Duration::from_secs(1), 1 << 20);
+
+async fn wait_ready(http: &HttpClient, admin: SocketAddr) -> anyhow::Result<()> {
+    let uri = format!("http://{admin}/ready");
     for _ in 0..200 {
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(1), http.get(uri.clone())).await
-        {
-            if r.status().is_success() {
+        if let Ok(a) = http.get(&uri, PROBE).await {
+            if a.status.is_success() {
                 return Ok(());
             }
         }
@@ -534,7 +529,7 @@ impl Prometheus {
     async fn start(
         dir: &Path,
         proxy_admin: SocketAddr,
-        http: &Client<HttpConnector, Empty<Bytes>>,
+        http: &HttpClient,
     ) -> anyhow::Result<Prometheus> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("rules.yml"), PROMETHEUS_RULES)?;
@@ -579,13 +574,10 @@ impl Prometheus {
         };
         // Ready is not enough: targets come from discovery a few seconds after start, and
         // analysis before the first scrape would only find no data.
-        let targets: http::Uri = format!("{}/api/v1/targets", p.url).parse()?;
+        let targets = format!("{}/api/v1/targets", p.url);
         for _ in 0..300 {
-            if let Ok(Ok(r)) =
-                tokio::time::timeout(Duration::from_secs(1), http.get(targets.clone())).await
-            {
-                let body = r.into_body().collect().await.map(|b| b.to_bytes());
-                if body.is_ok_and(|b| String::from_utf8_lossy(&b).contains("\"health\":\"up\"")) {
+            if let Ok(a) = http.get(&targets, PROBE).await {
+                if String::from_utf8_lossy(&a.body).contains("\"health\":\"up\"") {
                     return Ok(p);
                 }
             }
@@ -688,13 +680,14 @@ impl Traffic {
 }
 
 async fn generate(
-    http: Client<HttpConnector, Empty<Bytes>>,
+    http: HttpClient,
     proxy: SocketAddr,
     traffic: Arc<Traffic>,
     stop: Arc<AtomicBool>,
     shared: Arc<vireo_engine::driver::Shared>,
 ) {
-    let uri: http::Uri = format!("http://{proxy}/").parse().expect("valid uri");
+    let uri = format!("http://{proxy}/");
+    let limits = Limits::new(Duration::from_secs(5), 1 << 20);
     while !stop.load(Ordering::Relaxed) {
         let user = format!("u-{}", fastrand::u32(0..USERS));
         // The app asks the flag first (as an OpenFeature SDK would, same code as OFREP).
@@ -709,21 +702,18 @@ async fn generate(
             }
             _ => None,
         };
-        let req = hyper::Request::get(uri.clone())
-            .header("x-user-id", &user)
-            .body(Empty::new())
-            .expect("valid request");
+        let mut req = vireo_http::request(http::Method::GET, &uri, None, Bytes::new())
+            .expect("a valid request");
+        if let Ok(id) = http::HeaderValue::from_str(&user) {
+            req.headers_mut().insert("x-user-id", id);
+        }
         traffic.requests.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(Duration::from_secs(5), http.request(req)).await {
-            Ok(Ok(resp)) => {
-                if !resp.status().is_success() {
+        match http.send(req, limits).await {
+            Ok(resp) => {
+                if !resp.status.is_success() {
                     traffic.failures.fetch_add(1, Ordering::Relaxed);
                 }
-                if let Some(v) = resp
-                    .headers()
-                    .get("x-version")
-                    .and_then(|v| v.to_str().ok())
-                {
+                if let Some(v) = resp.headers.get("x-version").and_then(|v| v.to_str().ok()) {
                     if let Some(on) = on {
                         let same = on == (v == "v2");
                         let counter = if same {
@@ -740,9 +730,8 @@ async fn generate(
                         .entry(v.to_string())
                         .or_default() += 1;
                 }
-                let _ = resp.into_body().collect().await;
             }
-            _ => {
+            Err(_) => {
                 traffic.failures.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -10,30 +10,24 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use http_body_util::Full;
 use serde::Deserialize;
 
 use vireo_core::analysis::{PrometheusProvider, RangeQuery, Value};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub use vireo_http::HttpClient;
+
+/// Prometheus answers are bounded (a range query over many series can be large, not endless).
+const MAX_ANSWER: usize = 32 << 20;
 
 pub fn client() -> HttpClient {
-    let mut c = HttpConnector::new();
-    c.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(hyper_util::rt::TokioExecutor::new()).build(c)
+    HttpClient::new(Duration::from_secs(5))
 }
 
 /// Runs the provider's query (args already substituted) at `now_s` (Unix seconds).
 pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Result<Value, String> {
-    if p.address.starts_with("https://") {
-        return Err(format!(
-            "{}: https is not supported yet; use http:// (or a local proxy)",
-            p.address
-        ));
-    }
     let base = p.address.trim_end_matches('/');
     let url = match &p.range_query {
         None => format!(
@@ -63,30 +57,17 @@ pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Res
     parse(&body).map_err(|e| format!("Prometheus at {base} (HTTP {status}): {e}"))
 }
 
-/// Sends `req` and reads the whole answer within `timeout`; errors start with `who`.
+/// One exchange, bounded in time and size; `who` names the other side in errors.
 pub async fn fetch(
     http: &HttpClient,
     req: http::Request<Full<Bytes>>,
     timeout: Duration,
     who: &str,
 ) -> Result<(http::StatusCode, Bytes), String> {
-    let exchange = async {
-        let resp = http
-            .request(req)
-            .await
-            .map_err(|e| format!("{who} unreachable: {e}"))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{who}: reading the answer: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((status, body))
-    };
-    tokio::time::timeout(timeout, exchange)
+    http.send(req, vireo_http::Limits::new(timeout, MAX_ANSWER))
         .await
-        .map_err(|_| format!("{who}: no answer within {timeout:?}"))?
+        .map(|a| (a.status, a.body))
+        .map_err(|e| format!("{who}: {e}"))
 }
 
 #[derive(Deserialize)]

@@ -90,20 +90,18 @@ async fn post(
     url: &str,
     body: Vec<u8>,
 ) -> Result<(), String> {
-    let req = http::Request::post(url)
-        .header(
-            http::header::CONTENT_TYPE,
+    let answer = client
+        .post(
+            url,
             "application/cloudevents-batch+json",
+            bytes::Bytes::from(body),
+            vireo_http::Limits::new(Duration::from_secs(10), 1 << 20),
         )
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
         .await
-        .map_err(|_| "timed out after 10 s".to_string())?
         .map_err(|e| e.to_string())?;
-    if resp.status().is_success() {
+    if answer.status.is_success() {
         Ok(())
     } else {
-        Err(format!("the sink answered {}", resp.status()))
+        Err(format!("the sink answered {}", answer.status))
     }
 }

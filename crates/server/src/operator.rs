@@ -51,7 +51,9 @@ async fn apply_template(State(h): State<Handle>, body: Bytes) -> Response {
     match h.apply_template(template).await {
         Ok(()) => (
             StatusCode::CREATED,
-            Json(serde_json::json!({ "analysisTemplate": name })),
+            Json(vireo_api::TemplateApplied {
+                analysis_template: name,
+            }),
         )
             .into_response(),
         Err(e) => e.into_response(),
@@ -60,7 +62,7 @@ async fn apply_template(State(h): State<Handle>, body: Bytes) -> Response {
 
 async fn list_rollouts(State(h): State<Handle>) -> Response {
     match h.list().await {
-        Ok(v) => Json(serde_json::json!({ "items": v })).into_response(),
+        Ok(items) => Json(vireo_api::RolloutList { items }).into_response(),
         Err(e) => e.into_response(),
     }
 }

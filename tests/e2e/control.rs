@@ -1266,7 +1266,7 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     // Every event in the log is valid CloudEvents 1.0 (the spec's JSON schema, formats on).
     let schema = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/cloudevents/cloudevents.json"
+        "/vectors/cloudevents/cloudevents.json"
     );
     let out = std::process::Command::new(python())
         .arg(python_script("validate_events.py"))

@@ -15,19 +15,30 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use serde_json::Value;
 use vireo_testkit::{spawn_backend, Backend};
 
-pub fn vireo_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vireo"))
-}
-
-/// `vireo-proxy` from the same target dir (`cargo test --workspace` builds it).
-pub fn proxy_bin() -> PathBuf {
-    let p = vireo_bin().with_file_name("vireo-proxy");
+/// A binary of the workspace, from the target dir this test runs in
+/// (`target/<profile>/deps/<test>` → `target/<profile>/<name>`): the tests run the real
+/// `vireo` and `vireo-proxy`, as a user would. `scripts/test.sh` builds them first.
+fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/");
+    let p = dir.join(name);
     assert!(
         p.exists(),
-        "{} is missing: build it first (`cargo build -p vireo-proxy`; `cargo test --workspace` does)",
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`; scripts/test.sh does)",
         p.display()
     );
     p
+}
+
+pub fn vireo_bin() -> PathBuf {
+    workspace_bin("vireo")
+}
+
+pub fn proxy_bin() -> PathBuf {
+    workspace_bin("vireo-proxy")
 }
 
 pub fn free_addr() -> SocketAddr {
@@ -464,7 +475,7 @@ pub fn python() -> PathBuf {
 }
 
 pub fn python_script(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python")).join(name)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/python")).join(name)
 }
 
 /// A CloudEvents sink: a plain HTTP/1.1 server on `addr` that records the `(source, id)` of

@@ -1,0 +1,262 @@
+//! `vireo-http`: the one HTTP client every part of Vireo speaks through — the Prometheus
+//! provider, the schedule's checks, the event sink, the CLI, the demo's users and the proxy's
+//! watch of the control plane.
+//!
+//! What it adds to hyper-util's pooled client is what each caller used to add by hand, or
+//! forgot: a connect timeout, a deadline for the whole exchange, a bound on the answer's size
+//! (nothing read from the network is unbounded), and errors that name the URL and say which
+//! step failed, with the cause chain (`connection refused`), not just "client error".
+//!
+//! TLS is not here yet: an `https://` URL is refused with an error that says so. This is the
+//! one place it will be added (rustls), for every caller at once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+
+/// Bounds on one exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From sending the request to the last byte of the answer.
+    pub timeout: Duration,
+    /// The largest answer body accepted.
+    pub max_body: usize,
+}
+
+impl Limits {
+    pub const fn new(timeout: Duration, max_body: usize) -> Limits {
+        Limits { timeout, max_body }
+    }
+}
+
+/// An answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("{url}: {reason}")]
+    Request { url: String, reason: String },
+    #[error("{url}: https is not supported yet; use http:// (or a local TLS-terminating proxy)")]
+    Https { url: String },
+    #[error("{url} is unreachable: {cause}")]
+    Unreachable { url: String, cause: String },
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: the answer is larger than {limit} bytes")]
+    TooLarge { url: String, limit: usize },
+    #[error("{url}: reading the answer: {cause}")]
+    Body { url: String, cause: String },
+}
+
+/// A pooled HTTP/1 client (cheap to clone: clones share the pool).
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient::new(Duration::from_secs(5))
+    }
+}
+
+impl HttpClient {
+    /// A client whose connections must be established within `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> HttpClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        HttpClient {
+            inner: Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends `req` and reads the whole answer within `limits`.
+    pub async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        limits: Limits,
+    ) -> Result<Answer, HttpError> {
+        let url = req.uri().to_string();
+        if req.uri().scheme_str() == Some("https") {
+            return Err(HttpError::Https { url });
+        }
+        let exchange = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| HttpError::Unreachable {
+                    url: url.clone(),
+                    cause: cause_chain(&e),
+                })?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, limits.max_body)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        HttpError::TooLarge {
+                            url: url.clone(),
+                            limit: limits.max_body,
+                        }
+                    } else {
+                        HttpError::Body {
+                            url: url.clone(),
+                            cause: e.to_string(),
+                        }
+                    }
+                })?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(limits.timeout, exchange)
+            .await
+            .map_err(|_| HttpError::Timeout {
+                url: url.clone(),
+                timeout: limits.timeout,
+            })?
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str, limits: Limits) -> Result<Answer, HttpError> {
+        self.send(request(http::Method::GET, url, None, Bytes::new())?, limits)
+            .await
+    }
+
+    /// `POST url` with a body of `content_type`.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Bytes,
+        limits: Limits,
+    ) -> Result<Answer, HttpError> {
+        self.send(
+            request(http::Method::POST, url, Some(content_type), body)?,
+            limits,
+        )
+        .await
+    }
+}
+
+/// A request with a body (and its content type, when there is one).
+pub fn request(
+    method: http::Method,
+    url: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, HttpError> {
+    let mut b = Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        b = b.header(http::header::CONTENT_TYPE, ct);
+    }
+    b.body(Full::new(body)).map_err(|e| HttpError::Request {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// An error and its causes, `: `-separated (hyper-util's own text is only "client error").
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One connection answered with `answer` (raw bytes) after reading the request head.
+    async fn serve_once(answer: &'static [u8], delay: Duration) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            tokio::time::sleep(delay).await;
+            let _ = s.write_all(answer).await;
+            let _ = s.shutdown().await;
+        });
+        format!("http://{addr}/x")
+    }
+
+    const SHORT: Limits = Limits::new(Duration::from_secs(5), 64);
+
+    #[tokio::test]
+    async fn an_answer_is_read_whole() {
+        let url = serve_once(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello",
+            Duration::ZERO,
+        )
+        .await;
+        let a = HttpClient::default().get(&url, SHORT).await.unwrap();
+        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.headers["x-a"], "b");
+        assert_eq!(&a.body[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused() {
+        let url = serve_once(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n\
+              0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789",
+            Duration::ZERO,
+        )
+        .await;
+        let e = HttpClient::default().get(&url, SHORT).await.unwrap_err();
+        assert_eq!(e, HttpError::TooLarge { url, limit: 64 });
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_times_out_and_says_when() {
+        let url = serve_once(b"HTTP/1.1 200 OK\r\n\r\n", Duration::from_secs(5)).await;
+        let limits = Limits::new(Duration::from_millis(200), 64);
+        let e = HttpClient::default().get(&url, limits).await.unwrap_err();
+        assert!(matches!(e, HttpError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("200ms"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(); // bound, then closed: nobody listens there
+        let url = format!("http://127.0.0.1:{port}/");
+        let e = HttpClient::default().get(&url, SHORT).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("unreachable"), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn https_is_refused_with_the_reason() {
+        let e = HttpClient::default()
+            .get("https://127.0.0.1:1/", SHORT)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("https is not supported yet"), "{e}");
+    }
+}
