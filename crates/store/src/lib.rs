@@ -291,6 +291,49 @@ impl Store {
         })
     }
 
+    /// A read-only view of the database at `path` (another connection; no migration, no
+    /// write: any write fails with SQLite's read-only error). For queries that need not wait
+    /// behind the writer: they read what is committed. `signer` is the writer's, for
+    /// receipts and checkpoints.
+    pub fn open_reader(path: &Path, signer: Option<Arc<Signer>>) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Schema(version));
+        }
+        let id: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM counters WHERE name = 'instance_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(Store {
+            conn,
+            signer,
+            path: path.to_path_buf(),
+            appended: Vec::new(),
+            instance: format!("{:016x}", id.unwrap_or(0)),
+        })
+    }
+
+    /// Runs `f` on one snapshot of the database (a read transaction), so queries that belong
+    /// together — a bundle's entries and the checkpoint they are proved against — agree.
+    pub fn snapshot<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(self);
+        tx.commit()?;
+        out
+    }
+
     /// The database file (other connections, such as the evaluation-event writer, open it).
     pub fn path(&self) -> &Path {
         &self.path

@@ -281,3 +281,47 @@ fn only_database_failures_are_retried() {
     assert!(!sql(ffi::SQLITE_CONSTRAINT).is_transient());
     assert!(!StoreError::NotFound("x".into()).is_transient());
 }
+
+#[test]
+fn a_reader_sees_what_is_committed_and_cannot_write() {
+    let dir = temp_dir("reader");
+    let spec = Rollout::parse(ROLLOUT).unwrap();
+    let mut store = Store::open(&dir).unwrap();
+    let mut now = 1;
+    let fx = store.create_rollout(&spec, now).unwrap();
+    drive(&mut store, &mut now, fx);
+    let reader = Store::open_reader(store.path(), None).unwrap();
+    assert_eq!(reader.instance(), store.instance());
+    let seen = reader.snapshot(|r| r.rollout("checkout")).unwrap().unwrap();
+    assert_eq!(seen.seq, store.rollout("checkout").unwrap().unwrap().seq);
+    // A commit on the writer is visible to the next read.
+    store
+        .apply("checkout", now + 1, Input::Action(Action::Pause))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        reader.rollout("checkout").unwrap().unwrap().seq,
+        seen.seq + 1
+    );
+    // Read-only: a write is refused, and nothing changes.
+    let mut reader = reader;
+    let refused = reader.apply("checkout", now + 2, Input::Action(Action::Resume));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        store.rollout("checkout").unwrap().unwrap().seq,
+        seen.seq + 1
+    );
+    // A database this build does not know is not read.
+    let other = temp_dir("reader-none");
+    std::fs::create_dir_all(&other).unwrap();
+    rusqlite::Connection::open(other.join("vireo.db"))
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99; CREATE TABLE t (x);")
+        .unwrap();
+    assert!(matches!(
+        Store::open_reader(&other.join("vireo.db"), None),
+        Err(StoreError::Schema(99))
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&other).unwrap();
+}

@@ -1,6 +1,7 @@
-//! Evidence commands: bundle export, the log's checkpoint, entries and consistency proofs,
-//! replays, uploaded attestations. Named commands answered from the store on the driver's
-//! task, which owns the store's connection.
+//! Evidence writes on the driver's task, which owns the store's writing connection: replays
+//! (each recorded) and uploaded attestations (logged). Reads — bundles, the log's checkpoint,
+//! entries and proofs, replay totals, DORA's events — go to read-only connections
+//! (`Handle::read`).
 
 use super::*;
 
@@ -13,15 +14,9 @@ pub type Consistency = (
 );
 
 pub(super) enum Query {
-    Files(String, Reply<EvidenceFiles>),
-    Checkpoint(Reply<String>),
-    Entry(u64, Reply<Option<LogEntry>>),
-    Consistency(u64, u64, Reply<Option<Consistency>>),
     Replay(String, Reply<Outcome>),
     ReplayAll(Reply<Vec<(String, Outcome)>>),
-    ReplayTotals(Reply<(u64, u64)>),
     Attest(Box<Envelope>, Reply<Result<Filed, String>>),
-    DoraEvents(Reply<Vec<CloudEvent>>),
 }
 
 impl Driver {
@@ -29,18 +24,6 @@ impl Driver {
         let now = self.clock.now_ms();
         let store = &mut self.store;
         match q {
-            Query::Files(name, reply) => {
-                let _ = reply.send(store.evidence_files(&name).map_err(ApiError::from));
-            }
-            Query::Checkpoint(reply) => {
-                let _ = reply.send(store.log_checkpoint().map_err(ApiError::from));
-            }
-            Query::Entry(index, reply) => {
-                let _ = reply.send(store.log_entry(index).map_err(ApiError::from));
-            }
-            Query::Consistency(from, to, reply) => {
-                let _ = reply.send(store.log_consistency(from, to).map_err(ApiError::from));
-            }
             Query::Replay(decision, reply) => {
                 let _ = reply.send((|| {
                     let statement = store.decision(&decision)?.ok_or_else(|| {
@@ -64,18 +47,12 @@ impl Driver {
                     Ok(outcomes)
                 })());
             }
-            Query::ReplayTotals(reply) => {
-                let _ = reply.send(store.replay_totals().map_err(ApiError::from));
-            }
             Query::Attest(envelope, reply) => {
                 let _ = reply.send(
                     store
                         .put_attestation(&envelope, now)
                         .map_err(ApiError::from),
                 );
-            }
-            Query::DoraEvents(reply) => {
-                let _ = reply.send(store.dora_events().map_err(ApiError::from));
             }
         }
     }

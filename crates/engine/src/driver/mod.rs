@@ -83,8 +83,10 @@ pub struct Shared {
     pub cohorts: ArcSwap<Cohorts>,
     /// The newest committed event's `seq`: SSE followers wait on it, then read the log.
     pub latest_event: Arc<watch::Sender<u64>>,
-    /// The database, for readers with connections of their own (events, SSE, DORA).
+    /// The database, for readers with connections of their own (events, SSE, DORA, evidence).
     pub db: std::path::PathBuf,
+    /// The store's signer, for readers that answer with receipts and checkpoints.
+    pub signer: Option<Arc<vireo_evidence::Signer>>,
     /// Flag-evaluation events, written in batches off the request path.
     pub eval_events: EvalWriter,
     /// This control plane in event sources (`/vireo/<instance>/…`).
@@ -296,20 +298,17 @@ impl Handle {
     /// A rollout's evidence bundle: (files, log size, checkpoint, log origin).
     pub async fn evidence_files(&self, name: &str) -> Result<EvidenceFiles, ApiError> {
         let name = name.to_string();
-        self.call(|reply| Command::Evidence(evidence::Query::Files(name, reply)))
-            .await
+        self.read(move |s| s.evidence_files(&name)).await
     }
 
     /// The log's current signed checkpoint.
     pub async fn log_checkpoint(&self) -> Result<String, ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::Checkpoint(reply)))
-            .await
+        self.read(|s| s.log_checkpoint()).await
     }
 
     /// Log entry `index` with its receipt.
     pub async fn log_entry(&self, index: u64) -> Result<Option<LogEntry>, ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::Entry(index, reply)))
-            .await
+        self.read(move |s| s.log_entry(index)).await
     }
 
     /// The roots of sizes `from` and `to` and the consistency proof between them.
@@ -318,8 +317,7 @@ impl Handle {
         from: u64,
         to: u64,
     ) -> Result<Option<Consistency>, ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::Consistency(from, to, reply)))
-            .await
+        self.read(move |s| s.log_consistency(from, to)).await
     }
 
     /// Recomputes a recorded decision and records the outcome.
@@ -337,8 +335,7 @@ impl Handle {
 
     /// Replays run so far: (total, matches).
     pub async fn replay_totals(&self) -> Result<(u64, u64), ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::ReplayTotals(reply)))
-            .await
+        self.read(|s| s.replay_totals()).await
     }
 
     /// Files an uploaded provenance envelope (`Err` inside: it is not SLSA provenance).
@@ -352,8 +349,22 @@ impl Handle {
 
     /// The events DORA is computed from.
     pub async fn dora_events(&self) -> Result<Vec<CloudEvent>, ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::DoraEvents(reply)))
-            .await
+        self.read(|s| s.dora_events()).await
+    }
+
+    /// A query on a read-only connection of its own, on a blocking thread, in one snapshot:
+    /// reads neither wait behind the driver's writes nor block an async worker.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let (db, signer) = (self.shared.db.clone(), self.shared.signer.clone());
+        tokio::task::spawn_blocking(move || {
+            Store::open_reader(&db, signer).and_then(|s| s.snapshot(query))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("a store reader failed: {e}")))?
+        .map_err(ApiError::from)
     }
 }
 
@@ -508,6 +519,7 @@ impl Driver {
             cohorts: ArcSwap::from_pointee(Cohorts::default()),
             latest_event,
             db: store.path().to_path_buf(),
+            signer: store.signer().cloned(),
             eval_events,
             instance: store.instance(),
             eval_ids: (clock.now_ms(), AtomicU64::new(0)),
@@ -543,7 +555,12 @@ impl Driver {
             d.dirty = false; // nothing to serve: proxies keep their own routes
         }
         d.drain_queue();
-        tokio::spawn(d.run());
+        // The store's commits fsync, so the driver runs on a thread of its own (from the
+        // blocking pool, driving its loop with the runtime's handle): a slow disk stalls it,
+        // never an async worker. What it spawns (runs, gate checks, workload calls) still runs
+        // on the runtime's workers.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(d.run()));
         Ok(Handle { tx, shared })
     }
 
