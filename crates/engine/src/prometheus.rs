@@ -17,6 +17,44 @@ use vireo_core::analysis::{PrometheusProvider, RangeQuery, Value};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why a query gave no value: the runner records it as an Error measurement's message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PrometheusError {
+    /// The provider's `rangeQuery` is not Argo's shape.
+    #[error("{0}")]
+    Range(String),
+    #[error("{url}: {reason}")]
+    Request { url: String, reason: String },
+    #[error("Prometheus at {base}: {source}")]
+    Http {
+        base: String,
+        #[source]
+        source: vireo_http::HttpError,
+    },
+    #[error("Prometheus at {base} (HTTP {status}): {source}")]
+    Answer {
+        base: String,
+        status: u16,
+        #[source]
+        source: AnswerError,
+    },
+}
+
+/// What is wrong with an answer that arrived.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("not a Prometheus API answer ({reason}): {start}")]
+    NotPrometheus { reason: String, start: String },
+    #[error("query failed: {kind} {message}")]
+    Failed { kind: String, message: String },
+    #[error("answer without data")]
+    NoData,
+    #[error("sample value {value:?}: {reason}")]
+    Sample { value: String, reason: String },
+    #[error("the query returned a string, not a number")]
+    StringResult,
+}
+
 pub use vireo_http::HttpClient;
 
 /// Prometheus answers are bounded (a range query over many series can be large, not endless).
@@ -27,7 +65,11 @@ pub fn client() -> HttpClient {
 }
 
 /// Runs the provider's query (args already substituted) at `now_s` (Unix seconds).
-pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Result<Value, String> {
+pub async fn query(
+    http: &HttpClient,
+    p: &PrometheusProvider,
+    now_s: f64,
+) -> Result<Value, PrometheusError> {
     let base = p.address.trim_end_matches('/');
     let url = match &p.range_query {
         None => format!(
@@ -35,7 +77,7 @@ pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Res
             vireo_types::wire::encode_query(&p.query)
         ),
         Some(r) => {
-            let (start, end, step) = range(r, now_s)?;
+            let (start, end, step) = range(r, now_s).map_err(PrometheusError::Range)?;
             format!(
                 "{base}/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
                 vireo_types::wire::encode_query(&p.query)
@@ -48,13 +90,26 @@ pub async fn query(http: &HttpClient, p: &PrometheusProvider, now_s: f64) -> Res
     }
     let req = req
         .body(Full::new(Bytes::new()))
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| PrometheusError::Request {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     let timeout = p
         .timeout
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
-    let (status, body) = fetch(http, req, timeout, &format!("Prometheus at {base}")).await?;
-    parse(&body).map_err(|e| format!("Prometheus at {base} (HTTP {status}): {e}"))
+    let answer = http
+        .send(req, vireo_http::Limits::new(timeout, MAX_ANSWER))
+        .await
+        .map_err(|source| PrometheusError::Http {
+            base: base.to_string(),
+            source,
+        })?;
+    parse(&answer.body).map_err(|source| PrometheusError::Answer {
+        base: base.to_string(),
+        status: answer.status.as_u16(),
+        source,
+    })
 }
 
 /// One exchange, bounded in time and size; `who` names the other side in errors.
@@ -101,26 +156,25 @@ struct Series {
 }
 
 /// Prometheus's JSON answer → a value (pure; the fixtures in the tests are real answers).
-pub fn parse(body: &[u8]) -> Result<Value, String> {
-    let a: Answer = serde_json::from_slice(body).map_err(|e| {
-        format!(
-            "not a Prometheus API answer ({e}): {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )
+pub fn parse(body: &[u8]) -> Result<Value, AnswerError> {
+    let a: Answer = serde_json::from_slice(body).map_err(|e| AnswerError::NotPrometheus {
+        reason: e.to_string(),
+        start: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     })?;
     if a.status != "success" {
-        return Err(format!(
-            "query failed: {} {}",
-            a.error_type.unwrap_or_default(),
-            a.error.unwrap_or_default()
-        ));
+        return Err(AnswerError::Failed {
+            kind: a.error_type.unwrap_or_default(),
+            message: a.error.unwrap_or_default(),
+        });
     }
-    let number = |s: &str| -> Result<f64, String> {
+    let number = |s: &str| -> Result<f64, AnswerError> {
         // Prometheus writes NaN, +Inf and -Inf as such; Rust's parser reads them too.
-        s.parse::<f64>()
-            .map_err(|e| format!("sample value {s:?}: {e}"))
+        s.parse::<f64>().map_err(|e| AnswerError::Sample {
+            value: s.to_string(),
+            reason: e.to_string(),
+        })
     };
-    match a.data.ok_or("answer without data")? {
+    match a.data.ok_or(AnswerError::NoData)? {
         Data::Scalar((_, v)) => Ok(Value::Scalar(number(&v)?)),
         Data::Vector(samples) => samples
             .iter()
@@ -133,7 +187,7 @@ pub fn parse(body: &[u8]) -> Result<Value, String> {
             .map(|(_, v)| number(v))
             .collect::<Result<_, _>>()
             .map(Value::Vector),
-        Data::String(_) => Err("the query returned a string, not a number".into()),
+        Data::String(_) => Err(AnswerError::StringResult),
     }
 }
 
@@ -188,8 +242,14 @@ mod tests {
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"],[2,"2"]]}]}}"#;
         assert_eq!(parse(matrix).unwrap(), Value::Vector(vec![1.0, 2.0]));
         let error = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
-        assert!(parse(error).unwrap_err().contains("bad_data parse error"));
-        assert!(parse(b"<html>502</html>").is_err());
+        assert!(parse(error)
+            .unwrap_err()
+            .to_string()
+            .contains("bad_data parse error"));
+        assert!(matches!(
+            parse(b"<html>502</html>"),
+            Err(AnswerError::NotPrometheus { .. })
+        ));
     }
 
     #[test]

@@ -295,8 +295,12 @@ async fn judge(
     let (canary, stable, effect) = match &j.prometheus {
         Some(q) => {
             let t = now as f64 / 1000.0;
-            let c = prometheus::query(http, &q.provider(&q.canary), t).await?;
-            let s = prometheus::query(http, &q.provider(&q.stable), t).await?;
+            let c = prometheus::query(http, &q.provider(&q.canary), t)
+                .await
+                .map_err(|e| e.to_string())?;
+            let s = prometheus::query(http, &q.provider(&q.stable), t)
+                .await
+                .map_err(|e| e.to_string())?;
             let flat = |v: Value| match v {
                 Value::Scalar(x) => vec![x],
                 Value::Vector(xs) => xs,
@@ -352,7 +356,9 @@ async fn measure_value(
             .map_err(|e| format!("{}/{}: {e}", p.route, p.backend));
     }
     match &p.metric.provider.prometheus {
-        Some(provider) => prometheus::query(http, provider, now as f64 / 1000.0).await,
+        Some(provider) => prometheus::query(http, provider, now as f64 / 1000.0)
+            .await
+            .map_err(|e| e.to_string()),
         None => Err(format!(
             "template {:?}, metric {:?}: no provider",
             p.template, p.metric.name

@@ -22,7 +22,7 @@ use vireo_core::spec::SpecError;
 use vireo_engine::driver::{Driver, Handle, ProvenanceTrust};
 use vireo_engine::workload::Workloads;
 pub use vireo_evidence::provenance::TrustConfig;
-use vireo_store::Store;
+use vireo_store::{Store, StoreError};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./vireo-data";
@@ -60,20 +60,40 @@ pub struct Options {
     pub event_sink: Option<String>,
 }
 
+/// Why `vireo serve` (or the demo's control plane) could not start: each names the setting
+/// or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("provenance.trustedKeys: list at least one builder key (SPKI PEM file)")]
+    NoTrustedKeys,
+    #[error("provenance.builders: list at least one builder id")]
+    NoBuilders,
+    #[error("provenance.trustedKeys: {path}: {reason}")]
+    TrustedKey { path: PathBuf, reason: String },
+    #[error("the control plane's keys: {0}")]
+    Keys(#[from] vireo_evidence::keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("--event-sink {url:?}: {reason}")]
+    EventSink { url: String, reason: String },
+}
+
 /// Reads the provenance gate's trusted keys (each must be an Ed25519 SPKI PEM).
-pub fn load_trust(config: &TrustConfig) -> anyhow::Result<ProvenanceTrust> {
+pub fn load_trust(config: &TrustConfig) -> Result<ProvenanceTrust, StartError> {
     if config.trusted_keys.is_empty() {
-        anyhow::bail!("provenance.trustedKeys: list at least one builder key (SPKI PEM file)");
+        return Err(StartError::NoTrustedKeys);
     }
     if config.builders.is_empty() {
-        anyhow::bail!("provenance.builders: list at least one builder id");
+        return Err(StartError::NoBuilders);
     }
     let mut keys_pem = Vec::new();
     for path in &config.trusted_keys {
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
-        vireo_evidence::keys::PublicKey::from_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("provenance.trustedKeys: {}: {e}", path.display()))?;
+        let key_error = |reason: String| StartError::TrustedKey {
+            path: path.clone(),
+            reason,
+        };
+        let pem = std::fs::read_to_string(path).map_err(|e| key_error(e.to_string()))?;
+        vireo_evidence::keys::PublicKey::from_pem(&pem).map_err(|e| key_error(e.to_string()))?;
         keys_pem.push(pem);
     }
     Ok(ProvenanceTrust {
@@ -101,7 +121,7 @@ pub async fn start(
     data_dir: &Path,
     workloads: Arc<dyn Workloads>,
     options: Options,
-) -> anyhow::Result<Handle> {
+) -> Result<Handle, StartError> {
     let trust = options.provenance.as_ref().map(load_trust).transpose()?;
     let signer = vireo_evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
@@ -113,11 +133,17 @@ pub async fn start(
         trust,
     )?;
     if let Some(url) = options.event_sink {
+        let refused = |reason: String| StartError::EventSink {
+            url: url.clone(),
+            reason,
+        };
         let uri = url
             .parse::<http::Uri>()
-            .map_err(|e| anyhow::anyhow!("--event-sink {url:?}: {e}"))?;
+            .map_err(|e| refused(e.to_string()))?;
         if uri.scheme_str() != Some("http") {
-            anyhow::bail!("--event-sink {url:?}: only http:// sinks are supported (put a TLS proxy in front for https)");
+            return Err(refused(
+                "only http:// sinks are supported (put a TLS proxy in front for https)".into(),
+            ));
         }
         tracing::info!(sink = %url, "pushing events");
         tokio::spawn(vireo_engine::sink::run_sink(db, url));

@@ -232,6 +232,12 @@ impl World {
     }
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Polls the rollout until `done` holds (bounded: 10 s), waking the driver each time.
 async fn until(h: &Handle, what: &str, done: impl Fn(&RolloutView) -> bool) -> RolloutView {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
