@@ -1,34 +1,38 @@
 //! The driver: the I/O around the rollout state machine.
 //!
 //! One task owns the [`Store`] and every rollout's in-memory companion state, and takes its
-//! work from one channel: API commands, analysis progress, and wake-ups from heartbeats and
-//! timers. So inputs reach the state machine one at a time, in one order, which is the order
-//! the store records and a replay repeats.
+//! work from one channel: the API's named commands ([`Handle`]), analysis progress, workload
+//! answers, and wake-ups from heartbeats and timers. So inputs reach the state machine one at
+//! a time, in one order, which is the order the store records and a replay repeats. The task
+//! runs on a thread of its own, so the store's fsyncs never block an async worker.
 //!
-//! For each input the store commits the transition first ([`Store::apply`]); only then are its
-//! effects carried out here:
+//! For each input the store commits the transition first (`Store::apply_sealed`, with the
+//! evidence it needs sealed in the same transaction); only then are its effects carried out
+//! (`effects.rs`), through the [`Seams`]:
 //! - `SetCanaryWeight` / `PromoteCanaryToStable` change the rollout's route and publish a new
-//!   numbered table ([`Tables`]); the rollout then waits until the [`Fleet`] shows every
-//!   connected proxy at that version, and `WeightApplied` is fed back;
-//! - `StartAnalysis` spawns a [`runner`] task; its verdict comes back as `AnalysisCompleted`;
-//! - an aborted rollout is watched until no proxy reports the canary in flight
-//!   (`CanaryDrained`); `StopCanary` / `ForceCloseCanary` go to [`Workloads`];
-//! - `MaterializeInputs` starts the canary workload; `EvaluateGate` checks the canary's SLSA
-//!   provenance (when a trust config is set), then the schedule and the approval policy
-//!   (annotation `vireo.dev/approval: required`);
+//!   numbered table ([`Traffic::publish`]); the rollout then waits until [`Traffic::applied`]
+//!   says every target routes by that version, and `WeightApplied` is fed back;
+//! - `StartAnalysis` runs the plan through [`Analyses`] (`analysis.rs`); its verdict comes back
+//!   as `AnalysisCompleted`, sealed with it;
+//! - an aborted rollout is watched until [`Traffic::drained`] (`CanaryDrained`) or the hard
+//!   deadline; `StopCanary` / `ForceCloseCanary` go to [`Workloads`];
+//! - `MaterializeInputs` starts the canary workload, and `InputsMaterialized` follows once it
+//!   has started; `EvaluateGate` checks provenance, the schedule and the approval policy
+//!   (`gate.rs`);
 //! - `ArmRollback` is answered at once (the store seals the envelope with `RollbackArmed`);
 //!   `VerifyRollback` checks the logged envelope; `RunDownMigration` runs its command as a
-//!   child process (`sh -c`, bounded by [`MIGRATION_TIMEOUT`]) and reports when it exits;
-//!   `DisableFlag` disables the envelope's flag in the flag store (an event);
-//! - timed steps and the abort deadline come back as `Tick` at [`RolloutState::next_deadline`].
+//!   child process and reports when it exits; `DisableFlag` disables the envelope's flag
+//!   (`rollback.rs`, `flags.rs`);
+//! - timed steps and the abort deadline come back as `Tick` at
+//!   [`vireo_core::rollout::RolloutState::next_deadline`], on the [`Clock`].
 //!
-//! Effects that lead straight to another input (materialize, gate) queue it; the queue is
-//! drained before the next command, so an API call returns with the rollout as far as it can
-//! get without waiting on the world.
+//! Effects that lead straight to another input queue it; the queue is drained before the next
+//! command, so an API call returns with the rollout as far as it can get without waiting on the
+//! world. Progress is level-triggered (`check_progress`): the world is looked at on every turn.
 //!
-//! On start the driver loads every rollout and carries out [`RolloutState::resume_effects`]:
-//! whatever a crash interrupted is done again (effects are idempotent), and nothing already
-//! committed is repeated.
+//! On start the driver loads every rollout and carries out `resume_effects()`: whatever a
+//! crash interrupted is done again (effects are idempotent), and nothing already committed is
+//! repeated.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -68,305 +72,26 @@ pub use vireo_core::spec::APPROVAL_ANNOTATION;
 
 pub use vireo_core::clock::now_ms;
 
-/// What the driver and the API share.
-pub struct Shared {
-    /// The proxies as their heartbeats describe them (the embedded traffic and analyses read it).
-    pub fleet: Arc<RwLock<Fleet>>,
-    /// The route tables the proxies long-poll.
-    pub tables: Arc<Tables>,
-    /// The engine's clock (heartbeats are stamped with it).
-    pub clock: Arc<dyn Clock>,
-    wake: Notify,
-    /// The flags as last stored (swapped whole on each change; OFREP reads it lock-free).
-    pub flags: ArcSwap<FlagSet>,
-    /// Every rollout's cohort as of the route table last published.
-    pub cohorts: ArcSwap<Cohorts>,
-    /// The newest committed event's `seq`: SSE followers wait on it, then read the log.
-    pub latest_event: Arc<watch::Sender<u64>>,
-    /// The database, for readers with connections of their own (events, SSE, DORA, evidence).
-    pub db: std::path::PathBuf,
-    /// The store's signer, for readers that answer with receipts and checkpoints.
-    pub signer: Option<Arc<vireo_evidence::Signer>>,
-    /// Flag-evaluation events, written in batches off the request path.
-    pub eval_events: EvalWriter,
-    /// This control plane in event sources (`/vireo/<instance>/…`).
-    pub instance: String,
-    /// Ids of evaluation events: `<boot ms>-<n>`, unique across restarts.
-    eval_ids: (u64, AtomicU64),
-}
-
-impl Shared {
-    /// A fresh id for an evaluation event.
-    pub fn eval_id(&self) -> String {
-        let n = self.eval_ids.1.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.eval_ids.0)
-    }
-
-    /// Records a proxy heartbeat and wakes the driver (an applied version or a finished drain
-    /// may be what a rollout waits for).
-    pub fn heartbeat(&self, report: StatusReport) {
-        self.fleet
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(report, self.clock.now_ms());
-        self.wake.notify_one();
-    }
-
-    /// Wakes the driver to look at the world again (what heartbeats do; tests that move a
-    /// manual clock do it too).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-}
-
 mod analysis;
 mod effects;
 mod evidence;
 mod flags;
 mod gate;
+mod handle;
 mod rollback;
 mod views;
 
 use analysis::proxy_windows;
 
 pub use evidence::{Consistency, EvidenceFiles, LogEntry};
+pub use handle::{ApiError, Handle, Shared};
+use handle::{Command, Reply};
 pub use views::view;
 use vireo_evidence::dsse::Envelope;
 use vireo_evidence::replay::Outcome;
 use vireo_store::Filed;
 
 pub use vireo_api::{AppliedWeight, RollbackView, RolloutView, Status, Timeline, TimelineEntry};
-
-/// Errors as the API reports them.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    Invalid(SpecError),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(name) => ApiError::NotFound(format!("no rollout named {name:?}")),
-            StoreError::Busy { .. } => ApiError::Conflict(e.to_string()),
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<Rejected> for ApiError {
-    fn from(r: Rejected) -> Self {
-        ApiError::Conflict(r.to_string())
-    }
-}
-
-type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
-
-enum Command {
-    ApplyRollout(Box<Rollout>, Reply<RolloutView>),
-    ApplyTemplate(Box<AnalysisTemplate>, Reply<()>),
-    Act(String, Action, String, Reply<RolloutView>),
-    Get(String, Reply<RolloutView>),
-    List(Reply<Vec<RolloutView>>),
-    Timeline(String, Reply<Timeline>),
-    /// Evidence reads and writes, answered from the store on the driver's task.
-    Evidence(evidence::Query),
-    RunProgress {
-        rollout: String,
-        generation: u64,
-        view: RunView,
-        done: bool,
-    },
-    Schedule(
-        String,
-        Option<Box<vireo_core::schedule::Schedule>>,
-        Reply<()>,
-    ),
-    /// The schedule's gate task: a note for status, or (with `passed`) its decision.
-    Gate {
-        rollout: String,
-        seq: u64,
-        note: String,
-        passed: Option<bool>,
-    },
-    PutFlag(Box<Flag>, Reply<Flag>),
-    /// Enable (`true`) or disable a flag, by whom.
-    ToggleFlag(String, bool, String, Reply<Flag>),
-    /// Ingest events: (new, already stored).
-    Ingest(Vec<CloudEvent>, Reply<(usize, usize)>),
-    /// A workload call that took a while ended.
-    Workload {
-        rollout: String,
-        generation: u64,
-        op: effects::WorkloadOp,
-        result: Result<(), WorkloadError>,
-    },
-    /// A rollback's down-migration command ended.
-    Migration {
-        rollout: String,
-        generation: u64,
-        ok: bool,
-        detail: String,
-    },
-}
-
-/// The API's way in.
-#[derive(Clone)]
-pub struct Handle {
-    tx: mpsc::Sender<Command>,
-    pub shared: Arc<Shared>,
-}
-
-impl Handle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| ApiError::Internal("the driver has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| ApiError::Internal("the driver dropped the request".into()))?
-    }
-
-    pub async fn apply_rollout(&self, r: Rollout) -> Result<RolloutView, ApiError> {
-        self.call(|reply| Command::ApplyRollout(Box::new(r), reply))
-            .await
-    }
-    pub async fn apply_template(&self, t: AnalysisTemplate) -> Result<(), ApiError> {
-        self.call(|reply| Command::ApplyTemplate(Box::new(t), reply))
-            .await
-    }
-    /// An action by `actor` (the API caller's identity, recorded on the timeline).
-    pub async fn act(
-        &self,
-        name: &str,
-        action: Action,
-        actor: &str,
-    ) -> Result<RolloutView, ApiError> {
-        self.call(|reply| Command::Act(name.to_string(), action, actor.to_string(), reply))
-            .await
-    }
-    pub async fn get(&self, name: &str) -> Result<RolloutView, ApiError> {
-        self.call(|reply| Command::Get(name.to_string(), reply))
-            .await
-    }
-    pub async fn list(&self) -> Result<Vec<RolloutView>, ApiError> {
-        self.call(Command::List).await
-    }
-    /// Sets (`Some`) or cancels (`None`) a rollout's schedule.
-    pub async fn schedule(
-        &self,
-        name: &str,
-        schedule: Option<vireo_core::schedule::Schedule>,
-    ) -> Result<(), ApiError> {
-        self.call(|reply| Command::Schedule(name.to_string(), schedule.map(Box::new), reply))
-            .await
-    }
-
-    pub async fn put_flag(&self, flag: Flag) -> Result<Flag, ApiError> {
-        self.call(|reply| Command::PutFlag(Box::new(flag), reply))
-            .await
-    }
-
-    pub async fn toggle_flag(
-        &self,
-        key: &str,
-        enabled: bool,
-        actor: &str,
-    ) -> Result<Flag, ApiError> {
-        self.call(|reply| Command::ToggleFlag(key.to_string(), enabled, actor.to_string(), reply))
-            .await
-    }
-
-    /// Stores events (deduplicated on source + id): (new, duplicates).
-    pub async fn ingest(&self, events: Vec<CloudEvent>) -> Result<(usize, usize), ApiError> {
-        self.call(|reply| Command::Ingest(events, reply)).await
-    }
-
-    pub async fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
-        self.call(|reply| Command::Timeline(name.to_string(), reply))
-            .await
-    }
-
-    /// A rollout's evidence bundle: (files, log size, checkpoint, log origin).
-    pub async fn evidence_files(&self, name: &str) -> Result<EvidenceFiles, ApiError> {
-        let name = name.to_string();
-        self.read(move |s| s.evidence_files(&name)).await
-    }
-
-    /// The log's current signed checkpoint.
-    pub async fn log_checkpoint(&self) -> Result<String, ApiError> {
-        self.read(|s| s.log_checkpoint()).await
-    }
-
-    /// Log entry `index` with its receipt.
-    pub async fn log_entry(&self, index: u64) -> Result<Option<LogEntry>, ApiError> {
-        self.read(move |s| s.log_entry(index)).await
-    }
-
-    /// The roots of sizes `from` and `to` and the consistency proof between them.
-    pub async fn log_consistency(
-        &self,
-        from: u64,
-        to: u64,
-    ) -> Result<Option<Consistency>, ApiError> {
-        self.read(move |s| s.log_consistency(from, to)).await
-    }
-
-    /// Recomputes a recorded decision and records the outcome.
-    pub async fn replay(&self, decision: &str) -> Result<Outcome, ApiError> {
-        let decision = decision.to_string();
-        self.call(|reply| Command::Evidence(evidence::Query::Replay(decision, reply)))
-            .await
-    }
-
-    /// Recomputes every recorded decision: (id, outcome), in log order.
-    pub async fn replay_all(&self) -> Result<Vec<(String, Outcome)>, ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::ReplayAll(reply)))
-            .await
-    }
-
-    /// Replays run so far: (total, matches).
-    pub async fn replay_totals(&self) -> Result<(u64, u64), ApiError> {
-        self.read(|s| s.replay_totals()).await
-    }
-
-    /// Files an uploaded provenance envelope (`Err` inside: it is not SLSA provenance).
-    pub async fn put_attestation(
-        &self,
-        envelope: Envelope,
-    ) -> Result<Result<Filed, String>, ApiError> {
-        self.call(|reply| Command::Evidence(evidence::Query::Attest(Box::new(envelope), reply)))
-            .await
-    }
-
-    /// The events DORA is computed from.
-    pub async fn dora_events(&self) -> Result<Vec<CloudEvent>, ApiError> {
-        self.read(|s| s.dora_events()).await
-    }
-
-    /// A query on a read-only connection of its own, on a blocking thread, in one snapshot:
-    /// reads neither wait behind the driver's writes nor block an async worker.
-    async fn read<T: Send + 'static>(
-        &self,
-        query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let (db, signer) = (self.shared.db.clone(), self.shared.signer.clone());
-        tokio::task::spawn_blocking(move || {
-            Store::open_reader(&db, signer).and_then(|s| s.snapshot(query))
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("a store reader failed: {e}")))?
-        .map_err(ApiError::from)
-    }
-}
 
 /// What the driver keeps beside a stored rollout.
 struct Live {
