@@ -17,8 +17,16 @@ declare -A forbidden=(
   [vireo-store]="hyper-util axum pingora"
   [vireo-engine]="axum pingora"
   [vireo-server]="pingora"
-  # The data plane knows nothing of the control plane but the shared types.
-  [vireo-proxy]="vireo-core vireo-evidence vireo-store vireo-engine vireo-server vireo-api vireo-control rusqlite axum"
+  # The data plane: no database, no API server (and no Vireo crate but the allowed ones, below).
+  [vireo-proxy]="rusqlite axum"
+)
+# crate: the only Vireo crates allowed in its tree (an allow-list, so a new crate is caught).
+declare -A vireo_allowed=(
+  [vireo-proxy]="vireo-proxy vireo-types vireo-http"
+  [vireo-types]="vireo-types"
+  [vireo-core]="vireo-core vireo-types"
+  [vireo-api]="vireo-api vireo-core vireo-types"
+  [vireo-evidence]="vireo-evidence vireo-core vireo-types"
 )
 
 tree() {
@@ -38,6 +46,15 @@ check() { # crate, forbidden list, dependency list (one per line)
   fi
 }
 
+# The Vireo crates in `deps` that `allowed` does not list (empty: none).
+strays() { # allowed list, dependency list
+  local allowed=" $1 " d out=()
+  while read -r d; do
+    case "$d" in vireo-*) [[ "$allowed" == *" $d "* ]] || out+=("$d") ;; esac
+  done <<<"$2"
+  echo "${out[*]:-}"
+}
+
 for crate in "${!forbidden[@]}"; do
   deps=$(tree "$crate")
   if [ -z "$deps" ]; then
@@ -46,6 +63,13 @@ for crate in "${!forbidden[@]}"; do
     continue
   fi
   check "$crate" "${forbidden[$crate]}" "$deps" || violations=$((violations + 1))
+  if [ -n "${vireo_allowed[$crate]:-}" ]; then
+    bad=$(strays "${vireo_allowed[$crate]}" "$deps")
+    if [ -n "$bad" ]; then
+      echo "architecture: $crate depends on $bad (allowed: ${vireo_allowed[$crate]})" >&2
+      violations=$((violations + 1))
+    fi
+  fi
 done
 
 if [ "${1:-}" = --self-test ]; then
@@ -54,6 +78,12 @@ if [ "${1:-}" = --self-test ]; then
     first=${forbidden[$crate]%% *}
     if check "$crate" "${forbidden[$crate]}" "$(printf 'serde\n%s\n' "$first")" 2>/dev/null; then
       echo "architecture: the rule for $crate does not catch $first" >&2
+      violations=$((violations + 1))
+    fi
+  done
+  for crate in "${!vireo_allowed[@]}"; do
+    if [ -z "$(strays "${vireo_allowed[$crate]}" "$(printf 'serde\nvireo-someday\n')")" ]; then
+      echo "architecture: the allow-list of $crate does not catch a new vireo crate" >&2
       violations=$((violations + 1))
     fi
   done

@@ -103,6 +103,15 @@ impl Client {
         self.get(&format!("/api/v1/rollouts/{name}")).await
     }
 
+    /// The rollout as this CLI reads it, and the answer exactly as the server sent it (what
+    /// `-o json` prints: no field this build does not know is lost).
+    pub async fn rollout_and_json(&self, name: &str) -> Result<(RolloutView, Value), String> {
+        let path = format!("/api/v1/rollouts/{name}");
+        let body = self.call_raw(Method::GET, &path, None).await?;
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok((typed(&path, &body)?, json))
+    }
+
     pub async fn rollouts(&self) -> Result<Vec<RolloutView>, String> {
         Ok(self.get::<RolloutList>("/api/v1/rollouts").await?.items)
     }

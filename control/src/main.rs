@@ -887,13 +887,19 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
             Ok(0)
         }
         RolloutCommand::List { output } => {
-            let items = c.rollouts().await.map_err(fail)?;
             match output {
-                Output::Json => println!(
+                // As the server sent it: nothing this build does not know is dropped.
+                Output::Json => {
+                    let v = c
+                        .call(Method::GET, "/api/v1/rollouts", None)
+                        .await
+                        .map_err(fail)?;
+                    println!("{}", serde_json::to_string_pretty(&v)?)
+                }
+                Output::Text => print!(
                     "{}",
-                    serde_json::to_string_pretty(&vireo_api::RolloutList { items })?
+                    client::render_list(&c.rollouts().await.map_err(fail)?)
                 ),
-                Output::Text => print!("{}", client::render_list(&items)),
             }
             Ok(0)
         }
@@ -904,9 +910,9 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
         } => {
             let mut last = String::new();
             loop {
-                let v = c.rollout(&name).await.map_err(fail)?;
+                let (v, json) = c.rollout_and_json(&name).await.map_err(fail)?;
                 let shown = match output {
-                    Output::Json => serde_json::to_string_pretty(&v)? + "\n",
+                    Output::Json => serde_json::to_string_pretty(&json)? + "\n",
                     Output::Text => client::render_status(&v),
                 };
                 if shown != last {

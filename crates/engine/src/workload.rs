@@ -2,9 +2,11 @@
 //! a rollout and whatever runs the service.
 //!
 //! Calls are asynchronous and report back when done: the driver spawns each one and, for
-//! [`Workloads::start`], feeds `InputsMaterialized` to the state machine only once the canary
-//! has started, so a Kubernetes implementation can scale a ReplicaSet up and wait for its pods
-//! to be ready, however long that takes. The driver calls `start` when a rollout's inputs are
+//! [`Workloads::start`], feeds `InputsMaterialized` to the state machine only once the start
+//! has returned, so a Kubernetes implementation can scale a ReplicaSet up and wait for its
+//! pods to be ready, however long that takes. A failed start is logged and the rollout goes
+//! on (its analysis judges a canary that does not answer); only the newest start's answer
+//! counts, and a start that returns after an abort is followed by a stop. The driver calls `start` when a rollout's inputs are
 //! to be materialized (so a `retry` brings a stopped canary back), [`Workloads::stop`] at the
 //! end of an abort, and [`Workloads::force_close`] when the abort deadline passes with
 //! requests still in flight. `vireo serve` uses [`Recorded`] (it manages no processes: the
@@ -14,7 +16,7 @@
 use futures_util::future::BoxFuture;
 use vireo_core::spec::Workload;
 
-/// Why a workload call failed (shown in logs and, for `start`, in the rollout's message).
+/// Why a workload call failed (logged with the rollout's name).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct WorkloadError(pub String);

@@ -17,7 +17,9 @@ impl Driver {
                 Effect::MaterializeInputs => {
                     let call = self.workloads.start(name, &spec.spec.canary);
                     let generation = live.stored.generation;
-                    self.workload_call(name, generation, WorkloadOp::Start, call);
+                    live.start_seq += 1;
+                    let op = WorkloadOp::Start(live.start_seq);
+                    self.workload_call(name, generation, op, call);
                 }
                 Effect::EvaluateGate => self.evaluate_gate(name),
                 Effect::SetCanaryWeight(w) => {
@@ -105,10 +107,12 @@ impl Driver {
     }
 }
 
-/// A workload call the driver made, for its answer.
+/// A workload call the driver made, for its answer. A start carries its number among the
+/// rollout's starts: only the newest one's answer counts (a retry starts again while an
+/// earlier, slow start may still be running).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WorkloadOp {
-    Start,
+    Start(u64),
     Stop,
     ForceClose,
 }
@@ -146,8 +150,11 @@ impl Driver {
         });
     }
 
-    /// A workload call's answer. A started canary materializes the rollout's inputs (the
-    /// state machine ignores it if the rollout moved on meanwhile, e.g. was aborted).
+    /// A workload call's answer. The newest start of the current generation materializes the
+    /// rollout's inputs; a failed start is logged and the rollout goes on (as a canary that
+    /// never answers would: its analysis judges it). A start that ends after the rollout
+    /// began backing out (an abort overtook a slow start) is stopped again, so no canary is
+    /// left running.
     pub(super) fn workload_done(
         &mut self,
         name: &str,
@@ -158,11 +165,23 @@ impl Driver {
         if let Err(e) = &result {
             tracing::warn!(rollout = %name, ?op, "canary workload: {e}");
         }
-        let current = self
-            .live
-            .get(name)
-            .is_some_and(|l| l.stored.generation == generation);
-        if op == WorkloadOp::Start && current {
+        let WorkloadOp::Start(seq) = op else {
+            return;
+        };
+        let Some(live) = self.live.get(name) else {
+            return;
+        };
+        // (Not after Completed: the canary is the stable version then.)
+        if live.stored.state.phase.is_backing_out() {
+            if result.is_ok() {
+                tracing::info!(rollout = %name, "a start ended after the rollout stopped: stopping the canary again");
+                let call = self.workloads.stop(name, &live.stored.spec.spec.canary);
+                let generation = live.stored.generation;
+                self.workload_call(name, generation, WorkloadOp::Stop, call);
+            }
+            return;
+        }
+        if live.stored.generation == generation && live.start_seq == seq {
             self.queue
                 .push_back((name.to_string(), Input::InputsMaterialized));
         }

@@ -24,6 +24,9 @@ pub struct Shared {
     pub db: std::path::PathBuf,
     /// The store's signer, for readers that answer with receipts and checkpoints.
     pub signer: Option<Arc<vireo_evidence::Signer>>,
+    /// Bounds the store readers at work at once (each holds a blocking thread and a
+    /// connection): a burst of evidence requests queues instead of exhausting either.
+    pub(super) readers: tokio::sync::Semaphore,
     /// Flag-evaluation events, written in batches off the request path.
     pub eval_events: EvalWriter,
     /// This control plane in event sources (`/vireo/<instance>/…`).
@@ -277,6 +280,12 @@ impl Handle {
         &self,
         query: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let _permit = self
+            .shared
+            .readers
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(format!("store readers closed: {e}")))?;
         let (db, signer) = (self.shared.db.clone(), self.shared.signer.clone());
         tokio::task::spawn_blocking(move || {
             Store::open_reader(&db, signer).and_then(|s| s.snapshot(query))

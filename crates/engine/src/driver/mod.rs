@@ -3,8 +3,9 @@
 //! One task owns the [`Store`] and every rollout's in-memory companion state, and takes its
 //! work from one channel: the API's named commands ([`Handle`]), analysis progress, workload
 //! answers, and wake-ups from heartbeats and timers. So inputs reach the state machine one at
-//! a time, in one order, which is the order the store records and a replay repeats. The task
-//! runs on a thread of its own, so the store's fsyncs never block an async worker.
+//! a time, in one order, which is the order the store records and a replay repeats. Each turn's
+//! synchronous work (the store's fsyncing commits) runs in `block_in_place`, so it never holds
+//! an async worker others need.
 //!
 //! For each input the store commits the transition first (`Store::apply_sealed`, with the
 //! evidence it needs sealed in the same transaction); only then are its effects carried out
@@ -114,6 +115,8 @@ struct Live {
     windows: Vec<u64>,
     /// Decided runs whose verdict is yet to be recorded, with what to seal it with.
     seals: BTreeMap<u64, (Vec<PlannedMetric>, RunView)>,
+    /// Numbers the canary's starts, so only the newest one's answer materializes the inputs.
+    start_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -199,6 +202,9 @@ pub struct Driver {
 /// chains are a handful long; this only stops a bug from spinning forever.
 const QUEUE_BUDGET: usize = 10_000;
 
+/// Store readers (read-only connections on blocking threads) at work at once.
+const MAX_READERS: usize = 8;
+
 impl Driver {
     /// Loads every stored rollout, redoes what a crash may have interrupted, publishes the
     /// route table, and runs the driver on the current tokio runtime.
@@ -245,6 +251,7 @@ impl Driver {
             latest_event,
             db: store.path().to_path_buf(),
             signer: store.signer().cloned(),
+            readers: tokio::sync::Semaphore::new(MAX_READERS),
             eval_events,
             instance: store.instance(),
             eval_ids: (clock.now_ms(), AtomicU64::new(0)),
@@ -280,12 +287,7 @@ impl Driver {
             d.dirty = false; // nothing to serve: proxies keep their own routes
         }
         d.drain_queue();
-        // The store's commits fsync, so the driver runs on a thread of its own (from the
-        // blocking pool, driving its loop with the runtime's handle): a slow disk stalls it,
-        // never an async worker. What it spawns (runs, gate checks, workload calls) still runs
-        // on the runtime's workers.
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || runtime.block_on(d.run()));
+        tokio::spawn(d.run());
         Ok(Handle { tx, shared })
     }
 
@@ -311,12 +313,17 @@ impl Driver {
                 _ = every.tick() => None,
                 _ = tokio::time::sleep(sleep) => None,
             };
-            if let Some(c) = command {
-                self.command(c);
-            }
-            self.check_progress();
-            self.drain_queue();
-            self.publish_events();
+            // The turn's work is synchronous and commits fsync: it runs without holding an
+            // async worker (tokio moves the worker's other tasks elsewhere meanwhile), so a
+            // slow disk stalls the driver, never the API or the proxies' long polls.
+            off_worker(|| {
+                if let Some(c) = command {
+                    self.command(c);
+                }
+                self.check_progress();
+                self.drain_queue();
+                self.publish_events();
+            });
         }
     }
 
@@ -569,6 +576,20 @@ impl Driver {
                     break;
                 }
                 Err(e) => {
+                    // A verdict whose seal failed for a reason other than the database (it
+                    // could not be signed or encoded) is recorded without it rather than
+                    // lost: a rollout must not wait forever on its own evidence.
+                    let sealed = match (&input, self.live.get_mut(&name)) {
+                        (Input::AnalysisCompleted { run, .. }, Some(l)) => {
+                            l.seals.remove(run).is_some()
+                        }
+                        _ => false,
+                    };
+                    if sealed {
+                        tracing::error!(rollout = %name, ?input, "cannot seal the analysis verdict: {e}; recording it unsealed");
+                        self.queue.push_front((name, input));
+                        continue;
+                    }
                     tracing::error!(rollout = %name, ?input, "cannot record input: {e}; dropped");
                 }
             }
@@ -576,8 +597,7 @@ impl Driver {
         self.flush();
     }
 
-    /// Turns what the fleet and the clock say into inputs.
-    /// Level-triggered: looks at the world and queues the inputs it implies. An input that is
+    /// Turns what the traffic and the clock say into inputs. Level-triggered: looks at the world and queues the inputs it implies. An input that is
     /// already queued (kept there while the store cannot record it) is not queued again, so
     /// an outage of the store does not turn into repeated inputs once it ends.
     fn check_progress(&mut self) {
@@ -672,6 +692,16 @@ impl Driver {
     }
 }
 
+/// Runs blocking work (SQLite commits) on the current worker without starving the runtime:
+/// `block_in_place` on a multi-threaded runtime; inline on a current-thread one (tests),
+/// which has no other worker to hand tasks to.
+fn off_worker<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Whether a proxy would accept a table of these routes (parsed and validated as a proxy
 /// does; addresses are not resolved here: the proxies resolve them, and report a refusal).
 pub fn proxy_accepts(routes: &[Route]) -> Result<(), vireo_types::config::ConfigError> {
@@ -710,6 +740,7 @@ impl Live {
             migration: None,
             windows,
             seals: BTreeMap::new(),
+            start_seq: 0,
         }
     }
 }
