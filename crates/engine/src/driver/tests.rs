@@ -483,15 +483,27 @@ async fn only_the_newest_start_counts_and_a_start_after_an_abort_is_stopped_agai
     until(&h, "the abort to settle", |v| v.status.settled).await;
     h.act("checkout", Action::Retry, "carol").await.unwrap();
     let v = h.get("checkout").await.unwrap();
-    assert_eq!(v.status.phase, Phase::Pending, "the retry waits for its own start");
+    assert_eq!(
+        v.status.phase,
+        Phase::Pending,
+        "the retry waits for its own start"
+    );
     // The first start ends now: it is not the newest, so it materializes nothing.
     w.workloads.started.notify_one();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(h.get("checkout").await.unwrap().status.phase, Phase::Pending);
+    assert_eq!(
+        h.get("checkout").await.unwrap().status.phase,
+        Phase::Pending
+    );
     // The retry's start ends: the rollout goes on to completion.
     w.workloads.started.notify_one();
     until(&h, "completion", |v| v.status.phase == Phase::Completed).await;
-    let starts = w.workloads.calls().iter().filter(|c| *c == "start v2").count();
+    let starts = w
+        .workloads
+        .calls()
+        .iter()
+        .filter(|c| *c == "start v2")
+        .count();
     assert_eq!(starts, 2);
 
     // A second rollout generation aborted while its start runs: when the start ends, the
@@ -503,12 +515,22 @@ async fn only_the_newest_start_counts_and_a_start_after_an_abort_is_stopped_agai
     applied(&h2, true, full_rollout(&w2.migration_log(), "")).await;
     h2.act("checkout", Action::Abort, "carol").await.unwrap();
     until(&h2, "the abort to settle", |v| v.status.settled).await;
-    let stops = |w: &World| w.workloads.calls().iter().filter(|c| *c == "stop v2").count();
+    let stops = |w: &World| {
+        w.workloads
+            .calls()
+            .iter()
+            .filter(|c| *c == "stop v2")
+            .count()
+    };
     let before = stops(&w2);
     w2.workloads.started.notify_one();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while stops(&w2) == before {
-        assert!(std::time::Instant::now() < deadline, "{:?}", w2.workloads.calls());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            w2.workloads.calls()
+        );
         h2.shared.wake();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
