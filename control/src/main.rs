@@ -677,7 +677,7 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
                 .ok_or_else(|| {
                     anyhow::anyhow!("--image-digest {image_digest:?}: expected sha256:<64 hex>")
                 })?;
-            let started = vireo_engine::driver::now_ms();
+            let started = vireo_core::clock::now_ms();
             let lock = std::fs::read_to_string(&lockfile)
                 .map_err(|e| anyhow::anyhow!("--lockfile {}: {e}", lockfile.display()))?;
             let (signer, created) = SigningKey::load_or_create(&key)
@@ -697,7 +697,7 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
                 builder_id: &builder_id,
                 lockfile: (&lockfile.display().to_string(), &lock),
                 started_ms: started,
-                finished_ms: vireo_engine::driver::now_ms(),
+                finished_ms: vireo_core::clock::now_ms(),
             })
             .map_err(anyhow::Error::msg)?;
             let pins = st["predicate"]["buildDefinition"]["resolvedDependencies"]

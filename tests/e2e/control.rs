@@ -61,7 +61,7 @@ fn weights_move_on_both_proxies_and_count_as_applied_only_when_both_report() {
         s["canaryWeight"], 30,
         "applied before proxy b reported: {s}"
     );
-    let resumed_at = vireo_engine::driver::now_ms();
+    let resumed_at = vireo_core::clock::now_ms();
     b.signal(libc::SIGCONT);
     server.wait_status("checkout", "weight 60 applied", |s| s["canaryWeight"] == 60);
     let applied = weight_applied_entries(&server.timeline("checkout"));
@@ -557,7 +557,7 @@ fn schedules_wait_for_their_window_and_preconditions() {
 
     // Opens in 2 s with Prometheus up: waits, then starts. The clock is read before the
     // schedule's `at` is computed, so `at` is never earlier than `before + 2 s`.
-    let before = vireo_engine::driver::now_ms();
+    let before = vireo_core::clock::now_ms();
     schedule("later", 2_000, "1m", &prometheus.url);
     let r = server.post(
         "/api/v1/rollouts",

@@ -93,13 +93,13 @@ pub const EXIT_ABORTED: u8 = 2;
 
 pub async fn run(opts: Options) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let started_ms = vireo_engine::driver::now_ms();
+    let started_ms = vireo_core::clock::now_ms();
     let speed = opts.speed.max(1);
     let data_dir = match &opts.data_dir {
         Some(d) => d.clone(),
         None => PathBuf::from(format!(
             "vireo-data/demo-{}",
-            vireo_engine::driver::now_ms() / 1000
+            vireo_core::clock::now_ms() / 1000
         )),
     };
     std::fs::create_dir_all(&data_dir)
@@ -222,7 +222,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         vireo_core::events::CHANGE_MERGED,
         "/vireo-demo/scm",
         &format!("merge-{commit}"),
-        &vireo_evidence::rfc3339(vireo_engine::driver::now_ms()),
+        &vireo_evidence::rfc3339(vireo_core::clock::now_ms()),
         "demo-change",
         serde_json::json!({"commit": commit, "repository": "https://vireo.dev/demo/checkout"}),
     );
@@ -317,7 +317,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("reading the event log: {e}"))?;
     let window = vireo_core::dora::Window {
         since: started_ms.saturating_sub(1_000),
-        until: vireo_engine::driver::now_ms() + 1,
+        until: vireo_core::clock::now_ms() + 1,
     };
     summary.dora = Some(vireo_core::dora::compute(&events, &window));
     let evidence = export_and_verify(&handle, &data_dir).await?;
@@ -349,7 +349,7 @@ fn attest_canary(
     let image = image("v2");
     let (name, digest) =
         provenance::image_digest(&image).context("the demo image is referenced by digest")?;
-    let now = vireo_engine::driver::now_ms();
+    let now = vireo_core::clock::now_ms();
     let commit = vireo_evidence::sha256_hex(LOCKFILE.as_bytes())[..40].to_string();
     let statement = provenance::statement_for(&provenance::BuildFacts {
         image_name: name,
@@ -601,7 +601,7 @@ impl Drop for Prometheus {
 /// Waits until the proxy reports a table from the control plane (bounded: 10 s).
 async fn wait_routed(handle: &Handle) -> anyhow::Result<()> {
     for _ in 0..200 {
-        let now = vireo_engine::driver::now_ms();
+        let now = vireo_core::clock::now_ms();
         let routed = handle
             .shared
             .fleet
@@ -798,7 +798,7 @@ impl LiveView {
         self.weight.set_position(u64::from(s.canary_weight));
         self.weight.set_message(step.clone());
 
-        let now = vireo_engine::driver::now_ms();
+        let now = vireo_core::clock::now_ms();
         let fleet = handle
             .shared
             .fleet

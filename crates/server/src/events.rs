@@ -102,7 +102,7 @@ async fn ingest_events(
         };
     let own = format!("/vireo/{}/", h.shared.instance);
     let checked = parsed.and_then(|events| {
-        let now = vireo_engine::driver::now_ms();
+        let now = h.shared.clock.now_ms();
         events
             .into_iter()
             .enumerate()
@@ -248,7 +248,7 @@ async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
     let window = match vireo_core::dora::Window::parse(
         q.since.as_deref(),
         q.until.as_deref(),
-        vireo_engine::driver::now_ms(),
+        h.shared.clock.now_ms(),
     ) {
         Ok(w) => w,
         Err(e) => return bad_request(e),

@@ -94,7 +94,7 @@ async fn record(
         shared.eval_id(),
         events::flag_source(&shared.instance, &flag.key),
         FLAG_EVALUATED,
-        vireo_engine::driver::now_ms(),
+        shared.clock.now_ms(),
         subject,
         json!({
             "flag": flag.key, "variant": e.variant, "reason": e.reason, "bucket": e.bucket,

@@ -72,7 +72,7 @@ async fn proxy_status(State(h): State<Handle>, body: Bytes) -> Response {
 
 /// The connected proxies and the version each has applied.
 async fn proxies(State(h): State<Handle>) -> Response {
-    let now = vireo_engine::driver::now_ms();
+    let now = h.shared.clock.now_ms();
     let fleet = h.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
     let items: Vec<_> = fleet
         .connected(now)

@@ -363,7 +363,7 @@ pub fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "vireo-e2e-{name}-{}-{}",
         std::process::id(),
-        vireo_engine::driver::now_ms()
+        vireo_core::clock::now_ms()
     ));
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -2,6 +2,7 @@
 //! preconditions (a task of its own, reporting back as commands), the approval policy.
 
 use super::*;
+use vireo_core::spec::APPROVAL_ANNOTATION;
 
 impl Driver {
     /// The gate: provenance first (when a trust config is set), then the schedule.

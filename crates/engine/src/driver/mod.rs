@@ -69,10 +69,6 @@ use vireo_evidence::PlannedMetric;
 use vireo_store::events::EvalWriter;
 use vireo_store::{HistoryEntry, Store, StoreError, StoredRollout};
 
-pub use vireo_core::spec::APPROVAL_ANNOTATION;
-
-pub use vireo_core::clock::now_ms;
-
 mod analysis;
 mod effects;
 mod evidence;
