@@ -41,9 +41,12 @@ async fn get(
     http: &crate::prometheus::HttpClient,
     uri: &str,
 ) -> Result<(u16, bytes::Bytes), String> {
-    let req = http::Request::get(uri)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .map_err(|e| format!("{uri}: {e}"))?;
-    let (status, body) = crate::prometheus::fetch(http, req, Duration::from_secs(10), uri).await?;
-    Ok((status.as_u16(), body))
+    let answer = http
+        .get(
+            uri,
+            vireo_http::Limits::new(Duration::from_secs(10), 1 << 20),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((answer.status.as_u16(), answer.body))
 }

@@ -112,19 +112,6 @@ pub async fn query(
     })
 }
 
-/// One exchange, bounded in time and size; `who` names the other side in errors.
-pub async fn fetch(
-    http: &HttpClient,
-    req: http::Request<Full<Bytes>>,
-    timeout: Duration,
-    who: &str,
-) -> Result<(http::StatusCode, Bytes), String> {
-    http.send(req, vireo_http::Limits::new(timeout, MAX_ANSWER))
-        .await
-        .map(|a| (a.status, a.body))
-        .map_err(|e| format!("{who}: {e}"))
-}
-
 #[derive(Deserialize)]
 struct Answer {
     status: String,

@@ -174,6 +174,16 @@ impl StoreError {
     }
 }
 
+/// This control plane's instance id, as the database keeps it (none yet on a new one).
+fn stored_instance_id(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT value FROM counters WHERE name = 'instance_id'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 /// An analysis verdict to seal with the input it causes ([`Store::apply_sealed`]).
 #[derive(Debug, Clone, Copy)]
 pub struct AnalysisSeal<'a> {
@@ -264,14 +274,7 @@ impl Store {
         }
         // This control plane's id in event sources: random, made once, kept in the database
         // (two control planes sharing a signing key still name their events apart).
-        let id: i64 = match conn
-            .query_row(
-                "SELECT value FROM counters WHERE name = 'instance_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?
-        {
+        let id: i64 = match stored_instance_id(&conn)? {
             Some(id) => id,
             None => {
                 let id = (fastrand::u64(..) >> 1) as i64;
@@ -306,13 +309,7 @@ impl Store {
         if version != SCHEMA_VERSION {
             return Err(StoreError::Schema(version));
         }
-        let id: Option<i64> = conn
-            .query_row(
-                "SELECT value FROM counters WHERE name = 'instance_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let id = stored_instance_id(&conn)?;
         Ok(Store {
             conn,
             signer,
