@@ -17,8 +17,10 @@ declare -A forbidden=(
   [vireo-store]="hyper-util axum pingora"
   [vireo-engine]="axum pingora"
   [vireo-server]="pingora"
-  # The data plane: no database, no API server (and no Vireo crate but the allowed ones, below).
-  [vireo-proxy]="rusqlite axum"
+  # The data plane: no database, no API server, no evidence stack, and the request path on hyper
+  # + tower, not pingora's proxy framework (the data-plane issue's measurements; see
+  # ARCHITECTURE.md). No Vireo crate but the allowed ones, below.
+  [vireo-proxy]="rusqlite axum sigstore pingora pingora-core pingora-proxy"
 )
 # crate: the only Vireo crates allowed in its tree (an allow-list, so a new crate is caught).
 declare -A vireo_allowed=(

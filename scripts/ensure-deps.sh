@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Vireo needs when their commands are missing.
-#   scripts/ensure-deps.sh build       cmake (pingora's build needs it)
+#   scripts/ensure-deps.sh build       cmake (aws-lc-sys, under sigstore's rustls, builds with it)
 #   scripts/ensure-deps.sh test        cmake + prometheus (promtool and prometheus for tests), jq
 #                                      (DORA receipts), python3 with target/pyenv (an OpenFeature
 #                                      SDK and a JSON Schema validator, pinned in

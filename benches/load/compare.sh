@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Load comparison: direct to the backend, nginx (split_clients), haproxy, vireo-proxy.
+# Load comparison: direct to the backend, nginx (split_clients), haproxy, vireo-proxy, and
+# vireo-proxy with metrics and SLO recording switched off (what Vireo's measuring costs).
 # Same machine, same run, same workload: HTTP/1.1 keep-alive, 64 connections, small responses,
-# a 5 % canary split hashed on x-user-id with a different id per request. Each proxy runs one
-# worker thread. Loopback only; every run is bounded by DURATION.
+# a 5 % canary split hashed on x-user-id with a different id per request. Loopback only; every
+# run is bounded by DURATION.
 #
-#   benches/load/compare.sh              # 10 s per target
-#   DURATION=30 benches/load/compare.sh
+#   benches/load/compare.sh                       # 5 rounds x 10 s per target, one worker each
+#   ROUNDS=7 DURATION=20 benches/load/compare.sh
+#   THREADS=2 benches/load/compare.sh             # every proxy with two workers
 #   TARGETS="nginx vireo-proxy" benches/load/compare.sh    # a subset
 #
-# Reports per target: requests/s, p50 and p99 latency (wrk), peak RSS of the serving process
-# (VmHWM), and the proxy's own CPU time per request (utime+stime from /proc, before/after).
-# On 2 cores wrk and the backend compete with the proxy, so CPU per request is the figure that
-# compares proxies fairly. Results go to stdout and benches/load/last-run.md.
+# With THREADS=1 (the default) each proxy runs on core 1 alone (taskset), and wrk and the
+# backends (one nginx worker returning a fixed 9-byte body) on core 0, so the proxies do not
+# compete with the load for a core. With THREADS=2 nothing is pinned.
+#
+# Each round runs every target once, in the same order, so a slow stretch of this shared VM
+# hits every target of that round alike; the summary gives medians over rounds and, per round,
+# each target's ratio to nginx. Reported per target: requests/s, p50 and p99 latency (wrk), peak
+# RSS of the serving processes (VmHWM), and their CPU time per request (utime+stime from /proc,
+# before/after the measured run). Results go to stdout and benches/load/last-run.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
-TARGETS=${TARGETS:-direct nginx haproxy vireo-proxy}
+ROUNDS=${ROUNDS:-5}
+THREADS=${THREADS:-1}
+TARGETS=${TARGETS:-direct nginx haproxy vireo-proxy vireo-proxy-unrecorded}
 CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 WARMUP=${WARMUP:-2}
@@ -23,9 +32,15 @@ work=$(mktemp -d /tmp/vireo-load.XXXXXX)
 out=benches/load/last-run.md
 
 scripts/ensure-deps.sh bench
-cargo build --release --locked -p vireo-proxy -p vireo-benches --bin vireo-proxy --bin example-backend
+cargo build --release --locked -p vireo-proxy --bin vireo-proxy
 bin=target/release
 export PATH="$PATH:/usr/sbin"
+
+if [ "$THREADS" = 1 ]; then
+  load_cpu=(taskset -c 0) proxy_cpu=(taskset -c 1)
+else
+  load_cpu=() proxy_cpu=()
+fi
 
 STABLE=127.0.0.1:19001 CANARY=127.0.0.1:19002
 P_NGINX=18081 P_HAPROXY=18082 P_VIREO=18083 A_VIREO=18183
@@ -46,8 +61,38 @@ wait_port() { # host:port
   echo "nothing listening on $1" >&2; return 1
 }
 
-"$bin/example-backend" --listen $STABLE --name stable-v1 --threads 1 & pids+=($!)
-"$bin/example-backend" --listen $CANARY --name canary-v2 --threads 1 & pids+=($!)
+nginx_common() { # dir
+  cat <<NGINX
+daemon off;
+pid $1/nginx.pid;
+error_log stderr error;
+events { worker_connections 8192; }
+NGINX
+}
+nginx_temp() { # dir
+  cat <<NGINX
+  access_log off;
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+NGINX
+}
+
+# The backends: one nginx worker, two ports, a fixed body naming the version.
+mkdir -p "$work/backends/logs"
+{
+  echo "worker_processes 1;"; nginx_common "$work/backends"
+  echo "http {"; nginx_temp "$work/backends"
+  cat <<NGINX
+  keepalive_requests 1000000;
+  server { listen $STABLE; location / { return 200 "stable-v1"; } }
+  server { listen $CANARY; location / { return 200 "canary-v2"; } }
+}
+NGINX
+} > "$work/backends/nginx.conf"
+"${load_cpu[@]}" nginx -p "$work/backends" -c "$work/backends/nginx.conf" & pids+=($!)
 wait_port $STABLE; wait_port $CANARY
 
 cat > "$work/users.lua" <<'LUA'
@@ -60,21 +105,13 @@ end
 LUA
 
 mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log stderr error;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  upstream stable { server $STABLE; keepalive 64; }
-  upstream canary { server $CANARY; keepalive 64; }
+{
+  echo "worker_processes $THREADS;"; nginx_common "$work/nginx"
+  echo "http {"; nginx_temp "$work/nginx"
+  cat <<NGINX
+  keepalive_requests 1000000;
+  upstream stable { server $STABLE; keepalive 64; keepalive_requests 1000000; }
+  upstream canary { server $CANARY; keepalive 64; keepalive_requests 1000000; }
   split_clients "\${http_x_user_id}" \$backend { 5% canary; * stable; }
   server {
     listen 127.0.0.1:$P_NGINX;
@@ -86,11 +123,12 @@ http {
   }
 }
 NGINX
+} > "$work/nginx/nginx.conf"
 
 cat > "$work/haproxy.cfg" <<HAPROXY
 global
-  nbthread 1
-  maxconn 4096
+  nbthread $THREADS
+  maxconn 8192
 defaults
   mode http
   timeout connect 5s
@@ -110,7 +148,7 @@ HAPROXY
 cat > "$work/vireo.yaml" <<VIREO
 listen: 127.0.0.1:$P_VIREO
 admin: 127.0.0.1:$A_VIREO
-threads: 1
+threads: $THREADS
 routes:
   - name: bench
     split:
@@ -135,69 +173,70 @@ peak_rss_kb() { # pids... -> summed VmHWM
   echo $k
 }
 
-rows=()
-# run NAME PORT PID...  (PIDs: the processes that serve requests; empty for direct)
-run() {
-  local name=$1 port=$2; shift 2
+rows="$work/rows.tsv"
+printf 'round\ttarget\trps\tp50\tp99\trss_kb\tcpu_us\terrors\n' > "$rows"
+# measure ROUND NAME PORT PID...  (PIDs: the processes that serve requests; none for direct)
+measure() {
+  local round=$1 name=$2 port=$3; shift 3
   local url="http://127.0.0.1:$port/"
-  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$work/users.lua" "$url" >/dev/null
+  "${load_cpu[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$work/users.lua" "$url" >/dev/null
   local before=0; [ $# -gt 0 ] && before=$(cpu_ticks "$@")
-  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$work/users.lua" "$url" > "$work/$name.wrk"
+  "${load_cpu[@]}" wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$work/users.lua" "$url" > "$work/$name.wrk"
   local after=0; [ $# -gt 0 ] && after=$(cpu_ticks "$@")
-  local reqs rps p50 p99 errs rss cpu_us
+  local reqs rps p50 p99 errs rss=0 cpu_us=0
   reqs=$(awk '/requests in/ {print $1}' "$work/$name.wrk")
   rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/$name.wrk")
   p50=$(awk '/^ +50%/ {print $2}' "$work/$name.wrk")
   p99=$(awk '/^ +99%/ {print $2}' "$work/$name.wrk")
   errs=$(awk '/Non-2xx|Socket errors/ {s = s $0 "; "} END {print (s == "" ? "0" : s)}' "$work/$name.wrk")
   if [ $# -gt 0 ]; then
-    rss="$(( $(peak_rss_kb "$@") / 1024 )) MB"
+    rss=$(peak_rss_kb "$@")
     cpu_us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
-  else
-    rss="—"; cpu_us="—"
   fi
-  rows+=("| $name | $rps | $p50 | $p99 | $rss | $cpu_us | $errs |")
-  echo "$name: $rps req/s, p50 $p50, p99 $p99, rss $rss, cpu/req ${cpu_us}µs, errors $errs" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$rps" "$p50" "$p99" "$rss" "$cpu_us" "$errs" >> "$rows"
+  echo "round $round $name: $rps req/s, p50 $p50, p99 $p99, rss $((rss / 1024)) MB, cpu/req ${cpu_us}µs, errors $errs" >&2
 }
 
 wanted() { [[ " $TARGETS " == *" $1 "* ]]; }
 
-wanted direct && run direct "${STABLE#*:}"
+vireo() { # round name [env...]
+  local round=$1 name=$2; shift 2
+  env RUST_LOG=error "$@" "${proxy_cpu[@]}" "$bin/vireo-proxy" --config "$work/vireo.yaml" & local vp=$!
+  pids+=($vp)
+  wait_port 127.0.0.1:$P_VIREO
+  measure "$round" "$name" $P_VIREO $vp
+  kill $vp; wait $vp 2>/dev/null || true
+}
 
-if wanted nginx; then
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & ngx=$!; pids+=($ngx)
-wait_port 127.0.0.1:$P_NGINX
-ngx_workers=$(pgrep -P $ngx | tr '\n' ' ')
-# shellcheck disable=SC2086
-run nginx $P_NGINX $ngx_workers
-kill $ngx; wait $ngx 2>/dev/null || true
-fi
+for round in $(seq 1 "$ROUNDS"); do
+  wanted direct && measure "$round" direct "${STABLE#*:}"
 
-if wanted haproxy; then
-haproxy -f "$work/haproxy.cfg" -db & hap=$!; pids+=($hap)
-wait_port 127.0.0.1:$P_HAPROXY
-hap_workers=$(pgrep -P $hap | tr "\n" " " || true); hap_workers=${hap_workers:-$hap}
-# shellcheck disable=SC2086
-run haproxy $P_HAPROXY $hap_workers
-kill $hap; wait $hap 2>/dev/null || true
-fi
+  if wanted nginx; then
+    "${proxy_cpu[@]}" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" & ngx=$!; pids+=($ngx)
+    wait_port 127.0.0.1:$P_NGINX
+    ngx_workers=$(pgrep -P $ngx | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    measure "$round" nginx $P_NGINX $ngx_workers
+    kill $ngx; wait $ngx 2>/dev/null || true
+  fi
 
-canary_share="(not run)"
-if wanted vireo-proxy; then
-RUST_LOG=error "$bin/vireo-proxy" --config "$work/vireo.yaml" & vp=$!; pids+=($vp)
-wait_port 127.0.0.1:$P_VIREO
-run vireo-proxy $P_VIREO $vp
-canary_share=$(curl -s "http://127.0.0.1:$A_VIREO/slo?window=60s" | tr ',' '\n' | grep -o '"requests":[0-9]*' | head -2 | tr '\n' ' ')
-kill $vp; wait $vp 2>/dev/null || true
-fi
+  if wanted haproxy; then
+    "${proxy_cpu[@]}" haproxy -f "$work/haproxy.cfg" -db & hap=$!; pids+=($hap)
+    wait_port 127.0.0.1:$P_HAPROXY
+    measure "$round" haproxy $P_HAPROXY $hap
+    kill $hap; wait $hap 2>/dev/null || true
+  fi
+
+  wanted vireo-proxy && vireo "$round" vireo-proxy
+  # Bench-only switch (see proxy/src/metrics.rs): in-flight counts stay, counters, histograms
+  # and SLO windows are skipped.
+  wanted vireo-proxy-unrecorded && vireo "$round" vireo-proxy-unrecorded VIREO_PROXY_BENCH_UNRECORDED=1
+done
 
 {
-  echo "Load comparison, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, 5 % split on x-user-id"
+  echo "Load comparison, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $ROUNDS rounds, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, 5 % split on x-user-id, $THREADS worker(s) per proxy$([ "$THREADS" = 1 ] && echo ', proxy pinned to core 1, load and backends to core 0')"
   echo
-  echo "| target | req/s | p50 | p99 | peak RSS | proxy CPU µs/req | errors |"
-  echo "|---|---|---|---|---|---|---|"
-  printf '%s\n' "${rows[@]}"
+  python3 benches/load/summarize.py "$rows"
   echo
-  echo "vireo /slo request counts (canary, stable) over the last minute: $canary_share"
   echo "versions: $(nginx -v 2>&1 | tr -d '\n'); $(haproxy -v | head -1); vireo-proxy $($bin/vireo-proxy --version | awk '{print $2}')"
 } | tee "$out"

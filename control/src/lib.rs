@@ -4,6 +4,6 @@
 //!
 //! Everything else lives in the crates below it (see ARCHITECTURE.md): `vireo-server` for
 //! `vireo serve`, `vireo-demo` for `vireo demo` (the default `demo` feature; without it the
-//! binary builds with neither pingora nor the proxy).
+//! binary builds without the proxy).
 
 pub mod client;

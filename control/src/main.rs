@@ -367,10 +367,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         #[cfg(feature = "demo")]
-        Command::Demo { .. } => {
-            "warn,pingora_core=error,pingora_core::connectors=off,pingora_proxy=error"
-        }
-        _ => "info,pingora_core=warn,pingora_core::connectors=off",
+        Command::Demo { .. } => "warn",
+        _ => "info",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

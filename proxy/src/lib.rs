@@ -1,6 +1,6 @@
 //! `vireo-proxy`: Vireo's data plane.
 //!
-//! A pingora HTTP proxy that sends each request to one backend of its route (stable or canary)
+//! An HTTP proxy on hyper that sends each request to one backend of its route (stable or canary)
 //! by weight, or by hashing a user key into buckets so every user keeps their cohort, and that
 //! measures every request natively (Prometheus metrics and rolling SLO windows).
 //!
@@ -9,22 +9,29 @@
 //!   validation, re-exported from `vireo-types` (the control plane uses the same code).
 //! - [`route`]: the compiled, immutable route table the request path reads.
 //! - [`metrics`], [`slo`]: lock-free recording; Prometheus series and rolling SLO windows.
-//! - [`proxy`]: pingora's `ProxyHttp` hooks.
-//! - [`detect`]: HTTP/1 vs h2c detection per connection, without pingora's unbounded wait.
+//! - [`proxy`]: the request path: pick, forward, relay, record.
+//! - [`upstream`]: each worker's upstream connections (pooled, bounded) and dialling.
+//! - [`headers`]: hop-by-hop fields, removed in both directions.
+//! - [`detect`], [`io`]: HTTP/1 vs h2c detection per connection with a time limit, and the
+//!   client stream (rewind, write-stall deadline).
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/slo`, `/config`, health).
 //! - [`reload`]: the config file source (poll + SIGHUP).
 //! - [`watch`]: the control-plane config source (long poll + heartbeat) and its wire types.
-//! - [`server`]: assembles everything and runs it, including graceful shutdown and drain.
+//! - [`server`]: the workers (a runtime and listener per thread), the admin runtime, graceful
+//!   shutdown and drain.
 
 pub mod admin;
 pub use vireo_types::{config, split};
 pub mod detect;
+pub mod headers;
+pub mod io;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod route;
 pub mod server;
 pub mod slo;
+pub mod upstream;
 pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};

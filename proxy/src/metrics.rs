@@ -152,7 +152,14 @@ pub struct Metrics {
     stats: Mutex<HashMap<(String, String, String), Arc<BackendStats>>>,
     shared: Mutex<HashMap<(String, String), Shared>>,
     epoch: Instant,
+    /// Bench-only: skip recording finished requests (counters, histograms, SLO windows), to
+    /// measure what recording costs per request. In-flight counts stay, since drain and
+    /// shutdown depend on them. Set by [`BENCH_UNRECORDED_ENV`] at start.
+    unrecorded: bool,
 }
+
+/// The environment variable that turns recording off, for `benches/load/compare.sh` only.
+pub const BENCH_UNRECORDED_ENV: &str = "VIREO_PROXY_BENCH_UNRECORDED";
 
 impl Metrics {
     pub fn new(latency_buckets: &[f64]) -> Arc<Self> {
@@ -202,7 +209,14 @@ impl Metrics {
             stats: Mutex::default(),
             shared: Mutex::default(),
             epoch: Instant::now(),
+            unrecorded: std::env::var_os(BENCH_UNRECORDED_ENV).is_some(),
         })
+    }
+
+    /// Whether finished requests are recorded (always, outside benchmarks).
+    #[inline]
+    pub fn recording(&self) -> bool {
+        !self.unrecorded
     }
 
     /// The stats handle of one backend; created on first use, shared afterwards.

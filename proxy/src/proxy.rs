@@ -1,267 +1,545 @@
-//! The request path: pingora's `ProxyHttp` hooks, wired to the route table and the metrics.
+//! The request path: one hyper service call per request, on the worker that accepted the
+//! connection.
 //!
-//! Per request: `request_filter` reads the current table once, picks route and backend and marks
-//! the request in flight; `upstream_peer` turns the pick into an address (round-robin, the next
-//! address after a failed connect); `upstream_response_filter` notes the upstream's status;
-//! `logging` (which pingora runs for failed requests too) records the outcome. The per-request
-//! context owns the in-flight guard, so the count drops on every exit path.
+//! Per request, in order: read the current route table once (lock-free), refuse oversized
+//! header sections (431) and unrouted requests (404), pick the backend, mark the request in
+//! flight ([`Exchange`]), strip hop-by-hop fields, check out an upstream connection (the next
+//! address after a failed connect), send, and relay the response. The [`Exchange`] travels with
+//! the response body and records the outcome exactly once — when the body ends, when the
+//! upstream fails mid-body, or (from `Drop`) when the client goes away — so every exit path
+//! counts and the in-flight count always drops.
+//!
+//! Deadlines: one per request for the response head (`request_timeout`, covering the pool
+//! wait, the send and the upstream's think time), one per dial (`connect_timeout`), and one
+//! per response body that is armed only while the body waits for the upstream (so the wait
+//! between body chunks is bounded by `request_timeout` too, as before, without a timer per
+//! read).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use pingora::http::ResponseHeader;
-use pingora::prelude::*;
-use pingora::protocols::ALPN;
-use pingora::proxy::FailToProxy;
-use pingora::{ErrorSource, ErrorType};
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::headers::{strip_hop_by_hop, wants_websocket, HopFields};
 use crate::metrics::{BackendStats, Metrics, Outcome};
 use crate::route::{Backend, Limits, Selection};
+use crate::upstream::{DialError, H1Lease, Pool, UpBody};
 use crate::TableHandle;
-
-/// Concurrent streams the proxy opens on one h2c upstream connection before opening another.
-const H2_STREAMS_PER_CONNECTION: usize = 100;
-
-/// The pingora service logic of `vireo-proxy`.
-#[derive(Clone)]
-pub struct VireoProxy {
-    table: Arc<TableHandle>,
-    metrics: Arc<Metrics>,
-}
-
-impl VireoProxy {
-    pub fn new(table: Arc<TableHandle>, metrics: Arc<Metrics>) -> Self {
-        VireoProxy { table, metrics }
-    }
-}
-
-/// State of one request across pingora's phases.
-pub struct RequestCtx {
-    start: Instant,
-    target: Option<Target>,
-    /// Answered by the proxy itself (404, 431), recorded under `_unmatched`.
-    local: Option<(u16, Arc<BackendStats>)>,
-    /// Status of the upstream's response, once its header arrived.
-    upstream_status: Option<u16>,
-}
-
-/// The backend a request was sent to. Counts as in flight from creation to drop, so the count
-/// drops on every exit path (success, error, cancelled task).
-struct Target {
-    backend: Arc<Backend>,
-    limits: Limits,
-    start: usize,
-    attempt: usize,
-}
-
-impl Target {
-    fn new(backend: &Arc<Backend>, limits: Limits) -> Self {
-        backend.stats().begin();
-        Target {
-            start: backend.next_start(),
-            attempt: 0,
-            limits,
-            backend: backend.clone(),
-        }
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.backend.stats().end();
-    }
-}
-
-/// Size of the request line and header section as it was on the wire, near enough: the
-/// parser does not keep the raw bytes, so count what it kept plus the separators.
-fn header_bytes(req: &pingora::http::RequestHeader) -> usize {
-    let line = req.method.as_str().len() + req.raw_path().len() + 12;
-    req.headers
-        .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
-}
-
-/// Pingora answers malformed requests (400) and header sections over 1 MiB itself, before any
-/// hook runs; the configurable limit below that is ours, and answered with 431.
-fn malformed(req: &pingora::http::RequestHeader, limits: Limits) -> Option<u16> {
-    (header_bytes(req) > limits.max_header_bytes).then_some(431)
-}
-
-/// What a proxied request counts as. The blame goes where the failure came from:
-/// - the upstream failed (no response, or it broke off mid-body): `error`, an SLO failure even
-///   if a status had arrived, since the client got a truncated response;
-/// - the client went away or stalled first: 499 (nginx's convention), not the backend's fault;
-/// - otherwise the status the upstream sent.
-fn outcome(
-    upstream_status: Option<u16>,
-    e: Option<&Error>,
-    written: impl FnOnce() -> Option<u16>,
-) -> Outcome {
-    match e {
-        Some(e) if *e.esource() == ErrorSource::Downstream => Outcome::Status(CLIENT_CLOSED),
-        Some(_) => Outcome::Error,
-        None => upstream_status
-            .or_else(written)
-            .map_or(Outcome::Error, Outcome::Status),
-    }
-}
 
 /// nginx's "client closed request".
 pub const CLIENT_CLOSED: u16 = 499;
 
-/// How long a client may stall reading its response (nginx's `send_timeout` default).
-const DOWNSTREAM_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// What one worker thread's requests share: the route table handle, the metrics and the
+/// worker's own upstream pool.
+pub struct Worker {
+    pub table: Arc<TableHandle>,
+    pub metrics: Arc<Metrics>,
+    pub pool: Rc<Pool>,
+}
 
-#[async_trait]
-impl ProxyHttp for VireoProxy {
-    type CTX = RequestCtx;
+/// The hyper service of a client connection.
+pub fn service(
+    worker: Rc<Worker>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>>,
+> {
+    hyper::service::service_fn(move |req| {
+        let worker = worker.clone();
+        async move { Ok(handle(worker, req).await) }
+    })
+}
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            start: Instant::now(),
-            target: None,
-            local: None,
-            upstream_status: None,
+/// Size of the request line and header section as it was on the wire, near enough: the
+/// parser does not keep the raw bytes, so count what it kept plus the separators.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
+/// A request to a backend, from the pick until its outcome is recorded. Counts as in flight
+/// for its whole life.
+pub struct Exchange {
+    worker: Rc<Worker>,
+    backend: Arc<Backend>,
+    start: Instant,
+    round_robin: usize,
+    attempt: usize,
+    /// Set when the outcome is known; `Drop` records it (499 if never set: the client left).
+    outcome: Option<Outcome>,
+}
+
+impl Exchange {
+    fn new(worker: Rc<Worker>, backend: &Arc<Backend>, start: Instant) -> Self {
+        backend.stats().begin();
+        Exchange {
+            round_robin: backend.next_start(),
+            attempt: 0,
+            backend: backend.clone(),
+            worker,
+            start,
+            outcome: None,
         }
     }
+}
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        // The table guard must not live across an await: pick, then answer.
-        let local = {
-            let table = self.table.load();
-            let req = session.req_header();
-            let limits = table.limits();
-            if let Some(status) = malformed(req, limits) {
-                Some((status, table.unmatched().clone()))
-            } else {
-                match table.select(&req.uri, &req.headers, || fastrand::u64(..)) {
-                    Selection::Backend { backend, .. } => {
-                        ctx.target = Some(Target::new(backend, limits));
-                        None
-                    }
-                    Selection::Unmatched(stats) => Some((404, stats.clone())),
-                }
-            }
-        };
-        let Some((status, stats)) = local else {
-            // A client that stops reading would otherwise hold the request (and a drain) open.
-            session
-                .as_downstream_mut()
-                .set_write_timeout(Some(DOWNSTREAM_WRITE_TIMEOUT));
-            return Ok(false);
-        };
-        ctx.local = Some((status, stats));
-        session.respond_error(status).await?;
-        Ok(true)
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        let Some(t) = ctx.target.as_ref() else {
-            return Error::e_explain(ErrorType::InternalError, "no backend picked");
-        };
-        let addr = t.backend.addr(t.start, t.attempt);
-        let mut peer = HttpPeer::new(addr, false, String::new());
-        peer.options.connection_timeout = Some(t.limits.connect_timeout);
-        // pingora applies this to every read from the upstream: the wait for the response
-        // headers, and each wait between body chunks (see README: request_timeout).
-        peer.options.read_timeout = Some(t.limits.request_timeout);
-        peer.options.write_timeout = Some(t.limits.request_timeout);
-        peer.options.idle_timeout = Some(t.limits.upstream_idle_timeout);
-        if t.backend.h2c() {
-            // Plaintext with ALPN H2 is HTTP/2 prior knowledge in pingora; streams share
-            // connections like a gRPC client's would.
-            peer.options.alpn = ALPN::H2;
-            peer.options.max_h2_streams = H2_STREAMS_PER_CONNECTION;
-        }
-        Ok(Box::new(peer))
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        // Nothing was sent yet, so any request can move on to the backend's next address.
-        if let Some(t) = ctx.target.as_mut() {
-            if t.attempt + 1 < t.backend.addrs().len() {
-                t.attempt += 1;
-                e.set_retry(true);
-            }
-        }
-        e
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
-        Ok(())
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        _ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        use ErrorType::*;
-        let code = match (e.etype(), e.esource()) {
-            (HTTPStatus(code), _) => *code,
-            (ConnectTimedout | ReadTimedout | WriteTimedout, ErrorSource::Upstream) => 504,
-            (_, ErrorSource::Upstream) => 502,
-            // The client went away: nobody to answer.
-            (WriteError | ReadError | ConnectionClosed, ErrorSource::Downstream) => 0,
-            (_, ErrorSource::Downstream) => 400,
-            (_, ErrorSource::Internal | ErrorSource::Unset) => 500,
-        };
-        if code > 0 {
-            // The response header may already be out (the upstream failed mid-body); then
-            // there is nothing left to tell the client.
-            let _ = session.respond_error(code).await;
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    /// A client closing its connection is ordinary (load generators stopping, users navigating
-    /// away); pingora would log each one as an error.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        use ErrorType::*;
-        matches!(e.esource(), ErrorSource::Downstream)
-            && matches!(
-                e.etype(),
-                ConnectionClosed | ReadError | WriteError | ReadTimedout | WriteTimedout
-            )
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let (stats, outcome) = match (&ctx.target, &ctx.local) {
-            (_, Some((status, stats))) => (stats, Outcome::Status(*status)),
-            (Some(t), None) => {
-                let written = || session.response_written().map(|r| r.status.as_u16());
-                (t.backend.stats(), outcome(ctx.upstream_status, e, written))
-            }
-            // Failed before a route was picked (e.g. the client went away): nothing to count.
-            (None, None) => return,
-        };
-        let now = Instant::now();
-        stats.record(
-            outcome,
-            now.saturating_duration_since(ctx.start),
-            self.metrics.now_ms(now),
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let stats = self.backend.stats();
+        stats.end();
+        record(
+            &self.worker.metrics,
+            stats,
+            self.outcome.unwrap_or(Outcome::Status(CLIENT_CLOSED)),
+            self.start,
         );
+    }
+}
+
+fn record(metrics: &Metrics, stats: &BackendStats, outcome: Outcome, start: Instant) {
+    if !metrics.recording() {
+        return;
+    }
+    let now = Instant::now();
+    stats.record(
+        outcome,
+        now.saturating_duration_since(start),
+        metrics.now_ms(now),
+    );
+}
+
+fn status_only(code: u16) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::Empty);
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+    resp
+}
+
+/// One request, end to end.
+pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let start = Instant::now();
+    // The table guard must not live across an await: pick, then let go.
+    let (backend, limits) = {
+        let table = worker.table.load();
+        let limits = table.limits();
+        let local = if header_bytes(&req) > limits.max_header_bytes {
+            Err((431, table.unmatched()))
+        } else {
+            match table.select(req.uri(), req.headers(), || fastrand::u64(..)) {
+                Selection::Backend { backend, .. } => Ok(backend.clone()),
+                Selection::Unmatched(stats) => Err((404, stats)),
+            }
+        };
+        match local {
+            Ok(backend) => (backend, limits),
+            Err((code, stats)) => {
+                record(&worker.metrics, stats, Outcome::Status(code), start);
+                return status_only(code);
+            }
+        }
+    };
+    let mut exchange = Exchange::new(worker.clone(), &backend, start);
+
+    let hop = HopFields::scan(req.headers());
+    let upgrade =
+        !backend.h2c() && req.version() == Version::HTTP_11 && wants_websocket(req.headers(), hop);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    if let Err(code) = prepare(&mut parts, hop, backend.h2c(), upgrade) {
+        exchange.outcome = Some(Outcome::Status(code));
+        return status_only(code);
+    }
+    let replayable = is_replayable(&parts.method, &body);
+    let req = Request::from_parts(parts, Either::Left(body));
+
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let forwarded = tokio::time::timeout_at(
+        deadline,
+        forward(&worker, &mut exchange, limits, req, replayable),
+    )
+    .await;
+    let (mut resp, lease) = match forwarded {
+        Ok(Ok(r)) => r,
+        Ok(Err(Failed { code, client })) => {
+            // The client's own body failed: not the backend's fault.
+            exchange.outcome = Some(if client {
+                Outcome::Status(CLIENT_CLOSED)
+            } else {
+                Outcome::Error
+            });
+            return status_only(code);
+        }
+        Err(_) => {
+            exchange.outcome = Some(Outcome::Error);
+            return status_only(504);
+        }
+    };
+
+    let status = resp.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::task::spawn_local(async move {
+                if let (Ok(up), Ok(down)) = tokio::join!(upstream_upgrade, client_upgrade) {
+                    let (mut up, mut down) = (
+                        hyper_util::rt::TokioIo::new(up),
+                        hyper_util::rt::TokioIo::new(down),
+                    );
+                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                }
+            });
+            exchange.outcome = Some(Outcome::Status(101));
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, ProxyBody::Empty);
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    let hop = HopFields::scan(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers, hop, false);
+    Response::from_parts(
+        parts,
+        ProxyBody::Relay(Relay {
+            inner: body,
+            status: status.as_u16(),
+            exchange: Some(exchange),
+            lease,
+            stall: None,
+            stall_armed: false,
+            stall_limit: limits.request_timeout,
+        }),
+    )
+}
+
+/// Rewrites a client request into the request a backend gets: hop-by-hop fields out, a `Host`
+/// for HTTP/1.1, the target in origin form for HTTP/1.1 and absolute for HTTP/2.
+fn prepare(
+    parts: &mut http::request::Parts,
+    hop: HopFields,
+    h2c: bool,
+    upgrade: bool,
+) -> Result<(), u16> {
+    strip_hop_by_hop(&mut parts.headers, hop, upgrade);
+    if h2c {
+        // HTTP/2 needs :scheme and :authority; the authority is the client's target authority
+        // or its Host field.
+        parts.version = Version::HTTP_2;
+        if parts.uri.authority().is_none() {
+            let authority = parts
+                .headers
+                .get(HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .unwrap_or_else(|| Authority::from_static("localhost"));
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            if uri.path_and_query.is_none() {
+                uri.path_and_query = Some(PathAndQuery::from_static("/"));
+            }
+            parts.uri = Uri::from_parts(uri).map_err(|_| 400u16)?;
+        } else if parts.uri.scheme().is_none() {
+            let mut uri = std::mem::take(&mut parts.uri).into_parts();
+            uri.scheme = Some(Scheme::HTTP);
+            parts.uri = Uri::from_parts(uri).map_err(|_| 400u16)?;
+        }
+        parts.headers.remove(HOST);
+    } else {
+        parts.version = Version::HTTP_11;
+        if let Some(authority) = parts.uri.authority() {
+            // From h2 or an absolute-form target: HTTP/1.1 origin servers get origin form and
+            // a Host field (RFC 9112 §3.2).
+            if !parts.headers.contains_key(HOST) {
+                let host = HeaderValue::from_str(authority.as_str()).map_err(|_| 400u16)?;
+                parts.headers.insert(HOST, host);
+            }
+            let path = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/"));
+            parts.uri = Uri::from(path);
+        }
+    }
+    Ok(())
+}
+
+/// A request that can be sent again on a fresh connection if a reused one turns out to have
+/// been closed by the backend: idempotent and without a body (RFC 9110 §9.2.2).
+fn is_replayable(method: &Method, body: &Incoming) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::DELETE | Method::PUT
+    ) && body.is_end_stream()
+}
+
+/// A pooled connection idle at least this long may have been closed by the backend's own idle
+/// timeout (often 5 s, Node.js's default; never much below a second).
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
+
+/// A copy of a bodiless request, kept while it goes out on a connection that sat idle.
+fn replica(req: &Request<UpBody>) -> Request<UpBody> {
+    let mut copy = Request::new(Either::Right(Empty::<Bytes>::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+struct Failed {
+    code: u16,
+    /// The client's request body failed, not the backend.
+    client: bool,
+}
+
+impl From<DialError> for Failed {
+    fn from(e: DialError) -> Self {
+        Failed {
+            code: match e {
+                DialError::Failed => 502,
+                DialError::TimedOut => 504,
+            },
+            client: false,
+        }
+    }
+}
+
+/// Sends the request to the picked backend: each address in turn while connects fail, and
+/// once more on a fresh connection if a pooled one was found closed.
+async fn forward(
+    worker: &Rc<Worker>,
+    exchange: &mut Exchange,
+    limits: Limits,
+    req: Request<UpBody>,
+    replayable: bool,
+) -> Result<(Response<Incoming>, Option<H1Lease>), Failed> {
+    let backend = exchange.backend.clone();
+    let addrs = backend.addrs().len();
+    let mut req = Some(req);
+    let mut fresh = false;
+    // Bounded: one pass per address, plus one replay.
+    for _ in 0..addrs + 1 {
+        let addr = backend.addr(exchange.round_robin, exchange.attempt);
+        let Some(request) = req.take() else { break };
+        if backend.h2c() {
+            let mut send = match worker.pool.h2(addr, limits.connect_timeout).await {
+                Ok(s) => s,
+                Err(e) if exchange.attempt + 1 < addrs => {
+                    let _ = e;
+                    exchange.attempt += 1;
+                    req = Some(request);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            return match send.send_request(request).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(e) => Err(Failed {
+                    code: 502,
+                    client: e.is_user(),
+                }),
+            };
+        }
+        let mut lease = match worker
+            .pool
+            .h1(
+                addr,
+                fresh,
+                limits.connect_timeout,
+                limits.upstream_idle_timeout,
+            )
+            .await
+        {
+            Ok(l) => l,
+            Err(_) if exchange.attempt + 1 < addrs => {
+                exchange.attempt += 1;
+                req = Some(request);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if lease.send.ready().await.is_err() {
+            // Closed while idle: nothing was sent; try a new connection.
+            fresh = true;
+            req = Some(request);
+            continue;
+        }
+        // The keep-alive race: a backend closes a connection it has kept idle just as the
+        // request goes out on it. Only a connection that sat idle can meet it, so only then is
+        // the bodiless request copied (under load connections are idle for microseconds and
+        // nothing is copied).
+        let copy = (replayable && lease.idle_for.is_some_and(|d| d >= REPLAY_AFTER_IDLE))
+            .then(|| replica(&request));
+        match lease.send.try_send_request(request).await {
+            Ok(resp) => return Ok((resp, Some(lease))),
+            Err(mut e) => {
+                if let Some(unsent) = e.take_message() {
+                    fresh = true;
+                    req = Some(unsent);
+                    continue;
+                }
+                if let Some(copy) = copy {
+                    // Sent on a connection the backend had just closed: safe to send again.
+                    fresh = true;
+                    req = Some(copy);
+                    continue;
+                }
+                let err = e.into_error();
+                return Err(Failed {
+                    code: if err.is_user() { 400 } else { 502 },
+                    client: err.is_user(),
+                });
+            }
+        }
+    }
+    Err(Failed {
+        code: 502,
+        client: false,
+    })
+}
+
+/// The body of a response the proxy sends.
+pub enum ProxyBody {
+    /// Answered by the proxy (404, 431, 502, 504, 101).
+    Empty,
+    /// Relayed from a backend.
+    Relay(Relay),
+}
+
+/// A backend's response body on its way to the client, with the request's [`Exchange`] and,
+/// for HTTP/1.1, the connection to hand back when the body ends.
+pub struct Relay {
+    inner: Incoming,
+    status: u16,
+    exchange: Option<Exchange>,
+    lease: Option<H1Lease>,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall_armed: bool,
+    stall_limit: Duration,
+}
+
+impl Relay {
+    /// The body ended as the backend meant it to: the status counts and the connection goes
+    /// back to the pool.
+    fn finish(&mut self) {
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.outcome = Some(Outcome::Status(self.status));
+            if let Some(lease) = self.lease.take() {
+                exchange.worker.pool.release(lease);
+            }
+        }
+    }
+
+    /// The backend failed mid-body: the client gets a truncated response, and it counts as the
+    /// backend's failure. The connection is dropped, not pooled.
+    fn fail(&mut self) {
+        self.lease = None;
+        if let Some(mut exchange) = self.exchange.take() {
+            exchange.outcome = Some(Outcome::Error);
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // hyper may never poll a body it knows is empty (HEAD, 204, 304): that is an ending,
+        // not a client leaving.
+        if self.exchange.is_some() && self.inner.is_end_stream() {
+            self.finish();
+        }
+        // Otherwise the exchange's own Drop records 499 and the lease closes with the body.
+    }
+}
+
+#[derive(Debug)]
+struct UpstreamStalled;
+
+impl std::fmt::Display for UpstreamStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the backend sent nothing for request_timeout mid-body")
+    }
+}
+
+impl std::error::Error for UpstreamStalled {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let relay = match self.get_mut() {
+            ProxyBody::Empty => return Poll::Ready(None),
+            ProxyBody::Relay(r) => r,
+        };
+        match Pin::new(&mut relay.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                relay.stall_armed = false;
+                if relay.inner.is_end_stream() {
+                    relay.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                relay.fail();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                relay.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + relay.stall_limit;
+                let sleep = match &mut relay.stall {
+                    Some(s) => {
+                        if !relay.stall_armed {
+                            s.as_mut().reset(deadline);
+                        }
+                        s
+                    }
+                    None => relay
+                        .stall
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                relay.stall_armed = true;
+                if sleep.as_mut().poll(cx).is_ready() {
+                    relay.fail();
+                    return Poll::Ready(Some(Err(Box::new(UpstreamStalled))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Relay(r) => r.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Relay(r) => r.inner.size_hint(),
+        }
     }
 }
 
@@ -269,21 +547,50 @@ impl ProxyHttp for VireoProxy {
 mod tests {
     use super::*;
 
+    fn parts(uri: &str, host: Option<&str>, version: Version) -> http::request::Parts {
+        let mut b = Request::builder().uri(uri).version(version);
+        if let Some(h) = host {
+            b = b.header(HOST, h);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
     #[test]
-    fn outcomes_blame_the_side_that_failed() {
-        let up = Error::new_up(ErrorType::ConnectionClosed);
-        let down = Error::new_down(ErrorType::ConnectionClosed);
-        let none = || None;
-        // the upstream answered and nothing failed
-        assert_eq!(outcome(Some(503), None, none), Outcome::Status(503));
-        // the upstream broke off after its headers: a failure, not a 200
-        assert_eq!(outcome(Some(200), Some(&up), none), Outcome::Error);
-        // no upstream response at all
-        assert_eq!(outcome(None, Some(&up), none), Outcome::Error);
-        // the client went away: 499, not the backend's failure
-        assert_eq!(outcome(Some(200), Some(&down), none), Outcome::Status(499));
-        assert!(!Outcome::Status(499).is_failure());
-        // pingora answered by itself without an error (e.g. a cached 304)
-        assert_eq!(outcome(None, None, || Some(304)), Outcome::Status(304));
+    fn http1_backends_get_origin_form_and_a_host() {
+        let mut p = parts("http://api.local:8080/x?y=1", None, Version::HTTP_2);
+        let hop = HopFields::scan(&p.headers);
+        prepare(&mut p, hop, false, false).unwrap();
+        assert_eq!(p.uri, "/x?y=1");
+        assert_eq!(p.headers[HOST], "api.local:8080");
+        assert_eq!(p.version, Version::HTTP_11);
+
+        let mut p = parts("/x", Some("a.local"), Version::HTTP_10);
+        let hop = HopFields::scan(&p.headers);
+        prepare(&mut p, hop, false, false).unwrap();
+        assert_eq!(
+            (p.uri.to_string().as_str(), p.version),
+            ("/x", Version::HTTP_11)
+        );
+    }
+
+    #[test]
+    fn h2c_backends_get_an_absolute_target() {
+        let mut p = parts("/svc/Call", Some("grpc.local"), Version::HTTP_11);
+        let hop = HopFields::scan(&p.headers);
+        prepare(&mut p, hop, true, false).unwrap();
+        assert_eq!(p.uri, "http://grpc.local/svc/Call");
+        assert!(p.headers.get(HOST).is_none());
+        assert_eq!(p.version, Version::HTTP_2);
+    }
+
+    #[test]
+    fn header_size_counts_line_and_fields() {
+        let req = Request::builder()
+            .uri("/abc")
+            .header("x-a", "12345")
+            .body(())
+            .unwrap();
+        // "GET" + "/abc" + 12, then "x-a" + "12345" + 4
+        assert_eq!(header_bytes(&req), 3 + 4 + 12 + 3 + 5 + 4);
     }
 }

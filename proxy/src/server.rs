@@ -1,34 +1,45 @@
-//! Process assembly: pingora for the request path, one small runtime beside it for the admin
+//! Process assembly: the request path's workers, one small runtime beside them for the admin
 //! server, the config source and signals, and the shutdown sequence.
 //!
-//! Shutdown (SIGTERM or SIGINT), event-driven rather than pingora's fixed sleep (pingora#727):
+//! **Workers.** `threads` OS threads, each with its own single-threaded tokio runtime, its own
+//! listening socket on the data port (`SO_REUSEPORT`, so the kernel spreads new connections
+//! across workers), and its own upstream pool. A connection lives on the worker that accepted
+//! it: no request state, pool or timer is shared across threads; the route table and the
+//! metrics are read and written lock-free. (Measured against one multi-thread runtime in
+//! benches/README.md.)
+//!
+//! **Connections.** The first bytes decide HTTP/1.x or h2c (`detect`); then hyper's HTTP/1
+//! server (keep-alive, upgrades, a 60 s deadline for each request's header section, which also
+//! closes idle keep-alive connections) or its HTTP/2 server runs the connection with
+//! [`crate::proxy::service`].
+//!
+//! **Shutdown** (SIGTERM or SIGINT), event-driven:
 //! 1. `/ready` answers 503 at once;
-//! 2. pingora is told to shut down gracefully: listeners close, idle keep-alive connections are
-//!    dropped, requests in flight carry on;
-//! 3. as soon as no request is in flight (seen on three checks 20 ms apart) the process exits;
-//!    at the latest after `shutdown_grace` (≤ 90 s), which is also pingora's own grace period.
+//! 2. every worker closes its listener and asks each connection to finish gracefully (idle
+//!    keep-alive connections close now, HTTP/2 gets GOAWAY, requests in flight carry on);
+//! 3. as soon as no request is in flight and no client connection is open (seen on three checks
+//!    20 ms apart) the process exits; at the latest after `shutdown_grace` (≤ 90 s).
 //!
 //! A second signal during the drain exits at once, as a user pressing Ctrl-C twice expects.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use pingora::apps::HttpServerOptions;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::services::listening::Service;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
-use crate::detect::Detect;
+use crate::detect::{self, Protocol, DETECT_TIMEOUT};
+use crate::io::Downstream;
 use crate::metrics::Metrics;
-use crate::proxy::VireoProxy;
+use crate::proxy::{self as request_path, Worker};
 use crate::reload::FileSource;
+use crate::upstream::{LocalExec, Pool};
 use crate::watch::{ControlOptions, ControlSource};
 use crate::{Lifecycle, TableHandle};
 
@@ -42,7 +53,12 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("cannot start the admin runtime: {0}")]
+    #[error("cannot listen on {addr}: {source} (is another process using it? change `listen:` in the config)")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start a runtime thread: {0}")]
     Runtime(std::io::Error),
 }
 
@@ -72,6 +88,12 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
         })?;
 
     let metrics = Metrics::new(&config.metrics.latency_buckets);
+    if !metrics.recording() {
+        tracing::warn!(
+            "{} is set: requests are not recorded (benchmarks only; /metrics and /slo stay empty)",
+            crate::metrics::BENCH_UNRECORDED_ENV
+        );
+    }
     // Version 0 marks the local file's routes when a control plane will send numbered tables
     // (its versions start at 1); a file-only proxy starts at 1 and counts its reloads.
     let first_version = if control.is_some() { 0 } else { 1 };
@@ -95,6 +117,16 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
         .set_nonblocking(true)
         .map_err(StartError::Runtime)?;
 
+    // Then the data port, one socket per worker; bound now, the port accepts connections (the
+    // kernel queues them) before any worker runs, so the proxy is ready once this succeeds.
+    let threads = config.worker_threads();
+    let listen_err = |source| StartError::Listen {
+        addr: config.listen.clone(),
+        source,
+    };
+    let listen: SocketAddr = config.listen.parse().expect("validated");
+    let listeners = bind_data_port(listen, threads).map_err(listen_err)?;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let connections = Arc::new(AtomicI64::new(0));
     let side = tokio::runtime::Builder::new_current_thread()
@@ -103,7 +135,6 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
         .build()
         .map_err(StartError::Runtime)?;
     {
-        let listen: SocketAddr = config.listen.parse().expect("validated");
         let state = Arc::new(AdminState {
             table: table.clone(),
             lifecycle: lifecycle.clone(),
@@ -130,7 +161,6 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
                     tokio::spawn(admin::serve(listener, state));
                     tokio::spawn(source);
                     tokio::spawn(prune_metrics_every_minute(table_for_pruning));
-                    tokio::spawn(mark_ready_when_listening(listen, lifecycle.clone()));
                     let busy =
                         move || metrics.total_in_flight() + connections.load(Ordering::Relaxed);
                     shutdown_on_signal(lifecycle, busy, shutdown_tx, grace).await;
@@ -139,34 +169,223 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
             .map_err(StartError::Runtime)?;
     }
 
-    let conf = ServerConf {
-        threads: config.worker_threads(),
-        grace_period_seconds: Some(config.shutdown_grace.as_secs().max(1)),
-        graceful_shutdown_timeout_seconds: Some(1),
-        work_stealing: false,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
-    // Two pingora apps over the same proxy logic, one per protocol; `Detect` picks per
-    // connection (see detect.rs for why pingora's own h2c switch is not used directly).
-    let logic = VireoProxy::new(table, metrics);
-    let http1 = pingora::proxy::http_proxy(&server.configuration, logic.clone());
-    let mut h2c = pingora::proxy::http_proxy(&server.configuration, logic);
-    let mut options = HttpServerOptions::default();
-    options.h2c = true;
-    h2c.server_options = Some(options);
-    let mut service = Service::new(
-        "vireo-proxy".into(),
-        Detect::new(http1, h2c, connections.clone()),
-    );
-    service.add_tcp(&config.listen);
-    server.add_service(service);
-    tracing::info!(listen = %config.listen, admin = %config.admin, threads = config.worker_threads(), "vireo-proxy starting");
-    server.run(RunArgs {
-        shutdown_signal: Box::new(Trigger(shutdown_rx)),
-    });
+    let mut workers = Vec::with_capacity(threads);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let ctx = WorkerStart {
+            table: table.clone(),
+            metrics: metrics.clone(),
+            connections: connections.clone(),
+            shutdown: shutdown_rx.clone(),
+            max_per_addr: config.upstream_max_connections,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("vireo-worker-{i}"))
+            .spawn(move || run_worker(listener, ctx))
+            .map_err(StartError::Runtime)?;
+        workers.push(handle);
+    }
+    lifecycle.set_ready(true);
+    tracing::info!(listen = %config.listen, admin = %config.admin, threads, "vireo-proxy ready");
+    for w in workers {
+        let _ = w.join();
+    }
     Ok(())
+}
+
+/// Binds one listening socket per worker. With one worker, a plain socket; with more, each
+/// sets `SO_REUSEPORT` so the kernel balances new connections across them. A port another
+/// process holds is refused first with a plain bind, because `SO_REUSEPORT` would otherwise
+/// quietly share it with any other process of the same user that also sets it.
+fn bind_data_port(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol as IpProto, Socket, Type};
+    let socket = |reuse_port: bool, addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(IpProto::TCP))?;
+        s.set_reuse_address(true)?;
+        if reuse_port {
+            s.set_reuse_port(true)?;
+        }
+        s.set_nonblocking(true)?;
+        s.bind(&addr.into())?;
+        s.listen(4096)?;
+        Ok(s.into())
+    };
+    if n <= 1 {
+        return Ok(vec![socket(false, addr)?]);
+    }
+    let probe = socket(false, addr)?;
+    // Port 0 asks the kernel for a port: every worker must share the one it chose.
+    let addr = probe.local_addr()?;
+    drop(probe);
+    (0..n).map(|_| socket(true, addr)).collect()
+}
+
+/// What a worker thread starts with.
+struct WorkerStart {
+    table: Arc<TableHandle>,
+    metrics: Arc<Metrics>,
+    connections: Arc<AtomicI64>,
+    shutdown: watch::Receiver<bool>,
+    max_per_addr: usize,
+}
+
+/// One worker: its runtime, accept loop, connections and pool sweep. Returns after shutdown
+/// once its connections are done (the side thread may end the process first).
+fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the data listener");
+                return;
+            }
+        };
+        let worker = Rc::new(Worker {
+            table: start.table,
+            metrics: start.metrics,
+            pool: Pool::new(start.max_per_addr),
+        });
+        let servers = Rc::new(Servers::new());
+        tokio::task::spawn_local(sweep_pool(worker.clone()));
+        let mut shutdown = start.shutdown;
+        let mut accept_errors = 0u32;
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.wait_for(|&s| s) => break,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    accept_errors = 0;
+                    let _ = stream.set_nodelay(true);
+                    let open = Open::new(&start.connections);
+                    tokio::task::spawn_local(serve_connection(
+                        stream,
+                        worker.clone(),
+                        servers.clone(),
+                        shutdown.clone(),
+                        open,
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning, and
+                    // say so once per burst.
+                    if accept_errors == 0 {
+                        tracing::warn!(error = %e, "accept failed; backing off");
+                    }
+                    accept_errors = accept_errors.saturating_add(1);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        drop(listener);
+        // Let the connections finish; the side thread exits the process when all are done.
+        std::future::pending::<()>().await;
+    });
+}
+
+/// The per-worker HTTP server configurations, built once.
+struct Servers {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<LocalExec>,
+}
+
+impl Servers {
+    fn new() -> Self {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            // A request's header section must arrive within 60 s of the connection being ready
+            // for it (slowloris; also closes idle keep-alive connections).
+            .header_read_timeout(DETECT_TIMEOUT)
+            // Room for `max_header_bytes` up to its ceiling; our own check answers 431 below it.
+            .max_buf_size(crate::config::MAX_HEADER_BYTES + 64 * 1024);
+        // hyper's default limit of 100 header fields stays (Envoy's default too; more get
+        // 431): setting any other limit makes every parse initialise a heap array of that many
+        // slots, 5 k instructions per request at 256 (callgrind, benches/README.md).
+        let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
+        http2.timer(TokioTimer::new());
+        Servers { http1, http2 }
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    worker: Rc<Worker>,
+    servers: Rc<Servers>,
+    mut shutdown: watch::Receiver<bool>,
+    _open: Open,
+) {
+    let mut io = Downstream::new(stream);
+    let Some(protocol) = detect::detect(&mut io, &mut shutdown, DETECT_TIMEOUT).await else {
+        return;
+    };
+    let service = request_path::service(worker);
+    match protocol {
+        Protocol::Http1 => {
+            let conn = servers
+                .http1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.wait_for(|&s| s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        Protocol::H2c => {
+            let conn = servers.http2.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = shutdown.wait_for(|&s| s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Closes idle upstream connections past `upstream_idle_timeout` (read from the live table, so
+/// a reload's new value applies).
+async fn sweep_pool(worker: Rc<Worker>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let idle_timeout = worker.table.load().limits().upstream_idle_timeout;
+        worker.pool.sweep(idle_timeout);
+    }
+}
+
+/// Counts one open client connection while alive, so a shutdown can wait until the last
+/// response is written out (not only until the last request was handed back).
+struct Open(Arc<AtomicI64>);
+
+impl Open {
+    fn new(count: &Arc<AtomicI64>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn prune_metrics_every_minute(table: Arc<TableHandle>) {
@@ -183,55 +402,7 @@ async fn prune_metrics_every_minute(table: Arc<TableHandle>) {
     }
 }
 
-/// Hands our shutdown decision to pingora.
-struct Trigger(watch::Receiver<bool>);
-
-#[async_trait]
-impl ShutdownSignalWatch for Trigger {
-    async fn recv(&self) -> ShutdownSignal {
-        let mut rx = self.0.clone();
-        // An error means the sender is gone (the side runtime died): shut down too.
-        let _ = rx.wait_for(|&go| go).await;
-        ShutdownSignal::GracefulTerminate
-    }
-}
-
-/// Ready = config loaded (it is, by now) and the data listener accepting connections. Probes
-/// until it is (pingora binds within milliseconds; backing off to 1 s if it does not).
-async fn mark_ready_when_listening(listen: SocketAddr, lifecycle: Arc<Lifecycle>) {
-    let probe = match listen.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), listen.port())
-        }
-        _ => listen,
-    };
-    let mut delay = Duration::from_millis(10);
-    loop {
-        if lifecycle.is_shutting_down() {
-            return;
-        }
-        let ok = tokio::task::spawn_blocking(move || {
-            TcpStream::connect_timeout(&probe, Duration::from_millis(100)).is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            lifecycle.set_ready(true);
-            tracing::info!(%listen, "ready");
-            return;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(1));
-        if delay == Duration::from_secs(1) {
-            tracing::warn!(%listen, "data listener not accepting yet; still unready");
-        }
-    }
-}
-
-/// `busy()` is requests in flight plus open client connections: pingora closes idle
+/// `busy()` is requests in flight plus open client connections: the workers close idle
 /// keep-alive connections at shutdown, so both reach zero once the last response is out.
 async fn shutdown_on_signal(
     lifecycle: Arc<Lifecycle>,

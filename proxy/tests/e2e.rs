@@ -250,9 +250,11 @@ async fn bad_input_gets_the_right_status_and_is_counted() {
         let r = raw(proxy.listen, garbage).unwrap();
         assert!(r.starts_with("HTTP/1.1 400"), "{garbage:?} -> {r}");
     }
+    // hyper answers an HTTP/1.0 client in HTTP/1.0 (pingora said HTTP/1.1): the status is
+    // what matters, and that the short request was answered at all.
     let short = raw(proxy.listen, b"GET / HTTP/1.0\r\n\r\n").unwrap();
     assert!(
-        short.starts_with("HTTP/1.1 404"),
+        short.starts_with("HTTP/1.0 404") || short.starts_with("HTTP/1.1 404"),
         "18-byte request: {short}"
     );
     let big = format!(

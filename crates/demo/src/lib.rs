@@ -1,6 +1,6 @@
 //! `vireo demo`: the whole product in one process on loopback, no cluster, no Prometheus.
 //!
-//! It starts the control plane (API on :8080), one real `vireo-proxy` (pingora, :4140, admin
+//! It starts the control plane (API on :8080), one real `vireo-proxy` (:4140, admin
 //! :4191) in a thread, watching the control plane over HTTP like any sidecar, a stable backend
 //! (v1) and a canary backend (v2), and a traffic generator of simulated users (ids in
 //! `x-user-id`, so bucket hashing keeps each user on one version). It applies the default
@@ -147,7 +147,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
     .await?;
     let control_url = format!("http://{api_addr}");
 
-    // The proxy, in a thread of its own (pingora runs its own runtimes).
+    // The proxy, in a thread of its own (it runs its own runtimes, one per worker).
     let proxy_config = data_dir.join("proxy.yaml");
     std::fs::write(
         &proxy_config,

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::split::MAX_BUCKETS;
 
-/// pingora rejects request header sections above this (1 MiB - 1) before any hook runs.
+/// The largest `max_header_bytes`: the proxy's HTTP/1 parser buffers at most a little more
+/// than this, and answers larger header sections with 431 itself (uncounted).
 pub const MAX_HEADER_BYTES: usize = 1_048_575;
 
 /// Hard ceiling on `shutdown_grace` (spec: never above 90 s).
@@ -49,6 +50,11 @@ pub struct Config {
     /// Requests whose header section (request line + headers) is larger get 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// At most this many connections per backend address per worker thread, open or being
+    /// dialled; requests beyond wait for one (within `request_timeout`). Bounds what a gateway
+    /// with thousands of clients opens to a few backends.
+    #[serde(default = "default_upstream_max_connections")]
+    pub upstream_max_connections: usize,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -219,6 +225,9 @@ fn default_max_header_bytes() -> usize {
     // Envoy's default limit is 60 KiB; nginx's large_client_header_buffers default is 4 x 8 KiB.
     64 * 1024
 }
+fn default_upstream_max_connections() -> usize {
+    256
+}
 fn default_buckets() -> u32 {
     100
 }
@@ -335,11 +344,17 @@ impl Config {
             err("connect_timeout".into(), "must be > 0".into());
         }
         if !(1024..=MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
-            // Above 1 MiB pingora's own limit answers first (with 400), so a larger value
-            // would silently do nothing.
+            // Above 1 MiB the parser's own limit answers first, so a larger value would
+            // silently do nothing.
             err(
                 "max_header_bytes".into(),
                 format!("must be 1024..={MAX_HEADER_BYTES}"),
+            );
+        }
+        if !(1..=65_536).contains(&self.upstream_max_connections) {
+            err(
+                "upstream_max_connections".into(),
+                "must be 1..=65536".into(),
             );
         }
         let lb = &self.metrics.latency_buckets;

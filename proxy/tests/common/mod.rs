@@ -5,9 +5,13 @@
 //! - `/slow?ms=N`   — answer after N ms;
 //! - `/status/NNN`  — answer with that status;
 //! - `/ws`          — `101 Switching Protocols`, then echo bytes back;
+//! - `/echo`        — the request's header fields, one `name: value` line each, and the body
+//!   length, so a test sees exactly what reached the backend;
+//! - `/hop`         — a response carrying hop-by-hop fields (`Connection: x-up-hop`,
+//!   `x-up-hop`, `Keep-Alive`) beside an end-to-end `x-end`;
 //! - anything else  — 200 with the upstream's name as body.
 //!
-//! Every upstream counts the requests it served and its open connections.
+//! Every upstream counts the requests it served, its open connections and their peak.
 
 #![allow(dead_code)]
 
@@ -41,6 +45,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicU64>,
     pub open_connections: Arc<AtomicI64>,
+    pub peak: Arc<AtomicI64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -56,6 +61,10 @@ impl Upstream {
     }
     pub fn connections(&self) -> i64 {
         self.open_connections.load(Ordering::SeqCst)
+    }
+    /// The most connections that were open at once.
+    pub fn peak_connections(&self) -> i64 {
+        self.peak.load(Ordering::SeqCst)
     }
 }
 
@@ -85,7 +94,9 @@ where
     let addr = std_listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
     let open = Arc::new(AtomicI64::new(0));
-    let (n, r, o): (Arc<str>, _, _) = (name.into(), requests.clone(), open.clone());
+    let peak = Arc::new(AtomicI64::new(0));
+    let (n, r, o, pk): (Arc<str>, _, _, _) =
+        (name.into(), requests.clone(), open.clone(), peak.clone());
     let task = upstream_runtime().spawn(async move {
         let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
         let mut connections = tokio::task::JoinSet::new();
@@ -94,7 +105,8 @@ where
                 continue;
             };
             while connections.try_join_next().is_some() {}
-            o.fetch_add(1, Ordering::SeqCst);
+            let now_open = o.fetch_add(1, Ordering::SeqCst) + 1;
+            pk.fetch_max(now_open, Ordering::SeqCst);
             let (served, o) = (conn(stream, n.clone(), r.clone()), o.clone());
             connections.spawn(async move {
                 served.await;
@@ -107,6 +119,7 @@ where
         addr,
         requests,
         open_connections: open,
+        peak,
         task,
     }
 }
@@ -141,6 +154,32 @@ async fn serve(name: &str, count: &AtomicU64, mut req: Request<Incoming>) -> Res
         let status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
         return Response::builder()
             .status(status)
+            .header("x-backend", name)
+            .body(Full::new(Bytes::from(name.to_string())))
+            .unwrap();
+    }
+    if path == "/echo" {
+        let mut text = String::new();
+        for (k, v) in req.headers() {
+            text.push_str(&format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+        }
+        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+        match body {
+            Ok(b) => text.push_str(&format!("body: {}\n", b.len())),
+            Err(e) => text.push_str(&format!("body error: {e}\n")),
+        }
+        return Response::builder()
+            .header("x-backend", name)
+            .body(Full::new(Bytes::from(text)))
+            .unwrap();
+    }
+    if path == "/hop" {
+        return Response::builder()
+            .header("connection", "x-up-hop")
+            .header("x-up-hop", "1")
+            .header("keep-alive", "timeout=5, max=100")
+            .header("proxy-connection", "keep-alive")
+            .header("x-end", "2")
             .header("x-backend", name)
             .body(Full::new(Bytes::from(name.to_string())))
             .unwrap();
@@ -243,7 +282,7 @@ impl Proxy {
             .arg("--config")
             .arg(&config_path)
             .args(args)
-            .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
+            .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -311,8 +350,9 @@ impl Proxy {
         admin_body(self.admin, "/metrics")
     }
 
-    /// Waits (at most 5 s) until `series` equals `want`, then asserts it. Pingora records a
-    /// request just after the client has the response, so counts may trail by a moment.
+    /// Waits (at most 5 s) until `series` equals `want`, then asserts it. The proxy records a
+    /// request when the response body ends, just as or after the client has it, so counts may
+    /// trail by a moment.
     pub fn expect_metric(&self, series: &str, want: f64) {
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut text = self.metrics();
@@ -596,6 +636,31 @@ pub fn truncating_upstream(name: &str) -> Upstream {
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
             .await;
+        let _ = stream.shutdown().await;
+    })
+}
+
+/// An upstream that answers one request per connection and then closes it without saying so
+/// (no `Connection: close`): the race of a backend whose idle timeout fires just as the proxy
+/// reuses the connection.
+pub fn closing_upstream(name: &str) -> Upstream {
+    spawn_upstream(name, None, |mut stream, n, r| async move {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => head.extend_from_slice(&buf[..k]),
+            }
+        }
+        r.fetch_add(1, Ordering::SeqCst);
+        let body = n.as_bytes();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-backend: {n}\r\n\r\n",
+            body.len()
+        );
+        let _ = stream.write_all(resp.as_bytes()).await;
+        let _ = stream.write_all(body).await;
         let _ = stream.shutdown().await;
     })
 }

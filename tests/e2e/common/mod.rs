@@ -321,7 +321,7 @@ fn spawn_proxy(config: &Path, control: &str, id: &str) -> Child {
         .arg("--config")
         .arg(config)
         .args(["--control", control, "--proxy-id", id])
-        .env("RUST_LOG", "warn,pingora_core::connectors=off")
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap()

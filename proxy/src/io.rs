@@ -1,0 +1,158 @@
+//! The client connection's byte stream, as the HTTP server reads and writes it.
+//!
+//! [`Downstream`] adds two things to a `TcpStream`, both free on the fast path:
+//! - the bytes protocol detection already read are served again first (a rewind), so the
+//!   HTTP/1 or HTTP/2 server sees the connection from its first byte;
+//! - a write that cannot make progress for [`WRITE_STALL`] fails the connection: a client that
+//!   stops reading its response would otherwise hold the request, its backend's in-flight count
+//!   and a drain open for ever. The timer is armed only when a write returns `Pending` (the
+//!   socket buffer is full) and disarmed by the next write that makes progress, so the common
+//!   case — every write accepted at once — never touches the timer wheel.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// How long a client may stall reading its response (nginx's `send_timeout` default).
+pub const WRITE_STALL: Duration = Duration::from_secs(60);
+
+/// A client connection: rewound prefix, the socket, and the write-stall deadline.
+pub struct Downstream {
+    prefix: Bytes,
+    inner: TcpStream,
+    stall: Option<Pin<Box<Sleep>>>,
+    stall_armed: bool,
+    stall_limit: Duration,
+}
+
+impl Downstream {
+    pub fn new(inner: TcpStream) -> Self {
+        Self::with_stall_limit(inner, WRITE_STALL)
+    }
+
+    pub fn with_stall_limit(inner: TcpStream, stall_limit: Duration) -> Self {
+        Downstream {
+            prefix: Bytes::new(),
+            inner,
+            stall: None,
+            stall_armed: false,
+            stall_limit,
+        }
+    }
+
+    /// Reads straight from the socket, bypassing the prefix (used by detection only, before
+    /// anything was rewound).
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.inner
+    }
+
+    /// Serves `bytes` before anything else is read from the socket.
+    pub fn rewind(&mut self, bytes: Bytes) {
+        debug_assert!(self.prefix.is_empty(), "rewound twice");
+        self.prefix = bytes;
+    }
+
+    /// Called when a write returned `Pending`: arms the stall deadline if it is not armed, and
+    /// fails once it passes.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let deadline = Instant::now() + self.stall_limit;
+        let sleep = match &mut self.stall {
+            Some(s) => {
+                if !self.stall_armed {
+                    s.as_mut().reset(deadline);
+                }
+                s
+            }
+            None => self
+                .stall
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.stall_armed = true;
+        ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client read nothing of its response for 60s",
+        ))
+    }
+
+    fn progressed(&mut self) {
+        self.stall_armed = false;
+    }
+}
+
+impl AsyncRead for Downstream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// Runs a write-like poll with the stall deadline around its `Pending`.
+macro_rules! stall_guarded {
+    ($this:ident, $cx:ident, $poll:expr) => {
+        match $poll {
+            Poll::Ready(r) => {
+                $this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => match $this.poll_stall($cx) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    };
+}
+
+impl AsyncWrite for Downstream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        stall_guarded!(this, cx, Pin::new(&mut this.inner).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        stall_guarded!(
+            this,
+            cx,
+            Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        )
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        stall_guarded!(this, cx, Pin::new(&mut this.inner).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,264 @@
+//! Upstream connections: one pool per worker thread, shared by none.
+//!
+//! Each worker runs on its own single-threaded runtime (see `server`), so its pool is a
+//! `RefCell` — no lock, no atomic reference count, no task per request. The choice, measured
+//! against a connection set owned by each client connection and against hyper-util's shared
+//! pooled client, is in ARCHITECTURE.md and benches/README.md.
+//!
+//! - **HTTP/1.1 backends**: an idle list per address. A request pops the most recently returned
+//!   connection (warm in every cache) or dials a new one; the response body hands it back when
+//!   it ends ([`H1Lease`]), so a connection is never shared by two requests in flight. Idle
+//!   connections close after `upstream_idle_timeout` (a sweep every second), which is also how a
+//!   drained backend's connections go.
+//! - **The bound**: at most [`Pool::max_per_addr`] connections per address per worker, open or
+//!   being dialled. A request that finds none free waits — for a connection another request
+//!   returns, or a slot a closed one frees — within its `request_timeout`. A gateway with
+//!   thousands of client connections to a few backends thus holds `workers × bound` upstream
+//!   connections at most, and a sidecar (few clients) rarely more than it has requests in
+//!   flight.
+//! - **h2c backends**: one HTTP/2 connection per address per worker, its streams multiplexed
+//!   (the backend's `MAX_CONCURRENT_STREAMS` queues the excess); replaced when it closes.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustc_hash::FxHashMap as HashMap;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// The body of a forwarded request: the client's, or empty for a replayed bodiless request.
+pub type UpBody = Either<Incoming, Empty<Bytes>>;
+
+/// Default bound on connections per backend address per worker.
+pub const DEFAULT_MAX_PER_ADDR: usize = 256;
+
+/// Runs `!Send` futures on the worker's `LocalSet` (hyper's HTTP/2 needs an executor).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// Why no upstream connection could be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialError {
+    /// Refused, unreachable, or the handshake failed: 502.
+    Failed,
+    /// `connect_timeout` passed: 504.
+    TimedOut,
+}
+
+/// An HTTP/1.1 connection checked out for one request.
+pub struct H1Lease {
+    pub send: http1::SendRequest<UpBody>,
+    pub addr: SocketAddr,
+    /// How long it sat in the idle list; `None` for a new connection. A backend's own idle
+    /// timeout may have closed it meanwhile.
+    pub idle_for: Option<Duration>,
+}
+
+struct Idle {
+    send: http1::SendRequest<UpBody>,
+    since: Instant,
+}
+
+struct Slot {
+    idle: Vec<Idle>,
+    waiters: VecDeque<oneshot::Sender<H1Lease>>,
+    permits: Arc<Semaphore>,
+}
+
+/// One worker's upstream connections.
+pub struct Pool {
+    h1: RefCell<HashMap<SocketAddr, Slot>>,
+    h2: RefCell<HashMap<SocketAddr, http2::SendRequest<UpBody>>>,
+    max_per_addr: usize,
+}
+
+impl Pool {
+    pub fn new(max_per_addr: usize) -> Rc<Self> {
+        Rc::new(Pool {
+            // Keyed by socket address on every request: FxHash, not SipHash (nothing here is
+            // chosen by a client, so there is no flooding to defend against).
+            h1: RefCell::new(HashMap::default()),
+            h2: RefCell::new(HashMap::default()),
+            max_per_addr: max_per_addr.max(1),
+        })
+    }
+
+    pub fn max_per_addr(&self) -> usize {
+        self.max_per_addr
+    }
+
+    fn permits(&self, addr: SocketAddr) -> Arc<Semaphore> {
+        let mut map = self.h1.borrow_mut();
+        let slot = map.entry(addr).or_insert_with(|| Slot {
+            idle: Vec::new(),
+            waiters: VecDeque::new(),
+            permits: Arc::new(Semaphore::new(self.max_per_addr)),
+        });
+        slot.permits.clone()
+    }
+
+    /// An idle connection to `addr` that is still open, newest first.
+    fn pop_idle(&self, addr: SocketAddr, idle_timeout: Duration) -> Option<H1Lease> {
+        let mut map = self.h1.borrow_mut();
+        let slot = map.get_mut(&addr)?;
+        while let Some(idle) = slot.idle.pop() {
+            let idle_for = idle.since.elapsed();
+            if !idle.send.is_closed() && idle_for < idle_timeout {
+                return Some(H1Lease {
+                    send: idle.send,
+                    addr,
+                    idle_for: Some(idle_for),
+                });
+            }
+        }
+        None
+    }
+
+    /// Checks out an HTTP/1.1 connection to `addr`: an idle one unless `fresh`, else a new one
+    /// if the bound allows, else the next one returned or freed.
+    pub async fn h1(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        fresh: bool,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<H1Lease, DialError> {
+        if !fresh {
+            if let Some(lease) = self.pop_idle(addr, idle_timeout) {
+                return Ok(lease);
+            }
+        }
+        let permits = self.permits(addr);
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the bound: wait for a returned connection or a freed slot. The caller's
+                // request deadline bounds the wait.
+                let (tx, rx) = oneshot::channel();
+                if let Some(slot) = self.h1.borrow_mut().get_mut(&addr) {
+                    slot.waiters.push_back(tx);
+                }
+                tokio::select! {
+                    Ok(lease) = rx => return Ok(lease),
+                    p = permits.acquire_owned() => p.map_err(|_| DialError::Failed)?,
+                }
+            }
+        };
+        let stream = dial(addr, connect_timeout).await?;
+        let (send, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| DialError::Failed)?;
+        tokio::task::spawn_local(async move {
+            // The slot is held for as long as the connection lives.
+            let _permit: OwnedSemaphorePermit = permit;
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(H1Lease {
+            send,
+            addr,
+            idle_for: None,
+        })
+    }
+
+    /// Returns a connection whose response has ended: to a waiting request, or to the idle
+    /// list.
+    pub fn release(&self, lease: H1Lease) {
+        if lease.send.is_closed() {
+            return;
+        }
+        let mut map = self.h1.borrow_mut();
+        let Some(slot) = map.get_mut(&lease.addr) else {
+            return;
+        };
+        let mut lease = lease;
+        while let Some(waiter) = slot.waiters.pop_front() {
+            match waiter.send(lease) {
+                Ok(()) => return,
+                Err(back) => lease = back,
+            }
+        }
+        slot.idle.push(Idle {
+            send: lease.send,
+            since: Instant::now(),
+        });
+    }
+
+    /// The shared HTTP/2 connection to `addr`, dialled if there is none or it closed.
+    pub async fn h2(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<UpBody>, DialError> {
+        if let Some(send) = self.h2.borrow().get(&addr) {
+            if !send.is_closed() {
+                return Ok(send.clone());
+            }
+        }
+        let stream = dial(addr, connect_timeout).await?;
+        let (send, conn) = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| DialError::Failed)?;
+        tokio::task::spawn_local(async move {
+            let _ = conn.await;
+        });
+        self.h2.borrow_mut().insert(addr, send.clone());
+        Ok(send)
+    }
+
+    /// Closes idle HTTP/1 connections older than `idle_timeout` and forgets addresses with
+    /// nothing open, idle or waiting. Returns how many connections it closed.
+    pub fn sweep(&self, idle_timeout: Duration) -> usize {
+        let mut closed = 0;
+        let mut map = self.h1.borrow_mut();
+        map.retain(|_, slot| {
+            let before = slot.idle.len();
+            slot.idle
+                .retain(|i| !i.send.is_closed() && i.since.elapsed() < idle_timeout);
+            closed += before - slot.idle.len();
+            slot.waiters.retain(|w| !w.is_closed());
+            !(slot.idle.is_empty()
+                && slot.waiters.is_empty()
+                && slot.permits.available_permits() == self.max_per_addr)
+        });
+        self.h2.borrow_mut().retain(|_, s| !s.is_closed());
+        closed
+    }
+
+    /// Idle HTTP/1 connections to `addr` (for tests and metrics).
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.h1.borrow().get(&addr).map_or(0, |s| s.idle.len())
+    }
+}
+
+async fn dial(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, DialError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(DialError::TimedOut),
+        Ok(Err(_)) => Err(DialError::Failed),
+        Ok(Ok(s)) => {
+            // Small requests and responses go out at once, as nginx's `tcp_nodelay` does.
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
