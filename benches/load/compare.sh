@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load comparison: direct to the backend, nginx (split_clients), haproxy, vireo-proxy, and
-# vireo-proxy with metrics and SLO recording switched off (what Vireo's measuring costs).
+# vireo-proxy with metrics and SLO recording switched off (what Vireo's measuring costs); on
+# request, vireo-proxy-pool-per-connection (the upstream pool design not chosen).
 # Same machine, same run, same workload: HTTP/1.1 keep-alive, 64 connections, small responses,
 # a 5 % canary split hashed on x-user-id with a different id per request. Loopback only; every
 # run is bounded by DURATION.
@@ -9,6 +10,8 @@
 #   ROUNDS=7 DURATION=20 benches/load/compare.sh
 #   THREADS=2 benches/load/compare.sh             # every proxy with two workers
 #   TARGETS="nginx vireo-proxy" benches/load/compare.sh    # a subset
+#   BASELINE_BIN=/tmp/old/vireo-proxy benches/load/compare.sh   # adds target `baseline`: another
+#                                                 # vireo-proxy build (e.g. an older commit)
 #
 # With THREADS=1 (the default) each proxy runs on core 1 alone (taskset), and wrk and the
 # backends (one nginx worker returning a fixed 9-byte body) on core 0, so the proxies do not
@@ -199,9 +202,9 @@ measure() {
 
 wanted() { [[ " $TARGETS " == *" $1 "* ]]; }
 
-vireo() { # round name [env...]
-  local round=$1 name=$2; shift 2
-  env RUST_LOG=error "$@" "${proxy_cpu[@]}" "$bin/vireo-proxy" --config "$work/vireo.yaml" & local vp=$!
+vireo() { # round name binary [env...]
+  local round=$1 name=$2 exe=$3; shift 3
+  env RUST_LOG=error "$@" "${proxy_cpu[@]}" "$exe" --config "$work/vireo.yaml" & local vp=$!
   pids+=($vp)
   wait_port 127.0.0.1:$P_VIREO
   measure "$round" "$name" $P_VIREO $vp
@@ -227,10 +230,14 @@ for round in $(seq 1 "$ROUNDS"); do
     kill $hap; wait $hap 2>/dev/null || true
   fi
 
-  wanted vireo-proxy && vireo "$round" vireo-proxy
+  wanted vireo-proxy && vireo "$round" vireo-proxy "$bin/vireo-proxy"
+  [ -n "${BASELINE_BIN:-}" ] && vireo "$round" baseline "$BASELINE_BIN"
   # Bench-only switch (see proxy/src/metrics.rs): in-flight counts stay, counters, histograms
   # and SLO windows are skipped.
-  wanted vireo-proxy-unrecorded && vireo "$round" vireo-proxy-unrecorded VIREO_PROXY_BENCH_UNRECORDED=1
+  wanted vireo-proxy-unrecorded && vireo "$round" vireo-proxy-unrecorded "$bin/vireo-proxy" VIREO_PROXY_BENCH_UNRECORDED=1
+  # Bench-only design comparison (proxy/src/server.rs): upstream connections owned by each
+  # client connection instead of the worker's shared pool.
+  wanted vireo-proxy-pool-per-connection && vireo "$round" vireo-proxy-pool-per-connection "$bin/vireo-proxy" VIREO_PROXY_BENCH_POOL=connection
 done
 
 {

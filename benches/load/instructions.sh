@@ -20,10 +20,6 @@ work=$(mktemp -d /tmp/vireo-instr.XXXXXX)
 export PATH="$PATH:/usr/sbin"
 
 scripts/ensure-deps.sh bench
-command -v valgrind >/dev/null || {
-  echo "installing valgrind" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -q valgrind >/dev/null; else sudo apt-get install -y -q valgrind >/dev/null; fi
-}
 if [ -z "${VIREO_BIN:-}" ]; then
   cargo build --release --locked -p vireo-proxy --bin vireo-proxy
   VIREO_BIN=target/release/vireo-proxy

@@ -1,9 +1,9 @@
 //! Protocol detection on the data port: HTTP/2 prior knowledge (h2c) or HTTP/1.x.
 //!
-//! hyper-util's auto server could do this, but it waits for up to 24 bytes (the length of the
-//! HTTP/2 preface) with no time limit of its own, as pingora's switch did: a complete HTTP/1.0
-//! request such as `GET / HTTP/1.0\r\n\r\n` is 18 bytes, and any connection that sends a few
-//! bytes and stops would pin a file descriptor.
+//! hyper-util's auto server decides the same way, but with no time limit of its own, and
+//! pingora's switch read exactly 24 bytes (the HTTP/2 preface's length) before deciding: a
+//! complete HTTP/1.0 request such as `GET / HTTP/1.0\r\n\r\n` is 18 bytes. Either way a
+//! connection that sends a few bytes and stops would pin a file descriptor.
 //!
 //! [`detect`] decides as soon as the bytes seen stop matching the preface (usually on the first
 //! byte: `G`, `P`OST… only `P` needs a second look), bounded by [`DETECT_TIMEOUT`] and by

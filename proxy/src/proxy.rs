@@ -45,6 +45,8 @@ pub struct Worker {
     pub table: Arc<TableHandle>,
     pub metrics: Arc<Metrics>,
     pub pool: Rc<Pool>,
+    /// Bench-only: each client connection has a pool of its own (`server::BENCH_POOL_ENV`).
+    pub pool_per_connection: bool,
 }
 
 /// The hyper service of a client connection.
@@ -193,7 +195,11 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
     if status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            // The tunnel counts as in flight to its backend until it closes (so drain and
+            // shutdown wait for it, up to their deadlines), and is recorded then, as 101.
+            exchange.outcome = Some(Outcome::Status(101));
             tokio::task::spawn_local(async move {
+                let _exchange = exchange;
                 if let (Ok(up), Ok(down)) = tokio::join!(upstream_upgrade, client_upgrade) {
                     let (mut up, mut down) = (
                         hyper_util::rt::TokioIo::new(up),
@@ -202,7 +208,6 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
                     let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
                 }
             });
-            exchange.outcome = Some(Outcome::Status(101));
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, ProxyBody::Empty);
         }
@@ -337,8 +342,7 @@ async fn forward(
         if backend.h2c() {
             let mut send = match worker.pool.h2(addr, limits.connect_timeout).await {
                 Ok(s) => s,
-                Err(e) if exchange.attempt + 1 < addrs => {
-                    let _ = e;
+                Err(_) if exchange.attempt + 1 < addrs => {
                     exchange.attempt += 1;
                     req = Some(request);
                     continue;

@@ -7,7 +7,8 @@
 //! A new file is parsed, validated and compiled before anything changes; if any step fails, the
 //! old table keeps serving, the error is logged with its field path and
 //! `vireo_config_reloads_total{result="error"}` goes up. Settings that belong to the process
-//! rather than the table (`listen`, `admin`, `threads`, `shutdown_grace`, metric buckets) need a
+//! rather than the table (`listen`, `admin`, `threads`, `shutdown_grace`, metric buckets,
+//! `upstream_max_connections`) need a
 //! restart; a reload that changes them applies the routes and says so in the log.
 
 use std::path::PathBuf;
@@ -141,6 +142,9 @@ fn warn_restart_only(old: &Config, new: &Config) {
     }
     if old.metrics != new.metrics {
         changed.push("metrics");
+    }
+    if old.upstream_max_connections != new.upstream_max_connections {
+        changed.push("upstream_max_connections");
     }
     if !changed.is_empty() {
         tracing::warn!(

@@ -219,6 +219,11 @@ fn bind_data_port(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::T
     (0..n).map(|_| socket(true, addr)).collect()
 }
 
+/// Bench-only: `connection` gives every client connection its own upstream pool instead of
+/// sharing the worker's, to measure that design against the one shipped
+/// (`benches/load/compare.sh`'s `vireo-proxy-pool-per-connection`).
+pub const BENCH_POOL_ENV: &str = "VIREO_PROXY_BENCH_POOL";
+
 /// What a worker thread starts with.
 struct WorkerStart {
     table: Arc<TableHandle>,
@@ -254,6 +259,7 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
             table: start.table,
             metrics: start.metrics,
             pool: Pool::new(start.max_per_addr),
+            pool_per_connection: std::env::var(BENCH_POOL_ENV).is_ok_and(|v| v == "connection"),
         });
         let servers = Rc::new(Servers::new());
         tokio::task::spawn_local(sweep_pool(worker.clone()));
@@ -330,6 +336,17 @@ async fn serve_connection(
     let mut io = Downstream::new(stream);
     let Some(protocol) = detect::detect(&mut io, &mut shutdown, DETECT_TIMEOUT).await else {
         return;
+    };
+    let worker = if worker.pool_per_connection {
+        // Bench-only comparison (see `BENCH_POOL_ENV`): this connection's own upstream pool.
+        Rc::new(Worker {
+            table: worker.table.clone(),
+            metrics: worker.metrics.clone(),
+            pool: Pool::new(worker.pool.max_per_addr()),
+            pool_per_connection: true,
+        })
+    } else {
+        worker
     };
     let service = request_path::service(worker);
     match protocol {
