@@ -37,7 +37,7 @@ out=benches/load/last-run.md
 scripts/ensure-deps.sh bench
 cargo build --release --locked -p vireo-proxy --bin vireo-proxy
 bin=target/release
-export PATH="$PATH:/usr/sbin"
+. benches/load/lib.sh
 
 if [ "$THREADS" = 1 ]; then
   load_cpu=(taskset -c 0) proxy_cpu=(taskset -c 1)
@@ -47,22 +47,6 @@ fi
 
 STABLE=127.0.0.1:19001 CANARY=127.0.0.1:19002
 P_NGINX=18081 P_HAPROXY=18082 P_VIREO=18083 A_VIREO=18183
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-wait_port() { # host:port
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
 
 nginx_common() { # dir
   cat <<NGINX
@@ -161,20 +145,6 @@ routes:
         - { name: canary, version: v2, addrs: ["$CANARY"], weight: 5 }
         - { name: stable, version: v1, addrs: ["$STABLE"], weight: 95 }
 VIREO
-
-cpu_ticks() { # pids... -> utime+stime in clock ticks, summed
-  local t=0
-  for p in "$@"; do
-    # fields after the ")" of comm: state is $1, utime is $12, stime is $13
-    t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo $t
-}
-peak_rss_kb() { # pids... -> summed VmHWM
-  local k=0
-  for p in "$@"; do k=$((k + $(awk '/VmHWM/ {print $2}' "/proc/$p/status"))); done
-  echo $k
-}
 
 rows="$work/rows.tsv"
 printf 'round\ttarget\trps\tp50\tp99\trss_kb\tcpu_us\terrors\n' > "$rows"

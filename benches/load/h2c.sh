@@ -15,30 +15,13 @@ ROUNDS=${ROUNDS:-3}
 CALLS=${CALLS:-100000}
 work=$(mktemp -d /tmp/vireo-h2c.XXXXXX)
 out=benches/load/h2c-last-run.md
-export PATH="$PATH:/usr/sbin"
+. benches/load/lib.sh
 
 scripts/ensure-deps.sh bench
 cargo build --release --locked -p vireo-proxy --bin vireo-proxy
 bin=target/release
 
 BACKEND=127.0.0.1:19051 P_NGINX=18151 P_VIREO=18153 A_VIREO=18253
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
-temp_paths() { echo "access_log off; client_body_temp_path $1/b; proxy_temp_path $1/p; fastcgi_temp_path $1/f; uwsgi_temp_path $1/u; scgi_temp_path $1/s;"; }
-
 mkdir -p "$work/backend/logs" "$work/nginx/logs"
 cat > "$work/backend/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/backend/pid; error_log stderr error;
@@ -69,8 +52,6 @@ routes:
         - { name: echo, version: v1, addrs: ["$BACKEND"], weight: 1, protocol: h2c }
 VIREO
 printf '\0\0\0\0\5hello' > "$work/message"
-
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo $t; }
 
 rows="$work/rows.tsv"
 printf 'round\ttarget\tcalls_s\tcpu_us\tfailed\n' > "$rows"

@@ -14,7 +14,7 @@ CONNS=${CONNS:-5000}
 SECS=${SECS:-10}
 work=$(mktemp -d /tmp/vireo-idle.XXXXXX)
 out=benches/load/idle-last-run.md
-export PATH="$PATH:/usr/sbin"
+. benches/load/lib.sh
 
 scripts/ensure-deps.sh bench
 cargo build --release --locked -p vireo-proxy --bin vireo-proxy
@@ -22,22 +22,6 @@ bin=target/release
 ulimit -n $((CONNS * 2 + 1024))
 
 BACKEND=127.0.0.1:19061 P_NGINX=18161 P_VIREO=18163 A_VIREO=18263
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
-temp_paths() { echo "access_log off; client_body_temp_path $1/b; proxy_temp_path $1/p; fastcgi_temp_path $1/f; uwsgi_temp_path $1/u; scgi_temp_path $1/s;"; }
-
 mkdir -p "$work/backend/logs" "$work/nginx/logs"
 cat > "$work/backend/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/backend/pid; error_log stderr error;
@@ -63,9 +47,6 @@ routes:
     split:
       backends: [ { name: b, version: v1, addrs: ["$BACKEND"], weight: 1 } ]
 VIREO
-
-cpu_ticks() { local t=0; for p in "$@"; do t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}'))); done; echo $t; }
-rss_kb() { local k=0; for p in "$@"; do k=$((k + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $k; }
 
 rows=()
 measure() { # name port pids...

@@ -6,7 +6,8 @@
 #   benches/load/instructions.sh                      # nginx and vireo-proxy, 10 s each
 #   TARGETS=vireo-proxy SECS=20 benches/load/instructions.sh
 #   VIREO_BIN=/path/to/other/vireo-proxy benches/load/instructions.sh   # e.g. an older build
-#   ANNOTATE=1 benches/load/instructions.sh           # also the top functions of the load run
+#   ANNOTATE=1 benches/load/instructions.sh           # also the load run's top functions
+#                     (benches/load/TARGET.callgrind-top.txt) and its profile (/tmp/TARGET.load.cg)
 #
 # Each target runs twice under callgrind for SECS seconds: idle, then under load. Instructions
 # per request = (load total - idle total) / requests served, so start-up, the idle timers and
@@ -17,7 +18,7 @@ SECS=${SECS:-10}
 TARGETS=${TARGETS:-nginx vireo-proxy}
 CONNS=${CONNS:-16}
 work=$(mktemp -d /tmp/vireo-instr.XXXXXX)
-export PATH="$PATH:/usr/sbin"
+. benches/load/lib.sh
 
 scripts/ensure-deps.sh bench
 if [ -z "${VIREO_BIN:-}" ]; then
@@ -26,25 +27,6 @@ if [ -z "${VIREO_BIN:-}" ]; then
 fi
 
 STABLE=127.0.0.1:19011 CANARY=127.0.0.1:19012 PORT=18091 ADMIN=18191
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-wait_port() { # host:port [tries]
-  for _ in $(seq 1 "${2:-600}"); do
-    (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
-
-temp_paths() { # dir
-  echo "access_log off; client_body_temp_path $1/b; proxy_temp_path $1/p; fastcgi_temp_path $1/f; uwsgi_temp_path $1/u; scgi_temp_path $1/s;"
-}
 mkdir -p "$work/backends/logs" "$work/nginx/logs"
 cat > "$work/backends/nginx.conf" <<NGINX
 worker_processes 1; daemon off; pid $work/backends/pid; error_log stderr error;
@@ -97,7 +79,7 @@ run() {
   esac
   RUST_LOG=error valgrind --tool=callgrind --callgrind-out-file="$out" "${cmd[@]}" 2>"$work/$target.$mode.log" & local p=$!
   pids+=($p)
-  wait_port 127.0.0.1:$PORT
+  wait_port 127.0.0.1:$PORT 1200
   local reqs=0
   if [ "$mode" = load ]; then
     wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$work/users.lua" "http://127.0.0.1:$PORT/" > "$work/$target.wrk"

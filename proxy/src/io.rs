@@ -27,9 +27,49 @@ pub const WRITE_STALL: Duration = Duration::from_secs(60);
 pub struct Downstream {
     prefix: Bytes,
     inner: TcpStream,
-    stall: Option<Pin<Box<Sleep>>>,
-    stall_armed: bool,
-    stall_limit: Duration,
+    stall: Stall,
+}
+
+/// A deadline that runs only while something waits: armed by the first `Pending` after
+/// progress, cleared by the next progress. The timer is allocated on first use and reset in
+/// place after that, so a stream that never waits never touches the timer wheel.
+pub struct Stall {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    limit: Duration,
+}
+
+impl Stall {
+    pub fn new(limit: Duration) -> Self {
+        Stall {
+            sleep: None,
+            armed: false,
+            limit,
+        }
+    }
+
+    /// Progress was made: the next wait starts a fresh deadline.
+    #[inline]
+    pub fn progressed(&mut self) {
+        self.armed = false;
+    }
+
+    /// To be called when the guarded operation returned `Pending`: arms the deadline if it
+    /// is not armed, and is `Ready` once it has passed.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.armed {
+            let deadline = Instant::now() + self.limit;
+            match &mut self.sleep {
+                Some(s) => s.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        match &mut self.sleep {
+            Some(s) => s.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
 }
 
 impl Downstream {
@@ -41,9 +81,7 @@ impl Downstream {
         Downstream {
             prefix: Bytes::new(),
             inner,
-            stall: None,
-            stall_armed: false,
-            stall_limit,
+            stall: Stall::new(stall_limit),
         }
     }
 
@@ -59,23 +97,9 @@ impl Downstream {
         self.prefix = bytes;
     }
 
-    /// Called when a write returned `Pending`: arms the stall deadline if it is not armed, and
-    /// fails once it passes.
+    /// Called when a write returned `Pending`: fails once the stall deadline has passed.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let deadline = Instant::now() + self.stall_limit;
-        let sleep = match &mut self.stall {
-            Some(s) => {
-                if !self.stall_armed {
-                    s.as_mut().reset(deadline);
-                }
-                s
-            }
-            None => self
-                .stall
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.stall_armed = true;
-        ready!(sleep.as_mut().poll(cx));
+        ready!(self.stall.poll_expired(cx));
         Poll::Ready(io::Error::new(
             io::ErrorKind::TimedOut,
             "the client read nothing of its response for 60s",
@@ -83,7 +107,7 @@ impl Downstream {
     }
 
     fn progressed(&mut self) {
-        self.stall_armed = false;
+        self.stall.progressed();
     }
 }
 

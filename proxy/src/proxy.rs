@@ -31,6 +31,7 @@ use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::headers::{strip_hop_by_hop, wants_websocket, HopFields};
+use crate::io::Stall;
 use crate::metrics::{BackendStats, Metrics, Outcome};
 use crate::route::{Backend, Limits, Selection};
 use crate::upstream::{DialError, H1Lease, Pool, UpBody};
@@ -222,9 +223,7 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
             status: status.as_u16(),
             exchange: Some(exchange),
             lease,
-            stall: None,
-            stall_armed: false,
-            stall_limit: limits.request_timeout,
+            stall: Stall::new(limits.request_timeout),
         }),
     )
 }
@@ -416,6 +415,9 @@ async fn forward(
 }
 
 /// The body of a response the proxy sends.
+// Boxing `Relay` would cost an allocation per request; the value lives in the connection's
+// state either way.
+#[allow(clippy::large_enum_variant)]
 pub enum ProxyBody {
     /// Answered by the proxy (404, 431, 502, 504, 101).
     Empty,
@@ -430,9 +432,8 @@ pub struct Relay {
     status: u16,
     exchange: Option<Exchange>,
     lease: Option<H1Lease>,
-    stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    stall_armed: bool,
-    stall_limit: Duration,
+    /// `request_timeout` for each pause of the backend's body.
+    stall: Stall,
 }
 
 impl Relay {
@@ -495,7 +496,7 @@ impl Body for ProxyBody {
         };
         match Pin::new(&mut relay.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                relay.stall_armed = false;
+                relay.stall.progressed();
                 if relay.inner.is_end_stream() {
                     relay.finish();
                 }
@@ -510,20 +511,7 @@ impl Body for ProxyBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let deadline = tokio::time::Instant::now() + relay.stall_limit;
-                let sleep = match &mut relay.stall {
-                    Some(s) => {
-                        if !relay.stall_armed {
-                            s.as_mut().reset(deadline);
-                        }
-                        s
-                    }
-                    None => relay
-                        .stall
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                relay.stall_armed = true;
-                if sleep.as_mut().poll(cx).is_ready() {
+                if relay.stall.poll_expired(cx).is_ready() {
                     relay.fail();
                     return Poll::Ready(Some(Err(Box::new(UpstreamStalled))));
                 }

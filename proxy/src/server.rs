@@ -326,6 +326,22 @@ impl Servers {
     }
 }
 
+/// Runs a hyper connection until it ends; at shutdown, asks it to finish gracefully (idle
+/// keep-alive connections close, HTTP/2 sends GOAWAY, requests in flight carry on) and waits.
+/// A macro because hyper's HTTP/1 and HTTP/2 connections share no trait for this.
+macro_rules! until_shutdown {
+    ($conn:expr, $shutdown:ident) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = $shutdown.wait_for(|&s| s) => {}
+        }
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
+    }};
+}
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     worker: Rc<Worker>,
@@ -350,29 +366,17 @@ async fn serve_connection(
     };
     let service = request_path::service(worker);
     match protocol {
-        Protocol::Http1 => {
-            let conn = servers
+        Protocol::Http1 => until_shutdown!(
+            servers
                 .http1
                 .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = shutdown.wait_for(|&s| s) => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-        Protocol::H2c => {
-            let conn = servers.http2.serve_connection(TokioIo::new(io), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = shutdown.wait_for(|&s| s) => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+                .with_upgrades(),
+            shutdown
+        ),
+        Protocol::H2c => until_shutdown!(
+            servers.http2.serve_connection(TokioIo::new(io), service),
+            shutdown
+        ),
     }
 }
 

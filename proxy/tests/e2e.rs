@@ -86,42 +86,15 @@ async fn requests_without_a_key_are_split_by_weight() {
 async fn hot_reload_under_continuous_traffic_fails_no_request() {
     let (canary, stable) = (upstream("canary"), upstream("stable"));
     let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 5));
-    let url = proxy.url("/");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut loops = Vec::new();
-    for w in 0..4 {
-        let (url, stop) = (url.clone(), stop.clone());
-        loops.push(tokio::spawn(async move {
-            let c = client();
-            let (mut ok, mut failed) = (0u64, Vec::new());
-            // Bounded in count and time.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            for i in 0..50_000u64 {
-                if stop.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() > deadline {
-                    break;
-                }
-                match get(&c, &url, Some(&format!("u-{w}-{i}"))).await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("status {}", r.status)),
-                    Err(e) => failed.push(e),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let loops = spawn_load(&proxy.url("/"), 4, &stop, Duration::from_secs(30));
     for (version, weight) in (2..).zip([25, 50, 100, 0, 50, 5]) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let routes = canary_route("checkout", &canary, &stable, weight);
         tokio::task::block_in_place(|| proxy.reload("", &routes, version));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (mut total, mut failures) = (0, Vec::new());
-    for l in loops {
-        let (ok, failed) = l.await.unwrap();
-        total += ok;
-        failures.extend(failed);
-    }
+    let (total, failures) = finish_load(&stop, loops).await;
     assert!(
         failures.is_empty(),
         "{} failed of {}: {:?}",

@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -268,29 +268,8 @@ async fn a_backend_closing_pooled_connections_fails_no_request() {
 async fn a_weight_flip_under_load_fails_nothing_and_starves_the_drained_backend() {
     let (canary, stable) = (upstream("canary"), upstream("stable"));
     let proxy = Proxy::start("", &canary_route("checkout", &canary, &stable, 50));
-    let url = proxy.url("/");
     let stop = Arc::new(AtomicBool::new(false));
-    let mut loops = Vec::new();
-    for w in 0..4 {
-        let (url, stop) = (url.clone(), stop.clone());
-        loops.push(tokio::spawn(async move {
-            let c = client();
-            let mut failed = Vec::new();
-            let mut ok = 0u64;
-            let deadline = Instant::now() + Duration::from_secs(20);
-            for i in 0..100_000u64 {
-                if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
-                    break;
-                }
-                match get(&c, &url, Some(&format!("u-{w}-{i}"))).await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => failed.push(format!("status {}", r.status)),
-                    Err(e) => failed.push(e),
-                }
-            }
-            (ok, failed)
-        }));
-    }
+    let loops = spawn_load(&proxy.url("/"), 4, &stop, Duration::from_secs(20));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(canary.served() > 0, "the canary took no traffic at 50 %");
     tokio::task::block_in_place(|| {
@@ -303,13 +282,7 @@ async fn a_weight_flip_under_load_fails_nothing_and_starves_the_drained_backend(
     let after_flip = canary.served();
     let stable_before = stable.served();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (mut total, mut failures) = (0, Vec::new());
-    for l in loops {
-        let (ok, failed) = l.await.unwrap();
-        total += ok;
-        failures.extend(failed);
-    }
+    let (total, failures) = finish_load(&stop, loops).await;
     assert!(
         failures.is_empty(),
         "{} of {total} failed: {:?}",

@@ -664,3 +664,49 @@ pub fn closing_upstream(name: &str) -> Upstream {
         let _ = stream.shutdown().await;
     })
 }
+
+/// Client loops that send keyed GETs to `url` (user `u-LOOP-N`) until `stop` is set or
+/// `limit` passes (bounded in count too). [`finish_load`] collects what they saw.
+pub fn spawn_load(
+    url: &str,
+    loops: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    limit: Duration,
+) -> Vec<tokio::task::JoinHandle<(u64, Vec<String>)>> {
+    (0..loops)
+        .map(|w| {
+            let (url, stop) = (url.to_string(), stop.clone());
+            tokio::spawn(async move {
+                let c = client();
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                let deadline = Instant::now() + limit;
+                for i in 0..100_000u64 {
+                    if stop.load(Ordering::SeqCst) || Instant::now() > deadline {
+                        break;
+                    }
+                    match get(&c, &url, Some(&format!("u-{w}-{i}"))).await {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        Ok(r) => failed.push(format!("status {}", r.status)),
+                        Err(e) => failed.push(e),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect()
+}
+
+/// Stops the loops of [`spawn_load`] and returns (requests that got 200, failures).
+pub async fn finish_load(
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    loops: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+) -> (u64, Vec<String>) {
+    stop.store(true, Ordering::SeqCst);
+    let (mut total, mut failures) = (0, Vec::new());
+    for l in loops {
+        let (ok, failed) = l.await.unwrap();
+        total += ok;
+        failures.extend(failed);
+    }
+    (total, failures)
+}
