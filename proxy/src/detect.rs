@@ -43,8 +43,12 @@ pub fn classify(first: &[u8]) -> Option<Protocol> {
     }
 }
 
-/// Reads until the protocol is known and rewinds what it read. `None`: the client closed, sent
-/// nothing decisive within `limit`, or the proxy is shutting down — drop the connection.
+/// How long detection still waits for a new connection's first bytes once shutdown began.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Reads until the protocol is known and rewinds what it read. `None`: the client closed, or
+/// sent nothing decisive within `limit` (within [`SHUTDOWN_GRACE`] once shutdown began) — drop
+/// the connection.
 pub async fn detect(
     io: &mut Downstream,
     shutdown: &mut watch::Receiver<bool>,
@@ -53,14 +57,26 @@ pub async fn detect(
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut n = 0;
     let deadline = tokio::time::Instant::now() + limit;
+    let mut deadline = deadline;
+    let mut stopping = false;
     let protocol = loop {
-        if *shutdown.borrow() {
-            return None;
+        // At shutdown a connection accepted just before it still gets its request read (its
+        // bytes may already be on the way), but only for `SHUTDOWN_GRACE`.
+        if !stopping && *shutdown.borrow() {
+            stopping = true;
+            deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_GRACE);
         }
         // Bounded: each pass reads at least one byte, and 24 bytes always decide.
         let read = tokio::select! {
             r = io.socket().read(&mut buf[n..]) => r,
-            _ = shutdown.changed() => return None,
+            changed = shutdown.changed(), if !stopping => {
+                if changed.is_err() {
+                    // The shutdown sender is gone: treat it as a shutdown, never spin.
+                    stopping = true;
+                    deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline) => return None,
         };
         match read {

@@ -15,6 +15,7 @@
 //! between body chunks is bounded by `request_timeout` too, as before, without a timer per
 //! read).
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -27,7 +28,6 @@ use bytes::Bytes;
 use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::headers::{strip_hop_by_hop, wants_websocket, HopFields};
@@ -141,6 +141,9 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
         let limits = table.limits();
         let local = if header_bytes(&req) > limits.max_header_bytes {
             Err((431, table.unmatched()))
+        } else if req.method() == Method::CONNECT {
+            // Not a forward proxy: no tunnels to arbitrary targets.
+            Err((405, table.unmatched()))
         } else {
             match table.select(req.uri(), req.headers(), || fastrand::u64(..)) {
                 Selection::Backend { backend, .. } => Ok(backend.clone()),
@@ -162,12 +165,13 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
         !backend.h2c() && req.version() == Version::HTTP_11 && wants_websocket(req.headers(), hop);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    if let Err(code) = prepare(&mut parts, hop, backend.h2c(), upgrade) {
+    if let Err(code) = prepare(&mut parts, hop, backend.h2c(), upgrade, backend.host()) {
         exchange.outcome = Some(Outcome::Status(code));
         return status_only(code);
     }
     let replayable = is_replayable(&parts.method, &body);
-    let req = Request::from_parts(parts, Either::Left(body));
+    let (body, request_sent) = UpBody::from_client(body);
+    let req = Request::from_parts(parts, body);
 
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let forwarded = tokio::time::timeout_at(
@@ -223,6 +227,7 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
             status: status.as_u16(),
             exchange: Some(exchange),
             lease,
+            request_sent,
             stall: Stall::new(limits.request_timeout),
         }),
     )
@@ -235,6 +240,7 @@ fn prepare(
     hop: HopFields,
     h2c: bool,
     upgrade: bool,
+    fallback_host: &HeaderValue,
 ) -> Result<(), u16> {
     strip_hop_by_hop(&mut parts.headers, hop, upgrade);
     if h2c {
@@ -264,17 +270,20 @@ fn prepare(
         parts.version = Version::HTTP_11;
         if let Some(authority) = parts.uri.authority() {
             // From h2 or an absolute-form target: HTTP/1.1 origin servers get origin form and
-            // a Host field (RFC 9112 §3.2).
-            if !parts.headers.contains_key(HOST) {
-                let host = HeaderValue::from_str(authority.as_str()).map_err(|_| 400u16)?;
-                parts.headers.insert(HOST, host);
-            }
+            // a Host field (RFC 9112 §3.2). The authority is what the route matched on, so it
+            // replaces any Host the client also sent: the backend sees the host that routed.
+            let host = HeaderValue::from_str(authority.as_str()).map_err(|_| 400u16)?;
+            parts.headers.insert(HOST, host);
             let path = parts
                 .uri
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/"));
             parts.uri = Uri::from(path);
+        } else if !parts.headers.contains_key(HOST) {
+            // An HTTP/1.0 client without one, or a `Connection: host`: HTTP/1.1 needs a Host;
+            // the backend's address stands in, as nginx's `$proxy_host` does.
+            parts.headers.insert(HOST, fallback_host.clone());
         }
     }
     Ok(())
@@ -295,7 +304,7 @@ const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
 
 /// A copy of a bodiless request, kept while it goes out on a connection that sat idle.
 fn replica(req: &Request<UpBody>) -> Request<UpBody> {
-    let mut copy = Request::new(Either::Right(Empty::<Bytes>::new()));
+    let mut copy = Request::new(UpBody::Empty);
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
@@ -432,6 +441,8 @@ pub struct Relay {
     status: u16,
     exchange: Option<Exchange>,
     lease: Option<H1Lease>,
+    /// Set once the request body has gone out in full (`None`: it had none).
+    request_sent: Option<Rc<Cell<bool>>>,
     /// `request_timeout` for each pause of the backend's body.
     stall: Stall,
 }
@@ -443,7 +454,10 @@ impl Relay {
         if let Some(mut exchange) = self.exchange.take() {
             exchange.outcome = Some(Outcome::Status(self.status));
             if let Some(lease) = self.lease.take() {
-                exchange.worker.pool.release(lease);
+                // A connection still sending the request body is busy: it closes instead.
+                if self.request_sent.as_ref().is_none_or(|sent| sent.get()) {
+                    exchange.worker.pool.release(lease);
+                }
             }
         }
     }
@@ -551,14 +565,28 @@ mod tests {
     fn http1_backends_get_origin_form_and_a_host() {
         let mut p = parts("http://api.local:8080/x?y=1", None, Version::HTTP_2);
         let hop = HopFields::scan(&p.headers);
-        prepare(&mut p, hop, false, false).unwrap();
+        prepare(
+            &mut p,
+            hop,
+            false,
+            false,
+            &HeaderValue::from_static("10.0.0.1:80"),
+        )
+        .unwrap();
         assert_eq!(p.uri, "/x?y=1");
         assert_eq!(p.headers[HOST], "api.local:8080");
         assert_eq!(p.version, Version::HTTP_11);
 
         let mut p = parts("/x", Some("a.local"), Version::HTTP_10);
         let hop = HopFields::scan(&p.headers);
-        prepare(&mut p, hop, false, false).unwrap();
+        prepare(
+            &mut p,
+            hop,
+            false,
+            false,
+            &HeaderValue::from_static("10.0.0.1:80"),
+        )
+        .unwrap();
         assert_eq!(
             (p.uri.to_string().as_str(), p.version),
             ("/x", Version::HTTP_11)
@@ -566,10 +594,62 @@ mod tests {
     }
 
     #[test]
+    fn the_host_that_routed_is_the_host_the_backend_sees() {
+        // An absolute-form target wins over a Host field, for routing and for the backend.
+        let mut p = parts(
+            "http://public.svc/x",
+            Some("admin.internal"),
+            Version::HTTP_11,
+        );
+        let hop = HopFields::scan(&p.headers);
+        prepare(
+            &mut p,
+            hop,
+            false,
+            false,
+            &HeaderValue::from_static("10.0.0.1:80"),
+        )
+        .unwrap();
+        assert_eq!(p.headers[HOST], "public.svc");
+        // No Host at all (HTTP/1.0), or one a `Connection` field named: the backend's address.
+        let mut p = parts("/x", None, Version::HTTP_10);
+        let hop = HopFields::scan(&p.headers);
+        prepare(
+            &mut p,
+            hop,
+            false,
+            false,
+            &HeaderValue::from_static("10.0.0.1:80"),
+        )
+        .unwrap();
+        assert_eq!(p.headers[HOST], "10.0.0.1:80");
+        let mut p = parts("/x", Some("a.local"), Version::HTTP_11);
+        p.headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("host"));
+        let hop = HopFields::scan(&p.headers);
+        prepare(
+            &mut p,
+            hop,
+            false,
+            false,
+            &HeaderValue::from_static("10.0.0.1:80"),
+        )
+        .unwrap();
+        assert_eq!(p.headers[HOST], "10.0.0.1:80");
+    }
+
+    #[test]
     fn h2c_backends_get_an_absolute_target() {
         let mut p = parts("/svc/Call", Some("grpc.local"), Version::HTTP_11);
         let hop = HopFields::scan(&p.headers);
-        prepare(&mut p, hop, true, false).unwrap();
+        prepare(
+            &mut p,
+            hop,
+            true,
+            false,
+            &HeaderValue::from_static("10.0.0.1:80"),
+        )
+        .unwrap();
         assert_eq!(p.uri, "http://grpc.local/svc/Call");
         assert!(p.headers.get(HOST).is_none());
         assert_eq!(p.version, Version::HTTP_2);

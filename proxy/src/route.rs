@@ -72,6 +72,9 @@ pub struct Backend {
     weight: u32,
     h2c: bool,
     addrs: Box<[SocketAddr]>,
+    /// `Host` for a request that came without one (the first address, as nginx's
+    /// `$proxy_host`), built once here rather than per request.
+    host: HeaderValue,
     next: AtomicUsize,
     stats: Arc<BackendStats>,
 }
@@ -95,6 +98,9 @@ impl Backend {
     }
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+    pub fn host(&self) -> &HeaderValue {
+        &self.host
     }
 
     /// Round-robin start position for a new request.
@@ -158,12 +164,17 @@ impl RouteTable {
                         }),
                     }
                 }
+                let host = addrs
+                    .first()
+                    .and_then(|a| HeaderValue::from_str(&a.to_string()).ok())
+                    .unwrap_or_else(|| HeaderValue::from_static("localhost"));
                 backends.push(Arc::new(Backend {
                     name: b.name.as_str().into(),
                     version: b.version.as_str().into(),
                     weight: weights[bi],
                     h2c: b.protocol == config::UpstreamProtocol::H2c,
                     addrs: addrs.into(),
+                    host,
                     next: AtomicUsize::new(0),
                     stats: metrics.backend(&r.name, &b.name, &b.version),
                 }));

@@ -321,7 +321,12 @@ impl Servers {
         // 431): setting any other limit makes every parse initialise a heap array of that many
         // slots, 5 k instructions per request at 256 (callgrind, benches/README.md).
         let mut http2 = hyper::server::conn::http2::Builder::new(LocalExec);
-        http2.timer(TokioTimer::new());
+        // Pings find h2c clients that vanished without a FIN, which would otherwise hold a
+        // connection (and a file descriptor) for ever.
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20));
         Servers { http1, http2 }
     }
 }
@@ -333,7 +338,10 @@ macro_rules! until_shutdown {
     ($conn:expr, $shutdown:ident) => {{
         let conn = $conn;
         tokio::pin!(conn);
+        // The connection first: its first poll moves bytes detection put back into hyper's
+        // buffer, so a request that arrived just before shutdown is answered, not dropped.
         tokio::select! {
+            biased;
             _ = conn.as_mut() => return,
             _ = $shutdown.wait_for(|&s| s) => {}
         }

@@ -19,24 +19,87 @@
 //! - **h2c backends**: one HTTP/2 connection per address per worker, its streams multiplexed
 //!   (the backend's `MAX_CONCURRENT_STREAMS` queues the excess); replaced when it closes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustc_hash::FxHashMap as HashMap;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-/// The body of a forwarded request: the client's, or empty for a replayed bodiless request.
-pub type UpBody = Either<Incoming, Empty<Bytes>>;
+/// The body of a forwarded request.
+pub enum UpBody {
+    /// The client's body, known empty or not watched.
+    Client(Incoming),
+    /// The client's body, with a flag set once it has been sent to the end. An HTTP/1.1
+    /// connection can finish its response before the request body (a 413 to a large upload):
+    /// it goes back to the pool only when both are done.
+    Watched(Incoming, Rc<Cell<bool>>),
+    /// A replayed bodiless request.
+    Empty,
+}
+
+impl UpBody {
+    /// The client's body; a non-empty one is watched, and the flag returned.
+    pub fn from_client(body: Incoming) -> (Self, Option<Rc<Cell<bool>>>) {
+        if body.is_end_stream() {
+            (UpBody::Client(body), None)
+        } else {
+            let done = Rc::new(Cell::new(false));
+            (UpBody::Watched(body, done.clone()), Some(done))
+        }
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            UpBody::Client(b) => Pin::new(b).poll_frame(cx),
+            UpBody::Watched(b, done) => {
+                let polled = Pin::new(&mut *b).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None)) || b.is_end_stream() {
+                    done.set(true);
+                }
+                polled
+            }
+            UpBody::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Client(b) | UpBody::Watched(b, _) => b.is_end_stream(),
+            UpBody::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Client(b) | UpBody::Watched(b, _) => b.size_hint(),
+            UpBody::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// HTTP/2 pings to h2c backends: every 30 s, and the connection is dropped if one goes
+/// unanswered for 10 s.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default bound on connections per backend address per worker.
 pub const DEFAULT_MAX_PER_ADDR: usize = 256;
@@ -86,7 +149,8 @@ struct Slot {
 /// One worker's upstream connections.
 pub struct Pool {
     h1: RefCell<HashMap<SocketAddr, Slot>>,
-    h2: RefCell<HashMap<SocketAddr, http2::SendRequest<UpBody>>>,
+    /// The shared HTTP/2 connection per address and when a request last took it.
+    h2: RefCell<HashMap<SocketAddr, (http2::SendRequest<UpBody>, Instant)>>,
     max_per_addr: usize,
 }
 
@@ -208,21 +272,28 @@ impl Pool {
         addr: SocketAddr,
         connect_timeout: Duration,
     ) -> Result<http2::SendRequest<UpBody>, DialError> {
-        if let Some(send) = self.h2.borrow().get(&addr) {
+        if let Some((send, used)) = self.h2.borrow_mut().get_mut(&addr) {
             if !send.is_closed() {
+                *used = Instant::now();
                 return Ok(send.clone());
             }
         }
         let stream = dial(addr, connect_timeout).await?;
         let (send, conn) = http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
+            // A backend that vanished without a FIN (a pod gone) would otherwise keep this
+            // connection "open" and every request to it would time out.
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| DialError::Failed)?;
         tokio::task::spawn_local(async move {
             let _ = conn.await;
         });
-        self.h2.borrow_mut().insert(addr, send.clone());
+        self.h2
+            .borrow_mut()
+            .insert(addr, (send.clone(), Instant::now()));
         Ok(send)
     }
 
@@ -241,7 +312,11 @@ impl Pool {
                 && slot.waiters.is_empty()
                 && slot.permits.available_permits() == self.max_per_addr)
         });
-        self.h2.borrow_mut().retain(|_, s| !s.is_closed());
+        // An HTTP/2 connection no request took for `idle_timeout` is let go: requests still
+        // streaming on it keep it open until they end, then it closes.
+        self.h2
+            .borrow_mut()
+            .retain(|_, (s, used)| !s.is_closed() && used.elapsed() < idle_timeout);
         closed
     }
 
