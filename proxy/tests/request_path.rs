@@ -299,3 +299,41 @@ async fn a_weight_flip_under_load_fails_nothing_and_starves_the_drained_backend(
         "the load did not go on after the flip"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_still_sending_a_request_body_is_not_reused() {
+    use std::io::{Read, Write};
+    let up = early_answering_upstream("early");
+    // One worker, so the next request would find that connection in the same pool.
+    let proxy = Proxy::start("threads: 1\nrequest_timeout: 2s", &one_backend(&up));
+    // A large upload the backend refuses at once, while the client is still sending it.
+    let mut upload = std::net::TcpStream::connect(proxy.listen).unwrap();
+    upload
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    upload
+        .write_all(b"POST /early HTTP/1.1\r\nhost: x\r\ncontent-length: 100000\r\n\r\n0123456789")
+        .unwrap();
+    let mut head = [0u8; 256];
+    let n = upload.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    // The upload's upstream connection is still busy with the body: requests meanwhile must
+    // not be queued behind it (they would wait out request_timeout and get 504).
+    for _ in 0..5 {
+        let r = tokio::task::spawn_blocking({
+            let addr = proxy.listen;
+            move || {
+                raw(
+                    addr,
+                    b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+                )
+                .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        assert!(status_line(&r).starts_with("HTTP/1.1 200"), "{r}");
+    }
+    drop(upload);
+}

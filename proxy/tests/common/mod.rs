@@ -242,8 +242,14 @@ impl Drop for Proxy {
 }
 
 /// A config with `listen`/`admin` on free ports; `routes` is YAML for the `routes:` key.
+/// Two worker threads unless `extra` sets `threads:` itself.
 pub fn config_text(listen: SocketAddr, admin: SocketAddr, extra: &str, routes: &str) -> String {
-    format!("listen: {listen}\nadmin: {admin}\nthreads: 2\nshutdown_grace: 10s\n{extra}\nroutes:\n{routes}")
+    let threads = if extra.contains("threads:") {
+        ""
+    } else {
+        "threads: 2\n"
+    };
+    format!("listen: {listen}\nadmin: {admin}\n{threads}shutdown_grace: 10s\n{extra}\nroutes:\n{routes}")
 }
 
 /// A canary/stable route on `x-user-id`, canary listed first.
@@ -709,4 +715,51 @@ pub async fn finish_load(
         failures.extend(failed);
     }
     (total, failures)
+}
+
+/// A keep-alive HTTP/1.1 upstream that answers `POST /early` with 413 at once, before reading
+/// the body (then reads and discards it, as a server that keeps the connection must), and
+/// anything else with 200. One request at a time per connection.
+pub fn early_answering_upstream(name: &str) -> Upstream {
+    spawn_upstream(name, None, |mut stream, _, r| async move {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            buf.drain(..head_end);
+            r.fetch_add(1, Ordering::SeqCst);
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let early = head.starts_with("post /early");
+            if early {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+            while buf.len() < length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+            buf.drain(..length);
+            if !early {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        }
+    })
 }
