@@ -56,22 +56,20 @@ pub async fn detect(
 ) -> Option<Protocol> {
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut n = 0;
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut deadline = deadline;
-    let mut stopping = false;
+    let mut deadline = tokio::time::Instant::now() + limit;
+    // At shutdown a connection accepted just before it still gets its request read (its bytes
+    // may already be on the way), but only for `SHUTDOWN_GRACE`. A shutdown sender that is
+    // gone counts as a shutdown (`changed` would return at once for ever).
+    let mut stopping = *shutdown.borrow();
+    if stopping {
+        deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+    }
     let protocol = loop {
-        // At shutdown a connection accepted just before it still gets its request read (its
-        // bytes may already be on the way), but only for `SHUTDOWN_GRACE`.
-        if !stopping && *shutdown.borrow() {
-            stopping = true;
-            deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_GRACE);
-        }
         // Bounded: each pass reads at least one byte, and 24 bytes always decide.
         let read = tokio::select! {
             r = io.socket().read(&mut buf[n..]) => r,
             changed = shutdown.changed(), if !stopping => {
-                if changed.is_err() {
-                    // The shutdown sender is gone: treat it as a shutdown, never spin.
+                if changed.is_err() || *shutdown.borrow() {
                     stopping = true;
                     deadline = deadline.min(tokio::time::Instant::now() + SHUTDOWN_GRACE);
                 }

@@ -74,14 +74,10 @@ impl Stall {
 
 impl Downstream {
     pub fn new(inner: TcpStream) -> Self {
-        Self::with_stall_limit(inner, WRITE_STALL)
-    }
-
-    pub fn with_stall_limit(inner: TcpStream, stall_limit: Duration) -> Self {
         Downstream {
             prefix: Bytes::new(),
             inner,
-            stall: Stall::new(stall_limit),
+            stall: Stall::new(WRITE_STALL),
         }
     }
 

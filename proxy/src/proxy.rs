@@ -36,6 +36,7 @@ use crate::metrics::{BackendStats, Metrics, Outcome};
 use crate::route::{Backend, Limits, Selection};
 use crate::upstream::{DialError, H1Lease, Pool, UpBody};
 use crate::TableHandle;
+use hyper::client::conn::http2;
 
 /// nginx's "client closed request".
 pub const CLIENT_CLOSED: u16 = 499;
@@ -81,19 +82,15 @@ pub struct Exchange {
     worker: Rc<Worker>,
     backend: Arc<Backend>,
     start: Instant,
-    round_robin: usize,
-    attempt: usize,
     /// Set when the outcome is known; `Drop` records it (499 if never set: the client left).
     outcome: Option<Outcome>,
 }
 
 impl Exchange {
-    fn new(worker: Rc<Worker>, backend: &Arc<Backend>, start: Instant) -> Self {
+    fn new(worker: Rc<Worker>, backend: Arc<Backend>, start: Instant) -> Self {
         backend.stats().begin();
         Exchange {
-            round_robin: backend.next_start(),
-            attempt: 0,
-            backend: backend.clone(),
+            backend,
             worker,
             start,
             outcome: None,
@@ -158,7 +155,8 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
             }
         }
     };
-    let mut exchange = Exchange::new(worker.clone(), &backend, start);
+    let mut exchange = Exchange::new(worker.clone(), backend, start);
+    let backend = &*exchange.backend;
 
     let hop = HopFields::scan(req.headers());
     let upgrade =
@@ -169,14 +167,14 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
         exchange.outcome = Some(Outcome::Status(code));
         return status_only(code);
     }
-    let replayable = is_replayable(&parts.method, &body);
     let (body, request_sent) = UpBody::from_client(body);
+    // Bodiless (nothing to watch being sent) and idempotent: safe to send twice.
+    let replayable = request_sent.is_none() && is_idempotent(&parts.method);
     let req = Request::from_parts(parts, body);
 
-    let deadline = tokio::time::Instant::now() + limits.request_timeout;
-    let forwarded = tokio::time::timeout_at(
-        deadline,
-        forward(&worker, &mut exchange, limits, req, replayable),
+    let forwarded = tokio::time::timeout(
+        limits.request_timeout,
+        forward(&worker.pool, backend, limits, req, replayable),
     )
     .await;
     let (mut resp, lease) = match forwarded {
@@ -289,13 +287,13 @@ fn prepare(
     Ok(())
 }
 
-/// A request that can be sent again on a fresh connection if a reused one turns out to have
-/// been closed by the backend: idempotent and without a body (RFC 9110 §9.2.2).
-fn is_replayable(method: &Method, body: &Incoming) -> bool {
+/// Idempotent methods (RFC 9110 §9.2.2): a bodiless one can be sent again on a fresh
+/// connection if a reused one turns out to have been closed by the backend.
+fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::DELETE | Method::PUT
-    ) && body.is_end_stream()
+    )
 }
 
 /// A pooled connection idle at least this long may have been closed by the backend's own idle
@@ -333,51 +331,49 @@ impl From<DialError> for Failed {
 /// Sends the request to the picked backend: each address in turn while connects fail, and
 /// once more on a fresh connection if a pooled one was found closed.
 async fn forward(
-    worker: &Rc<Worker>,
-    exchange: &mut Exchange,
+    pool: &Pool,
+    backend: &Backend,
     limits: Limits,
     req: Request<UpBody>,
     replayable: bool,
 ) -> Result<(Response<Incoming>, Option<H1Lease>), Failed> {
-    let backend = exchange.backend.clone();
+    enum Checkout {
+        H1(H1Lease),
+        H2(http2::SendRequest<UpBody>),
+    }
     let addrs = backend.addrs().len();
+    let round_robin = backend.next_start();
+    let mut attempt = 0;
     let mut req = Some(req);
     let mut fresh = false;
     // Bounded: one pass per address, plus one replay.
     for _ in 0..addrs + 1 {
-        let addr = backend.addr(exchange.round_robin, exchange.attempt);
+        let addr = backend.addr(round_robin, attempt);
         let Some(request) = req.take() else { break };
-        if backend.h2c() {
-            let mut send = match worker.pool.h2(addr, limits.connect_timeout).await {
-                Ok(s) => s,
-                Err(_) if exchange.attempt + 1 < addrs => {
-                    exchange.attempt += 1;
-                    req = Some(request);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            return match send.send_request(request).await {
-                Ok(resp) => Ok((resp, None)),
-                Err(e) => Err(Failed {
-                    code: 502,
-                    client: e.is_user(),
-                }),
-            };
-        }
-        let mut lease = match worker
-            .pool
-            .h1(
-                addr,
-                fresh,
-                limits.connect_timeout,
-                limits.upstream_idle_timeout,
-            )
-            .await
-        {
-            Ok(l) => l,
-            Err(_) if exchange.attempt + 1 < addrs => {
-                exchange.attempt += 1;
+        let checkout = if backend.h2c() {
+            pool.h2(addr, limits.connect_timeout)
+                .await
+                .map(Checkout::H2)
+        } else {
+            let idle = limits.upstream_idle_timeout;
+            pool.h1(addr, fresh, limits.connect_timeout, idle)
+                .await
+                .map(Checkout::H1)
+        };
+        let mut lease = match checkout {
+            Ok(Checkout::H1(lease)) => lease,
+            Ok(Checkout::H2(mut send)) => {
+                return match send.send_request(request).await {
+                    Ok(resp) => Ok((resp, None)),
+                    Err(e) => Err(Failed {
+                        code: 502,
+                        client: e.is_user(),
+                    }),
+                };
+            }
+            // Nothing was sent: the next address may do.
+            Err(_) if attempt + 1 < addrs => {
+                attempt += 1;
                 req = Some(request);
                 continue;
             }
@@ -398,15 +394,11 @@ async fn forward(
         match lease.send.try_send_request(request).await {
             Ok(resp) => return Ok((resp, Some(lease))),
             Err(mut e) => {
-                if let Some(unsent) = e.take_message() {
+                // Not sent at all, or sent on a connection the backend had just closed: safe
+                // to send again, once, on a new connection.
+                if let Some(again) = e.take_message().or(copy) {
                     fresh = true;
-                    req = Some(unsent);
-                    continue;
-                }
-                if let Some(copy) = copy {
-                    // Sent on a connection the backend had just closed: safe to send again.
-                    fresh = true;
-                    req = Some(copy);
+                    req = Some(again);
                     continue;
                 }
                 let err = e.into_error();
@@ -561,32 +553,31 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
-    #[test]
-    fn http1_backends_get_origin_form_and_a_host() {
-        let mut p = parts("http://api.local:8080/x?y=1", None, Version::HTTP_2);
+    /// `prepare` for a backend at 10.0.0.1:80.
+    fn prepared(mut p: http::request::Parts, h2c: bool) -> http::request::Parts {
         let hop = HopFields::scan(&p.headers);
         prepare(
             &mut p,
             hop,
-            false,
+            h2c,
             false,
             &HeaderValue::from_static("10.0.0.1:80"),
         )
         .unwrap();
+        p
+    }
+
+    #[test]
+    fn http1_backends_get_origin_form_and_a_host() {
+        let p = prepared(
+            parts("http://api.local:8080/x?y=1", None, Version::HTTP_2),
+            false,
+        );
         assert_eq!(p.uri, "/x?y=1");
         assert_eq!(p.headers[HOST], "api.local:8080");
         assert_eq!(p.version, Version::HTTP_11);
 
-        let mut p = parts("/x", Some("a.local"), Version::HTTP_10);
-        let hop = HopFields::scan(&p.headers);
-        prepare(
-            &mut p,
-            hop,
-            false,
-            false,
-            &HeaderValue::from_static("10.0.0.1:80"),
-        )
-        .unwrap();
+        let p = prepared(parts("/x", Some("a.local"), Version::HTTP_10), false);
         assert_eq!(
             (p.uri.to_string().as_str(), p.version),
             ("/x", Version::HTTP_11)
@@ -596,60 +587,28 @@ mod tests {
     #[test]
     fn the_host_that_routed_is_the_host_the_backend_sees() {
         // An absolute-form target wins over a Host field, for routing and for the backend.
-        let mut p = parts(
+        let absolute = parts(
             "http://public.svc/x",
             Some("admin.internal"),
             Version::HTTP_11,
         );
-        let hop = HopFields::scan(&p.headers);
-        prepare(
-            &mut p,
-            hop,
-            false,
-            false,
-            &HeaderValue::from_static("10.0.0.1:80"),
-        )
-        .unwrap();
-        assert_eq!(p.headers[HOST], "public.svc");
+        assert_eq!(prepared(absolute, false).headers[HOST], "public.svc");
         // No Host at all (HTTP/1.0), or one a `Connection` field named: the backend's address.
-        let mut p = parts("/x", None, Version::HTTP_10);
-        let hop = HopFields::scan(&p.headers);
-        prepare(
-            &mut p,
-            hop,
-            false,
-            false,
-            &HeaderValue::from_static("10.0.0.1:80"),
-        )
-        .unwrap();
+        let p = prepared(parts("/x", None, Version::HTTP_10), false);
         assert_eq!(p.headers[HOST], "10.0.0.1:80");
-        let mut p = parts("/x", Some("a.local"), Version::HTTP_11);
-        p.headers
+        let mut named = parts("/x", Some("a.local"), Version::HTTP_11);
+        named
+            .headers
             .insert(http::header::CONNECTION, HeaderValue::from_static("host"));
-        let hop = HopFields::scan(&p.headers);
-        prepare(
-            &mut p,
-            hop,
-            false,
-            false,
-            &HeaderValue::from_static("10.0.0.1:80"),
-        )
-        .unwrap();
-        assert_eq!(p.headers[HOST], "10.0.0.1:80");
+        assert_eq!(prepared(named, false).headers[HOST], "10.0.0.1:80");
     }
 
     #[test]
     fn h2c_backends_get_an_absolute_target() {
-        let mut p = parts("/svc/Call", Some("grpc.local"), Version::HTTP_11);
-        let hop = HopFields::scan(&p.headers);
-        prepare(
-            &mut p,
-            hop,
+        let p = prepared(
+            parts("/svc/Call", Some("grpc.local"), Version::HTTP_11),
             true,
-            false,
-            &HeaderValue::from_static("10.0.0.1:80"),
-        )
-        .unwrap();
+        );
         assert_eq!(p.uri, "http://grpc.local/svc/Call");
         assert!(p.headers.get(HOST).is_none());
         assert_eq!(p.version, Version::HTTP_2);

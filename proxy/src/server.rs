@@ -264,7 +264,7 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
         let servers = Rc::new(Servers::new());
         tokio::task::spawn_local(sweep_pool(worker.clone()));
         let mut shutdown = start.shutdown;
-        let mut accept_errors = 0u32;
+        let mut backing_off = false;
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
@@ -272,7 +272,7 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
             };
             match accepted {
                 Ok((stream, _)) => {
-                    accept_errors = 0;
+                    backing_off = false;
                     let _ = stream.set_nodelay(true);
                     let open = Open::new(&start.connections);
                     tokio::task::spawn_local(serve_connection(
@@ -286,10 +286,10 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning, and
                     // say so once per burst.
-                    if accept_errors == 0 {
+                    if !backing_off {
                         tracing::warn!(error = %e, "accept failed; backing off");
                     }
-                    accept_errors = accept_errors.saturating_add(1);
+                    backing_off = true;
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }

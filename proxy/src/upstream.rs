@@ -101,9 +101,6 @@ impl Body for UpBody {
 const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Default bound on connections per backend address per worker.
-pub const DEFAULT_MAX_PER_ADDR: usize = 256;
-
 /// Runs `!Send` futures on the worker's `LocalSet` (hyper's HTTP/2 needs an executor).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LocalExec;
@@ -199,7 +196,7 @@ impl Pool {
     /// Checks out an HTTP/1.1 connection to `addr`: an idle one unless `fresh`, else a new one
     /// if the bound allows, else the next one returned or freed.
     pub async fn h1(
-        self: &Rc<Self>,
+        &self,
         addr: SocketAddr,
         fresh: bool,
         connect_timeout: Duration,
@@ -298,15 +295,12 @@ impl Pool {
     }
 
     /// Closes idle HTTP/1 connections older than `idle_timeout` and forgets addresses with
-    /// nothing open, idle or waiting. Returns how many connections it closed.
-    pub fn sweep(&self, idle_timeout: Duration) -> usize {
-        let mut closed = 0;
+    /// nothing open, idle or waiting.
+    pub fn sweep(&self, idle_timeout: Duration) {
         let mut map = self.h1.borrow_mut();
         map.retain(|_, slot| {
-            let before = slot.idle.len();
             slot.idle
                 .retain(|i| !i.send.is_closed() && i.since.elapsed() < idle_timeout);
-            closed += before - slot.idle.len();
             slot.waiters.retain(|w| !w.is_closed());
             !(slot.idle.is_empty()
                 && slot.waiters.is_empty()
@@ -317,12 +311,6 @@ impl Pool {
         self.h2
             .borrow_mut()
             .retain(|_, (s, used)| !s.is_closed() && used.elapsed() < idle_timeout);
-        closed
-    }
-
-    /// Idle HTTP/1 connections to `addr` (for tests and metrics).
-    pub fn idle_count(&self, addr: SocketAddr) -> usize {
-        self.h1.borrow().get(&addr).map_or(0, |s| s.idle.len())
     }
 }
 

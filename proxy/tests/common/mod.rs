@@ -651,13 +651,8 @@ pub fn truncating_upstream(name: &str) -> Upstream {
 /// reuses the connection.
 pub fn closing_upstream(name: &str) -> Upstream {
     spawn_upstream(name, None, |mut stream, n, r| async move {
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(k) => head.extend_from_slice(&buf[..k]),
-            }
+        if read_head(&mut stream, &mut Vec::new()).await.is_none() {
+            return;
         }
         r.fetch_add(1, Ordering::SeqCst);
         let body = n.as_bytes();
@@ -725,17 +720,9 @@ pub fn early_answering_upstream(name: &str) -> Upstream {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
-            let head_end = loop {
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break i + 4;
-                }
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
+            let Some(head) = read_head(&mut stream, &mut buf).await else {
+                return;
             };
-            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-            buf.drain(..head_end);
             r.fetch_add(1, Ordering::SeqCst);
             let length: usize = head
                 .lines()
@@ -762,4 +749,22 @@ pub fn early_answering_upstream(name: &str) -> Upstream {
             }
         }
     })
+}
+
+/// Reads one request head from `stream` (bytes already in `buf` first), lower-cased; leaves
+/// what follows it in `buf`. `None` when the peer closes first.
+async fn read_head(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    buf.drain(..end);
+    Some(head)
 }
