@@ -17,6 +17,7 @@ declare -A forbidden=(
   [vireo-store]="hyper-util axum pingora"
   [vireo-engine]="axum pingora"
   [vireo-server]="pingora"
+  [vireo-auth]="rusqlite axum pingora sigstore"
   # The data plane: no database, no API server, no evidence stack, and the request path on hyper
   # + tower, not pingora's proxy framework (the data-plane issue's measurements; see
   # ARCHITECTURE.md). No Vireo crate but the allowed ones, below.
@@ -29,6 +30,7 @@ declare -A vireo_allowed=(
   [vireo-core]="vireo-core vireo-types"
   [vireo-api]="vireo-api vireo-core vireo-types"
   [vireo-evidence]="vireo-evidence vireo-core vireo-types"
+  [vireo-auth]="vireo-auth vireo-http"
 )
 
 tree() {

@@ -17,17 +17,67 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Client {
     base: String,
     http: HttpClient,
+    /// `Authorization: Bearer …`, when the CLI has a token.
+    token: Option<http::HeaderValue>,
+}
+
+/// Where the CLI's credential comes from, in order: `--token`, `$VIREO_TOKEN`,
+/// `--token-file`/`$VIREO_TOKEN_FILE`, then `./vireo-data/admin.token` when it exists (the
+/// token the first `vireo serve` in this directory wrote, so local use needs no set-up).
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub token: Option<String>,
+    pub token_file: Option<std::path::PathBuf>,
+    /// Trust only this CA for an https server.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// The default data dir's admin token, the last place [`Credentials`] looks.
+pub const LOCAL_ADMIN_TOKEN: &str = "./vireo-data/admin.token";
+
+impl Credentials {
+    /// The token to send, if any. A named file that cannot be read is an error.
+    pub fn resolve(&self) -> Result<Option<String>, String> {
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(t.to_string()));
+        }
+        if let Some(path) = &self.token_file {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+            return Ok(Some(t.trim().to_string()));
+        }
+        Ok(std::fs::read_to_string(LOCAL_ADMIN_TOKEN)
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 /// Bundles are the largest answers (every envelope of a rollout); 256 MiB bounds them.
 const MAX_ANSWER: usize = 256 << 20;
 
 impl Client {
-    pub fn new(server: &str) -> Client {
-        Client {
+    pub fn new(server: &str, credentials: &Credentials) -> Result<Client, String> {
+        let token = credentials
+            .resolve()?
+            .map(|t| {
+                let mut v = http::HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map_err(|_| "the token has characters a header cannot carry".to_string())?;
+                v.set_sensitive(true);
+                Ok::<_, String>(v)
+            })
+            .transpose()?;
+        Ok(Client {
             base: server.trim_end_matches('/').to_string(),
-            http: HttpClient::new(Duration::from_secs(3)),
-        }
+            http: HttpClient::with_ca(Duration::from_secs(3), credentials.ca.as_deref())
+                .map_err(|e| format!("--ca: {e}"))?,
+            token,
+        })
     }
 
     /// Sends a request; a 2xx answer's JSON body, or the server's error as one line.
@@ -57,10 +107,10 @@ impl Client {
             Bytes::from(body.unwrap_or_default()),
         )
         .map_err(|e| e.to_string())?;
-        req.headers_mut().insert(
-            "x-vireo-actor",
-            http::HeaderValue::from_str(&actor()).map_err(|e| format!("$VIREO_ACTOR: {e}"))?,
-        );
+        if let Some(t) = &self.token {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, t.clone());
+        }
         let answer = self
             .http
             .send(req, Limits::new(CALL_TIMEOUT, MAX_ANSWER))
@@ -83,6 +133,8 @@ impl Client {
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
         Err(match status {
+            StatusCode::UNAUTHORIZED => format!("not authenticated: {message}"),
+            StatusCode::FORBIDDEN => format!("forbidden: {message}"),
             StatusCode::CONFLICT => format!("refused: {message}"),
             StatusCode::NOT_FOUND => message,
             StatusCode::BAD_REQUEST => format!("invalid: {message}"),
@@ -132,10 +184,17 @@ impl Client {
         }
     }
 
-    /// `POST /api/v1/rollouts/{name}/{action}` (`action` may carry a query: `promote?full=true`).
-    pub async fn act(&self, name: &str, action: &str) -> Result<RolloutView, String> {
+    /// `POST /api/v1/rollouts/{name}/{action}` (`action` may carry a query: `promote?full=true`),
+    /// with the reason the user gave.
+    pub async fn act(
+        &self,
+        name: &str,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<RolloutView, String> {
         let path = format!("/api/v1/rollouts/{name}/{action}");
-        let body = self.call_raw(Method::POST, &path, None).await?;
+        let body = reason.map(|r| serde_json::json!({ "reason": r }).to_string());
+        let body = self.call_raw(Method::POST, &path, body).await?;
         typed(&path, &body)
     }
 }
@@ -151,21 +210,6 @@ fn typed<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| {
         format!("{path}: the answer is not what this vireo expects ({e}); is the server another version?")
     })
-}
-
-/// Who this CLI acts as: `$VIREO_ACTOR`, else `$USER@hostname`.
-pub fn actor() -> String {
-    if let Ok(a) = std::env::var("VIREO_ACTOR") {
-        if !a.is_empty() {
-            return a;
-        }
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    match host.trim() {
-        "" => user,
-        h => format!("{user}@{h}"),
-    }
 }
 
 /// Splits a file into its YAML documents (`---` lines), skipping empty ones.

@@ -34,6 +34,9 @@ const EXAMPLES: &str = "Examples:
   vireo demo --speed 60 --once            # twelve seconds; exit 0, or 2 if aborted
   vireo demo --scenario faulty --speed 12 # a bad canary: analysis fails, abort to 0 %
   vireo serve --data-dir ./vireo-data
+  vireo serve --listen 0.0.0.0:8443 --tls auto      # https with a local CA in DATA_DIR/tls/
+  vireo token create --role operator --name ci-deployer --expires 30d
+  vireo rollout abort checkout --reason \"error budget burnt\"
   vireo rollout apply -f analysis-template.yaml
   vireo rollout apply -f rollout.yaml
   vireo rollout status checkout --watch
@@ -95,6 +98,16 @@ enum Command {
         /// `application/cloudevents-batch+json` (receivers dedupe on source + id).
         #[arg(long, value_name = "URL")]
         event_sink: Option<String>,
+        /// `auto`: serve https with a local CA and certificate made in DATA_DIR/tls/ on first
+        /// start (clients trust DATA_DIR/tls/ca.pem: `vireo --ca`, `vireo-proxy --control-ca`).
+        #[arg(long, value_name = "auto", value_parser = ["auto"], conflicts_with_all = ["tls_cert", "tls_key"])]
+        tls: Option<String>,
+        /// Serve https with this certificate chain (PEM); reloaded when the file changes.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Feature flags (OpenFeature; evaluated over OFREP at /ofrep/v1/…).
     Flag(FlagArgs),
@@ -157,12 +170,47 @@ enum Command {
         /// A decision id, e.g. `checkout.g1.analysis-2` (in `inputs/` of a bundle, and in
         /// the timeline's statements).
         decision_id: Option<String>,
-        #[arg(long, env = "VIREO_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
+        #[command(flatten)]
+        server: ServerArg,
     },
+    /// API tokens (admins): create one for a person, a pipeline or a proxy; list; revoke.
+    Token(TokenArgs),
 }
 
-/// `--server`, shared by the commands that talk to a running control plane.
+#[derive(Args, Debug)]
+struct TokenArgs {
+    #[command(flatten)]
+    server: ServerArg,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Make a token; it is printed once, alone on the last line (store it now).
+    Create {
+        /// viewer (read), operator (change rollouts and flags), approver (approve), proxy
+        /// (config watch and heartbeats), ingest (events and attestations) or admin (tokens).
+        #[arg(long)]
+        role: String,
+        /// What it is for, e.g. `ci-deployer` or `alice` (a-z 0-9 . _ - @); recorded as the
+        /// actor `token:NAME` on everything it does.
+        #[arg(long)]
+        name: String,
+        /// Expire after this long, e.g. 30d or 12h [default: never].
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Every token ever made, with its role, state and who made it (never a secret).
+    List {
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Revoke NAME: requests with it are refused from now on.
+    Revoke { name: String },
+}
+
+/// `--server` and the credential, shared by the commands that talk to a running control plane.
 #[derive(Args, Debug)]
 struct ServerArg {
     /// The control plane's URL.
@@ -173,6 +221,31 @@ struct ServerArg {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// API token (prefer $VIREO_TOKEN or --token-file: a flag shows in `ps`). Without one,
+    /// ./vireo-data/admin.token is used when it exists.
+    #[arg(long, global = true, env = "VIREO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the API token, e.g. DATA_DIR/admin.token.
+    #[arg(long, global = true, env = "VIREO_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Trust only this CA certificate (PEM) for an https:// server, e.g. the
+    /// DATA_DIR/tls/ca.pem of `vireo serve --tls auto` [default: the system's roots].
+    #[arg(long, global = true, env = "VIREO_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+impl ServerArg {
+    fn client(&self) -> anyhow::Result<Client> {
+        Client::new(
+            &self.server,
+            &client::Credentials {
+                token: self.token.clone(),
+                token_file: self.token_file.clone(),
+                ca: self.ca.clone(),
+            },
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -288,6 +361,9 @@ enum EvidenceCommand {
 struct RolloutArgs {
     #[command(flatten)]
     server: ServerArg,
+    /// Why (actions): recorded with the actor on the timeline, in events and in evidence.
+    #[arg(long, global = true)]
+    reason: Option<String>,
     #[command(subcommand)]
     command: RolloutCommand,
 }
@@ -413,9 +489,21 @@ fn main() -> ExitCode {
                 data_dir,
                 signing_key,
                 event_sink,
-            } => run_serve(config, listen, data_dir, signing_key, event_sink)
-                .await
-                .map(|()| 0),
+                tls,
+                tls_cert,
+                tls_key,
+            } => {
+                let tls = match (tls, tls_cert, tls_key) {
+                    (Some(_), _, _) => Some(process::TlsChoice::Auto),
+                    (None, Some(cert), Some(key)) => {
+                        Some(process::TlsChoice::Files(process::TlsFiles { cert, key }))
+                    }
+                    _ => None,
+                };
+                run_serve(config, listen, data_dir, signing_key, event_sink, tls)
+                    .await
+                    .map(|()| 0)
+            }
             Command::Flag(args) => flag(args).await,
             Command::Events(args) => events(args).await,
             Command::Dora {
@@ -423,7 +511,7 @@ fn main() -> ExitCode {
                 since,
                 until,
                 output,
-            } => dora(&server.server, since, until, output).await,
+            } => dora(&server, since, until, output).await,
             Command::Rollout(args) => rollout(args).await,
             Command::Evidence(args) => evidence(args).await,
             Command::Attest(args) => attest(args).await,
@@ -452,6 +540,7 @@ fn main() -> ExitCode {
                 decision_id,
                 server,
             } => replay(&server, decision_id).await,
+            Command::Token(args) => token(args).await,
         }
     });
     match result {
@@ -476,6 +565,7 @@ async fn run_serve(
     data_dir: Option<PathBuf>,
     signing_key: Option<PathBuf>,
     event_sink: Option<String>,
+    tls: Option<process::TlsChoice>,
 ) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => ControlConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -490,7 +580,7 @@ async fn run_serve(
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
     })?;
-    let handle = process::start(
+    let control = process::start(
         listener,
         &data_dir,
         Arc::new(vireo_engine::workload::Recorded),
@@ -499,10 +589,27 @@ async fn run_serve(
             signing_key: signing_key.or(file.signing_key),
             provenance: file.provenance,
             event_sink: event_sink.or(file.event_sink),
+            auth: file.auth,
+            tls,
+            ca_file: file.ca_file,
         },
     )
     .await?;
+    let handle = control.handle;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
+    if let Some(ca) = &control.tls_ca {
+        eprintln!(
+            "vireo: serving https; clients trust {} (vireo --ca, vireo-proxy --control-ca)",
+            ca.display()
+        );
+    }
+    if control.admin_token_created {
+        eprintln!(
+            "vireo: first start: the admin token is in {} (readable by you only); \
+             `vireo token create --token-file {0} --role operator --name NAME` makes others",
+            control.admin_token.display()
+        );
+    }
     wait_for_signal().await;
     // Evaluation events still queued are committed before exiting.
     if !handle
@@ -518,7 +625,7 @@ async fn run_serve(
 }
 
 async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
-    let c = Client::new(&args.server.server);
+    let c = args.server.client()?;
     match args.command {
         EvidenceCommand::Export { name, output } => {
             let bundle = c
@@ -543,7 +650,7 @@ async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
 }
 
 async fn flag(args: FlagArgs) -> anyhow::Result<u8> {
-    let c = Client::new(&args.server.server);
+    let c = args.server.client()?;
     let fail = anyhow::Error::msg;
     let v = match args.command {
         FlagCommand::Apply { file } => {
@@ -598,7 +705,7 @@ async fn flag(args: FlagArgs) -> anyhow::Result<u8> {
 
 async fn events(args: EventsArgs) -> anyhow::Result<u8> {
     use std::io::Write;
-    let c = Client::new(&args.server.server);
+    let c = args.server.client()?;
     let EventsCommand::Export { output, ty } = args.command;
     let file =
         std::fs::File::create(&output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?;
@@ -632,7 +739,7 @@ async fn events(args: EventsArgs) -> anyhow::Result<u8> {
 }
 
 async fn dora(
-    server: &str,
+    server: &ServerArg,
     since: Option<String>,
     until: Option<String>,
     output: Output,
@@ -644,7 +751,8 @@ async fn dora(
             path.push_str(&format!("{k}={}&", v.replace('+', "%2B")));
         }
     }
-    let v = Client::new(server)
+    let v = server
+        .client()?
         .call(Method::GET, &path, None)
         .await
         .map_err(anyhow::Error::msg)?;
@@ -716,7 +824,9 @@ async fn attest(args: AttestArgs) -> anyhow::Result<u8> {
         AttestCommand::Upload { file } => {
             let body = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            let v = Client::new(&args.server.server)
+            let v = args
+                .server
+                .client()?
                 .call(Method::POST, "/api/v1/attestations", Some(body))
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -809,8 +919,8 @@ fn verify(
     Ok(if report.ok() { 0 } else { 1 })
 }
 
-async fn replay(server: &str, decision: Option<String>) -> anyhow::Result<u8> {
-    let c = Client::new(server);
+async fn replay(server: &ServerArg, decision: Option<String>) -> anyhow::Result<u8> {
+    let c = server.client()?;
     let Some(decision) = decision else {
         let v = c
             .call(Method::GET, "/api/v1/replays", None)
@@ -840,6 +950,89 @@ async fn replay(server: &str, decision: Option<String>) -> anyhow::Result<u8> {
     Ok(if v["result"] == "match" { 0 } else { 3 })
 }
 
+async fn token(args: TokenArgs) -> anyhow::Result<u8> {
+    let c = args.server.client()?;
+    let fail = anyhow::Error::msg;
+    match args.command {
+        TokenCommand::Create {
+            role,
+            name,
+            expires,
+        } => {
+            let mut body = serde_json::json!({ "name": name, "role": role });
+            if let Some(e) = expires {
+                body["expires"] = e.into();
+            }
+            let v = c
+                .call(Method::POST, "/api/v1/tokens", Some(body.to_string()))
+                .await
+                .map_err(fail)?;
+            let expires = match v["expiresMs"].as_u64() {
+                Some(ms) => humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(ms),
+                )
+                .to_string(),
+                None => "never".into(),
+            };
+            eprintln!(
+                "token {} (role {}, expires {expires}); it is shown only now:",
+                v["name"].as_str().unwrap_or("?"),
+                v["role"].as_str().unwrap_or("?"),
+            );
+            println!("{}", v["token"].as_str().unwrap_or_default());
+            Ok(0)
+        }
+        TokenCommand::List { output } => {
+            let v = c
+                .call(Method::GET, "/api/v1/tokens", None)
+                .await
+                .map_err(fail)?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(0);
+            }
+            println!(
+                "{:<24} {:<9} {:<9} {:<21} CREATED BY",
+                "NAME", "ROLE", "STATE", "EXPIRES"
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let time = |ms: u64| {
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                    .to_string()
+            };
+            for t in v["items"].as_array().into_iter().flatten() {
+                let expires = t["expiresMs"].as_u64();
+                let state = if t["revokedMs"].is_u64() {
+                    "revoked"
+                } else if expires.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<24} {:<9} {:<9} {:<21} {}",
+                    t["name"].as_str().unwrap_or("?"),
+                    t["role"].as_str().unwrap_or("?"),
+                    state,
+                    expires.map(time).unwrap_or_else(|| "never".into()),
+                    t["createdBy"].as_str().unwrap_or("?"),
+                );
+            }
+            Ok(0)
+        }
+        TokenCommand::Revoke { name } => {
+            c.call(Method::DELETE, &format!("/api/v1/tokens/{name}"), None)
+                .await
+                .map_err(fail)?;
+            println!("token {name} revoked");
+            Ok(0)
+        }
+    }
+}
+
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -856,7 +1049,8 @@ async fn wait_for_signal() {
 }
 
 async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
-    let c = Client::new(&args.server.server);
+    let c = args.server.client()?;
+    let reason = args.reason.as_deref();
     let fail = anyhow::Error::msg;
     match args.command {
         RolloutCommand::Apply { file } => {
@@ -930,20 +1124,21 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-        RolloutCommand::Pause { name } => act(&c, &name, "pause").await,
-        RolloutCommand::Resume { name } => act(&c, &name, "resume").await,
+        RolloutCommand::Pause { name } => act(&c, &name, "pause", reason).await,
+        RolloutCommand::Resume { name } => act(&c, &name, "resume", reason).await,
         RolloutCommand::Promote { name, full } => {
             act(
                 &c,
                 &name,
                 if full { "promote?full=true" } else { "promote" },
+                reason,
             )
             .await
         }
-        RolloutCommand::Abort { name } => act(&c, &name, "abort").await,
-        RolloutCommand::Retry { name } => act(&c, &name, "retry").await,
-        RolloutCommand::Approve { name } => act(&c, &name, "approve").await,
-        RolloutCommand::Rollback { name } => act(&c, &name, "rollback").await,
+        RolloutCommand::Abort { name } => act(&c, &name, "abort", reason).await,
+        RolloutCommand::Retry { name } => act(&c, &name, "retry", reason).await,
+        RolloutCommand::Approve { name } => act(&c, &name, "approve", reason).await,
+        RolloutCommand::Rollback { name } => act(&c, &name, "rollback", reason).await,
         RolloutCommand::Schedule {
             name,
             at,
@@ -988,8 +1183,11 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
     }
 }
 
-async fn act(c: &Client, name: &str, action: &str) -> anyhow::Result<u8> {
-    let v = c.act(name, action).await.map_err(anyhow::Error::msg)?;
+async fn act(c: &Client, name: &str, action: &str, reason: Option<&str>) -> anyhow::Result<u8> {
+    let v = c
+        .act(name, action, reason)
+        .await
+        .map_err(anyhow::Error::msg)?;
     println!("{}", client::render_acted(name, &v));
     Ok(0)
 }

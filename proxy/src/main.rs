@@ -36,6 +36,26 @@ struct Cli {
     #[arg(long, value_name = "ID")]
     proxy_id: Option<String>,
 
+    /// A file holding the token (role `proxy`) the proxy shows the control plane: `vireo
+    /// token create --role proxy --name NAME`. Re-read when it changes.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VIREO_PROXY_TOKEN_FILE",
+        requires = "control"
+    )]
+    control_token_file: Option<PathBuf>,
+
+    /// Trust only this CA certificate (PEM) for an https:// control plane, e.g. the
+    /// DATA_DIR/tls/ca.pem that `vireo serve --tls auto` made [default: the system's roots].
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "VIREO_PROXY_CONTROL_CA",
+        requires = "control"
+    )]
+    control_ca: Option<PathBuf>,
+
     /// Validate a config file, print every error with its field path, and exit: 0 if valid,
     /// 1 if not.
     #[arg(long, value_name = "FILE")]
@@ -49,7 +69,10 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   vireo-proxy --config deploy/examples/proxy.yaml
   vireo-proxy --check deploy/examples/proxy.yaml
-  vireo-proxy --config proxy.yaml --control http://127.0.0.1:8080 --proxy-id demo/proxy-0
+  vireo-proxy --config proxy.yaml --control http://127.0.0.1:8080 --proxy-id demo/proxy-0 \\
+      --control-token-file proxy.token
+  vireo-proxy --config proxy.yaml --control https://cp.example:8443 --proxy-id web-0 \\
+      --control-ca ca.pem --control-token-file proxy.token
   curl -H 'x-user-id: u-42' http://127.0.0.1:4140/
   curl 'http://127.0.0.1:4191/slo?window=60s'
 
@@ -86,6 +109,10 @@ fn main() -> ExitCode {
     let control = cli.control.map(|url| vireo_proxy::watch::ControlOptions {
         url,
         proxy_id: cli.proxy_id.unwrap_or_default(),
+        token: cli
+            .control_token_file
+            .map(vireo_proxy::watch::TokenSource::File),
+        ca: cli.control_ca,
     });
     match vireo_proxy::server::run(&path, control) {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,11 +60,18 @@ pub enum StartError {
     },
     #[error("cannot start a runtime thread: {0}")]
     Runtime(std::io::Error),
+    #[error("--control-ca: {0}")]
+    ControlCa(vireo_http::HttpError),
 }
 
 /// Runs the proxy from a config file until shutdown. Returns only on start-up errors: a
 /// shutdown ends the process.
 pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), StartError> {
+    // The control plane's client first: a CA file that does not load stops the start.
+    let control = control
+        .map(|c| c.client().map(|client| (c, client)))
+        .transpose()
+        .map_err(StartError::ControlCa)?;
     let initial = std::fs::read(config_path).map_err(|e| StartError::Config {
         path: config_path.to_path_buf(),
         source: ConfigError {
@@ -142,7 +149,9 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
         // Routes come from the control plane when there is one, else from the file.
         let source: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match control
         {
-            Some(opts) => Box::pin(ControlSource::new(opts, config.clone(), table.clone()).run()),
+            Some((opts, client)) => {
+                Box::pin(ControlSource::new(opts, client, config.clone(), table.clone()).run())
+            }
             None => {
                 Box::pin(FileSource::new(config_path.to_path_buf(), initial, table.clone()).run())
             }

@@ -46,6 +46,39 @@ const MAX_TABLE: usize = 16 << 20;
 pub struct ControlOptions {
     pub url: String,
     pub proxy_id: String,
+    /// The credential (a token with the `proxy` role).
+    pub token: Option<TokenSource>,
+    /// Trust only this CA (PEM) for an `https://` control plane; else the system's roots.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl ControlOptions {
+    /// The HTTP client for the control plane (its CA loaded).
+    pub fn client(&self) -> Result<HttpClient, vireo_http::HttpError> {
+        HttpClient::with_ca(Duration::from_secs(2), self.ca.as_deref())
+    }
+}
+
+/// Where the proxy's token comes from. A file is re-read when it changes (a rotated
+/// Kubernetes service-account token, a re-issued Vireo token), without a restart.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    Value(String),
+    File(std::path::PathBuf),
+}
+
+/// The token as last read, and the file's modification time then.
+#[derive(Default)]
+struct CachedToken {
+    modified: Option<std::time::SystemTime>,
+    header: Option<http::HeaderValue>,
+}
+
+fn bearer(token: &str) -> Result<http::HeaderValue, String> {
+    let mut v = http::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+        .map_err(|_| "the control-plane token has characters a header cannot carry".to_string())?;
+    v.set_sensitive(true);
+    Ok(v)
 }
 
 pub struct ControlSource {
@@ -57,12 +90,38 @@ pub struct ControlSource {
     applied: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::Mutex<Option<RejectedTable>>,
     slo_windows: std::sync::Mutex<Vec<Duration>>,
+    token: Option<TokenSource>,
+    cached: std::sync::Mutex<CachedToken>,
 }
 
 impl ControlSource {
+    /// The `Authorization` value to send, re-reading a token file that changed.
+    fn authorization(&self) -> Result<Option<http::HeaderValue>, String> {
+        let path = match &self.token {
+            None => return Ok(None),
+            Some(TokenSource::Value(t)) => return bearer(t).map(Some),
+            Some(TokenSource::File(p)) => p,
+        };
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("--control-token-file {}: {e}", path.display()))?;
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.modified != Some(modified) || cached.header.is_none() {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--control-token-file {}: {e}", path.display()))?;
+            cached.header = Some(bearer(&text)?);
+            cached.modified = Some(modified);
+        }
+        Ok(cached.header.clone())
+    }
+
     /// `local` is the file's config: its routes serve until the first table arrives.
-    pub fn new(opts: ControlOptions, local: Config, table: Arc<TableHandle>) -> Self {
-        let client = HttpClient::new(Duration::from_secs(2));
+    pub fn new(
+        opts: ControlOptions,
+        client: HttpClient,
+        local: Config,
+        table: Arc<TableHandle>,
+    ) -> Self {
         let (applied, _) = tokio::sync::watch::channel(table.load().version());
         ControlSource {
             base: opts.url.trim_end_matches('/').to_string(),
@@ -73,6 +132,8 @@ impl ControlSource {
             applied,
             rejected: std::sync::Mutex::new(None),
             slo_windows: std::sync::Mutex::new(Vec::new()),
+            token: opts.token,
+            cached: Default::default(),
         }
     }
 
@@ -164,7 +225,7 @@ impl ControlSource {
             StatusCode::OK => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| format!("unreadable table from {uri}: {e}")),
-            other => Err(format!("{uri}: HTTP {other}")),
+            other => Err(refused(&uri, other, &body)),
         }
     }
 
@@ -205,13 +266,13 @@ impl ControlSource {
         let report = status_report(&self.proxy_id, &self.table, rejected, &windows);
         let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
         let uri = format!("{}/api/v1/proxy/status", self.base);
-        let (status, _) = self
+        let (status, body) = self
             .send(Method::POST, &uri, body.into(), Duration::from_secs(5))
             .await?;
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("{uri}: HTTP {status}"))
+            Err(refused(&uri, status, &body))
         }
     }
 
@@ -222,14 +283,32 @@ impl ControlSource {
         body: Bytes,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), String> {
-        let req = vireo_http::request(method, uri, Some("application/json"), body)
+        let mut req = vireo_http::request(method, uri, Some("application/json"), body)
             .map_err(|e| e.to_string())?;
+        if let Some(auth) = self.authorization()? {
+            req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+        }
         let answer = self
             .client
             .send(req, Limits::new(timeout, MAX_TABLE))
             .await
             .map_err(|e| e.to_string())?;
         Ok((answer.status, answer.body))
+    }
+}
+
+/// An answer that is not what was asked for, with the control plane's own words when it
+/// refused the credential.
+fn refused(uri: &str, status: StatusCode, body: &[u8]) -> String {
+    let said = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.as_str().map(str::to_string));
+    match (status, said) {
+        (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, Some(m)) => format!(
+            "{uri}: HTTP {status}: {m} (give the proxy a token with the proxy role: --control-token-file)"
+        ),
+        (_, Some(m)) => format!("{uri}: HTTP {status}: {m}"),
+        (_, None) => format!("{uri}: HTTP {status}"),
     }
 }
 

@@ -245,6 +245,7 @@ fn bad_input_gets_a_clear_error_and_nothing_is_stored() {
         .args(["rollout", "apply", "-f"])
         .arg(&bad)
         .args(["--server", &server.url("")])
+        .env("VIREO_TOKEN_FILE", server.token_file())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -257,6 +258,7 @@ fn bad_input_gets_a_clear_error_and_nothing_is_stored() {
     // And a good action through the CLI.
     let out = std::process::Command::new(vireo_bin())
         .args(["rollout", "abort", "shop", "--server", &server.url("")])
+        .env("VIREO_TOKEN_FILE", server.token_file())
         .output()
         .unwrap();
     assert!(
@@ -294,6 +296,13 @@ fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
     assert_eq!(s["phase"], "Completed", "{s}");
     assert_eq!(s["steps"], serde_json::json!([5, 25, 50, 100]), "{s}");
     assert!(s["served"]["v2"].as_u64().unwrap() > 0, "{s}");
+    // The console URL that logs in: the admin token in the fragment.
+    let data = std::path::PathBuf::from(s["data_dir"].as_str().unwrap());
+    let admin = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    assert!(
+        log.contains(&format!("/#token={}", admin.trim())),
+        "the demo prints a console URL that logs in:\n{log}"
+    );
 
     let (code, s, log) = demo(&[], "faulty", &dir);
     assert_eq!(code, Some(2), "{s}\n{log}");
@@ -472,7 +481,7 @@ spec:
     let spec = rollout("billing", v1.addr, v2.addr, "        - setWeight: 50\n")
         .replace(
             "metadata: { name: billing }",
-            "metadata: { name: billing, annotations: { vireo.dev/approval: required } }",
+            "metadata: { name: billing, annotations: { vireo.dev/approval: four-eyes } }",
         )
         .replace(
             "      steps:\n",
@@ -483,10 +492,21 @@ spec:
     server.wait_status("billing", "awaiting approval", |s| {
         s["phase"] == "AwaitingApproval"
     });
+    // Four eyes: the admin applied it, so the admin may not approve it...
+    let (code, _, err) = server.vireo(&["rollout", "approve", "billing"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("forbidden") && err.contains("someone else must approve"),
+        "{err}"
+    );
+    // ...an approver may, with a reason.
+    let alice = dir.join("alice.token");
+    std::fs::write(&alice, server.create_token("alice", "approver")).unwrap();
     let stop = traffic(proxy.listen);
     let out = std::process::Command::new(vireo_bin())
         .args(["rollout", "approve", "billing", "--server", &server.url("")])
-        .env("VIREO_ACTOR", "alice@example.com")
+        .args(["--reason", "CAB-1234 signed off"])
+        .env("VIREO_TOKEN_FILE", &alice)
         .output()
         .unwrap();
     assert!(
@@ -522,7 +542,8 @@ spec:
         .iter()
         .find(|e| e["input"]["Action"] == "approve")
         .expect("the approval is on the timeline");
-    assert_eq!(approval["by"], "alice@example.com");
+    assert_eq!(approval["by"], "token:alice");
+    assert_eq!(approval["reason"], "CAB-1234 signed off");
     assert!(timeline.iter().any(|e| e["checkpoints"]
         .as_array()
         .unwrap()
@@ -611,7 +632,7 @@ fn schedules_wait_for_their_window_and_preconditions() {
     let r = http(
         "DELETE",
         &server.url("/api/v1/rollouts/cancelled/schedule"),
-        &[],
+        &[("authorization", server.admin.as_str())],
         "",
     )
     .unwrap();
@@ -694,10 +715,8 @@ fn the_provenance_gate_admits_only_trusted_provenance_for_the_image() {
         &dir.join("data"),
         &["--config", config.to_str().unwrap()],
     );
-    let url = server.url("");
     for file in [&good, &stranger, &rogue, &other] {
-        let (code, stdout, stderr) =
-            vireo(&["attest", "upload", file.to_str().unwrap(), "--server", &url]);
+        let (code, stdout, stderr) = server.vireo(&["attest", "upload", file.to_str().unwrap()]);
         assert_eq!(code, Some(0), "{stdout}{stderr}");
         assert!(stdout.contains("log entry"), "{stdout}");
     }
@@ -801,8 +820,7 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
     assert!(armed.unwrap() < hundred.unwrap(), "armed before 100 %");
     assert_eq!(proxy.split(20).get("v2"), Some(&20));
 
-    let (code, stdout, stderr) =
-        vireo(&["rollout", "rollback", "orders", "--server", &server.url("")]);
+    let (code, stdout, stderr) = server.vireo(&["rollout", "rollback", "orders"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let s = server.wait_status("orders", "the envelope replayed", |s| {
         s["rollback"]["roundTripMs"].is_u64()
@@ -843,7 +861,7 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
     let _ = http(
         "POST",
         &server.url("/api/v1/rollouts/orders/rollback"),
-        &[],
+        &[("authorization", server.admin.as_str())],
         "",
     );
     let exited = wait_for(
@@ -1008,7 +1026,10 @@ fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
     let again = http(
         "POST",
         &server.url("/ofrep/v1/evaluate/flags"),
-        &[("if-none-match", &etag)],
+        &[
+            ("authorization", server.admin.as_str()),
+            ("if-none-match", &etag),
+        ],
         ctx,
     )
     .unwrap();
@@ -1020,7 +1041,10 @@ fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
     let changed = http(
         "POST",
         &server.url("/ofrep/v1/evaluate/flags"),
-        &[("if-none-match", &etag)],
+        &[
+            ("authorization", server.admin.as_str()),
+            ("if-none-match", &etag),
+        ],
         ctx,
     )
     .unwrap();
@@ -1036,6 +1060,7 @@ fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
     let out = std::process::Command::new(python())
         .arg(python_script("ofrep_sdk.py"))
         .arg(server.url(""))
+        .env("VIREO_TOKEN", server.admin.trim_start_matches("Bearer "))
         .arg("cohort-flag")
         .args(&users)
         .output()
@@ -1117,7 +1142,10 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     let structured = http(
         "POST",
         &server.url("/api/v1/events"),
-        &[("content-type", "application/cloudevents+json")],
+        &[
+            ("authorization", server.admin.as_str()),
+            ("content-type", "application/cloudevents+json"),
+        ],
         &merged("m-1"),
     )
     .unwrap();
@@ -1125,7 +1153,10 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     let duplicate = http(
         "POST",
         &server.url("/api/v1/events"),
-        &[("content-type", "application/cloudevents+json")],
+        &[
+            ("authorization", server.admin.as_str()),
+            ("content-type", "application/cloudevents+json"),
+        ],
         &merged("m-1"),
     )
     .unwrap();
@@ -1137,7 +1168,10 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     let r = http(
         "POST",
         &server.url("/api/v1/events"),
-        &[("content-type", "application/cloudevents-batch+json")],
+        &[
+            ("authorization", server.admin.as_str()),
+            ("content-type", "application/cloudevents-batch+json"),
+        ],
         &batch,
     )
     .unwrap();
@@ -1146,6 +1180,7 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         "POST",
         &server.url("/api/v1/events"),
         &[
+            ("authorization", server.admin.as_str()),
             ("ce-specversion", "1.0"),
             ("ce-id", "inc-1"),
             ("ce-source", "/pager"),
@@ -1180,7 +1215,10 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         let r = http(
             "POST",
             &server.url("/api/v1/events"),
-            &[("content-type", "application/cloudevents+json")],
+            &[
+                ("authorization", server.admin.as_str()),
+                ("content-type", "application/cloudevents+json"),
+            ],
             &bad,
         )
         .unwrap();
@@ -1194,7 +1232,7 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         let mut s = std::net::TcpStream::connect(server.addr).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        s.write_all(b"GET /api/v1/events/stream?after=0 HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n").unwrap();
+        s.write_all(format!("GET /api/v1/events/stream?after=0 HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\nauthorization: {}\r\n\r\n", server.admin).as_bytes()).unwrap();
         let mut text = String::new();
         let start = Instant::now();
         let mut buf = [0u8; 4096];
@@ -1223,7 +1261,10 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         let r = http(
             "POST",
             &server.url("/api/v1/events"),
-            &[("content-type", "application/cloudevents+json")],
+            &[
+                ("authorization", server.admin.as_str()),
+                ("content-type", "application/cloudevents+json"),
+            ],
             &merged(&format!("m-{i}")),
         )
         .unwrap();
@@ -1236,14 +1277,8 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         "the sink to have every event",
         Duration::from_secs(40),
         || {
-            let (code, out, err) = vireo(&[
-                "events",
-                "export",
-                "-o",
-                export.to_str().unwrap(),
-                "--server",
-                &server.url(""),
-            ]);
+            let (code, out, err) =
+                server.vireo(&["events", "export", "-o", export.to_str().unwrap()]);
             assert_eq!(code, Some(0), "{out}{err}");
             let logged: std::collections::BTreeSet<(String, String)> =
                 std::fs::read_to_string(&export)
@@ -1286,7 +1321,7 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     );
 
     // DORA over it: one release, no failure; every figure with a receipt.
-    let (code, out, err) = vireo(&["dora", "--server", &server.url(""), "-o", "json"]);
+    let (code, out, err) = server.vireo(&["dora", "-o", "json"]);
     assert_eq!(code, Some(0), "{out}{err}");
     let d: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(d["deployFrequency"]["releases"], 1, "{d}");

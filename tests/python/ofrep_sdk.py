@@ -1,7 +1,9 @@
 """Evaluates flags on a running `vireo serve` with the OpenFeature Python SDK and its OFREP
 provider, unchanged. Prints one JSON object: the boolean flag FLAG for every user given, and
-the SDK's view of the error cases. Usage: ofrep_sdk.py BASE_URL FLAG USER..."""
+the SDK's view of the error cases. Usage: ofrep_sdk.py BASE_URL FLAG USER...
+With $VIREO_TOKEN set, the SDK sends it as a bearer token (its documented headers_factory)."""
 import json
+import os
 import sys
 
 from openfeature import api
@@ -9,7 +11,9 @@ from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
 
 base, flag, users = sys.argv[1], sys.argv[2], sys.argv[3:]
-api.set_provider(OFREPProvider(base))
+token = os.environ.get("VIREO_TOKEN")
+headers = (lambda: {"Authorization": f"Bearer {token}"}) if token else None
+api.set_provider(OFREPProvider(base, headers_factory=headers))
 client = api.get_client()
 
 

@@ -47,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
         std::sync::Arc::new(vireo_engine::workload::Recorded),
         Default::default(),
     )
-    .await?;
+    .await?
+    .handle;
     let flag = vireo_core::flags::Flag::parse(
         "key: bench\nvariants: { on: true, off: false }\ndefaultVariant: off\n\
          rules: [ { attribute: tenant, in: [ acme ], variant: on } ]\n\

@@ -58,7 +58,11 @@ async fn measure(watchers: usize, rounds: usize) -> anyhow::Result<Vec<u64>> {
     let _ = std::fs::remove_dir_all(&dir);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    vireo_server::process::start(listener, &dir, Arc::new(Recorded), Default::default()).await?;
+    let control =
+        vireo_server::process::start(listener, &dir, Arc::new(Recorded), Default::default())
+            .await?;
+    // The admin token serves every call here (watchers and the operator alike).
+    let _ = TOKEN.set(format!("Bearer {}", control.read_admin_token()?));
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -211,6 +215,9 @@ async fn wait_phase(http: &Http, base: &str, phase: &str, applied: u64) -> anyho
     anyhow::bail!("the rollout did not reach {phase} with {applied} weights applied within 30 s")
 }
 
+/// `Authorization` for every call.
+static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// One request; JSON body of a 2xx (Null for an empty body such as 204/304).
 async fn call(
     http: &Http,
@@ -221,6 +228,10 @@ async fn call(
     let req = http::Request::builder()
         .method(method)
         .uri(url)
+        .header(
+            http::header::AUTHORIZATION,
+            TOKEN.get().map_or("", String::as_str),
+        )
         .body(Full::new(Bytes::from(body)))?;
     let resp = tokio::time::timeout(Duration::from_secs(40), http.request(req)).await??;
     let status = resp.status();

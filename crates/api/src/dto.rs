@@ -87,6 +87,9 @@ pub struct TimelineEntry {
     /// Who sent it: an action's caller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// The reason they gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Lifecycle transitions this input caused (the checkpoints).
     pub checkpoints: Vec<Effect>,
     /// What the driver was asked to do.

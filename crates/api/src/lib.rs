@@ -82,6 +82,7 @@ mod tests {
                 at_ms: 0,
                 input: Input::WeightApplied { weight: 5 },
                 by: Some("alice".into()),
+                reason: None,
                 checkpoints: Vec::new(),
                 outputs: Vec::new(),
             }],

@@ -300,6 +300,8 @@ pub struct Transition<'a> {
     pub at_ms: u64,
     pub input: &'a Input,
     pub actor: Option<&'a str>,
+    /// The reason the actor gave, if any.
+    pub reason_given: Option<&'a str>,
     pub effects: &'a [Effect],
     pub before: &'a RolloutState,
     pub after: &'a RolloutState,
@@ -335,14 +337,15 @@ pub fn for_transition(t: &Transition) -> Vec<CloudEvent> {
         let Effect::Checkpoint { from, to, reason } = e else {
             continue;
         };
-        out.plain(
-            ROLLOUT_STEP,
-            json!({
-                "rollout": name, "generation": t.generation, "from": from, "to": to,
-                "reason": reason, "step": t.after.step, "canaryWeight": t.after.canary_weight,
-                "actor": t.actor, "input": t.input,
-            }),
-        );
+        let mut data = json!({
+            "rollout": name, "generation": t.generation, "from": from, "to": to,
+            "reason": reason, "step": t.after.step, "canaryWeight": t.after.canary_weight,
+            "actor": t.actor, "input": t.input,
+        });
+        if let Some(why) = t.reason_given {
+            data["actorReason"] = json!(why);
+        }
+        out.plain(ROLLOUT_STEP, data);
         match to {
             Phase::Completed => {
                 let (commit, commit_time) = t.commit.clone().unzip();

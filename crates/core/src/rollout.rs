@@ -121,6 +121,25 @@ impl Phase {
     }
 }
 
+/// Who sent an input, and why: the authenticated principal (`token:ci`, `oidc:alice@…`) and
+/// the reason they gave. Recorded beside the input, on the timeline, in its events and in the
+/// checkpoint's evidence; never an input of the state machine (it decides nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    pub actor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Caller {
+    pub fn new(actor: impl Into<String>, reason: Option<String>) -> Caller {
+        Caller {
+            actor: actor.into(),
+            reason,
+        }
+    }
+}
+
 /// A user's action (API `POST /api/v1/rollouts/{name}/{action}`, CLI `vireo rollout ACTION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -20,8 +20,33 @@ pub const API_VERSION: &str = "vireo.dev/v1alpha1";
 /// no step: what [`Rollout::analysis_at`] takes for it, and a background `StartAnalysis`'s step.
 pub const BACKGROUND_STEP: usize = usize::MAX;
 
-/// The annotation that makes a rollout wait for `approve` before its first step.
+/// The annotation that makes a rollout wait for `approve` before its first step: `required`
+/// (anyone who may approve), or `four-eyes` (someone other than whoever applied it).
 pub const APPROVAL_ANNOTATION: &str = "vireo.dev/approval";
+
+/// How a rollout wants to be approved, from [`APPROVAL_ANNOTATION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approval {
+    None,
+    Required,
+    /// Required, and not by the principal who applied the rollout.
+    FourEyes,
+}
+
+impl Rollout {
+    pub fn approval(&self) -> Approval {
+        match self
+            .metadata
+            .annotations
+            .get(APPROVAL_ANNOTATION)
+            .map(String::as_str)
+        {
+            Some("required") => Approval::Required,
+            Some("four-eyes") => Approval::FourEyes,
+            _ => Approval::None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -437,6 +462,14 @@ impl Rollout {
         }
         if self.kind != "Rollout" {
             err("kind", "must be \"Rollout\"".into());
+        }
+        if let Some(v) = self.metadata.annotations.get(APPROVAL_ANNOTATION) {
+            if v != "required" && v != "four-eyes" {
+                err(
+                    &format!("metadata.annotations.{APPROVAL_ANNOTATION}"),
+                    format!("{v:?}: use \"required\" or \"four-eyes\" (approved by someone other than who applied it)"),
+                );
+            }
         }
         if let Err(reason) = check_name(&self.metadata.name) {
             err("metadata.name", reason);

@@ -53,6 +53,8 @@ pub const ROLLOUT: &str = "checkout";
 pub const BUILDER_ID: &str = "https://vireo.dev/demo/builder";
 /// The demo's flag, tied to the rollout: on exactly for the users the proxy sends to v2.
 pub const FLAG: &str = "new-checkout";
+/// Who the demo's own calls (apply, the template) are recorded as.
+const DEMO_ACTOR: &str = "vireo:demo";
 /// The lockfile of this build: the demo's provenance pins every crate in it.
 const LOCKFILE: &str = include_str!("../../../Cargo.lock");
 /// `deploy/prometheus/`: what `--prometheus` runs with, so the shipped files are the tested ones.
@@ -132,7 +134,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
 
     // The control plane.
     let listener = tokio::net::TcpListener::from_std(api_listener)?;
-    let handle = vireo_server::process::start(
+    let control = vireo_server::process::start(
         listener,
         &data_dir,
         workloads.clone(),
@@ -145,7 +147,14 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         },
     )
     .await?;
+    let handle = control.handle.clone();
     let control_url = format!("http://{api_addr}");
+    // The proxy shows the control plane a token of its own, with the proxy role only.
+    let (proxy_token, _) = control
+        .auth
+        .reissue("demo-proxy", vireo_auth::Role::Proxy, "vireo demo")
+        .map_err(|e| anyhow::anyhow!("the demo proxy's token: {e}"))?;
+    let admin_token = control.read_admin_token()?;
 
     // The proxy, in a thread of its own (it runs its own runtimes, one per worker).
     let proxy_config = data_dir.join("proxy.yaml");
@@ -160,6 +169,8 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         let control = vireo_proxy::watch::ControlOptions {
             url: control_url.clone(),
             proxy_id: "demo/proxy-0".into(),
+            token: Some(vireo_proxy::watch::TokenSource::Value(proxy_token)),
+            ca: None,
         };
         let path = proxy_config.clone();
         std::thread::Builder::new()
@@ -191,6 +202,9 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         }
     }
     eprintln!("  state and specs: {}", data_dir.display());
+    // The fragment never reaches a server or a log: the console reads it, keeps it for this
+    // tab only and removes it from the address bar.
+    eprintln!("  console (logged in as admin): http://{api_addr}/#token={admin_token}");
 
     // Prometheus, when asked for: a child process, killed when this function returns.
     let prometheus = match opts.prometheus {
@@ -254,7 +268,10 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     handle
-        .apply_rollout(Rollout::parse(&rollout).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .apply_rollout(
+            Rollout::parse(&rollout).map_err(|e| anyhow::anyhow!("{e}"))?,
+            DEMO_ACTOR,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Users arrive once the proxy has the route (before, it would answer 404).
@@ -330,8 +347,9 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         return Ok(summary.exit_code());
     }
     eprintln!(
-        "The demo keeps running: try `vireo rollout status {ROLLOUT} --server http://{api_addr}` or \
-         `curl -H 'x-user-id: u-42' http://{proxy_addr}/`. Ctrl-C stops it."
+        "The demo keeps running: try `vireo rollout status {ROLLOUT} --server http://{api_addr} \
+         --token-file {}` or `curl -H 'x-user-id: u-42' http://{proxy_addr}/`. Ctrl-C stops it.",
+        control.admin_token.display()
     );
     let _ = tokio::signal::ctrl_c().await;
     Ok(summary.exit_code())

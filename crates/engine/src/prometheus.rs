@@ -60,8 +60,20 @@ pub use vireo_http::HttpClient;
 /// Prometheus answers are bounded (a range query over many series can be large, not endless).
 const MAX_ANSWER: usize = 32 << 20;
 
+/// The client the control plane's outbound calls share (Prometheus, schedule checks, the event
+/// sink), once [`set_outbound_client`] configured it (`caFile` in control.yaml); else one that
+/// trusts the system's roots.
+static OUTBOUND: std::sync::OnceLock<HttpClient> = std::sync::OnceLock::new();
+
+/// Sets the outbound client (first call wins: one control plane per process).
+pub fn set_outbound_client(client: HttpClient) {
+    let _ = OUTBOUND.set(client);
+}
+
 pub fn client() -> HttpClient {
-    HttpClient::new(Duration::from_secs(5))
+    OUTBOUND
+        .get_or_init(|| HttpClient::new(Duration::from_secs(5)))
+        .clone()
 }
 
 /// Runs the provider's query (args already substituted) at `now_s` (Unix seconds).

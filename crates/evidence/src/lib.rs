@@ -205,6 +205,8 @@ pub struct CheckpointFacts<'a> {
     /// The state-machine input that caused it (JSON) and who sent it.
     pub input: &'a Value,
     pub actor: Option<&'a str>,
+    /// The reason the actor gave (annotated only when given).
+    pub reason_given: Option<&'a str>,
     /// The effects the transition asked for (JSON).
     pub effects: &'a Value,
 }
@@ -220,6 +222,10 @@ pub fn record_checkpoint(
         .latest(name, f.generation, "checkpoint")
         .map_err(EvidenceError::Log)?;
     let sequence = previous.as_ref().map_or(1, |(_, n)| n + 1);
+    let mut annotations = json!({"input": f.input, "actor": f.actor});
+    if let Some(why) = f.reason_given {
+        annotations["reason"] = json!(why);
+    }
     let predicate = json!({
         "rollout": name,
         "generation": f.generation,
@@ -234,7 +240,7 @@ pub fn record_checkpoint(
             {
                 "name": "input",
                 "digest": {"sha256": sha256_hex(&canonical(f.input)?)},
-                "annotations": {"input": f.input, "actor": f.actor},
+                "annotations": annotations,
             },
         ],
         "outputs": {"from": f.from, "to": f.to, "effects": f.effects},

@@ -7,15 +7,20 @@
 //! (nothing read from the network is unbounded), and errors that name the URL and say which
 //! step failed, with the cause chain (`connection refused`), not just "client error".
 //!
-//! TLS is not here yet: an `https://` URL is refused with an error that says so. This is the
-//! one place it will be added (rustls), for every caller at once.
+//! TLS is rustls (aws-lc-rs), for every caller at once: `https://` URLs are checked against
+//! the system's roots, or, given a CA file ([`HttpClient::with_ca`]), against that CA only —
+//! what a private control plane (`vireo serve --tls auto`) or an in-house Prometheus needs,
+//! and a wrong CA is refused at the handshake.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 /// Bounds on one exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +49,8 @@ pub struct Answer {
 pub enum HttpError {
     #[error("{url}: {reason}")]
     Request { url: String, reason: String },
-    #[error("{url}: https is not supported yet; use http:// (or a local TLS-terminating proxy)")]
-    Https { url: String },
+    #[error("CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
     #[error("{url} is unreachable: {cause}")]
     Unreachable { url: String, cause: String },
     #[error("{url}: no answer within {timeout:?}")]
@@ -56,10 +61,10 @@ pub enum HttpError {
     Body { url: String, cause: String },
 }
 
-/// A pooled HTTP/1 client (cheap to clone: clones share the pool).
+/// A pooled HTTP/1 client, http and https (cheap to clone: clones share the pool).
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for HttpClient {
@@ -69,11 +74,60 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
-    /// A client whose connections must be established within `connect_timeout`.
+    /// A client whose connections must be established within `connect_timeout`; https is
+    /// checked against the system's root certificates.
     pub fn new(connect_timeout: Duration) -> HttpClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert); // one unusable system certificate is not fatal
+        }
+        HttpClient::build(connect_timeout, roots)
+    }
+
+    /// A client that trusts only the CA certificates in `ca` (PEM) for https, or the system's
+    /// roots when `ca` is `None`.
+    pub fn with_ca(
+        connect_timeout: Duration,
+        ca: Option<&std::path::Path>,
+    ) -> Result<HttpClient, HttpError> {
+        let Some(path) = ca else {
+            return Ok(HttpClient::new(connect_timeout));
+        };
+        let bad = |reason: String| HttpError::Ca {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+            roots
+                .add(cert.map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(
+                "no certificate in it (expected PEM CERTIFICATE blocks)".into(),
+            ));
+        }
+        Ok(HttpClient::build(connect_timeout, roots))
+    }
+
+    fn build(connect_timeout: Duration, roots: rustls::RootCertStore) -> HttpClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         HttpClient {
             inner: Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
         }
@@ -86,9 +140,6 @@ impl HttpClient {
         limits: Limits,
     ) -> Result<Answer, HttpError> {
         let url = req.uri().to_string();
-        if req.uri().scheme_str() == Some("https") {
-            return Err(HttpError::Https { url });
-        }
         let exchange = async {
             let resp = self
                 .inner
@@ -251,12 +302,18 @@ mod tests {
         assert!(text.to_lowercase().contains("refused"), "{text}");
     }
 
-    #[tokio::test]
-    async fn https_is_refused_with_the_reason() {
-        let e = HttpClient::default()
-            .get("https://127.0.0.1:1/", SHORT)
-            .await
-            .unwrap_err();
-        assert!(e.to_string().contains("https is not supported yet"), "{e}");
+    #[test]
+    fn a_ca_file_without_certificates_is_named() {
+        let path = std::env::temp_dir().join(format!("vireo-http-ca-{}", std::process::id()));
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let e = HttpClient::with_ca(Duration::from_secs(1), Some(&path))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no certificate"), "{e}");
+        let _ = std::fs::remove_file(&path);
+        let e = HttpClient::with_ca(Duration::from_secs(1), Some(&path))
+            .err()
+            .unwrap();
+        assert!(e.to_string().starts_with("CA file"), "{e}");
     }
 }

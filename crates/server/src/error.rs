@@ -1,4 +1,4 @@
-//! What every audience's handlers share: the error body, who is acting, body decoding.
+//! What every audience's handlers share: the error body, body decoding, an action's reason.
 //!
 //! Errors are JSON `{"error": "...", "fields": [{"path", "reason"}]}`: 400 for a spec that does
 //! not parse or validate (every field error, with its path), 404 for an unknown rollout, 409 for
@@ -33,6 +33,7 @@ impl ErrorResponse for ApiError {
             ApiError::Invalid(e) => (StatusCode::BAD_REQUEST, e.errors.clone()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, Vec::new()),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, Vec::new()),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, Vec::new()),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Vec::new()),
         };
         let error = match &self {
@@ -59,15 +60,35 @@ pub(crate) fn text(body: &Bytes) -> Result<&str, ApiError> {
     })
 }
 
-/// Who is acting: the `X-Vireo-Actor` header (the CLI sends `$VIREO_ACTOR`, else
-/// `$USER@host`), else the `X-Remote-User` an authenticating proxy in front sets, else
-/// "anonymous". There is no authentication of its own yet: this names, it does not prove.
-pub(crate) fn actor(headers: &axum::http::HeaderMap) -> String {
-    ["x-vireo-actor", "x-remote-user"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok().filter(|v| !v.is_empty()))
-        .map(|v| v.chars().take(200).collect())
-        .unwrap_or_else(|| "anonymous".into())
+/// The reason an actor gave for an action: the body `{"reason": "..."}` (JSON or YAML), or
+/// none when the body is empty. One line of at most 1000 characters.
+pub(crate) fn reason(body: &Bytes) -> Result<Option<String>, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let b: Body = vireo_types::config::parse_document(text(body)?).map_err(ApiError::Invalid)?;
+    let invalid = |why: &str| {
+        ApiError::Invalid(SpecError {
+            errors: vec![FieldError {
+                path: "reason".into(),
+                reason: why.into(),
+            }],
+        })
+    };
+    match b.reason.map(|r| r.trim().to_string()) {
+        Some(r) if r.chars().count() > 1000 => Err(invalid("at most 1000 characters")),
+        Some(r) if r.chars().any(char::is_control) => {
+            Err(invalid("one line, without control characters"))
+        }
+        Some(r) if r.is_empty() => Ok(None),
+        other => Ok(other),
+    }
 }
 
 pub(crate) fn bad_request(message: String) -> Response {

@@ -238,7 +238,7 @@ async fn get_flag(State(h): State<Handle>, Path(key): Path<String>) -> Response 
 async fn toggle(
     State(h): State<Handle>,
     Path((key, action)): Path<(String, String)>,
-    headers: HeaderMap,
+    axum::Extension(p): axum::Extension<vireo_auth::Principal>,
 ) -> Response {
     let enabled = match action.as_str() {
         "enable" => true,
@@ -248,10 +248,7 @@ async fn toggle(
                 .into_response()
         }
     };
-    match h
-        .toggle_flag(&key, enabled, &crate::error::actor(&headers))
-        .await
-    {
+    match h.toggle_flag(&key, enabled, &p.actor()).await {
         Ok(f) => Json(f).into_response(),
         Err(e) => e.into_response(),
     }

@@ -15,7 +15,11 @@ use vireo_core::rollout::Action;
 use vireo_core::spec::Rollout;
 use vireo_engine::driver::{ApiError, Handle};
 
-use crate::error::{actor, text, ErrorResponse};
+use axum::Extension;
+use vireo_auth::Principal;
+use vireo_core::rollout::Caller;
+
+use crate::error::{reason, text, ErrorResponse};
 
 pub fn router() -> Router<Handle> {
     Router::new()
@@ -26,16 +30,22 @@ pub fn router() -> Router<Handle> {
             "/api/v1/rollouts/{name}/schedule",
             post(set_schedule).delete(cancel_schedule),
         )
+        // Its own route, because its own permission (vireo_auth::policy).
+        .route("/api/v1/rollouts/{name}/approve", post(approve))
         .route("/api/v1/rollouts/{name}/{action}", post(act))
         .route("/api/v1/analysistemplates", post(apply_template))
 }
 
-async fn apply_rollout(State(h): State<Handle>, body: Bytes) -> Response {
+async fn apply_rollout(
+    State(h): State<Handle>,
+    Extension(p): Extension<Principal>,
+    body: Bytes,
+) -> Response {
     let rollout = match text(&body).and_then(|t| Rollout::parse(t).map_err(ApiError::Invalid)) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    match h.apply_rollout(rollout).await {
+    match h.apply_rollout(rollout, &p.actor()).await {
         Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
@@ -112,6 +122,16 @@ async fn cancel_schedule(State(h): State<Handle>, Path(name): Path<String>) -> R
     }
 }
 
+async fn approve(
+    h: State<Handle>,
+    Path(name): Path<String>,
+    q: Query<ActQuery>,
+    p: Extension<Principal>,
+    body: Bytes,
+) -> Response {
+    act(h, Path((name, "approve".to_string())), q, p, body).await
+}
+
 #[derive(Deserialize)]
 struct ActQuery {
     #[serde(default)]
@@ -122,8 +142,13 @@ async fn act(
     State(h): State<Handle>,
     Path((name, action)): Path<(String, String)>,
     Query(q): Query<ActQuery>,
-    headers: axum::http::HeaderMap,
+    Extension(p): Extension<Principal>,
+    body: Bytes,
 ) -> Response {
+    let reason = match reason(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let action = match (action.as_str(), q.full) {
         ("pause", _) => Action::Pause,
         ("resume", _) => Action::Resume,
@@ -140,7 +165,7 @@ async fn act(
             .into_response()
         }
     };
-    match h.act(&name, action, &actor(&headers)).await {
+    match h.act(&name, action, Caller::new(p.actor(), reason)).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }

@@ -10,10 +10,17 @@
 //! provenance:                      # set: the gate requires SLSA provenance for canary images
 //!   trustedKeys: [./builder.pub]   #   Ed25519 SPKI PEM of the builders that sign it
 //!   builders: [https://ci.example.com/builder]   # runDetails.builder.id allow-list
+//! auth:                            # API tokens always work; these add other ways in
+//!   oidc: { issuer: https://idp.example.com, audience: vireo, usernameClaim: email,
+//!           rolesClaim: groups, roles: { release-eng: operator, sre: viewer } }
+//!   trustedProxy: { sources: [10.0.0.5/32], roles: { admins: admin }, defaultRole: viewer }
+//!   allowedOrigins: [https://console.example.com]   # CORS and cross-origin actions
+//!   ofrepPublic: false             # true: OFREP evaluation needs no credentials
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use vireo_types::config::Route;
@@ -23,6 +30,9 @@ use vireo_engine::driver::{Driver, Handle, ProvenanceTrust};
 use vireo_engine::workload::Workloads;
 pub use vireo_evidence::provenance::TrustConfig;
 use vireo_store::{Store, StoreError};
+
+use crate::auth::{AuthConfig, AuthState};
+pub use crate::tls::TlsFiles;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./vireo-data";
@@ -46,6 +56,13 @@ pub struct ControlConfig {
     /// Push every event to this URL (`application/cloudevents-batch+json`).
     #[serde(default)]
     pub event_sink: Option<String>,
+    /// Who may call the API besides API-token holders, and the browser rules.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// CA certificates (PEM) trusted for outbound https — Prometheus, the event sink,
+    /// schedule checks, the OIDC issuer — instead of the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What [`start`] runs with besides the listener and the data dir.
@@ -58,6 +75,41 @@ pub struct Options {
     pub provenance: Option<TrustConfig>,
     /// `--event-sink URL`.
     pub event_sink: Option<String>,
+    pub auth: AuthConfig,
+    /// Serve the API over TLS.
+    pub tls: Option<TlsChoice>,
+    /// Trust only these CAs for outbound https (`caFile`).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `--tls-cert/--tls-key` or `--tls auto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsChoice {
+    Files(TlsFiles),
+    Auto,
+}
+
+/// A started control plane.
+pub struct Control {
+    /// The driver's handle.
+    pub handle: Handle,
+    /// Tokens and the checks (the demo mints its proxy's token here).
+    pub auth: Arc<AuthState>,
+    /// `DATA_DIR/admin.token`.
+    pub admin_token: PathBuf,
+    /// Whether this start wrote it (the first start).
+    pub admin_token_created: bool,
+    /// With `--tls auto`, the CA certificate clients trust.
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Control {
+    /// The admin token's text, from its file.
+    pub fn read_admin_token(&self) -> std::io::Result<String> {
+        Ok(std::fs::read_to_string(&self.admin_token)?
+            .trim()
+            .to_string())
+    }
 }
 
 /// Why `vireo serve` (or the demo's control plane) could not start: each names the setting
@@ -76,6 +128,14 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("--event-sink {url:?}: {reason}")]
     EventSink { url: String, reason: String },
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("caFile: {0}")]
+    Ca(vireo_http::HttpError),
+    #[error("the listener: {0}")]
+    Listener(std::io::Error),
 }
 
 /// Reads the provenance gate's trusted keys (each must be an Ed25519 SPKI PEM).
@@ -114,15 +174,36 @@ impl ControlConfig {
     }
 }
 
-/// Opens the store, starts the driver and serves the API on `listener`. Returns the driver's
-/// handle; the API runs until the runtime stops.
+/// Opens the store, starts the driver and serves the API on `listener`, behind the auth layer
+/// (on first start, writing the admin token). The API runs until the runtime stops.
 pub async fn start(
     listener: tokio::net::TcpListener,
     data_dir: &Path,
     workloads: Arc<dyn Workloads>,
     options: Options,
-) -> Result<Handle, StartError> {
+) -> Result<Control, StartError> {
     let trust = options.provenance.as_ref().map(load_trust).transpose()?;
+    let outbound =
+        vireo_http::HttpClient::with_ca(Duration::from_secs(5), options.ca_file.as_deref())
+            .map_err(StartError::Ca)?;
+    vireo_engine::prometheus::set_outbound_client(outbound.clone());
+    let local = listener.local_addr().map_err(StartError::Listener)?;
+    let (tls_files, tls_ca) = match options.tls.clone() {
+        None => (None, None),
+        Some(TlsChoice::Files(f)) => (Some(f), None),
+        Some(TlsChoice::Auto) => {
+            let (f, ca) = crate::tls::auto(data_dir, local)?;
+            (Some(f), Some(ca))
+        }
+    };
+    let tls = match tls_files {
+        Some(files) => {
+            let reloading = crate::tls::Reloading::open(files)?;
+            tokio::spawn(reloading.clone().watch());
+            Some(Arc::new(reloading.server_config()))
+        }
+        None => None,
+    };
     let signer = vireo_evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
     let db = store.path().to_path_buf();
@@ -140,19 +221,45 @@ pub async fn start(
         let uri = url
             .parse::<http::Uri>()
             .map_err(|e| refused(e.to_string()))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(refused(
-                "only http:// sinks are supported (put a TLS proxy in front for https)".into(),
-            ));
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(refused("use an http:// or https:// URL".into()));
         }
         tracing::info!(sink = %url, "pushing events");
-        tokio::spawn(vireo_engine::sink::run_sink(db, url));
+        tokio::spawn(vireo_engine::sink::run_sink(db.clone(), url));
     }
-    let api = handle.clone();
+    let auth = Arc::new(AuthState::new(
+        &options.auth,
+        &db,
+        outbound,
+        tls.is_some(),
+        handle.shared.clock.clone(),
+    )?);
+    let created = auth.bootstrap(data_dir)?;
+    let admin_token = data_dir.join(crate::auth::ADMIN_TOKEN_FILE);
+    match &created {
+        Some(path) => {
+            tracing::info!(path = %path.display(), "first start: wrote the admin token (readable by this user only)")
+        }
+        None => tracing::info!(path = %admin_token.display(), "the admin token is in"),
+    }
+    match (&tls, local.ip().is_loopback()) {
+        (Some(_), _) => tracing::info!(%local, "serving the API over TLS"),
+        (None, true) => tracing::info!(%local, "serving the API in plaintext, on loopback only"),
+        (None, false) => {
+            tracing::warn!(%local, "serving the API in PLAINTEXT on a non-loopback address: tokens cross the network unencrypted (use --tls auto or --tls-cert/--tls-key)")
+        }
+    }
+    let (api, layer) = (handle.clone(), auth.clone());
     tokio::spawn(async move {
-        if let Err(e) = crate::serve(listener, api).await {
+        if let Err(e) = crate::serve(listener, api, layer, tls).await {
             tracing::error!("API server stopped: {e}");
         }
     });
-    Ok(handle)
+    Ok(Control {
+        handle,
+        auth,
+        admin_token,
+        admin_token_created: created.is_some(),
+        tls_ca,
+    })
 }

@@ -22,13 +22,13 @@ use vireo_evidence::{self as evidence, merkle, EvidenceError, Signer};
 
 use crate::log::SqlLog;
 use vireo_core::analysis::AnalysisTemplate;
-use vireo_core::rollout::{Effect, Input, Millis, Phase, Recipe, Rejected, RolloutState};
+use vireo_core::rollout::{Caller, Effect, Input, Millis, Phase, Recipe, Rejected, RolloutState};
 use vireo_core::spec::Rollout;
 
 const DB_FILE: &str = "vireo.db";
 /// How many attestations per image digest the gate considers.
 pub const MAX_CANDIDATES: i64 = 16;
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// From each older schema to the next, in order (index 0 takes version 1 to 2).
 const MIGRATIONS: &[&str] = &[
@@ -43,7 +43,24 @@ CREATE TABLE schedules (
     EVIDENCE_SCHEMA,
     ATTESTATIONS_SCHEMA,
     crate::events::SCHEMA,
+    AUTH_SCHEMA,
 ];
+
+/// Version 6: who applied a rollout (for four-eyes approval), the reason an actor gave, and
+/// API tokens (tokens.rs).
+const AUTH_SCHEMA: &str = "
+ALTER TABLE inputs ADD COLUMN reason TEXT;
+ALTER TABLE rollouts ADD COLUMN applied_by TEXT;
+CREATE TABLE tokens (
+    name       TEXT PRIMARY KEY,
+    role       TEXT NOT NULL,
+    hash       TEXT NOT NULL UNIQUE,  -- sha256 hex of the token; the token itself is never stored
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    revoked_ms INTEGER,
+    created_by TEXT NOT NULL
+);
+";
 
 /// Version 4: uploaded attestations (SLSA provenance), by subject digest, for the gate.
 const ATTESTATIONS_SCHEMA: &str = "
@@ -202,6 +219,8 @@ pub struct StoredRollout {
     pub seq: u64,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+    /// Who applied this generation (the API caller), when known.
+    pub applied_by: Option<String>,
 }
 
 /// One checkpoint of the timeline.
@@ -232,6 +251,8 @@ pub struct HistoryEntry {
     pub effects: Vec<Effect>,
     /// Who sent it (actions through the API); `None` for the driver's own inputs.
     pub actor: Option<String>,
+    /// The reason they gave.
+    pub reason: Option<String>,
 }
 
 pub struct Store {
@@ -258,7 +279,7 @@ impl Store {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} {} {AUTH_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
                     crate::events::SCHEMA
                 ))?;
             }
@@ -467,6 +488,16 @@ impl Store {
         spec: &Rollout,
         now: Millis,
     ) -> Result<Vec<Effect>, StoreError> {
+        self.create_rollout_by(spec, now, None)
+    }
+
+    /// [`Store::create_rollout`], recording who applied it.
+    pub fn create_rollout_by(
+        &mut self,
+        spec: &Rollout,
+        now: Millis,
+        applied_by: Option<&str>,
+    ) -> Result<Vec<Effect>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -492,14 +523,15 @@ impl Store {
         let (state, effects) = RolloutState::new();
         tx.execute(
             "INSERT OR REPLACE INTO rollouts
-                 (name, spec, state, generation, seq, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
+                 (name, spec, state, generation, seq, created_ms, updated_ms, applied_by)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5, ?6)",
             params![
                 spec.name(),
                 serde_json::to_string(spec)?,
                 serde_json::to_string(&state)?,
                 generation,
-                now as i64
+                now as i64,
+                applied_by
             ],
         )?;
         tx.commit()?;
@@ -517,15 +549,15 @@ impl Store {
         self.apply_as(name, now, input, None)
     }
 
-    /// [`Store::apply`], recording who sent the input (an action's caller).
+    /// [`Store::apply`], recording who sent the input (an action's caller) and why.
     pub fn apply_as(
         &mut self,
         name: &str,
         now: Millis,
         input: Input,
-        actor: Option<&str>,
+        caller: Option<&Caller>,
     ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
-        self.apply_sealed(name, now, input, actor, None)
+        self.apply_sealed(name, now, input, caller, None)
     }
 
     /// [`Store::apply_as`], sealing an analysis verdict in the same transaction as the input
@@ -538,10 +570,12 @@ impl Store {
         name: &str,
         now: Millis,
         input: Input,
-        actor: Option<&str>,
+        caller: Option<&Caller>,
         seal: Option<AnalysisSeal<'_>>,
     ) -> Result<Result<Vec<Effect>, Rejected>, StoreError> {
         let instance = self.instance();
+        let actor = caller.map(|c| c.actor.as_str());
+        let reason_given = caller.and_then(|c| c.reason.as_deref());
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -574,8 +608,8 @@ impl Store {
         };
         let seq = seq + 1;
         tx.execute(
-            "INSERT INTO inputs (rollout, generation, seq, at_ms, input, effects, actor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO inputs (rollout, generation, seq, at_ms, input, effects, actor, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 name,
                 generation,
@@ -583,7 +617,8 @@ impl Store {
                 now as i64,
                 recorded,
                 serde_json::to_string(&effects)?,
-                actor
+                actor,
+                reason_given
             ],
         )?;
         let checkpoints = effects.iter().filter_map(|e| match e {
@@ -642,6 +677,7 @@ impl Store {
                         reason,
                         input: &recorded,
                         actor,
+                        reason_given,
                         effects: &effects_json,
                     },
                 )?;
@@ -679,6 +715,7 @@ impl Store {
             at_ms: now,
             input: &input_copy,
             actor,
+            reason_given,
             effects: &effects,
             before: &before,
             after: &state,
@@ -699,7 +736,7 @@ impl Store {
     pub fn rollout(&self, name: &str) -> Result<Option<StoredRollout>, StoreError> {
         self.conn
             .query_row(
-                "SELECT spec, state, generation, seq, created_ms, updated_ms FROM rollouts WHERE name = ?1",
+                "SELECT spec, state, generation, seq, created_ms, updated_ms, applied_by FROM rollouts WHERE name = ?1",
                 [name],
                 read_rollout,
             )
@@ -710,7 +747,7 @@ impl Store {
     /// Every rollout, by name.
     pub fn rollouts(&self) -> Result<Vec<StoredRollout>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT spec, state, generation, seq, created_ms, updated_ms FROM rollouts ORDER BY name",
+            "SELECT spec, state, generation, seq, created_ms, updated_ms, applied_by FROM rollouts ORDER BY name",
         )?;
         let rows = stmt.query_map([], read_rollout)?;
         rows.map(|r| r?).collect()
@@ -754,7 +791,7 @@ impl Store {
     /// The rollout's history: every accepted input with its time and the effects it caused.
     pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT seq, at_ms, input, effects, actor FROM inputs WHERE rollout = ?1
+            "SELECT seq, at_ms, input, effects, actor, reason FROM inputs WHERE rollout = ?1
                  AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY seq",
         )?;
         let rows = stmt.query_map([name], |r| {
@@ -764,16 +801,18 @@ impl Store {
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         rows.map(|row| {
-            let (seq, at, input, effects, actor) = row?;
+            let (seq, at, input, effects, actor, reason) = row?;
             Ok(HistoryEntry {
                 seq: seq as u64,
                 at_ms: at as u64,
                 input: serde_json::from_str(&input)?,
                 effects: serde_json::from_str(&effects)?,
                 actor,
+                reason,
             })
         })
         .collect()
@@ -1139,6 +1178,7 @@ fn read_rollout(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout,
     let (spec, state): (String, String) = (r.get(0)?, r.get(1)?);
     let (generation, seq): (i64, i64) = (r.get(2)?, r.get(3)?);
     let (created, updated): (i64, i64) = (r.get(4)?, r.get(5)?);
+    let applied_by: Option<String> = r.get(6)?;
     Ok((|| {
         Ok(StoredRollout {
             spec: serde_json::from_str(&spec)?,
@@ -1147,12 +1187,14 @@ fn read_rollout(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredRollout,
             seq: seq as u64,
             created_ms: created as u64,
             updated_ms: updated as u64,
+            applied_by,
         })
     })())
 }
 
 pub mod events;
 pub mod log;
+pub mod tokens;
 
 #[cfg(test)]
 mod tests;

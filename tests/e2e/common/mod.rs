@@ -48,7 +48,7 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -134,11 +134,15 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
-/// `vireo serve` as a child process.
+/// `vireo serve` as a child process. Its helpers call the API with the admin token the
+/// first start wrote; [`Server::start_with`] also makes a proxy-role token for the test's
+/// proxies (`proxy.token` beside the data dir, which [`Proxy::start`] passes on).
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// `Bearer <admin token>`.
+    pub admin: String,
 }
 
 impl Server {
@@ -146,8 +150,8 @@ impl Server {
         Server::start_with(addr, data_dir, &[])
     }
 
-    /// `vireo serve` with more arguments (`--config FILE`).
-    pub fn start_with(addr: SocketAddr, data_dir: &Path, args: &[&str]) -> Server {
+    /// The process only: nothing waited for, no token read (the TLS tests speak https).
+    pub fn spawn(addr: SocketAddr, data_dir: &Path, args: &[&str]) -> Server {
         let child = Command::new(vireo_bin())
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
@@ -156,29 +160,103 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let s = Server {
+        Server {
             child,
             addr,
             data_dir: data_dir.to_path_buf(),
-        };
+            admin: String::new(),
+        }
+    }
+
+    /// `vireo serve` with more arguments (`--config FILE`).
+    pub fn start_with(addr: SocketAddr, data_dir: &Path, args: &[&str]) -> Server {
+        let mut s = Server::spawn(addr, data_dir, args);
         wait_for("vireo serve /healthz", Duration::from_secs(20), || {
             http("GET", &s.url("/healthz"), &[], "")
                 .ok()
                 .filter(|r| r.status == 200)
         });
+        let token = std::fs::read_to_string(s.token_file()).expect("admin.token");
+        s.admin = format!("Bearer {}", token.trim());
+        let proxy_token = data_dir.parent().unwrap().join("proxy.token");
+        if !proxy_token.exists() {
+            let t = s.create_token("e2e-proxy", "proxy");
+            std::fs::write(&proxy_token, t).unwrap();
+        }
         s
+    }
+
+    /// `DATA_DIR/admin.token`.
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir.join("admin.token")
+    }
+
+    /// A new token with `role` (as the admin); its secret.
+    pub fn create_token(&self, name: &str, role: &str) -> String {
+        let r = self.post(
+            "/api/v1/tokens",
+            &format!(r#"{{"name":"{name}","role":"{role}"}}"#),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    /// A request with `token` (a secret, or "" for none) and more headers.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let auth = format!("Bearer {token}");
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if !token.is_empty() {
+            all.push(("authorization", &auth));
+        }
+        http(method, &self.url(path), &all, body).unwrap()
+    }
+
+    /// Runs `vireo ARGS… --server URL` with the admin token.
+    pub fn vireo(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(vireo_bin())
+            .args(args)
+            .args(["--server", &self.url("")])
+            .env("VIREO_TOKEN_FILE", self.token_file())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
+    /// POST as the admin.
     pub fn post(&self, path: &str, body: &str) -> Reply {
-        http("POST", &self.url(path), &[], body).unwrap()
+        http(
+            "POST",
+            &self.url(path),
+            &[("authorization", &self.admin)],
+            body,
+        )
+        .unwrap()
     }
 
+    /// GET as the admin.
     pub fn get(&self, path: &str) -> Reply {
-        http("GET", &self.url(path), &[], "").unwrap()
+        http(
+            "GET",
+            &self.url(path),
+            &[("authorization", &self.admin)],
+            "",
+        )
+        .unwrap()
     }
 
     pub fn status(&self, name: &str) -> Value {
@@ -316,9 +394,15 @@ impl Proxy {
     }
 }
 
+/// The proxy shows the control plane the `proxy.token` its test's [`Server`] wrote, when
+/// there is one beside its config.
 fn spawn_proxy(config: &Path, control: &str, id: &str) -> Child {
-    Command::new(proxy_bin())
-        .arg("--config")
+    let token = config.parent().unwrap().join("proxy.token");
+    let mut cmd = Command::new(proxy_bin());
+    if token.exists() {
+        cmd.arg("--control-token-file").arg(&token);
+    }
+    cmd.arg("--config")
         .arg(config)
         .args(["--control", control, "--proxy-id", id])
         .env("RUST_LOG", "warn")

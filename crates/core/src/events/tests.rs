@@ -95,6 +95,7 @@ fn a_rollback_transition_opens_an_incident_and_the_recovery_closes_it() {
             at_ms: seq * 10,
             input: &input,
             actor: None,
+            reason_given: None,
             effects: &fx,
             before: &before,
             after: state,

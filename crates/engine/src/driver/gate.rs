@@ -2,7 +2,7 @@
 //! preconditions (a task of its own, reporting back as commands), the approval policy.
 
 use super::*;
-use vireo_core::spec::APPROVAL_ANNOTATION;
+use vireo_core::spec::{Approval, APPROVAL_ANNOTATION};
 
 impl Driver {
     /// The gate: provenance first (when a trust config is set), then the schedule.
@@ -184,17 +184,19 @@ pub(super) fn gate_input(
     note: Option<String>,
     provenance: Option<Box<ProvenanceFacts>>,
 ) -> Input {
-    let needs_approval = spec
-        .metadata
-        .annotations
-        .get(APPROVAL_ANNOTATION)
-        .is_some_and(|v| v == "required");
+    let approval = spec.approval();
+    let needs_approval = approval != Approval::None;
     let mut reason = note.unwrap_or_else(|| match &provenance {
         Some(_) => "provenance verified; no schedule".into(),
         None => "no gate configured".into(),
     });
     if passed && needs_approval {
-        reason = format!("{reason}; waiting for approval ({APPROVAL_ANNOTATION}: required)");
+        let how = if approval == Approval::FourEyes {
+            "four-eyes"
+        } else {
+            "required"
+        };
+        reason = format!("{reason}; waiting for approval ({APPROVAL_ANNOTATION}: {how})");
     }
     Input::GateEvaluated {
         passed,

@@ -68,6 +68,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Authenticated, but this caller may not do this (four-eyes approval).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -91,9 +94,10 @@ impl From<Rejected> for ApiError {
 pub(super) type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 pub(super) enum Command {
-    ApplyRollout(Box<Rollout>, Reply<RolloutView>),
+    /// A rollout, and who applied it.
+    ApplyRollout(Box<Rollout>, String, Reply<RolloutView>),
     ApplyTemplate(Box<AnalysisTemplate>, Reply<()>),
-    Act(String, Action, String, Reply<RolloutView>),
+    Act(String, Action, Caller, Reply<RolloutView>),
     Get(String, Reply<RolloutView>),
     List(Reply<Vec<RolloutView>>),
     Timeline(String, Reply<Timeline>),
@@ -157,22 +161,23 @@ impl Handle {
             .map_err(|_| ApiError::Internal("the driver dropped the request".into()))?
     }
 
-    pub async fn apply_rollout(&self, r: Rollout) -> Result<RolloutView, ApiError> {
-        self.call(|reply| Command::ApplyRollout(Box::new(r), reply))
+    /// Applies a rollout on behalf of `actor` (recorded: a four-eyes approval needs someone else).
+    pub async fn apply_rollout(&self, r: Rollout, actor: &str) -> Result<RolloutView, ApiError> {
+        self.call(|reply| Command::ApplyRollout(Box::new(r), actor.to_string(), reply))
             .await
     }
     pub async fn apply_template(&self, t: AnalysisTemplate) -> Result<(), ApiError> {
         self.call(|reply| Command::ApplyTemplate(Box::new(t), reply))
             .await
     }
-    /// An action by `actor` (the API caller's identity, recorded on the timeline).
+    /// An action by `caller` (the API caller's identity and reason, recorded on the timeline).
     pub async fn act(
         &self,
         name: &str,
         action: Action,
-        actor: &str,
+        caller: Caller,
     ) -> Result<RolloutView, ApiError> {
-        self.call(|reply| Command::Act(name.to_string(), action, actor.to_string(), reply))
+        self.call(|reply| Command::Act(name.to_string(), action, caller, reply))
             .await
     }
     pub async fn get(&self, name: &str) -> Result<RolloutView, ApiError> {

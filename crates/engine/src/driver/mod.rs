@@ -61,9 +61,9 @@ use vireo_core::clock::{Clock, SystemClock};
 use vireo_core::events::CloudEvent;
 use vireo_core::flags::{Cohort, Cohorts, Flag, FlagSet};
 use vireo_core::fleet::Fleet;
-use vireo_core::rollout::{Action, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
+use vireo_core::rollout::{Action, Caller, Effect, Input, Millis, Phase, Rejected, Verdict, Wait};
 use vireo_core::routes::{self, CANARY};
-use vireo_core::spec::{FieldError, Rollout, SpecError};
+use vireo_core::spec::{Approval, FieldError, Rollout, SpecError, APPROVAL_ANNOTATION};
 use vireo_evidence::provenance::ProvenanceFacts;
 use vireo_evidence::PlannedMetric;
 use vireo_store::events::EvalWriter;
@@ -339,8 +339,8 @@ impl Driver {
 
     fn command(&mut self, c: Command) {
         match c {
-            Command::ApplyRollout(r, reply) => {
-                let result = self.apply_rollout(*r);
+            Command::ApplyRollout(r, actor, reply) => {
+                let result = self.apply_rollout(*r, &actor);
                 let _ = reply.send(result);
             }
             Command::ApplyTemplate(t, reply) => {
@@ -353,8 +353,12 @@ impl Driver {
                 }
                 let _ = reply.send(result);
             }
-            Command::Act(name, action, actor, reply) => {
-                let result = match self.input_as(&name, Input::Action(action), Some(&actor)) {
+            Command::Act(name, action, caller, reply) => {
+                if let Err(e) = self.four_eyes(&name, action, &caller) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let result = match self.input_as(&name, Input::Action(action), Some(&caller)) {
                     Ok(Ok(())) => {
                         self.drain_queue();
                         self.view(&name)
@@ -428,7 +432,24 @@ impl Driver {
         }
     }
 
-    fn apply_rollout(&mut self, r: Rollout) -> Result<RolloutView, ApiError> {
+    /// A `four-eyes` rollout is not approved by whoever applied it.
+    fn four_eyes(&self, name: &str, action: Action, caller: &Caller) -> Result<(), ApiError> {
+        let Some(l) = self.live.get(name) else {
+            return Ok(()); // the action itself reports the unknown rollout
+        };
+        if action == Action::Approve
+            && l.stored.spec.approval() == Approval::FourEyes
+            && l.stored.applied_by.as_deref() == Some(caller.actor.as_str())
+        {
+            return Err(ApiError::Forbidden(format!(
+                "{name:?} asks for four-eyes approval ({APPROVAL_ANNOTATION}: four-eyes) and {} applied it: someone else must approve",
+                caller.actor
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_rollout(&mut self, r: Rollout, actor: &str) -> Result<RolloutView, ApiError> {
         let name = r.name().to_string();
         let mut errors = Vec::new();
         for (path, t) in r.template_refs() {
@@ -486,7 +507,9 @@ impl Driver {
                 r.spec.route, other.0
             )));
         }
-        let effects = self.store.create_rollout(&r, self.clock.now_ms())?;
+        let effects = self
+            .store
+            .create_rollout_by(&r, self.clock.now_ms(), Some(actor))?;
         let stored = self
             .store
             .rollout(&name)?
@@ -509,11 +532,11 @@ impl Driver {
         &mut self,
         name: &str,
         input: Input,
-        actor: Option<&str>,
+        caller: Option<&Caller>,
     ) -> Result<Result<(), Rejected>, StoreError> {
         let input_kind = input.clone();
-        if let (Input::Action(a), Some(who)) = (&input, actor) {
-            tracing::info!(rollout = %name, action = ?a, by = %who, "action");
+        if let (Input::Action(a), Some(who)) = (&input, caller) {
+            tracing::info!(rollout = %name, action = ?a, by = %who.actor, reason = who.reason.as_deref().unwrap_or(""), "action");
         }
         let seal = match (&input, self.live.get(name)) {
             (Input::AnalysisCompleted { run, .. }, Some(l)) => l.seals.get(run),
@@ -521,7 +544,7 @@ impl Driver {
         }
         .map(|(planned, view)| vireo_store::AnalysisSeal { planned, view });
         let now = self.clock.now_ms();
-        let effects = match self.store.apply_sealed(name, now, input, actor, seal)? {
+        let effects = match self.store.apply_sealed(name, now, input, caller, seal)? {
             Ok(fx) => fx,
             Err(rejected) => return Ok(Err(rejected)),
         };

@@ -263,7 +263,7 @@ async fn applied(h: &Handle, template: bool, rollout: Rollout) -> RolloutView {
             .await
             .unwrap();
     }
-    h.apply_rollout(rollout).await.unwrap()
+    h.apply_rollout(rollout, "token:ci").await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,9 +347,13 @@ async fn approval_holds_the_first_step_and_names_the_approver() {
     let v = applied(&h, true, full_rollout(&w.migration_log(), annotations)).await;
     assert_eq!(v.status.phase, Phase::AwaitingApproval);
     assert!(w.traffic.canary_weights().iter().all(|&w| w == 0));
-    h.act("checkout", Action::Approve, "alice@example")
-        .await
-        .unwrap();
+    h.act(
+        "checkout",
+        Action::Approve,
+        Caller::new("alice@example", None),
+    )
+    .await
+    .unwrap();
     until(&h, "completion", |v| v.status.phase == Phase::Completed).await;
     let t = h.timeline("checkout").await.unwrap();
     let approval = t
@@ -366,7 +370,9 @@ async fn a_rollback_replays_the_envelope_and_runs_the_migration_once() {
     let h = w.start(None);
     applied(&h, true, full_rollout(&w.migration_log(), "")).await;
     until(&h, "completion", |v| v.status.phase == Phase::Completed).await;
-    h.act("checkout", Action::Rollback, "bob").await.unwrap();
+    h.act("checkout", Action::Rollback, Caller::new("bob", None))
+        .await
+        .unwrap();
     let v = until(&h, "the rollback's round trip", |v| {
         v.status
             .rollback
@@ -479,9 +485,13 @@ async fn only_the_newest_start_counts_and_a_start_after_an_abort_is_stopped_agai
     let h = w.start(None);
     applied(&h, true, full_rollout(&w.migration_log(), "")).await;
     // Aborted while its first start is still running.
-    h.act("checkout", Action::Abort, "carol").await.unwrap();
+    h.act("checkout", Action::Abort, Caller::new("carol", None))
+        .await
+        .unwrap();
     until(&h, "the abort to settle", |v| v.status.settled).await;
-    h.act("checkout", Action::Retry, "carol").await.unwrap();
+    h.act("checkout", Action::Retry, Caller::new("carol", None))
+        .await
+        .unwrap();
     let v = h.get("checkout").await.unwrap();
     assert_eq!(
         v.status.phase,
@@ -513,7 +523,9 @@ async fn only_the_newest_start_counts_and_a_start_after_an_abort_is_stopped_agai
     w2.traffic.drained.store(true, Ordering::SeqCst);
     let h2 = w2.start(None);
     applied(&h2, true, full_rollout(&w2.migration_log(), "")).await;
-    h2.act("checkout", Action::Abort, "carol").await.unwrap();
+    h2.act("checkout", Action::Abort, Caller::new("carol", None))
+        .await
+        .unwrap();
     until(&h2, "the abort to settle", |v| v.status.settled).await;
     let stops = |w: &World| {
         w.workloads

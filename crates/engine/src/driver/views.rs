@@ -51,6 +51,7 @@ impl Driver {
                     at_ms: h.at_ms,
                     input: h.input,
                     by: h.actor,
+                    reason: h.reason,
                     checkpoints,
                     outputs,
                 }
