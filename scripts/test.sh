@@ -2,7 +2,7 @@
 # The test command: everything CI checks, from a fresh clone.
 # Installs cmake and prometheus (Debian) when missing, then: rustfmt, clippy -D warnings, the
 # crate-boundary check (scripts/check-architecture.sh), and every test of the workspace in one
-# cargo profile.
+# cargo profile, then a smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh test
@@ -12,3 +12,6 @@ scripts/check-architecture.sh --self-test
 # The end-to-end tests run the real binaries (tests/e2e), so they are built first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# Every fuzz target for a few seconds (nightly, cargo-fuzz): one that stops building or
+# crashes at once is caught here; the long runs are `scripts/fuzz.sh --seconds 600`.
+scripts/fuzz.sh --smoke

@@ -592,6 +592,7 @@ async fn run_serve(
             auth: file.auth,
             tls,
             ca_file: file.ca_file,
+            header_read_timeout: file.header_read_timeout,
         },
     )
     .await?;

@@ -6,8 +6,9 @@
 //! connection that sends a few bytes and stops would pin a file descriptor.
 //!
 //! [`detect`] decides as soon as the bytes seen stop matching the preface (usually on the first
-//! byte: `G`, `P`OST… only `P` needs a second look), bounded by [`DETECT_TIMEOUT`] and by
-//! shutdown, and puts the bytes back (see [`crate::io::Downstream`]) for the chosen server.
+//! byte: `G`, `P`OST… only `P` needs a second look), bounded by the config's
+//! `header_read_timeout` (a head cannot arrive before its first bytes) and by shutdown, and
+//! puts the bytes back (see [`crate::io::Downstream`]) for the chosen server.
 
 use std::time::Duration;
 
@@ -19,10 +20,6 @@ use crate::io::Downstream;
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How long a new connection may take to send enough bytes to tell its protocol
-/// (nginx's `client_header_timeout` default is 60 s).
-pub const DETECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {

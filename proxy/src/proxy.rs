@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -151,7 +151,16 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
             Ok(backend) => (backend, limits),
             Err((code, stats)) => {
                 record(&worker.metrics, stats, Outcome::Status(code), start);
-                return status_only(code);
+                let mut resp = status_only(code);
+                if code == 431 {
+                    // A client that sends oversized heads gets no second try on this
+                    // connection (nginx and Envoy close after theirs, too).
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                return resp;
             }
         }
     };
@@ -296,11 +305,7 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// A pooled connection idle at least this long may have been closed by the backend's own idle
-/// timeout (often 5 s, Node.js's default; never much below a second).
-const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
-
-/// A copy of a bodiless request, kept while it goes out on a connection that sat idle.
+/// A copy of a bodiless request, kept while it goes out on a reused connection.
 fn replica(req: &Request<UpBody>) -> Request<UpBody> {
     let mut copy = Request::new(UpBody::Empty);
     *copy.method_mut() = req.method().clone();
@@ -385,12 +390,15 @@ async fn forward(
             req = Some(request);
             continue;
         }
-        // The keep-alive race: a backend closes a connection it has kept idle just as the
-        // request goes out on it. Only a connection that sat idle can meet it, so only then is
-        // the bodiless request copied (under load connections are idle for microseconds and
-        // nothing is copied).
-        let copy = (replayable && lease.idle_for.is_some_and(|d| d >= REPLAY_AFTER_IDLE))
-            .then(|| replica(&request));
+        // The keep-alive race: a backend closes a pooled connection (its idle timeout, its
+        // request limit) just as the request goes out on it; hyper then has written the
+        // request and cannot hand it back. Any reused connection can meet it, however briefly
+        // it sat idle (a backend that closes right after a response loses the race whenever
+        // the proxy is slower to notice the close than the client is to send again), so a
+        // bodiless idempotent request on one is copied first and sent once more on a new
+        // connection, as nginx's `proxy_next_upstream error` does. The copy is the head only
+        // (the URI's bytes are shared).
+        let copy = (replayable && lease.idle_for.is_some()).then(|| replica(&request));
         match lease.send.try_send_request(request).await {
             Ok(resp) => return Ok((resp, Some(lease))),
             Err(mut e) => {

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError};
-use crate::detect::{self, Protocol, DETECT_TIMEOUT};
+use crate::detect::{self, Protocol};
 use crate::io::Downstream;
 use crate::metrics::Metrics;
 use crate::proxy::{self as request_path, Worker};
@@ -186,6 +186,7 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
             connections: connections.clone(),
             shutdown: shutdown_rx.clone(),
             max_per_addr: config.upstream_max_connections,
+            header_read_timeout: config.header_read_timeout,
         };
         let handle = std::thread::Builder::new()
             .name(format!("vireo-worker-{i}"))
@@ -240,6 +241,7 @@ struct WorkerStart {
     connections: Arc<AtomicI64>,
     shutdown: watch::Receiver<bool>,
     max_per_addr: usize,
+    header_read_timeout: Duration,
 }
 
 /// One worker: its runtime, accept loop, connections and pool sweep. Returns after shutdown
@@ -270,7 +272,7 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
             pool: Pool::new(start.max_per_addr),
             pool_per_connection: std::env::var(BENCH_POOL_ENV).is_ok_and(|v| v == "connection"),
         });
-        let servers = Rc::new(Servers::new());
+        let servers = Rc::new(Servers::new(start.header_read_timeout));
         tokio::task::spawn_local(sweep_pool(worker.clone()));
         let mut shutdown = start.shutdown;
         let mut backing_off = false;
@@ -313,17 +315,19 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
 struct Servers {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<LocalExec>,
+    /// `header_read_timeout`: also bounds protocol detection.
+    head_timeout: Duration,
 }
 
 impl Servers {
-    fn new() -> Self {
+    fn new(head_timeout: Duration) -> Self {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         http1
             .timer(TokioTimer::new())
             .keep_alive(true)
             // A request's header section must arrive within 60 s of the connection being ready
             // for it (slowloris; also closes idle keep-alive connections).
-            .header_read_timeout(DETECT_TIMEOUT)
+            .header_read_timeout(head_timeout)
             // Room for `max_header_bytes` up to its ceiling; our own check answers 431 below it.
             .max_buf_size(crate::config::MAX_HEADER_BYTES + 64 * 1024);
         // hyper's default limit of 100 header fields stays (Envoy's default too; more get
@@ -336,7 +340,11 @@ impl Servers {
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(60)))
             .keep_alive_timeout(Duration::from_secs(20));
-        Servers { http1, http2 }
+        Servers {
+            http1,
+            http2,
+            head_timeout,
+        }
     }
 }
 
@@ -367,7 +375,7 @@ async fn serve_connection(
     _open: Open,
 ) {
     let mut io = Downstream::new(stream);
-    let Some(protocol) = detect::detect(&mut io, &mut shutdown, DETECT_TIMEOUT).await else {
+    let Some(protocol) = detect::detect(&mut io, &mut shutdown, servers.head_timeout).await else {
         return;
     };
     let worker = if worker.pool_per_connection {

@@ -429,3 +429,116 @@ fn a_trusted_proxys_user_header_counts_only_from_its_address() {
     assert_eq!(r.json()["roles"], json!(["operator"]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_limit_answers_with_its_status_and_says_which() {
+    use std::io::{Read, Write};
+    let dir = tempdir("auth-limits");
+    let config = dir.join("control.yaml");
+    std::fs::write(&config, "headerReadTimeout: 1s\n").unwrap();
+    let server = Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let viewer = server.create_token("tabs", "viewer");
+    let ingest = server.create_token("pipeline", "ingest");
+
+    // An ingest batch over the bound: 413, naming it.
+    let one = r#"{"specversion":"1.0","id":"ID","source":"/ci","type":"t"}"#;
+    let batch = format!(
+        "[{}]",
+        (0..1001)
+            .map(|i| one.replace("ID", &i.to_string()))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let r = server.call(
+        "POST",
+        "/api/v1/events",
+        &ingest,
+        &[("content-type", "application/cloudevents-batch+json")],
+        &batch,
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("at most 1000"), "{}", r.body);
+    // A body over 1 MiB: 413.
+    let huge = "x".repeat((1 << 20) + 1);
+    let r = server.call("POST", "/api/v1/events", &ingest, &[], &huge);
+    assert_eq!(r.status, 413, "{}", r.body);
+
+    // Event streams: 16 per principal, the 17th gets 429 with Retry-After; closing one frees it.
+    let open_stream = || {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET /api/v1/events/stream HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {viewer}\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        (s, String::from_utf8_lossy(&head).into_owned())
+    };
+    let mut streams: Vec<_> = (0..vireo_server::limits::MAX_STREAMS)
+        .map(|_| open_stream())
+        .collect();
+    assert!(
+        streams.iter().all(|(_, h)| h.starts_with("HTTP/1.1 200")),
+        "{:?}",
+        streams[0].1
+    );
+    let (_, refused) = open_stream();
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(
+        refused.to_lowercase().contains("retry-after: 5"),
+        "{refused}"
+    );
+    drop(streams.pop());
+    // The freed slot is noticed when the server next writes to the dead stream or reads its
+    // close: within a moment.
+    wait_for("a stream slot to free up", Duration::from_secs(20), || {
+        let (s, head) = open_stream();
+        head.starts_with("HTTP/1.1 200").then_some(s)
+    });
+    drop(streams);
+
+    // Slowloris: a head trickled byte by byte is cut off after headerReadTimeout.
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(8) {
+        if s.write_all(b"x").is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(_) => {
+                closed = true;
+                break;
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "the trickling client was not cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

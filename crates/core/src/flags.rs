@@ -369,6 +369,28 @@ pub fn evaluate(
     Ok(pick(&flag.default_variant, reason, None))
 }
 
+/// The evaluation context of an OFREP request body (`{"context": {...}}`; an empty body is an
+/// empty context), or the OFREP error code and why. (Pure, so it is fuzzed: `fuzz/`.)
+pub fn ofrep_context(
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, (&'static str, String)> {
+    use serde_json::{Map, Value};
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ("PARSE_ERROR", format!("the body is not JSON: {e}")))?;
+    match v.get("context") {
+        None | Some(Value::Null) if v.is_object() => Ok(Map::new()),
+        Some(Value::Object(c)) => Ok(c.clone()),
+        Some(_) => Err(("INVALID_CONTEXT", "context must be a JSON object".into())),
+        None => Err((
+            "INVALID_CONTEXT",
+            "the body must be {\"context\": {...}}".into(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

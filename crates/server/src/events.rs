@@ -89,6 +89,17 @@ async fn ingest_events(
                 Ok(serde_json::Value::Array(items))
                     if !content_type.starts_with("application/cloudevents+json") =>
                 {
+                    if items.len() > crate::limits::MAX_BATCH {
+                        return (
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            Json(serde_json::json!({"error": format!(
+                                "a batch of {} events: send at most {} per request",
+                                items.len(),
+                                crate::limits::MAX_BATCH
+                            )})),
+                        )
+                            .into_response();
+                    }
                     items
                         .into_iter()
                         .enumerate()
@@ -164,11 +175,20 @@ struct StreamQuery {
 async fn stream_events(
     State(h): State<Handle>,
     Query(q): Query<StreamQuery>,
+    axum::Extension(limits): axum::Extension<std::sync::Arc<crate::limits::Limits>>,
+    axum::Extension(p): axum::Extension<vireo_auth::Principal>,
     headers: axum::http::HeaderMap,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::stream;
     use std::collections::VecDeque;
+    let actor = p.actor();
+    let Some(held) = limits.streams.try_hold(&actor, crate::limits::MAX_STREAMS) else {
+        return crate::limits::too_many(format!(
+            "{actor} already follows {} event streams; close one",
+            crate::limits::MAX_STREAMS
+        ));
+    };
     let rx = h.shared.latest_event.subscribe();
     let from = headers
         .get("last-event-id")
@@ -182,8 +202,11 @@ async fn stream_events(
         db: std::path::PathBuf,
         conn: Option<rusqlite::Connection>,
         buffer: VecDeque<vireo_store::events::Stored>,
+        /// The stream's slot, given back when the client goes.
+        _held: crate::limits::Held,
     }
     let start = Follower {
+        _held: held,
         rx,
         last: from,
         ty: q.ty,

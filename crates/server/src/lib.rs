@@ -33,6 +33,7 @@ pub mod console;
 pub mod error;
 pub mod events;
 pub mod evidence;
+pub mod limits;
 pub mod ofrep;
 pub mod operator;
 pub mod process;
@@ -41,7 +42,7 @@ pub mod tls;
 pub mod tokens;
 
 /// Specs and heartbeats are small; anything bigger is a mistake.
-const BODY_LIMIT: usize = 1 << 20;
+pub const BODY_LIMIT: usize = 1 << 20;
 
 /// Every audience's routes, with the body limit, behind the auth layer.
 pub fn router(handle: Handle, auth: Arc<AuthState>) -> Router {
@@ -59,12 +60,14 @@ pub fn router(handle: Handle, auth: Arc<AuthState>) -> Router {
             auth::authorize,
         ))
         .layer(axum::Extension(auth))
+        .layer(axum::Extension(Arc::new(limits::Limits::default())))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(handle)
 }
 
-/// The longest a client may take to send a request's head (slowloris): after this the
-/// connection is closed. Also how long an idle keep-alive connection stays open.
+/// The longest a client may take to send a request's head (slowloris) unless
+/// `headerReadTimeout` says otherwise: after this the connection is closed. Also how long an
+/// idle keep-alive connection stays open.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once; more are closed as they arrive (and counted in the log).
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -75,6 +78,7 @@ pub async fn serve(
     handle: Handle,
     auth: Arc<AuthState>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    header_read_timeout: Duration,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     // Nothing but the long poll (held at most HOLD) takes long; a stuck handler gets 408.
@@ -86,7 +90,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_read_timeout);
     let builder = Arc::new(builder);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

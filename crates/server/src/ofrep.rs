@@ -45,25 +45,6 @@ fn ofrep_error(status: StatusCode, key: Option<&str>, code: &str, details: Strin
     (status, Json(body)).into_response()
 }
 
-/// The evaluation context of an OFREP request body (`{"context": {...}}`; an empty body is an
-/// empty context).
-fn context(body: &[u8]) -> Result<Map<String, Value>, (&'static str, String)> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ("PARSE_ERROR", format!("the body is not JSON: {e}")))?;
-    match v.get("context") {
-        None | Some(Value::Null) if v.is_object() => Ok(Map::new()),
-        Some(Value::Object(c)) => Ok(c.clone()),
-        Some(_) => Err(("INVALID_CONTEXT", "context must be a JSON object".into())),
-        None => Err((
-            "INVALID_CONTEXT",
-            "the body must be {\"context\": {...}}".into(),
-        )),
-    }
-}
-
 /// One flag evaluated for `ctx`, with its evaluation event queued.
 async fn evaluate(
     shared: &Shared,
@@ -128,7 +109,7 @@ pub async fn evaluate_here(
 }
 
 async fn evaluate_one(State(h): State<Handle>, Path(key): Path<String>, body: Bytes) -> Response {
-    let ctx = match context(&body) {
+    let ctx = match flags::ofrep_context(&body) {
         Ok(c) => c,
         Err((code, details)) => {
             return ofrep_error(StatusCode::BAD_REQUEST, Some(&key), code, details)
@@ -149,7 +130,7 @@ async fn evaluate_one(State(h): State<Handle>, Path(key): Path<String>, body: By
 }
 
 async fn evaluate_all(State(h): State<Handle>, headers: HeaderMap, body: Bytes) -> Response {
-    let ctx = match context(&body) {
+    let ctx = match flags::ofrep_context(&body) {
         Ok(c) => c,
         Err((code, details)) => return ofrep_error(StatusCode::BAD_REQUEST, None, code, details),
     };

@@ -16,6 +16,8 @@
 //!   trustedProxy: { sources: [10.0.0.5/32], roles: { admins: admin }, defaultRole: viewer }
 //!   allowedOrigins: [https://console.example.com]   # CORS and cross-origin actions
 //!   ofrepPublic: false             # true: OFREP evaluation needs no credentials
+//! caFile: ./ca.pem                 # trusted for outbound https instead of the system's roots
+//! headerReadTimeout: 30s           # slowloris: a request head must arrive within this
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -63,6 +65,10 @@ pub struct ControlConfig {
     /// schedule checks, the OIDC issuer — instead of the system's roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// How long a client may take to send a request head (slowloris), and how long an idle
+    /// keep-alive connection stays open [default: 30s].
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
 }
 
 /// What [`start`] runs with besides the listener and the data dir.
@@ -80,6 +86,8 @@ pub struct Options {
     pub tls: Option<TlsChoice>,
     /// Trust only these CAs for outbound https (`caFile`).
     pub ca_file: Option<PathBuf>,
+    /// `headerReadTimeout` ([`crate::HEADER_READ_TIMEOUT`] when `None`).
+    pub header_read_timeout: Option<Duration>,
 }
 
 /// `--tls-cert/--tls-key` or `--tls auto`.
@@ -250,8 +258,11 @@ pub async fn start(
         }
     }
     let (api, layer) = (handle.clone(), auth.clone());
+    let head_timeout = options
+        .header_read_timeout
+        .unwrap_or(crate::HEADER_READ_TIMEOUT);
     tokio::spawn(async move {
-        if let Err(e) = crate::serve(listener, api, layer, tls).await {
+        if let Err(e) = crate::serve(listener, api, layer, tls, head_timeout).await {
             tracing::error!("API server stopped: {e}");
         }
     });

@@ -30,8 +30,29 @@ struct PollQuery {
     since: u64,
 }
 
-/// Long poll: 200 with a newer table, or 304 after [`HOLD`].
-async fn proxy_config(State(h): State<Handle>, Query(q): Query<PollQuery>) -> Response {
+/// Long poll: 200 with a newer table, or 304 after [`HOLD`]. At most
+/// [`crate::limits::MAX_POLLS`] at once per proxy id.
+async fn proxy_config(
+    State(h): State<Handle>,
+    Query(q): Query<PollQuery>,
+    axum::Extension(limits): axum::Extension<std::sync::Arc<crate::limits::Limits>>,
+) -> Response {
+    let id = q.proxy.clone().unwrap_or_default();
+    if id.len() > 253 {
+        return ApiError::Invalid(SpecError {
+            errors: vec![FieldError {
+                path: "proxy".into(),
+                reason: "at most 253 characters".into(),
+            }],
+        })
+        .into_response();
+    }
+    let Some(_held) = limits.polls.try_hold(&id, crate::limits::MAX_POLLS) else {
+        return crate::limits::too_many(format!(
+            "proxy {id:?} already has {} long polls open",
+            crate::limits::MAX_POLLS
+        ));
+    };
     if q.proxy.as_deref().is_none_or(str::is_empty) {
         return ApiError::Invalid(SpecError {
             errors: vec![FieldError {

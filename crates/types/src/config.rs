@@ -55,6 +55,10 @@ pub struct Config {
     /// with thousands of clients opens to a few backends.
     #[serde(default = "default_upstream_max_connections")]
     pub upstream_max_connections: usize,
+    /// How long a client may take to send a request head, and how long an idle keep-alive
+    /// connection stays open (slowloris): the connection is closed after it. Applied at start.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -228,6 +232,10 @@ fn default_max_header_bytes() -> usize {
 fn default_upstream_max_connections() -> usize {
     256
 }
+fn default_header_read_timeout() -> Duration {
+    // nginx's client_header_timeout and keepalive_timeout are 60 s and 75 s.
+    Duration::from_secs(60)
+}
 fn default_buckets() -> u32 {
     100
 }
@@ -350,6 +358,11 @@ impl Config {
                 "max_header_bytes".into(),
                 format!("must be 1024..={MAX_HEADER_BYTES}"),
             );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600))
+            .contains(&self.header_read_timeout)
+        {
+            err("header_read_timeout".into(), "must be 100ms..=1h".into());
         }
         if !(1..=65_536).contains(&self.upstream_max_connections) {
             err(
