@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -34,7 +34,7 @@ use crate::headers::{strip_hop_by_hop, wants_websocket, HopFields};
 use crate::io::Stall;
 use crate::metrics::{BackendStats, Metrics, Outcome};
 use crate::route::{Backend, Limits, Selection};
-use crate::upstream::{DialError, H1Lease, Pool, UpBody};
+use crate::upstream::{DialError, H1Lease, Pool, UpBody, EARLY_CLOSE};
 use crate::TableHandle;
 use hyper::client::conn::http2;
 
@@ -305,6 +305,10 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+/// A pooled connection idle at least this long may have been closed by the backend's own idle
+/// timeout (often 5 s, Node.js's default; never much below a second).
+const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
+
 /// A copy of a bodiless request, kept while it goes out on a reused connection.
 fn replica(req: &Request<UpBody>) -> Request<UpBody> {
     let mut copy = Request::new(UpBody::Empty);
@@ -386,19 +390,26 @@ async fn forward(
         };
         if lease.send.ready().await.is_err() {
             // Closed while idle: nothing was sent; try a new connection.
+            if lease.idle_for.is_some_and(|d| d < EARLY_CLOSE) {
+                pool.mark_closes_early(addr);
+            }
             fresh = true;
             req = Some(request);
             continue;
         }
-        // The keep-alive race: a backend closes a pooled connection (its idle timeout, its
-        // request limit) just as the request goes out on it; hyper then has written the
-        // request and cannot hand it back. Any reused connection can meet it, however briefly
-        // it sat idle (a backend that closes right after a response loses the race whenever
-        // the proxy is slower to notice the close than the client is to send again), so a
-        // bodiless idempotent request on one is copied first and sent once more on a new
-        // connection, as nginx's `proxy_next_upstream error` does. The copy is the head only
-        // (the URI's bytes are shared).
-        let copy = (replayable && lease.idle_for.is_some()).then(|| replica(&request));
+        // The keep-alive race: a backend closes a pooled connection just as the request goes
+        // out on it; hyper then has written the request and cannot hand it back. A bodiless
+        // idempotent request is copied first, and sent once more on a new connection if that
+        // happens (as nginx's `proxy_next_upstream error` would), when the connection may meet
+        // such a close: it sat idle long enough for a backend's idle timeout to fire, or this
+        // backend has been seen closing connections right after responses. Under load on a
+        // well-behaved backend, connections are idle for microseconds and nothing is copied
+        // (copying every request's head costs 5 % of the proxy's instructions per request).
+        let copy = (replayable
+            && lease
+                .idle_for
+                .is_some_and(|d| d >= REPLAY_AFTER_IDLE || lease.closes_early))
+        .then(|| replica(&request));
         match lease.send.try_send_request(request).await {
             Ok(resp) => return Ok((resp, Some(lease))),
             Err(mut e) => {
@@ -410,6 +421,10 @@ async fn forward(
                     continue;
                 }
                 let err = e.into_error();
+                if !err.is_user() && lease.idle_for.is_some_and(|d| d < EARLY_CLOSE) {
+                    // A race lost before this backend was known for it: not again.
+                    pool.mark_closes_early(lease.addr);
+                }
                 return Err(Failed {
                     code: if err.is_user() { 400 } else { 502 },
                     client: err.is_user(),

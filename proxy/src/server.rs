@@ -123,6 +123,13 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
     admin_listener
         .set_nonblocking(true)
         .map_err(StartError::Runtime)?;
+    if admin_listener
+        .local_addr()
+        .is_ok_and(|a| !a.ip().is_loopback())
+    {
+        // Read-only, but /config lists every route and backend address: say so.
+        tracing::warn!(admin = %config.admin, "the admin port is reachable beyond loopback: /config and /metrics show routes and backend addresses to anyone who can connect");
+    }
 
     // Then the data port, one socket per worker; bound now, the port accepts connections (the
     // kernel queues them) before any worker runs, so the proxy is ready once this succeeds.

@@ -130,6 +130,9 @@ pub struct H1Lease {
     /// How long it sat in the idle list; `None` for a new connection. A backend's own idle
     /// timeout may have closed it meanwhile.
     pub idle_for: Option<Duration>,
+    /// This backend has been seen closing connections right after using them (see
+    /// [`Pool::mark_closes_early`]): any reuse may meet a close in flight.
+    pub closes_early: bool,
 }
 
 struct Idle {
@@ -141,7 +144,14 @@ struct Slot {
     idle: Vec<Idle>,
     waiters: VecDeque<oneshot::Sender<H1Lease>>,
     permits: Arc<Semaphore>,
+    /// Sticky for the worker's life: see [`Pool::mark_closes_early`].
+    closes_early: bool,
 }
+
+/// A pooled connection found closed after sitting idle less than this was closed by a
+/// backend that closes right after a response (no `Connection: close`), not by an idle
+/// timeout (those are seconds: Node.js's is 5 s, nginx's 75 s).
+pub const EARLY_CLOSE: Duration = Duration::from_millis(100);
 
 /// One worker's upstream connections.
 pub struct Pool {
@@ -172,6 +182,7 @@ impl Pool {
             idle: Vec::new(),
             waiters: VecDeque::new(),
             permits: Arc::new(Semaphore::new(self.max_per_addr)),
+            closes_early: false,
         });
         slot.permits.clone()
     }
@@ -182,15 +193,30 @@ impl Pool {
         let slot = map.get_mut(&addr)?;
         while let Some(idle) = slot.idle.pop() {
             let idle_for = idle.since.elapsed();
-            if !idle.send.is_closed() && idle_for < idle_timeout {
+            if idle.send.is_closed() {
+                slot.closes_early |= idle_for < EARLY_CLOSE;
+            } else if idle_for < idle_timeout {
                 return Some(H1Lease {
                     send: idle.send,
                     addr,
                     idle_for: Some(idle_for),
+                    closes_early: slot.closes_early,
                 });
             }
         }
         None
+    }
+
+    /// Notes that `addr`'s backend closed a connection moments after using it: from now on
+    /// this worker copies bodiless idempotent requests before reusing a connection to it, so a
+    /// close in flight costs a resend, not a failed request.
+    pub fn mark_closes_early(&self, addr: SocketAddr) {
+        if let Some(slot) = self.h1.borrow_mut().get_mut(&addr) {
+            if !slot.closes_early {
+                tracing::debug!(%addr, "backend closes connections right after responses; requests to it are replayable");
+            }
+            slot.closes_early = true;
+        }
     }
 
     /// Checks out an HTTP/1.1 connection to `addr`: an idle one unless `fresh`, else a new one
@@ -237,6 +263,7 @@ impl Pool {
             send,
             addr,
             idle_for: None,
+            closes_early: false,
         })
     }
 

@@ -326,7 +326,9 @@ impl AnalysisTemplate {
                 ("failureCondition", &m.failure_condition),
             ] {
                 if let Some(c) = cond {
-                    if let Err(e) = expr::compile(c) {
+                    if let Err(e) = check_condition(c) {
+                        err(format!("{p}.{field}"), e);
+                    } else if let Err(e) = expr::compile(c) {
                         err(format!("{p}.{field}"), format!("{c:?} does not parse: {e}"));
                     }
                 }
@@ -600,8 +602,45 @@ pub fn run_phase(metrics: impl IntoIterator<Item = RunPhase>) -> RunPhase {
     RunPhase::Successful
 }
 
+/// The longest condition accepted.
+pub const MAX_CONDITION_LEN: usize = 1024;
+/// The deepest nesting of brackets accepted in a condition.
+pub const MAX_CONDITION_DEPTH: usize = 8;
+
+/// Checks a condition's shape before anything parses it. expr-lang's parser takes time
+/// exponential in how deeply brackets nest: fuzzing found a 65-byte condition of unclosed
+/// `[` that ran for over 10 s, and a template is parsed on the API's request path. Real
+/// conditions are short and shallow (`len(result) > 0 && all(result, {# < 0.5})` nests 2).
+/// Brackets inside string literals count too: erring on the safe side.
+pub fn check_condition(text: &str) -> Result<(), String> {
+    if text.len() > MAX_CONDITION_LEN {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_CONDITION_LEN}",
+            text.len()
+        ));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_CONDITION_DEPTH {
+        return Err(format!(
+            "nests brackets {deepest} deep; at most {MAX_CONDITION_DEPTH}"
+        ));
+    }
+    Ok(())
+}
+
 /// Evaluates one condition over `result`; anything but a boolean is an error.
 pub fn condition(text: &str, value: &Value) -> Result<bool, String> {
+    check_condition(text).map_err(|e| format!("condition {text:?} {e}"))?;
     let mut env = expr::Environment::new();
     env.add_function("isNaN", |c| match c.args.as_slice() {
         [expr::Value::Float(f)] => Ok(f.is_nan().into()),

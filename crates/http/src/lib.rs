@@ -302,6 +302,73 @@ mod tests {
         assert!(text.to_lowercase().contains("refused"), "{text}");
     }
 
+    /// A CA, and an https server on loopback with a certificate it signed, answering once.
+    async fn https_once(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca_cert, &ca_key)
+            .unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_path = dir.join("ca.pem");
+        std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    continue;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = s.shutdown().await;
+            }
+        });
+        (format!("https://127.0.0.1:{}/x", addr.port()), ca_path)
+    }
+
+    #[tokio::test]
+    async fn https_is_checked_against_the_given_ca_only() {
+        let base = std::env::temp_dir().join(format!("vireo-http-tls-{}", std::process::id()));
+        let (url, ca) = https_once(&base.join("a")).await;
+        let (_, other_ca) = https_once(&base.join("b")).await;
+        let good = HttpClient::with_ca(Duration::from_secs(2), Some(&ca)).unwrap();
+        let a = good.get(&url, SHORT).await.unwrap();
+        assert_eq!(&a.body[..], b"ok");
+        let wrong = HttpClient::with_ca(Duration::from_secs(2), Some(&other_ca)).unwrap();
+        let e = wrong.get(&url, SHORT).await.unwrap_err().to_string();
+        assert!(e.to_lowercase().contains("certificate"), "{e}");
+        // The system's roots do not know a private CA either.
+        let e = HttpClient::default()
+            .get(&url, SHORT)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.to_lowercase().contains("certificate"), "{e}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
     #[test]
     fn a_ca_file_without_certificates_is_named() {
         let path = std::env::temp_dir().join(format!("vireo-http-ca-{}", std::process::id()));

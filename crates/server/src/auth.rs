@@ -298,10 +298,12 @@ impl AuthState {
     ) -> Result<Principal, Refusal> {
         if let Some(value) = headers.get(header::AUTHORIZATION) {
             let text = value.to_str().unwrap_or("");
+            // The scheme is case-insensitive (RFC 9110 §11.1).
             let credential = text
-                .strip_prefix("Bearer ")
-                .or_else(|| text.strip_prefix("bearer "))
-                .map(str::trim)
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, c)| c.trim())
+                .filter(|c| !c.is_empty())
                 .ok_or_else(|| {
                     Refusal::unauthenticated("Authorization must be \"Bearer <token>\"".into())
                 })?;

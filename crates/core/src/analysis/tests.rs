@@ -411,3 +411,32 @@ fn no_data_is_never_a_verdict_unless_the_condition_asks() {
         MeasurementPhase::Error
     );
 }
+
+/// Found by fuzzing (`fuzz/`, target `analysis_condition`): this condition kept expr-lang's
+/// parser busy for over 10 s. It is refused, saying why, before anything parses it — at
+/// template validation and at evaluation.
+#[test]
+fn a_deeply_nested_condition_is_refused_before_it_is_parsed() {
+    let found = "kssN[[iNs[[Na[[[[c[[if[[is[[[[[_[[Z[[[[if[[[[if[[is[[[[[_[[Z[[[[[";
+    let e = condition(found, &Value::Scalar(0.5)).unwrap_err();
+    assert!(e.contains("nests brackets"), "{e}");
+    let template = format!(
+        "apiVersion: vireo.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata: {{ name: t }}\nspec:\n  metrics:\n    - name: m\n      successCondition: '{found}'\n      provider: {{ proxy: {{ metric: success-rate, window: 10s }} }}\n"
+    );
+    let e = AnalysisTemplate::parse(&template).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|f| f.path.ends_with("successCondition") && f.reason.contains("nests brackets")),
+        "{e}"
+    );
+    // Real conditions pass.
+    for ok in [
+        "result >= 0.99",
+        "len(result) > 0 && all(result, {# < 0.5})",
+        "isNaN(result) || result[0] < 0.25",
+    ] {
+        assert!(check_condition(ok).is_ok(), "{ok}");
+    }
+    assert!(check_condition(&"1 + ".repeat(300)).is_err(), "too long");
+}
