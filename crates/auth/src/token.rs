@@ -13,12 +13,7 @@ pub const PREFIX: &str = "vireo_";
 
 /// A token's stored form: the hex SHA-256 of the whole token text.
 pub fn hash(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("{:x}", Sha256::digest(token.as_bytes()))
 }
 
 /// A fresh token.

@@ -197,13 +197,20 @@ impl SigningKey {
 /// Writes a private key: created with mode 0600 under a temporary name, fsynced, then renamed,
 /// so a crash leaves either no key or a whole one.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic(path, bytes, 0o600)
+}
+
+/// Writes `bytes` to `path` so a crash leaves the old file or the whole new one: a temporary
+/// file created with `mode`, fsynced, renamed over `path`, the directory fsynced. Keys, tokens
+/// and certificates are all written this way.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp); // a leftover keeps its old mode otherwise
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
+        .create_new(true)
+        .mode(mode)
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

@@ -241,9 +241,13 @@ impl AuthState {
                 "vireo serve (first start)",
             )
             .map_err(|e| AuthSetupError::Config(e.to_string()))?;
-        write_secret(&path, &secret).map_err(|source| AuthSetupError::File {
-            path: path.clone(),
-            source,
+        // Readable by this user only; a crash leaves no file or the whole token.
+        let text = format!("{secret}\n");
+        vireo_evidence::keys::write_atomic(&path, text.as_bytes(), 0o600).map_err(|source| {
+            AuthSetupError::File {
+                path: path.clone(),
+                source,
+            }
         })?;
         Ok(Some(path))
     }
@@ -326,24 +330,6 @@ impl AuthState {
         }
         self.allowed_origins.iter().any(|o| o == origin)
     }
-}
-
-/// Writes a secret to a new file only this user can read, atomically (temp file, fsync,
-/// rename): a crash leaves either no file or the whole token.
-pub fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(secret.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// A refused request: 401, 403 or 503 with a JSON body that says what is missing.

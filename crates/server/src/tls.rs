@@ -218,22 +218,10 @@ pub fn auto(data_dir: &Path, listen: SocketAddr) -> Result<(TlsFiles, PathBuf), 
     Ok((files, ca_path))
 }
 
-/// Writes `text` to `path` atomically (temp, fsync, rename), 0600 when `secret`.
+/// Writes one of the files, 0600 when `secret`.
 fn write(path: &Path, text: &str, secret: bool) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if secret { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(|e| file_error(&tmp, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| file_error(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_error(path, e))
+    let mode = if secret { 0o600 } else { 0o644 };
+    vireo_evidence::keys::write_atomic(path, text.as_bytes(), mode).map_err(|e| file_error(path, e))
 }
 
 #[cfg(test)]
