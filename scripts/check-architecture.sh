@@ -18,6 +18,9 @@ declare -A forbidden=(
   [vireo-engine]="axum pingora"
   [vireo-server]="pingora"
   [vireo-auth]="rusqlite axum pingora sigstore"
+  # The Kubernetes resources are a wire API: no client, runtime or store (the controller is
+  # another crate).
+  [vireo-k8s-api]="tokio hyper hyper-util axum rusqlite pingora sigstore kube-client kube-runtime"
   # The data plane: no database, no API server, no evidence stack, and the request path on hyper
   # + tower, not pingora's proxy framework (the data-plane issue's measurements; see
   # ARCHITECTURE.md). No Vireo crate but the allowed ones, below.
@@ -31,6 +34,7 @@ declare -A vireo_allowed=(
   [vireo-api]="vireo-api vireo-core vireo-types"
   [vireo-evidence]="vireo-evidence vireo-core vireo-types"
   [vireo-auth]="vireo-auth vireo-http"
+  [vireo-k8s-api]="vireo-k8s-api vireo-core vireo-types"
 )
 
 tree() {

