@@ -16,7 +16,9 @@ declare -A forbidden=(
   [vireo-evidence]="rusqlite hyper-util axum pingora"
   [vireo-store]="hyper-util axum pingora"
   [vireo-engine]="axum pingora"
-  [vireo-server]="pingora"
+  [vireo-server]="pingora vireo-kubesim"
+  # The API simulator is a test fixture: nothing that ships links it.
+  [vireo-control]="vireo-kubesim"
   [vireo-auth]="rusqlite axum pingora sigstore"
   # The Kubernetes resources are a wire API: no client, runtime or store (the controller is
   # another crate).
