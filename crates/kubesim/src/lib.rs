@@ -28,6 +28,7 @@
 //! discovery (kubectl falls back to legacy), multiple versions of one resource, and
 //! resourceVersion semantics on list beyond "the latest".
 
+pub mod controllers;
 pub mod error;
 mod http;
 pub mod registry;
@@ -69,6 +70,8 @@ pub struct Options {
     /// The bearer token clients must send; the kubeconfig carries it.
     pub token: String,
     pub bookmark_interval: Duration,
+    /// The simulated ReplicaSet, kubelet and EndpointSlice controllers.
+    pub controllers: controllers::ControllerOptions,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: "kubesim-admin".into(),
             bookmark_interval: Duration::from_secs(5),
+            controllers: Default::default(),
         }
     }
 }
@@ -90,6 +94,7 @@ pub struct Running {
     /// The CA that signed the server's certificate (PEM).
     pub ca_pem: String,
     task: tokio::task::JoinHandle<()>,
+    controllers: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -115,6 +120,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
+        self.controllers.abort();
     }
 }
 
@@ -146,7 +152,9 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let app = http::router(shared);
     let task = tokio::spawn(serve(listener, app, made.config));
+    let controllers = tokio::spawn(controllers::run(cluster.clone(), opts.controllers.clone()));
     Ok(Running {
+        controllers,
         addr,
         cluster,
         tokens,

@@ -109,3 +109,124 @@ async fn the_watcher_sees_changes_and_a_stale_version_is_gone() {
         other => panic!("expected 410 Gone, got {other:?}"),
     }
 }
+
+async fn wait_for<T, F: Fn() -> Fut, Fut: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    f: F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn replicasets_make_ready_pods_and_services_get_endpoint_slices() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use kube::api::{ListParams, Patch, PatchParams};
+
+    let sim = vireo_kubesim::start(Default::default()).await.unwrap();
+    let client = client(&sim).await;
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let rs = |name: &str, hash: &str, replicas: i32, fail: bool| -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"replicas": replicas,
+                "selector": {"matchLabels": {"app": "web", "hash": hash}},
+                "template": {"metadata": {"labels": {"app": "web", "hash": hash},
+                        "annotations": if fail { serde_json::json!({vireo_kubesim::controllers::FAIL_ANNOTATION: "true"}) } else { serde_json::json!({}) }},
+                    "spec": {"containers": [{"name": "web", "image": "web:1", "ports": [{"name": "http", "containerPort": 8080}]}]}}}
+        }))
+        .unwrap()
+    };
+    sets.create(&PostParams::default(), &rs("web-a", "a", 3, false))
+        .await
+        .unwrap();
+    sets.create(&PostParams::default(), &rs("web-b", "b", 1, true))
+        .await
+        .unwrap();
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+
+    wait_for("web-a ready", || async {
+        let s = sets.get("web-a").await.ok()?.status?;
+        (s.ready_replicas == Some(3)).then_some(())
+    })
+    .await;
+    let slice = wait_for("an EndpointSlice with the 3 ready pods", || async {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await
+            .ok()?;
+        let s = list.items.into_iter().next()?;
+        let ready = s
+            .endpoints
+            .iter()
+            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .count();
+        (ready == 3 && s.endpoints.len() == 4).then_some(s)
+    })
+    .await;
+    assert_eq!(
+        slice.ports.unwrap()[0].port,
+        Some(8080),
+        "the named targetPort resolves to the container port"
+    );
+    let b_pods = pods
+        .list(&ListParams::default().labels("hash=b"))
+        .await
+        .unwrap();
+    assert_eq!(b_pods.items.len(), 1);
+    let b_status = sets.get("web-b").await.unwrap().status.unwrap();
+    assert_eq!(
+        b_status.ready_replicas,
+        Some(0),
+        "a pod told to fail never becomes ready"
+    );
+
+    sets.patch(
+        "web-a",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    wait_for("web-a scaled to 1", || async {
+        let n = pods
+            .list(&ListParams::default().labels("hash=a"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 1).then_some(())
+    })
+    .await;
+    // Deleting the ReplicaSet collects its pods.
+    sets.delete("web-a", &Default::default()).await.unwrap();
+    wait_for("web-a's pods collected", || async {
+        let n = pods
+            .list(&ListParams::default().labels("hash=a"))
+            .await
+            .ok()?
+            .items
+            .len();
+        (n == 0).then_some(())
+    })
+    .await;
+}
