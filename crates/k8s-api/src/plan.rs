@@ -1,0 +1,271 @@
+//! What the controller should make of the world, as a pure function of what it observed: which
+//! ReplicaSets run how many pods, which pod-template hash each Service selects, and whether
+//! the control plane needs a new rollout. The reconciler ([`vireo-k8s`]) reads the world,
+//! calls [`plan`], and writes the difference; being a function of observations only, a plan
+//! is the same after a restart (level-triggered).
+//!
+//! The replica rule is Argo Rollouts': the canary runs `ceil(weight × replicas / 100)` pods;
+//! the stable keeps all `replicas` until the promotion, unless `dynamicStableScale` shrinks it
+//! to the rest. The scale-down delays are deadlines written on the ReplicaSet (an annotation,
+//! as Argo's `scale-down-deadline`), so they survive a restart of the controller.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use vireo_core::rollout::{Millis, Phase};
+
+/// The label that pins pods, ReplicaSets and Service selectors to one template (Argo's name,
+/// so dashboards and queries written for Argo keep working).
+pub const HASH_LABEL: &str = "rollouts-pod-template-hash";
+/// Milliseconds since the epoch after which a ReplicaSet is scaled to zero.
+pub const SCALE_DOWN_DEADLINE: &str = "vireo.dev/scale-down-deadline";
+/// Default for both `scaleDownDelaySeconds` and `abortScaleDownDelaySeconds` (Argo's).
+pub const DEFAULT_SCALE_DOWN_DELAY_S: i32 = 30;
+
+/// A stable hash of a pod template: FNV-1a (32 bit) over its canonical JSON, written with
+/// Kubernetes' safe alphabet (no vowels, so no words). Argo hashes Go's in-memory form, which
+/// cannot be reproduced outside Go, so the values differ from Argo's.
+pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
+    let mut t = template.clone();
+    // The hash label is ours to add; it must not change the hash.
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(HASH_LABEL);
+    }
+    // serde_json's maps are ordered by key: the text is canonical.
+    let value = serde_json::to_value(&t).unwrap_or_default();
+    let text = value.to_string();
+    let mut h: u32 = 0x811c_9dc5;
+    for b in text.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    safe_encode(&h.to_string())
+}
+
+/// Kubernetes' `rand.SafeEncodeString`: each character mapped onto an alphabet without vowels.
+fn safe_encode(s: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    s.bytes()
+        .map(|b| ALPHABET[b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Argo's rule: the canary's pods for a weight.
+pub fn canary_replicas(replicas: i32, weight: u8) -> i32 {
+    let r = i64::from(replicas.max(0));
+    ((r * i64::from(weight) + 99) / 100) as i32
+}
+
+/// The stable's pods while a canary holds `weight`.
+pub fn stable_replicas(replicas: i32, weight: u8, dynamic: bool) -> i32 {
+    if dynamic {
+        (replicas.max(0) - canary_replicas(replicas, weight)).max(0)
+    } else {
+        replicas.max(0)
+    }
+}
+
+/// What the control plane's store says about the rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// The pod-template hash the stored rollout treats as stable, and the canary's.
+    pub stable: String,
+    pub canary: String,
+    pub phase: Phase,
+    pub weight: u8,
+    /// Ended with nothing left to do (drained after an abort).
+    pub settled: bool,
+}
+
+/// One ReplicaSet the controller owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedSet {
+    pub hash: String,
+    pub replicas: i32,
+    pub deadline: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// `spec.replicas` (default 1).
+    pub replicas: i32,
+    /// The hash of `spec.template` now.
+    pub hash: String,
+    pub stored: Option<Stored>,
+    /// The hash the stable Service selects today, if it selects one of our ReplicaSets.
+    pub stable_service: Option<String>,
+    pub sets: Vec<ObservedSet>,
+    pub dynamic_stable_scale: bool,
+    pub scale_down_delay_ms: Millis,
+    pub abort_scale_down_delay_ms: Millis,
+    pub now: Millis,
+}
+
+/// One ReplicaSet as it should be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetPlan {
+    pub hash: String,
+    pub replicas: i32,
+    /// Write this scale-down deadline (the ReplicaSet still runs `replicas` until then).
+    pub deadline: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Give the control plane a rollout from `stable` to `canary` (both hashes).
+    pub apply: Option<(String, String)>,
+    pub sets: Vec<SetPlan>,
+    /// The hash each Service selects.
+    pub stable_selector: String,
+    pub canary_selector: String,
+    /// The earliest deadline still to come: reconcile again then.
+    pub wake_at: Option<Millis>,
+}
+
+/// The plan for one Rollout.
+pub fn plan(o: &Observed) -> Plan {
+    let mut p = Plan {
+        apply: None,
+        sets: Vec::new(),
+        stable_selector: o.hash.clone(),
+        canary_selector: o.hash.clone(),
+        wake_at: None,
+    };
+    let stable = match &o.stored {
+        // The stored rollout knows; once it completed, its canary is the stable.
+        Some(s) if s.phase == Phase::Completed => s.canary.clone(),
+        Some(s) => s.stable.clone(),
+        None => o.stable_service.clone().unwrap_or_else(|| o.hash.clone()),
+    };
+    let stored_current = o.stored.as_ref().filter(|s| s.canary == o.hash);
+    if stable != o.hash && stored_current.is_none() {
+        // A new template: the control plane runs it as the canary of the stable one.
+        p.apply = Some((stable.clone(), o.hash.clone()));
+    }
+    p.stable_selector = stable.clone();
+    p.canary_selector = o.hash.clone();
+
+    // Pods per hash for what the store says now.
+    let (stable_n, canary_n, canary_done) = match stored_current {
+        None if stable == o.hash => (o.replicas, o.replicas, false),
+        // Not yet in the store: the canary starts when the control plane materializes it.
+        None => (o.replicas, 0, false),
+        Some(s) => match s.phase {
+            Phase::Completed => (o.replicas, o.replicas, false),
+            // The canary keeps what it has until drained (below).
+            Phase::Aborted | Phase::RolledBack => (o.replicas, 0, true),
+            Phase::Pending | Phase::GateEval | Phase::AwaitingApproval => (o.replicas, 0, false),
+            _ => {
+                // Materialized: at least one canary pod, so there is something to judge.
+                let c = canary_replicas(o.replicas, s.weight).max(1);
+                (
+                    stable_replicas(o.replicas, s.weight, o.dynamic_stable_scale),
+                    c,
+                    false,
+                )
+            }
+        },
+    };
+    let observed = |hash: &str| o.sets.iter().find(|s| s.hash == hash);
+    let wake = |at: Millis, p: &mut Plan| {
+        p.wake_at = Some(p.wake_at.map_or(at, |w: Millis| w.min(at)));
+    };
+    if stable == o.hash {
+        p.sets.push(SetPlan {
+            hash: stable.clone(),
+            replicas: o.replicas,
+            deadline: None,
+        });
+    } else {
+        p.sets.push(SetPlan {
+            hash: stable.clone(),
+            replicas: stable_n,
+            deadline: None,
+        });
+        // The canary: after an abort it keeps its pods until drained plus the delay.
+        let settled = stored_current.is_some_and(|s| s.settled);
+        let canary = if canary_done {
+            let keep = observed(&o.hash).map_or(0, |s| s.replicas);
+            match (settled, observed(&o.hash).and_then(|s| s.deadline)) {
+                (false, _) => SetPlan {
+                    hash: o.hash.clone(),
+                    replicas: keep,
+                    deadline: None,
+                },
+                (true, None) => {
+                    let at = o.now + o.abort_scale_down_delay_ms;
+                    wake(at, &mut p);
+                    SetPlan {
+                        hash: o.hash.clone(),
+                        replicas: keep,
+                        deadline: Some(at),
+                    }
+                }
+                (true, Some(at)) if o.now < at => {
+                    wake(at, &mut p);
+                    SetPlan {
+                        hash: o.hash.clone(),
+                        replicas: keep,
+                        deadline: None,
+                    }
+                }
+                (true, Some(_)) => SetPlan {
+                    hash: o.hash.clone(),
+                    replicas: 0,
+                    deadline: None,
+                },
+            }
+        } else {
+            SetPlan {
+                hash: o.hash.clone(),
+                replicas: canary_n,
+                deadline: None,
+            }
+        };
+        p.sets.push(canary);
+        if canary_done {
+            // Traffic is back on the stable: the canary Service follows the canary still,
+            // so its last requests drain where they were.
+            p.canary_selector = o.hash.clone();
+        }
+    }
+    // Every other ReplicaSet (an older stable after a promotion, an abandoned canary): down
+    // after the promotion delay.
+    for s in &o.sets {
+        if p.sets.iter().any(|x| x.hash == s.hash) {
+            continue;
+        }
+        let plan = match s.deadline {
+            _ if s.replicas == 0 => SetPlan {
+                hash: s.hash.clone(),
+                replicas: 0,
+                deadline: None,
+            },
+            None => {
+                let at = o.now + o.scale_down_delay_ms;
+                wake(at, &mut p);
+                SetPlan {
+                    hash: s.hash.clone(),
+                    replicas: s.replicas,
+                    deadline: Some(at),
+                }
+            }
+            Some(at) if o.now < at => {
+                wake(at, &mut p);
+                SetPlan {
+                    hash: s.hash.clone(),
+                    replicas: s.replicas,
+                    deadline: None,
+                }
+            }
+            Some(_) => SetPlan {
+                hash: s.hash.clone(),
+                replicas: 0,
+                deadline: None,
+            },
+        };
+        p.sets.push(plan);
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests;
