@@ -17,6 +17,9 @@ declare -A forbidden=(
   [vireo-store]="hyper-util axum pingora"
   [vireo-engine]="axum pingora"
   [vireo-server]="pingora vireo-kubesim"
+  # The controller drives the engine through its Handle, as the API does; it is not part of
+  # the API server, and never links the simulator it is tested against.
+  [vireo-k8s]="axum pingora vireo-server vireo-kubesim"
   # The API simulator is a test fixture: nothing that ships links it.
   [vireo-control]="vireo-kubesim"
   [vireo-auth]="rusqlite axum pingora sigstore"

@@ -1,11 +1,12 @@
 //! `vireo`: the control plane binary. Argument parsing, logging and exit codes; everything
 //! else is in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use http::Method;
 use vireo_control::client::{self, Client};
@@ -108,6 +109,15 @@ enum Command {
         /// The certificate's private key (PEM).
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Kubernetes mode: also run the controller, which drives Rollout resources
+        /// (vireo.dev/v1alpha1, see crds/) through ReplicaSets and Service selectors. The
+        /// cluster comes from --kubeconfig, $KUBECONFIG, ~/.kube/config or the pod's service
+        /// account, as kubectl finds it.
+        #[arg(long)]
+        kubernetes: bool,
+        /// The kubeconfig for --kubernetes.
+        #[arg(long, value_name = "FILE", requires = "kubernetes")]
+        kubeconfig: Option<PathBuf>,
     },
     /// Feature flags (OpenFeature; evaluated over OFREP at /ofrep/v1/…).
     Flag(FlagArgs),
@@ -492,6 +502,8 @@ fn main() -> ExitCode {
                 tls,
                 tls_cert,
                 tls_key,
+                kubernetes,
+                kubeconfig,
             } => {
                 let tls = match (tls, tls_cert, tls_key) {
                     (Some(_), _, _) => Some(process::TlsChoice::Auto),
@@ -500,9 +512,18 @@ fn main() -> ExitCode {
                     }
                     _ => None,
                 };
-                run_serve(config, listen, data_dir, signing_key, event_sink, tls)
-                    .await
-                    .map(|()| 0)
+                let kubernetes = kubernetes.then_some(kubeconfig);
+                run_serve(
+                    config,
+                    listen,
+                    data_dir,
+                    signing_key,
+                    event_sink,
+                    tls,
+                    kubernetes,
+                )
+                .await
+                .map(|()| 0)
             }
             Command::Flag(args) => flag(args).await,
             Command::Events(args) => events(args).await,
@@ -559,6 +580,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// A client for the cluster of `--kubeconfig`, or the one kubectl would use.
+async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .with_context(|| format!("using the kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer().await.context(
+            "no Kubernetes cluster found (pass --kubeconfig, set KUBECONFIG, or run in a pod)",
+        )?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
 async fn run_serve(
     config: Option<PathBuf>,
     listen: Option<String>,
@@ -566,6 +604,7 @@ async fn run_serve(
     signing_key: Option<PathBuf>,
     event_sink: Option<String>,
     tls: Option<process::TlsChoice>,
+    kubernetes: Option<Option<PathBuf>>,
 ) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => ControlConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -580,10 +619,24 @@ async fn run_serve(
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
     })?;
+    // Kubernetes mode: the workloads are ReplicaSets, and the controller runs beside the API.
+    let kube = match &kubernetes {
+        None => None,
+        Some(path) => Some(kube_client(path.as_deref()).await?),
+    };
+    let sources = vireo_k8s::workloads::Sources::default();
+    let workloads: Arc<dyn vireo_engine::workload::Workloads> = match &kube {
+        None => Arc::new(vireo_engine::workload::Recorded),
+        Some(client) => Arc::new(vireo_k8s::workloads::ReplicaSets {
+            client: client.clone(),
+            sources: sources.clone(),
+            deadline: Duration::from_secs(600),
+        }),
+    };
     let control = process::start(
         listener,
         &data_dir,
-        Arc::new(vireo_engine::workload::Recorded),
+        workloads,
         process::Options {
             static_routes: file.routes,
             signing_key: signing_key.or(file.signing_key),
@@ -598,6 +651,11 @@ async fn run_serve(
     .await?;
     let handle = control.handle;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
+    if let Some(client) = kube {
+        let ctx = vireo_k8s::Context::new(client, handle.clone(), sources);
+        tokio::spawn(vireo_k8s::run(ctx));
+        tracing::info!("Kubernetes mode: reconciling vireo.dev Rollouts");
+    }
     if let Some(ca) = &control.tls_ca {
         eprintln!(
             "vireo: serving https; clients trust {} (vireo --ca, vireo-proxy --control-ca)",

@@ -236,13 +236,20 @@ pub fn to_core(
     if let Some(ns) = &ro.metadata.namespace {
         metadata["namespace"] = json!(ns);
     }
-    for (field, map) in [
-        ("labels", &ro.metadata.labels),
-        ("annotations", &ro.metadata.annotations),
-    ] {
-        if let Some(map) = map.as_ref().filter(|m| !m.is_empty()) {
-            metadata[field] = json!(map);
-        }
+    if let Some(labels) = ro.metadata.labels.as_ref().filter(|m| !m.is_empty()) {
+        metadata["labels"] = json!(labels);
+    }
+    // Only Vireo's annotations mean anything to the engine (kubectl's last-applied
+    // configuration, for one, is a copy of the whole object).
+    let annotations: std::collections::BTreeMap<&String, &String> = ro
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("vireo.dev/"))
+        .collect();
+    if !annotations.is_empty() {
+        metadata["annotations"] = json!(annotations);
     }
     let doc = json!({
         "apiVersion": spec::API_VERSION,

@@ -152,9 +152,9 @@ pub fn plan(o: &Observed) -> Plan {
             Phase::Completed => (o.replicas, o.replicas, false),
             // The canary keeps what it has until drained (below).
             Phase::Aborted | Phase::RolledBack => (o.replicas, 0, true),
-            Phase::Pending | Phase::GateEval | Phase::AwaitingApproval => (o.replicas, 0, false),
             _ => {
-                // Materialized: at least one canary pod, so there is something to judge.
+                // From `Pending` on (the engine materializes the canary first, then gates and
+                // waits for approval): at least one canary pod, so there is something to judge.
                 let c = canary_replicas(o.replicas, s.weight).max(1);
                 (
                     stable_replicas(o.replicas, s.weight, o.dynamic_stable_scale),

@@ -269,7 +269,9 @@ impl Cluster {
         if t.group == "apiextensions.k8s.io" {
             register_crd(&mut s, &mut obj)?;
         }
-        Ok(self.commit(&mut s, t, ns, &name, obj, EventType::Added))
+        let out = self.commit(&mut s, t, ns, &name, obj, EventType::Added);
+        self.mirror_event(&mut s, t, ns, &name, &out);
+        Ok(out)
     }
 
     /// PUT: replaces the object (or its status, or its scale), checking resourceVersion.
@@ -345,6 +347,22 @@ impl Cluster {
         };
         match kind {
             PatchType::Json => {
+                // As the API server's JSON patch library does (and kube-rs' finalizer helper
+                // relies on): `test` of a missing path against null succeeds.
+                let patch = match patch {
+                    Value::Array(ops) => Value::Array(
+                        ops.into_iter()
+                            .filter(|op| {
+                                !(op["op"] == "test"
+                                    && op["value"].is_null()
+                                    && op["path"]
+                                        .as_str()
+                                        .is_some_and(|p| patched.pointer(p).is_none()))
+                            })
+                            .collect(),
+                    ),
+                    other => other,
+                };
                 let ops: json_patch::Patch = serde_json::from_value(patch)
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
                 json_patch::patch(&mut patched, &ops).map_err(|e| {
@@ -529,7 +547,51 @@ impl Cluster {
             s.objects.insert(key(t, ns, name), next);
             return Ok(self.remove(s, t, ns, name));
         }
-        Ok(self.commit(s, t, ns, name, next, EventType::Modified))
+        let out = self.commit(s, t, ns, name, next, EventType::Modified);
+        self.mirror_event(s, t, ns, name, &out);
+        Ok(out)
+    }
+
+    /// `events.k8s.io/v1` and core `v1` Events are one store in a real API server: an event
+    /// written through the first is readable through the second (`kubectl get events`).
+    fn mirror_event(&self, s: &mut State, t: &ResourceType, ns: &str, name: &str, ev: &Value) {
+        if t.group != "events.k8s.io" {
+            return;
+        }
+        let Some(core) = s.types.get(&(String::new(), "events".to_string())).cloned() else {
+            return;
+        };
+        let series_count = ev["series"]["count"].as_i64().unwrap_or(1);
+        let mut v1 = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": ev["regarding"],
+            "reason": ev["reason"],
+            "message": ev["note"],
+            "type": ev["type"],
+            "action": ev["action"],
+            "source": {"component": ev["reportingController"]},
+            "reportingComponent": ev["reportingController"],
+            "reportingInstance": ev["reportingInstance"],
+            "firstTimestamp": ev["eventTime"],
+            "lastTimestamp": ev["series"]["lastObservedTime"].as_str().map(|_| ev["series"]["lastObservedTime"].clone()).unwrap_or(ev["eventTime"].clone()),
+            "count": series_count,
+        });
+        let k = key(&core, ns, name);
+        let kind = match s.objects.get(&k) {
+            Some(old) => {
+                v1["metadata"] = old["metadata"].clone();
+                EventType::Modified
+            }
+            None => {
+                s.uid += 1;
+                v1["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012x}", s.uid));
+                v1["metadata"]["creationTimestamp"] = json!(now());
+                EventType::Added
+            }
+        };
+        self.commit(s, &core, ns, name, v1, kind);
     }
 
     fn commit(

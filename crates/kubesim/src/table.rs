@@ -49,6 +49,13 @@ fn columns(t: &ResourceType) -> Vec<Column> {
             age,
         ]),
         "Lease" => cols.extend([col("Holder", "string", ".spec.holderIdentity"), age]),
+        "Event" if t.group.is_empty() => cols.extend([
+            col("Type", "string", ".type"),
+            col("Reason", "string", ".reason"),
+            col("Object", "string", "#object"),
+            col("Message", "string", ".message"),
+            age,
+        ]),
         _ => cols.push(age),
     }
     cols
@@ -66,6 +73,14 @@ fn cell(c: &Column, obj: &Value) -> Value {
             .unwrap_or(0);
         let ready = statuses.iter().filter(|s| s["ready"] == true).count();
         return json!(format!("{ready}/{total}"));
+    }
+    if c.json_path == "#object" {
+        let o = &obj["involvedObject"];
+        return json!(format!(
+            "{}/{}",
+            o["kind"].as_str().unwrap_or_default().to_lowercase(),
+            o["name"].as_str().unwrap_or_default()
+        ));
     }
     let v = get_path(obj, &c.json_path);
     match (c.type_.as_str(), &v) {

@@ -158,3 +158,15 @@ fn the_hash_ignores_its_own_label_and_changes_with_the_template() {
     v2.spec.as_mut().unwrap().containers[0].image = Some("x:2".into());
     assert_ne!(pod_template_hash(&v2), h);
 }
+
+#[test]
+fn the_canary_starts_as_soon_as_the_engine_has_the_rollout() {
+    // The engine materializes the canary in Pending (before the gate and any approval).
+    for phase in [Phase::Pending, Phase::GateEval, Phase::AwaitingApproval] {
+        assert_eq!(
+            replicas(&plan(&observed(stored(phase, 0, false))), "new"),
+            1,
+            "{phase:?}"
+        );
+    }
+}

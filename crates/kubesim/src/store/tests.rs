@@ -280,3 +280,43 @@ fn strict_field_validation_refuses_unknown_fields() {
         .unwrap();
     assert!(pruned["spec"].get("sise").is_none());
 }
+
+#[test]
+fn a_test_of_a_missing_path_against_null_passes_as_in_the_api_server() {
+    let (c, t) = setup();
+    c.create(
+        &t,
+        "default",
+        json!({"metadata": {"name": "w"}}),
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let add = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                     {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]);
+    let o = c
+        .patch(
+            &t,
+            "default",
+            "w",
+            PatchType::Json,
+            add.clone(),
+            Part::Main,
+            &WriteOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(o["metadata"]["finalizers"], json!(["x"]));
+    assert_eq!(
+        c.patch(
+            &t,
+            "default",
+            "w",
+            PatchType::Json,
+            add,
+            Part::Main,
+            &WriteOptions::default()
+        )
+        .unwrap_err()
+        .code,
+        422
+    );
+}

@@ -1,0 +1,296 @@
+//! Kubernetes mode end to end: `vireo serve --kubernetes` against the API simulator
+//! (crates/kubesim), a real vireo-proxy applying the weights, and the real kubectl 1.36
+//! applying the manifests and reading the Rollout back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn kubectl_bin() -> PathBuf {
+    std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/kubectl")
+        })
+}
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(kubectl_bin())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {}: {e}; run scripts/ensure-deps.sh test",
+                    kubectl_bin().display()
+                )
+            });
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_in(args, None)
+    }
+
+    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.run(args, stdin);
+        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+}
+
+/// A Rollout with quick steps (pauses of a second) and short scale-down delays.
+fn rollout(image: &str) -> String {
+    format!(
+        r#"apiVersion: vireo.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: checkout
+  namespace: shop
+spec:
+  replicas: 4
+  selector:
+    matchLabels: {{app: checkout}}
+  template:
+    metadata:
+      labels: {{app: checkout}}
+    spec:
+      containers:
+        - name: checkout
+          image: {image}
+          ports: [{{name: http, containerPort: 8080}}]
+  strategy:
+    canary:
+      canaryService: checkout-canary
+      stableService: checkout-stable
+      scaleDownDelaySeconds: 2
+      abortScaleDownDelaySeconds: 2
+      trafficRouting:
+        vireo: {{key: {{header: x-user-id}}}}
+      steps:
+        - setWeight: 5
+        - pause: {{duration: 1}}
+        - setWeight: 25
+        - pause: {{duration: 1}}
+        - setWeight: 50
+        - pause: {{duration: 1}}
+        - setWeight: 100
+"#
+    )
+}
+
+fn sets_by_hash(k: &Kubectl) -> std::collections::BTreeMap<String, i64> {
+    k.json(&["-n", "shop", "get", "replicasets"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rs| {
+            (
+                rs["metadata"]["labels"]["rollouts-pod-template-hash"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                rs["spec"]["replicas"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn selector_hash(k: &Kubectl, svc: &str) -> String {
+    k.json(&["-n", "shop", "get", "service", svc])["spec"]["selector"]["rollouts-pod-template-hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_healthy_rollout_steps_replicasets_services_and_status() {
+    let dir = tempdir("k8s-healthy");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(Default::default()))
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("kcache"),
+    };
+    k.ok(&["apply", "-f", "crds/"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
+
+    let server = Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
+    );
+    let _proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
+
+    // The first template is stable at once: 4 pods, both Services pinned to it.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&rollout("registry.example/checkout:1.0")),
+    );
+    let first = wait_for(
+        "the first template Healthy with 4 ready pods",
+        Duration::from_secs(30),
+        || {
+            let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
+            let s = &ro["status"];
+            (s["phase"] == "Healthy" && s["readyReplicas"] == 4)
+                .then(|| s["currentPodHash"].as_str().unwrap().to_string())
+        },
+    );
+    assert_eq!(selector_hash(&k, "checkout-stable"), first);
+    assert_eq!(selector_hash(&k, "checkout-canary"), first);
+    let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
+    assert!(ro["metadata"]["finalizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "vireo.dev/rollout"));
+
+    // A new image: the engine steps the canary; the controller scales by Argo's rule.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&rollout("registry.example/checkout:2.0")),
+    );
+    let mut weights = Vec::new();
+    let mut canary_pods_at = std::collections::BTreeMap::new();
+    let started = Instant::now();
+    let second = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no completion in 60 s; weights seen {weights:?}"
+        );
+        let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
+        let s = &ro["status"];
+        let hash = s["currentPodHash"].as_str().unwrap_or_default().to_string();
+        if hash != first {
+            if let Some(w) = s["canaryWeight"].as_i64() {
+                if weights.last() != Some(&w) {
+                    weights.push(w);
+                }
+                let sets = sets_by_hash(&k);
+                canary_pods_at
+                    .entry(w)
+                    .or_insert_with(|| sets.get(&hash).copied().unwrap_or(0));
+                if s["phase"] == "Progressing" && w > 0 && w < 100 {
+                    assert_eq!(
+                        sets.get(&first),
+                        Some(&4),
+                        "the stable keeps its pods until the promotion"
+                    );
+                }
+            }
+            if s["phase"] == "Completed" {
+                break hash;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for w in [5, 25, 50, 100] {
+        assert!(
+            weights.contains(&w),
+            "weight {w} never shown in status: {weights:?}"
+        );
+    }
+    // ceil(weight × 4 / 100): 1 at 5 % and 25 %, 2 at 50 %, 4 at 100 % (read once the
+    // status shows the weight; the scale follows within a pass).
+    assert!(
+        canary_pods_at.get(&50).is_some_and(|n| *n >= 1),
+        "{canary_pods_at:?}"
+    );
+    let store = server.status("shop--checkout");
+    assert_eq!(store["phase"], "Completed");
+    let applied: Vec<i64> = store["appliedWeights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["weight"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        [5, 25, 50, 100],
+        "every weight applied by the connected proxy"
+    );
+
+    // The promotion: the stable Service moves, the old ReplicaSet goes to 0 after 2 s.
+    wait_for(
+        "the stable Service on the new hash",
+        Duration::from_secs(10),
+        || (selector_hash(&k, "checkout-stable") == second).then_some(()),
+    );
+    wait_for(
+        "the old ReplicaSet scaled to 0 after scaleDownDelaySeconds",
+        Duration::from_secs(15),
+        || {
+            let sets = sets_by_hash(&k);
+            (sets.get(&first) == Some(&0) && sets.get(&second) == Some(&4)).then_some(())
+        },
+    );
+    let out = k.ok(&["-n", "shop", "get", "rollouts"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["checkout", "Completed", "7", "100"], "{out}");
+    let events = k.ok(&["-n", "shop", "get", "events"]);
+    for reason in [
+        "RolloutStarted",
+        "ScalingReplicaSet",
+        "SwitchService",
+        "Completed",
+    ] {
+        assert!(events.contains(reason), "no {reason} Event:\n{events}");
+    }
+
+    // Deleting the Rollout: the finalizer gives the Services their selectors back, and its
+    // ReplicaSets go with it.
+    k.ok(&["-n", "shop", "delete", "rollout", "checkout"]);
+    wait_for("the Services unpinned", Duration::from_secs(10), || {
+        (selector_hash(&k, "checkout-stable").is_empty()
+            && selector_hash(&k, "checkout-canary").is_empty())
+        .then_some(())
+    });
+    wait_for("the ReplicaSets collected", Duration::from_secs(10), || {
+        sets_by_hash(&k).is_empty().then_some(())
+    });
+    let _ = Path::new(&dir);
+}
