@@ -118,6 +118,11 @@ enum Command {
         /// The kubeconfig for --kubernetes.
         #[arg(long, value_name = "FILE", requires = "kubernetes")]
         kubeconfig: Option<PathBuf>,
+        /// With --kubernetes, only the holder of the Lease `vireo-control-plane` (in
+        /// $POD_NAMESPACE, default `default`) opens the store and serves; others stand by. A
+        /// crashed leader's lease expires after this long.
+        #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration, requires = "kubernetes")]
+        lease_duration: Duration,
     },
     /// Feature flags (OpenFeature; evaluated over OFREP at /ofrep/v1/…).
     Flag(FlagArgs),
@@ -504,6 +509,7 @@ fn main() -> ExitCode {
                 tls_key,
                 kubernetes,
                 kubeconfig,
+                lease_duration,
             } => {
                 let tls = match (tls, tls_cert, tls_key) {
                     (Some(_), _, _) => Some(process::TlsChoice::Auto),
@@ -512,7 +518,7 @@ fn main() -> ExitCode {
                     }
                     _ => None,
                 };
-                let kubernetes = kubernetes.then_some(kubeconfig);
+                let kubernetes = kubernetes.then_some((kubeconfig, lease_duration));
                 run_serve(
                     config,
                     listen,
@@ -604,7 +610,7 @@ async fn run_serve(
     signing_key: Option<PathBuf>,
     event_sink: Option<String>,
     tls: Option<process::TlsChoice>,
-    kubernetes: Option<Option<PathBuf>>,
+    kubernetes: Option<(Option<PathBuf>, Duration)>,
 ) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => ControlConfig::load(path).map_err(anyhow::Error::msg)?,
@@ -616,18 +622,32 @@ async fn run_serve(
     let data_dir = data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(process::DEFAULT_DATA_DIR));
+    // Kubernetes mode: lead before touching the store or the port (a standby does neither);
+    // the workloads are ReplicaSets, and the controller runs beside the API.
+    let kube = match &kubernetes {
+        None => None,
+        Some((path, lease_duration)) => {
+            let client = kube_client(path.as_deref()).await?;
+            let election = vireo_k8s::lease::Election {
+                namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+                name: "vireo-control-plane".into(),
+                identity: std::env::var("POD_NAME").unwrap_or_else(|_| {
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                }),
+                duration: *lease_duration,
+            };
+            election.acquire(&client).await;
+            Some((client, election))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
         anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
     })?;
-    // Kubernetes mode: the workloads are ReplicaSets, and the controller runs beside the API.
-    let kube = match &kubernetes {
-        None => None,
-        Some(path) => Some(kube_client(path.as_deref()).await?),
-    };
     let sources = vireo_k8s::workloads::Sources::default();
     let workloads: Arc<dyn vireo_engine::workload::Workloads> = match &kube {
         None => Arc::new(vireo_engine::workload::Recorded),
-        Some(client) => Arc::new(vireo_k8s::workloads::ReplicaSets {
+        Some((client, _)) => Arc::new(vireo_k8s::workloads::ReplicaSets {
             client: client.clone(),
             sources: sources.clone(),
             deadline: Duration::from_secs(600),
@@ -651,10 +671,17 @@ async fn run_serve(
     .await?;
     let handle = control.handle;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
-    if let Some(client) = kube {
-        let ctx = vireo_k8s::Context::new(client, handle.clone(), sources);
+    if let Some((client, election)) = &kube {
+        let ctx = vireo_k8s::Context::new(client.clone(), handle.clone(), sources);
         tokio::spawn(vireo_k8s::run(ctx));
         tracing::info!("Kubernetes mode: reconciling vireo.dev Rollouts");
+        let (client, election) = (client.clone(), election.clone());
+        tokio::spawn(async move {
+            let why = election.hold(&client).await;
+            // Another replica may act from now on: stop at once rather than act beside it.
+            tracing::error!("lost the lease ({why}); exiting so that only one replica acts");
+            std::process::exit(1);
+        });
     }
     if let Some(ca) = &control.tls_ca {
         eprintln!(
@@ -678,6 +705,10 @@ async fn run_serve(
         .await
     {
         tracing::error!("evaluation events still queued after 10 s are lost on exit");
+    }
+    if let Some((client, election)) = &kube {
+        // A rolling update's next replica takes over now rather than after the expiry.
+        election.release(client).await;
     }
     tracing::info!("stopping: every transition is already committed");
     Ok(())

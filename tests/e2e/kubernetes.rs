@@ -294,3 +294,131 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     });
     let _ = Path::new(&dir);
 }
+
+fn lease_holder(k: &Kubectl) -> String {
+    let (ok, out, _) = k.run(
+        &[
+            "-n",
+            "default",
+            "get",
+            "lease",
+            "vireo-control-plane",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    if ok {
+        out
+    } else {
+        String::new()
+    }
+}
+
+#[test]
+fn kill9_of_the_leader_mid_rollout_hands_over_to_the_standby_which_resumes() {
+    let dir = tempdir("k8s-lease");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(Default::default()))
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("kcache"),
+    };
+    k.ok(&["apply", "-f", "crds/"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
+
+    let addr = free_addr();
+    let data = dir.join("data");
+    let args = [
+        "--kubernetes",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--lease-duration",
+        "3s",
+    ];
+    let mut leader = Server::start_with(addr, &data, &args);
+    let leader_pid = leader.child.id();
+    wait_for(
+        "the first replica holding the lease",
+        Duration::from_secs(10),
+        || {
+            lease_holder(&k)
+                .ends_with(&format!("-{leader_pid}"))
+                .then_some(())
+        },
+    );
+    // A second replica on the same port and data: it stands by (were it acting, its bind
+    // would fail and it would exit).
+    let mut standby = Server::spawn(addr, &data, &args);
+    standby.admin = leader.admin.clone();
+    let _proxy = Proxy::start(&dir, "sidecar-1", &leader.url(""));
+
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&rollout("registry.example/checkout:1.0")),
+    );
+    wait_for("Healthy", Duration::from_secs(30), || {
+        (k.json(&["-n", "shop", "get", "rollout", "checkout"])["status"]["phase"] == "Healthy")
+            .then_some(())
+    });
+    let slow = rollout("registry.example/checkout:2.0")
+        .replace("pause: {duration: 1}", "pause: {duration: 3}");
+    k.ok_in(&["apply", "-f", "-"], Some(&slow));
+    wait_for(
+        "weight 25 in the leader's store",
+        Duration::from_secs(30),
+        || {
+            let r = leader.get("/api/v1/rollouts/shop--checkout");
+            (r.status == 200 && r.json()["status"]["canaryWeight"] == 25).then_some(())
+        },
+    );
+    assert!(
+        standby.child.try_wait().unwrap().is_none(),
+        "the standby must not have exited"
+    );
+    assert!(lease_holder(&k).ends_with(&format!("-{leader_pid}")));
+
+    leader.kill9();
+    let standby_pid = standby.child.id();
+    wait_for(
+        "the standby taking the lease",
+        Duration::from_secs(20),
+        || {
+            lease_holder(&k)
+                .ends_with(&format!("-{standby_pid}"))
+                .then_some(())
+        },
+    );
+    wait_for("the standby serving", Duration::from_secs(20), || {
+        http("GET", &standby.url("/healthz"), &[], "")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    let done = standby.wait_status("shop--checkout", "Completed after the handover", |s| {
+        s["phase"] == "Completed"
+    });
+    let applied: Vec<i64> = done["appliedWeights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["weight"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        applied,
+        [5, 25, 50, 100],
+        "resumed where the dead leader stopped"
+    );
+    wait_for(
+        "the Rollout's status Completed",
+        Duration::from_secs(20),
+        || {
+            (k.json(&["-n", "shop", "get", "rollout", "checkout"])["status"]["phase"]
+                == "Completed")
+                .then_some(())
+        },
+    );
+}
