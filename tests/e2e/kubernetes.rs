@@ -154,7 +154,7 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
         kubeconfig: kubeconfig.clone(),
         cache: dir.join("kcache"),
     };
-    k.ok(&["apply", "-f", "crds/"]);
+    k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
 
@@ -327,7 +327,7 @@ fn kill9_of_the_leader_mid_rollout_hands_over_to_the_standby_which_resumes() {
         kubeconfig: kubeconfig.clone(),
         cache: dir.join("kcache"),
     };
-    k.ok(&["apply", "-f", "crds/"]);
+    k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
 

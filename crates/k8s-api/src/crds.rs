@@ -21,14 +21,23 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     ]
 }
 
-/// `(file name, YAML)` for each CRD, as checked in under `crds/`.
+/// `(file name, YAML)` for each CRD, as checked in under `crds/`, and the
+/// `kustomization.yaml` that lists them (so `kubectl apply -k crds/` and the install in
+/// `deploy/kubernetes/` can include the directory).
 pub fn render() -> Vec<(String, String)> {
-    all()
+    let mut files: Vec<(String, String)> = all()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
             let yaml = serde_yaml_ng::to_string(&crd).expect("a CRD serializes");
             (format!("{name}.yaml"), format!("{HEADER}{yaml}"))
         })
-        .collect()
+        .collect();
+    let mut list = String::from(HEADER);
+    list.push_str("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n");
+    for (file, _) in &files {
+        list.push_str(&format!("- {file}\n"));
+    }
+    files.push(("kustomization.yaml".into(), list));
+    files
 }

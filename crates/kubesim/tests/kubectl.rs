@@ -75,7 +75,7 @@ async fn kubectl_applies_the_crds_and_examples_and_prints_rollouts() {
     let kc = k.clone();
     tokio::task::spawn_blocking(move || {
         let k = kc;
-        let out = k.ok(&["apply", "-f", "crds/"]);
+        let out = k.ok(&["apply", "-k", "crds/"]);
         assert!(
             out.contains(
                 "customresourcedefinition.apiextensions.k8s.io/rollouts.vireo.dev created"
@@ -88,6 +88,17 @@ async fn kubectl_applies_the_crds_and_examples_and_prints_rollouts() {
             "analysisruns               var",
         ] {
             assert!(out.contains(line), "{out}");
+        }
+        // The whole install (kustomize, with crds/ included) applies as well.
+        let out = k.ok(&["apply", "-k", "deploy/kubernetes"]);
+        for created in [
+            "namespace/vireo-system created",
+            "statefulset.apps/vireo created",
+            "clusterrole.rbac.authorization.k8s.io/vireo-controller created",
+            "poddisruptionbudget.policy/vireo created",
+            "networkpolicy.networking.k8s.io/vireo-control-plane created",
+        ] {
+            assert!(out.contains(created), "{created}: {out}");
         }
         k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
         let out = k.ok(&["apply", "-f", "deploy/kubernetes/examples/"]);
