@@ -422,3 +422,229 @@ fn kill9_of_the_leader_mid_rollout_hands_over_to_the_standby_which_resumes() {
         },
     );
 }
+
+/// Stands in for the containers: an HTTP server on each pod's IP and port 8080, answering 500
+/// when the pod's image tag says `bad`, 200 otherwise (with the tag in `x-version`). Runs until
+/// the returned flag is set.
+fn containers(
+    cluster: std::sync::Arc<vireo_kubesim::Cluster>,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        let pods_t = cluster.resource("", "pods").unwrap();
+        let mut serving = std::collections::BTreeSet::new();
+        let start = Instant::now();
+        while !flag.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(600) {
+            for pod in cluster.list(&pods_t, None).0 {
+                let Some(ip) = pod["status"]["podIP"].as_str().map(String::from) else {
+                    continue;
+                };
+                if !serving.insert(ip.clone()) {
+                    continue;
+                }
+                let image = pod["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let tag = image.rsplit(':').next().unwrap_or_default().to_string();
+                let Ok(listener) = std::net::TcpListener::bind(format!("{ip}:8080")) else {
+                    continue;
+                };
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    listener.set_nonblocking(true).unwrap();
+                    while !flag.load(Ordering::Relaxed) {
+                        let Ok((mut conn, _)) = listener.accept() else {
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
+                        };
+                        let tag = tag.clone();
+                        std::thread::spawn(move || {
+                            conn.set_nonblocking(false).unwrap();
+                            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            let mut head = Vec::new();
+                            let mut buf = [0u8; 1024];
+                            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                                match conn.read(&mut buf) {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                                }
+                            }
+                            let code = if tag.contains("bad") {
+                                "500 Internal Server Error"
+                            } else {
+                                "200 OK"
+                            };
+                            let _ = write!(conn, "HTTP/1.1 {code}\r\ncontent-length: 2\r\nx-version: {tag}\r\nconnection: close\r\n\r\nok");
+                        });
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    stop
+}
+
+#[test]
+fn a_faulty_canary_aborts_to_zero_drains_and_scales_down() {
+    let dir = tempdir("k8s-abort");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(vireo_kubesim::Options {
+            controllers: vireo_kubesim::controllers::ControllerOptions {
+                first_pod_ip: std::net::Ipv4Addr::new(127, 1, 0, 10),
+                service_proxy: Some(std::net::Ipv4Addr::new(127, 2, 0, 1)),
+                ..Default::default()
+            },
+            ..Default::default()
+        }))
+        .unwrap();
+    let stop_containers = containers(sim.cluster.clone());
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("kcache"),
+    };
+    k.ok(&["apply", "-k", "crds/"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(
+            r#"
+apiVersion: vireo.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: success-rate, namespace: shop}
+spec:
+  metrics:
+    - name: success-rate
+      interval: 1s
+      count: 3
+      successCondition: result >= 0.95
+      failureLimit: 0
+      provider:
+        proxy: {metric: success-rate, window: 5s}
+"#,
+        ),
+    );
+    let server = Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
+    );
+    let proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
+    let recipe = |image: &str| {
+        rollout(image).replace(
+            "        - setWeight: 5\n        - pause: {duration: 1}\n        - setWeight: 25\n        - pause: {duration: 1}\n        - setWeight: 50\n        - pause: {duration: 1}\n",
+            "        - setWeight: 50\n        - analysis: {templates: [{templateName: success-rate}]}\n",
+        )
+    };
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&recipe("registry.example/checkout:1.0")),
+    );
+    let stable = wait_for("Healthy", Duration::from_secs(30), || {
+        let s = k.json(&["-n", "shop", "get", "rollout", "checkout"])["status"].clone();
+        (s["phase"] == "Healthy" && s["readyReplicas"] == 4)
+            .then(|| s["currentPodHash"].as_str().unwrap().to_string())
+    });
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&recipe("registry.example/checkout:2.0-bad")),
+    );
+    // Once the engine has the rollout, its route reaches the stable pods through the proxy
+    // and the Service's ClusterIP.
+    wait_for(
+        "a 200 from a stable pod through the proxy",
+        Duration::from_secs(20),
+        || {
+            http(
+                "GET",
+                &format!("http://{}/", proxy.listen),
+                &[("x-user-id", "u-1")],
+                "",
+            )
+            .ok()
+            .filter(|r| r.status == 200 && r.version() == Some("1.0"))
+        },
+    );
+    let stop_traffic = traffic(proxy.listen);
+    let done = wait_for(
+        "Aborted and settled in the store",
+        Duration::from_secs(60),
+        || {
+            let r = server.get("/api/v1/rollouts/shop--checkout");
+            (r.status == 200
+                && r.json()["status"]["phase"] == "Aborted"
+                && r.json()["status"]["settled"] == true)
+                .then(|| r.json()["status"].clone())
+        },
+    );
+    let abort_ms = done["abortToZeroMs"]
+        .as_u64()
+        .expect("abort-to-zero measured");
+    let drain_ms = done["drainMs"].as_u64().unwrap_or(0);
+    eprintln!("kubernetes mode: abort to weight 0 on every proxy in {abort_ms} ms, drained in {drain_ms} ms");
+    let applied: Vec<i64> = done["appliedWeights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["weight"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        applied.last(),
+        Some(&0),
+        "weight 0 applied by the proxy: {applied:?}"
+    );
+
+    let ro = wait_for(
+        "the Rollout's status Aborted",
+        Duration::from_secs(10),
+        || {
+            let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
+            (ro["status"]["phase"] == "Aborted").then_some(ro)
+        },
+    );
+    let message = ro["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("success-rate"),
+        "the reason names the failing metric: {message}"
+    );
+    assert_eq!(
+        selector_hash(&k, "checkout-stable"),
+        stable,
+        "the stable Service never moved"
+    );
+    let canary = ro["status"]["currentPodHash"].as_str().unwrap().to_string();
+    wait_for(
+        "the canary ReplicaSet at 0 after abortScaleDownDelaySeconds",
+        Duration::from_secs(15),
+        || {
+            let sets = sets_by_hash(&k);
+            (sets.get(&canary) == Some(&0) && sets.get(&stable) == Some(&4)).then_some(())
+        },
+    );
+    let after = http(
+        "GET",
+        &format!("http://{}/", proxy.listen),
+        &[("x-user-id", "u-1")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (after.status, after.version()),
+        (200, Some("1.0")),
+        "all traffic back on the stable pods"
+    );
+    let events = k.ok(&["-n", "shop", "get", "events"]);
+    assert!(
+        events.contains("Warning") && events.contains("Aborted"),
+        "{events}"
+    );
+    stop_traffic.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop_containers.store(true, std::sync::atomic::Ordering::Relaxed);
+}

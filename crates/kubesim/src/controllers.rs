@@ -1,6 +1,8 @@
 //! The cluster's own controllers, simulated: ReplicaSets make Pods, a kubelet makes Pods
-//! ready (after a delay, or never for a pod annotated [`FAIL_ANNOTATION`]), and Services get
-//! EndpointSlices of their ready pods. Level-triggered: each pass compares what is with what
+//! ready (after a delay, or never for a pod annotated [`FAIL_ANNOTATION`]), Services get
+//! EndpointSlices of their ready pods, and (when asked) a service proxy in the role of
+//! kube-proxy listens on each Service's ClusterIP and port and forwards each connection to one
+//! of its ready endpoints, round robin. Level-triggered: each pass compares what is with what
 //! should be and writes the difference through the same store the API serves, so clients see
 //! ordinary watch events.
 //!
@@ -26,6 +28,9 @@ pub struct ControllerOptions {
     /// Pod IPs come from here on (each pod gets the next address). Tests pick loopback
     /// addresses (127.1.0.1, …) so that a backend can listen on a pod's IP.
     pub first_pod_ip: Ipv4Addr,
+    /// Run the service proxy, with ClusterIPs from this address on (a loopback one, so that
+    /// it can listen there): what kube-proxy does with iptables, done with sockets.
+    pub service_proxy: Option<Ipv4Addr>,
 }
 
 impl Default for ControllerOptions {
@@ -33,6 +38,7 @@ impl Default for ControllerOptions {
         ControllerOptions {
             pod_ready_delay: Duration::from_millis(300),
             first_pod_ip: Ipv4Addr::new(10, 244, 0, 10),
+            service_proxy: None,
         }
     }
 }
@@ -41,8 +47,12 @@ impl Default for ControllerOptions {
 pub async fn run(cluster: Arc<Cluster>, opts: ControllerOptions) {
     let mut events = cluster.subscribe();
     let mut next_ip = u32::from(opts.first_pod_ip);
+    let mut proxy = ServiceProxy::default();
     loop {
         pass(&cluster, &opts, &mut next_ip);
+        if opts.service_proxy.is_some() {
+            proxy.sync(&cluster);
+        }
         // Woken by any change, and at least every 50 ms for the kubelet's delays.
         let _ = tokio::time::timeout(Duration::from_millis(50), events.recv()).await;
     }
@@ -314,5 +324,123 @@ fn resolve_target(target: &Value, pod: Option<&Value>) -> Option<Value> {
                     .map(|p| p["containerPort"].clone())
             }),
         _ => None,
+    }
+}
+
+type Backends = Arc<std::sync::RwLock<Vec<std::net::SocketAddr>>>;
+
+/// kube-proxy, with sockets: a listener on each Service's ClusterIP:port, forwarding every
+/// connection to one ready endpoint (round robin), refused when there is none.
+#[derive(Default)]
+struct ServiceProxy {
+    fronts:
+        std::collections::HashMap<std::net::SocketAddr, (Backends, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for ServiceProxy {
+    fn drop(&mut self) {
+        for (_, (_, task)) in self.fronts.drain() {
+            task.abort();
+        }
+    }
+}
+
+impl ServiceProxy {
+    fn sync(&mut self, c: &Cluster) {
+        let (Some(svc_t), Some(eps_t)) = (
+            c.resource("", "services"),
+            c.resource("discovery.k8s.io", "endpointslices"),
+        ) else {
+            return;
+        };
+        let (services, _) = c.list(&svc_t, None);
+        let (slices, _) = c.list(&eps_t, None);
+        let mut wanted = std::collections::HashMap::new();
+        for svc in &services {
+            let Some(ip) = svc["spec"]["clusterIP"]
+                .as_str()
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            let ns = &svc["metadata"]["namespace"];
+            let name = svc["metadata"]["name"].as_str().unwrap_or_default();
+            let slice = slices.iter().find(|s| {
+                s["metadata"]["namespace"] == *ns
+                    && s["metadata"]["labels"]["kubernetes.io/service-name"] == name
+            });
+            for (i, port) in svc["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let Some(p) = port["port"].as_u64().and_then(|p| u16::try_from(p).ok()) else {
+                    continue;
+                };
+                let target = slice
+                    .and_then(|s| s["ports"].get(i))
+                    .and_then(|sp| sp["port"].as_u64())
+                    .and_then(|p| u16::try_from(p).ok())
+                    .unwrap_or(p);
+                let backends: Vec<std::net::SocketAddr> = slice
+                    .and_then(|s| s["endpoints"].as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["conditions"]["ready"] == true)
+                    .filter_map(|e| e["addresses"][0].as_str()?.parse::<Ipv4Addr>().ok())
+                    .map(|a| std::net::SocketAddr::from((a, target)))
+                    .collect();
+                wanted.insert(std::net::SocketAddr::from((ip, p)), backends);
+            }
+        }
+        self.fronts.retain(|front, (_, task)| {
+            let keep = wanted.contains_key(front);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (front, backends) in wanted {
+            if let Some((current, _)) = self.fronts.get(&front) {
+                *current.write().unwrap_or_else(|p| p.into_inner()) = backends;
+                continue;
+            }
+            let listener = match std::net::TcpListener::bind(front).and_then(|l| {
+                l.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(l)
+            }) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%front, "kubesim service proxy: cannot listen: {e}");
+                    continue;
+                }
+            };
+            let shared: Backends = Arc::new(std::sync::RwLock::new(backends));
+            let task = tokio::spawn(forward(listener, shared.clone()));
+            self.fronts.insert(front, (shared, task));
+        }
+    }
+}
+
+async fn forward(listener: tokio::net::TcpListener, backends: Backends) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        let pick = {
+            let b = backends.read().unwrap_or_else(|p| p.into_inner());
+            (!b.is_empty())
+                .then(|| b[next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % b.len()])
+        };
+        let Some(backend) = pick else {
+            continue; // no ready endpoint: the connection is closed, as a REJECT rule does
+        };
+        tokio::spawn(async move {
+            if let Ok(mut upstream) = tokio::net::TcpStream::connect(backend).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
     }
 }

@@ -17,7 +17,9 @@
 //!   subresources, `generation`;
 //! - delete with finalizers (`deletionTimestamp`, removal when the last finalizer goes) and
 //!   background garbage collection through `ownerReferences`;
-//! - service-account TokenRequest and TokenReview.
+//! - service-account TokenRequest and TokenReview;
+//! - ReplicaSets, a kubelet, EndpointSlices and (optionally) kube-proxy, in
+//!   [`controllers`].
 //!
 //! What it does not emulate (see also each module): authentication beyond one bearer token,
 //! RBAC (every request is allowed), admission beyond what [`Hooks`] add, CEL validation and
@@ -152,6 +154,9 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let app = http::router(shared);
     let task = tokio::spawn(serve(listener, app, made.config));
+    if let Some(first) = opts.controllers.service_proxy {
+        cluster.set_first_cluster_ip(first);
+    }
     let controllers = tokio::spawn(controllers::run(cluster.clone(), opts.controllers.clone()));
     Ok(Running {
         controllers,

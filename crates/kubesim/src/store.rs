@@ -76,8 +76,9 @@ type Key = (String, String, String, String); // group, plural, namespace, name
 struct State {
     rv: u64,
     uid: u64,
-    /// Service ClusterIPs handed out (10.96.0.0/16, from .1).
+    /// Service ClusterIPs handed out, and where they start (10.96.0.1 unless set).
     cluster_ips: u32,
+    cluster_ip_base: Option<std::net::Ipv4Addr>,
     types: BTreeMap<(String, String), ResourceType>,
     objects: BTreeMap<Key, Value>,
     history: VecDeque<Event>,
@@ -123,6 +124,12 @@ impl Cluster {
         // A panic while holding the lock is a bug in the simulator; its state is still the
         // last committed one, so carrying on is the useful choice for a test fixture.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where Service ClusterIPs start (tests use loopback addresses, which the simulated
+    /// service proxy can listen on).
+    pub fn set_first_cluster_ip(&self, ip: std::net::Ipv4Addr) {
+        self.lock().cluster_ip_base = Some(ip);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -639,8 +646,12 @@ fn defaults(s: &mut State, t: &ResourceType, obj: &mut Value) {
                 spec["type"] = json!("ClusterIP");
             }
             if spec.get("clusterIP").is_none() && spec["type"] != "ExternalName" {
+                let base = u32::from(
+                    s.cluster_ip_base
+                        .unwrap_or(std::net::Ipv4Addr::new(10, 96, 0, 1)),
+                );
+                let ip = std::net::Ipv4Addr::from(base + s.cluster_ips).to_string();
                 s.cluster_ips += 1;
-                let ip = format!("10.96.{}.{}", s.cluster_ips / 254, s.cluster_ips % 254 + 1);
                 spec["clusterIP"] = json!(ip);
                 spec["clusterIPs"] = json!([ip]);
             }
