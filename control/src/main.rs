@@ -645,6 +645,14 @@ async fn run_serve(
         anyhow::anyhow!("cannot listen on {listen}: {e} (another vireo? pass --listen)")
     })?;
     let sources = vireo_k8s::workloads::Sources::default();
+    let gateway = vireo_k8s::gateway::Routes::default();
+    let traffic_layer = kube.as_ref().map(|(client, _)| {
+        let (client, routes) = (client.clone(), gateway.clone());
+        vireo_engine::driver::TrafficLayer(Arc::new(move |inner| {
+            vireo_k8s::gateway::GatewayTraffic::new(inner, client.clone(), routes.clone())
+                as Arc<dyn vireo_engine::traffic::Traffic>
+        }))
+    });
     let workloads: Arc<dyn vireo_engine::workload::Workloads> = match &kube {
         None => Arc::new(vireo_engine::workload::Recorded),
         Some((client, _)) => Arc::new(vireo_k8s::workloads::ReplicaSets {
@@ -666,13 +674,14 @@ async fn run_serve(
             tls,
             ca_file: file.ca_file,
             header_read_timeout: file.header_read_timeout,
+            traffic_layer,
         },
     )
     .await?;
     let handle = control.handle;
     tracing::info!(%listen, data_dir = %data_dir.display(), "vireo control plane serving");
     if let Some((client, election)) = &kube {
-        let ctx = vireo_k8s::Context::new(client.clone(), handle.clone(), sources);
+        let ctx = vireo_k8s::Context::new(client.clone(), handle.clone(), sources, gateway);
         tokio::spawn(vireo_k8s::run(ctx));
         tracing::info!("Kubernetes mode: reconciling vireo.dev Rollouts");
         let (client, election) = (client.clone(), election.clone());

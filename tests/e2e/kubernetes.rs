@@ -648,3 +648,124 @@ spec:
     stop_traffic.store(true, std::sync::atomic::Ordering::Relaxed);
     stop_containers.store(true, std::sync::atomic::Ordering::Relaxed);
 }
+
+fn http_route_weights(cluster: &vireo_kubesim::Cluster) -> (i64, i64) {
+    let t = cluster
+        .resource("gateway.networking.k8s.io", "httproutes")
+        .unwrap();
+    let r = cluster.get(&t, "shop", "checkout").unwrap();
+    let refs = r["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let w = |name: &str| {
+        refs.iter()
+            .find(|b| b["name"] == name)
+            .and_then(|b| b["weight"].as_i64())
+            .unwrap_or(-1)
+    };
+    (w("checkout-stable"), w("checkout-canary"))
+}
+
+#[test]
+fn the_gateway_api_variant_moves_httproute_weights_and_back_to_zero_on_abort() {
+    let dir = tempdir("k8s-gateway");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(Default::default()))
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("kcache"),
+    };
+    k.ok(&["apply", "-k", "crds/"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
+    // No Vireo proxy anywhere: the Gateway carries the traffic.
+    let server = Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
+    );
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/examples/gateway-api.yaml"
+    ))
+    .unwrap();
+    let (route, ro) = example.split_once("\n---\n").unwrap();
+    k.ok_in(&["apply", "-f", "-"], Some(route));
+    let fast = |image: &str| {
+        ro.replace("registry.example/checkout:2.0.0", image)
+            .replace("duration: 1m", "duration: 1")
+    };
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&fast("registry.example/checkout:1.0")),
+    );
+    wait_for("Healthy", Duration::from_secs(30), || {
+        (k.json(&["-n", "shop", "get", "rollout", "checkout-gw"])["status"]["phase"] == "Healthy")
+            .then_some(())
+    });
+
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&fast("registry.example/checkout:2.0")),
+    );
+    let mut seen = Vec::new();
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "weights seen: {seen:?}"
+        );
+        let w = http_route_weights(&sim.cluster);
+        if seen.last() != Some(&w) {
+            seen.push(w);
+        }
+        let r = server.get("/api/v1/rollouts/shop--checkout-gw");
+        if r.status == 200 && r.json()["status"]["phase"] == "Completed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for w in [(95, 5), (75, 25), (50, 50), (0, 100)] {
+        assert!(
+            seen.contains(&w),
+            "HTTPRoute never at stable/canary {w:?}: {seen:?}"
+        );
+    }
+
+    // A third version, aborted by an operator at 5 %: the HTTPRoute goes back to 100/0.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&fast("registry.example/checkout:3.0").replace("duration: 1", "duration: 60")),
+    );
+    wait_for(
+        "the canary at 5 % on the HTTPRoute",
+        Duration::from_secs(30),
+        || (http_route_weights(&sim.cluster) == (95, 5)).then_some(()),
+    );
+    let (code, out, err) = server.vireo(&[
+        "rollout",
+        "abort",
+        "shop--checkout-gw",
+        "--reason",
+        "e2e: operator abort",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    wait_for(
+        "the HTTPRoute back to all-stable",
+        Duration::from_secs(20),
+        || (http_route_weights(&sim.cluster) == (100, 0)).then_some(()),
+    );
+    wait_for(
+        "Aborted in the Rollout's status",
+        Duration::from_secs(20),
+        || {
+            (k.json(&["-n", "shop", "get", "rollout", "checkout-gw"])["status"]["phase"]
+                == "Aborted")
+                .then_some(())
+        },
+    );
+}

@@ -38,12 +38,19 @@ pub struct Context {
     pub client: kube::Client,
     pub handle: Handle,
     pub sources: Sources,
+    /// Routes whose weights go to a Gateway API HTTPRoute.
+    pub gateway: crate::gateway::Routes,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, handle: Handle, sources: Sources) -> Arc<Context> {
+    pub fn new(
+        client: kube::Client,
+        handle: Handle,
+        sources: Sources,
+        gateway: crate::gateway::Routes,
+    ) -> Arc<Context> {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -55,6 +62,7 @@ impl Context {
             client,
             handle,
             sources,
+            gateway,
             recorder,
             failures: Mutex::default(),
         })
@@ -260,6 +268,26 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     };
+    // Where the weights go besides Vireo's proxies.
+    let routing = canary.traffic_routing.clone().unwrap_or_default();
+    let route = routing
+        .vireo
+        .as_ref()
+        .and_then(|v| v.route.clone())
+        .unwrap_or_else(|| name.clone());
+    ctx.gateway.set(
+        &route,
+        routing
+            .gateway_api
+            .as_ref()
+            .map(|g| crate::gateway::Target {
+                namespace: g.namespace.clone().unwrap_or_else(|| ns.clone()),
+                http_route: g.http_route.clone(),
+                canary_service: canary_svc.clone(),
+                stable_service: stable_svc.clone(),
+                proxies: routing.vireo.is_some(),
+            }),
+    );
     let template = match template(ro, ctx, &ns).await {
         Ok(t) => t,
         Err(e) => return invalid(e, status, conditions).await,

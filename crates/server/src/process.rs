@@ -88,6 +88,8 @@ pub struct Options {
     pub ca_file: Option<PathBuf>,
     /// `headerReadTimeout` ([`crate::HEADER_READ_TIMEOUT`] when `None`).
     pub header_read_timeout: Option<Duration>,
+    /// Also moves traffic elsewhere (Kubernetes mode: Gateway API HTTPRoutes).
+    pub traffic_layer: Option<vireo_engine::driver::TrafficLayer>,
 }
 
 /// `--tls-cert/--tls-key` or `--tls auto`.
@@ -215,12 +217,9 @@ pub async fn start(
     let signer = vireo_evidence::Signer::open(data_dir, options.signing_key.as_deref())?;
     let store = Store::open(data_dir)?.with_signer(Arc::new(signer));
     let db = store.path().to_path_buf();
-    let handle = Driver::start(
-        store,
-        vireo_engine::driver::Seams::embedded(workloads),
-        options.static_routes,
-        trust,
-    )?;
+    let mut seams = vireo_engine::driver::Seams::embedded(workloads);
+    seams.traffic_layer = options.traffic_layer.clone();
+    let handle = Driver::start(store, seams, options.static_routes, trust)?;
     if let Some(url) = options.event_sink {
         let refused = |reason: String| StartError::EventSink {
             url: url.clone(),

@@ -159,9 +159,23 @@ pub struct Seams {
     pub workloads: Arc<dyn Workloads>,
     /// `None`: Vireo's proxies, through the tables and fleet of [`Shared`].
     pub traffic: Option<Arc<dyn Traffic>>,
+    /// Wraps the traffic seam (Vireo's proxies, or `traffic`) in another that also moves
+    /// traffic elsewhere: Kubernetes mode adds Gateway API HTTPRoutes this way.
+    pub traffic_layer: Option<TrafficLayer>,
     /// `None`: [`runner::Embedded`] over the fleet of [`Shared`].
     pub analyses: Option<Arc<dyn Analyses>>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// See [`Seams::traffic_layer`].
+#[derive(Clone)]
+#[allow(clippy::type_complexity)]
+pub struct TrafficLayer(pub Arc<dyn Fn(Arc<dyn Traffic>) -> Arc<dyn Traffic> + Send + Sync>);
+
+impl std::fmt::Debug for TrafficLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrafficLayer")
+    }
 }
 
 impl Seams {
@@ -169,6 +183,7 @@ impl Seams {
         Seams {
             workloads,
             traffic: None,
+            traffic_layer: None,
             analyses: None,
             clock: Arc::new(SystemClock),
         }
@@ -231,6 +246,10 @@ impl Driver {
                 fleet: fleet.clone(),
             })
         });
+        let traffic = match &seams.traffic_layer {
+            Some(layer) => (layer.0)(traffic),
+            None => traffic,
+        };
         let analyses = seams.analyses.unwrap_or_else(|| {
             Arc::new(runner::Embedded {
                 fleet: fleet.clone(),

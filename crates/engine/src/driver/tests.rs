@@ -223,6 +223,7 @@ impl World {
             traffic: Some(self.traffic.clone()),
             analyses: Some(self.analyses.clone()),
             clock: self.clock.clone(),
+            traffic_layer: None,
         };
         Driver::start(open_store(&self.dir), seams, Vec::new(), trust).unwrap()
     }
