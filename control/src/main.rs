@@ -586,6 +586,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// TokenReview behind the API's auth layer (the server crate knows no Kubernetes).
+#[derive(Debug)]
+struct ReviewerSeam(Arc<vireo_k8s::tokenreview::Reviewer>);
+
+impl vireo_server::auth::TokenReviewer for ReviewerSeam {
+    fn review(
+        &self,
+        credential: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send>>
+    {
+        let reviewer = self.0.clone();
+        Box::pin(async move { reviewer.check(&credential).await })
+    }
+}
+
 /// A client for the cluster of `--kubeconfig`, or the one kubectl would use.
 async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
@@ -675,6 +690,11 @@ async fn run_serve(
             ca_file: file.ca_file,
             header_read_timeout: file.header_read_timeout,
             traffic_layer,
+            token_reviewer: kube.as_ref().map(|(client, _)| {
+                Arc::new(ReviewerSeam(vireo_k8s::tokenreview::Reviewer::new(
+                    client.clone(),
+                ))) as Arc<dyn vireo_server::auth::TokenReviewer>
+            }),
         },
     )
     .await?;

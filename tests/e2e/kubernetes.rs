@@ -769,3 +769,93 @@ fn the_gateway_api_variant_moves_httproute_weights_and_back_to_zero_on_abort() {
         },
     );
 }
+
+#[test]
+fn a_proxy_gets_config_only_with_a_valid_service_account_token() {
+    let dir = tempdir("k8s-sa-token");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(Default::default()))
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("kcache"),
+    };
+    k.ok(&["apply", "-k", "crds/"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: checkout, namespace: shop}\n"),
+    );
+    // What the kubelet projects into an injected pod: a token for Vireo's audience, from the
+    // TokenRequest API (the simulator's own, as its HTTP endpoint serves it).
+    let token = |audience: &str| {
+        let req = serde_json::json!({"spec": {"audiences": [audience], "expirationSeconds": 3600}});
+        sim.tokens.request("shop", "checkout", &req).unwrap()["status"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (good, other) = (token("vireo"), token("someone-else"));
+    let server = Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
+    );
+    let config = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let headers: Vec<(&str, &str)> = if token.is_empty() {
+            vec![]
+        } else {
+            vec![("authorization", auth.as_str())]
+        };
+        http(
+            "GET",
+            &server.url("/api/v1/proxy/config?proxy=sa-test&since=0"),
+            &headers,
+            "",
+        )
+        .unwrap()
+    };
+    for (what, token) in [
+        ("another audience", other.as_str()),
+        ("a made-up token", "kubesim.0123456789abcdef"),
+        ("no token", ""),
+    ] {
+        let r = config(token);
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+    }
+    // The sidecar's identity is recorded as such: whoami names the service account.
+    let who = http(
+        "GET",
+        &server.url("/api/v1/whoami"),
+        &[("authorization", &format!("Bearer {good}"))],
+        "",
+    )
+    .unwrap();
+    assert!(
+        who.body.contains("system:serviceaccount:shop:checkout"),
+        "{}",
+        who.body
+    );
+    assert!(who.body.contains("\"proxy\""), "{}", who.body);
+
+    // A real proxy with the projected token follows the control plane.
+    let sidecar = dir.join("sidecar");
+    std::fs::create_dir_all(&sidecar).unwrap();
+    std::fs::write(sidecar.join("proxy.token"), &good).unwrap();
+    let proxy = Proxy::start(&sidecar, "shop/checkout-0", &server.url(""));
+    wait_for(
+        "the sidecar heartbeating to the control plane",
+        Duration::from_secs(10),
+        || {
+            server
+                .get("/api/v1/proxies")
+                .body
+                .contains("shop/checkout-0")
+                .then_some(())
+        },
+    );
+    drop(proxy);
+}

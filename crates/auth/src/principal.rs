@@ -12,6 +12,9 @@ pub enum Via {
     Oidc,
     /// A trusted authenticating proxy's `X-Remote-User`.
     Remote,
+    /// A Kubernetes service-account token with Vireo's audience, checked by TokenReview (a
+    /// sidecar's projected token; always and only the proxy role).
+    ServiceAccount,
 }
 
 impl Via {
@@ -20,6 +23,7 @@ impl Via {
             Via::Token => "token",
             Via::Oidc => "oidc",
             Via::Remote => "remote",
+            Via::ServiceAccount => "serviceaccount",
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod lease;
 pub mod names;
 pub mod reconcile;
+pub mod tokenreview;
 pub mod workloads;
 
 pub use reconcile::{run, Context};

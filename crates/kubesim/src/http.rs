@@ -73,6 +73,18 @@ async fn handle(
         return error(ApiError::new(401, "Unauthorized", "Unauthorized"));
     }
     tracing::debug!(%method, %uri, "request");
+    let protobuf = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/vnd.kubernetes.protobuf"));
+    if protobuf && !body.is_empty() {
+        // Not emulated: typed clients (kubectl create …) fall back to JSON on a 415.
+        return error(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the simulator reads JSON and YAML bodies, not protobuf",
+        ));
+    }
     match route(&shared, &method, &path, &q, &headers, body).await {
         Ok(r) => r,
         Err(e) => error(e),

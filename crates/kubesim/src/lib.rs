@@ -26,7 +26,8 @@
 //! defaulting, server-side apply's field ownership (`managedFields`; apply is a merge),
 //! strategic merge's patch directives (lists of named objects merge by name, others are
 //! replaced), foreground deletion and orphaning, pagination (`limit` is ignored: one page),
-//! protobuf, OpenAPI documents (kubectl falls back to no client-side schema), aggregated
+//! protobuf bodies (kubectl's imperative `create` of built-in kinds sends protobuf and gets a
+//! 415; `kubectl apply` sends JSON), OpenAPI documents (kubectl falls back to no client-side schema), aggregated
 //! discovery (kubectl falls back to legacy), multiple versions of one resource, and
 //! resourceVersion semantics on list beyond "the latest".
 

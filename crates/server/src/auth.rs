@@ -70,8 +70,19 @@ struct ActiveToken {
     expires_ms: Option<u64>,
 }
 
+/// Checks a bearer credential that is not a Vireo token with someone else (Kubernetes mode:
+/// TokenReview of a sidecar's projected service-account token). `Ok(Some(user))` for a valid
+/// one, `Ok(None)` for one it does not accept, `Err` when it cannot tell now.
+pub trait TokenReviewer: Send + Sync + std::fmt::Debug {
+    fn review(
+        &self,
+        credential: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<String>, String>> + Send>>;
+}
+
 /// What the layer checks against.
 pub struct AuthState {
+    reviewer: Option<Arc<dyn TokenReviewer>>,
     tokens: Mutex<Tokens>,
     /// Active tokens by hash.
     active: RwLock<HashMap<String, ActiveToken>>,
@@ -126,6 +137,7 @@ impl AuthState {
             }
         }
         let state = AuthState {
+            reviewer: None,
             tokens: Mutex::new(Tokens::open(db)?),
             active: RwLock::new(HashMap::new()),
             oidc,
@@ -252,6 +264,13 @@ impl AuthState {
         Ok(Some(path))
     }
 
+    /// Service-account tokens are checked with `reviewer` (before OIDC, which would not know
+    /// the cluster's issuer); they authenticate sidecars, with the proxy role only.
+    pub fn with_reviewer(mut self, reviewer: Option<Arc<dyn TokenReviewer>>) -> AuthState {
+        self.reviewer = reviewer;
+        self
+    }
+
     /// The principal of an `Authorization: Bearer` credential.
     async fn bearer(&self, credential: &str) -> Result<Principal, Refusal> {
         if token::looks_like_token(credential) {
@@ -279,6 +298,26 @@ impl AuthState {
                     "the token is not valid (unknown, revoked or expired)".into(),
                 )),
             };
+        }
+        if let Some(reviewer) = &self.reviewer {
+            match reviewer.review(credential.to_string()).await {
+                Ok(Some(user)) => {
+                    return Ok(Principal::new(user, Via::ServiceAccount, Roles::of(Role::Proxy)))
+                }
+                Ok(None) if self.oidc.is_none() => {
+                    return Err(Refusal::unauthenticated(
+                        "the bearer credential is neither a Vireo token nor a service-account token with the audience \"vireo\" (inject the sidecar, or give it a token with the proxy role)".into(),
+                    ))
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Refusal {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        message: format!("cannot check the service-account token with the Kubernetes API: {e}"),
+                        extra: None,
+                    })
+                }
+            }
         }
         match &self.oidc {
             Some(v) => v.verify(credential).await.map_err(|e| match e {

@@ -90,6 +90,8 @@ pub struct Options {
     pub header_read_timeout: Option<Duration>,
     /// Also moves traffic elsewhere (Kubernetes mode: Gateway API HTTPRoutes).
     pub traffic_layer: Option<vireo_engine::driver::TrafficLayer>,
+    /// Checks service-account tokens (Kubernetes mode: TokenReview).
+    pub token_reviewer: Option<Arc<dyn crate::auth::TokenReviewer>>,
 }
 
 /// `--tls-cert/--tls-key` or `--tls auto`.
@@ -234,13 +236,16 @@ pub async fn start(
         tracing::info!(sink = %url, "pushing events");
         tokio::spawn(vireo_engine::sink::run_sink(db.clone(), url));
     }
-    let auth = Arc::new(AuthState::new(
-        &options.auth,
-        &db,
-        outbound,
-        tls.is_some(),
-        handle.shared.clock.clone(),
-    )?);
+    let auth = Arc::new(
+        AuthState::new(
+            &options.auth,
+            &db,
+            outbound,
+            tls.is_some(),
+            handle.shared.clock.clone(),
+        )?
+        .with_reviewer(options.token_reviewer.clone()),
+    );
     let created = auth.bootstrap(data_dir)?;
     let admin_token = data_dir.join(crate::auth::ADMIN_TOKEN_FILE);
     match &created {
