@@ -18,6 +18,7 @@
 pub mod analysis;
 pub mod convert;
 pub mod crds;
+pub mod inject;
 pub mod plan;
 pub mod rollout;
 pub mod schema;

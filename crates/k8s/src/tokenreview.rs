@@ -12,8 +12,8 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
 
-/// The audience Vireo's sidecar tokens are issued for.
-pub const AUDIENCE: &str = "vireo";
+/// The audience Vireo's sidecar tokens are issued for (what the injector projects).
+pub use vireo_k8s_api::inject::AUDIENCE;
 const TTL: Duration = Duration::from_secs(60);
 const MAX_CACHED: usize = 100_000;
 
