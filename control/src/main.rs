@@ -124,6 +124,39 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration, requires = "kubernetes")]
         lease_duration: Duration,
     },
+    /// Kubernetes: the sidecar-injection webhook (AdmissionReview v1 over HTTPS, POST
+    /// /inject). Pods opt in with `vireo.dev/inject: enabled` on their namespace or
+    /// themselves; configure it with `failurePolicy: Ignore`.
+    InjectWebhook {
+        /// Address to serve on.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+        listen: String,
+        /// `auto`: a local CA and certificate made in DATA_DIR/tls/ on first start (for trying
+        /// it; in a cluster use --tls-cert/--tls-key, e.g. from cert-manager). The CA to put
+        /// in the webhook's caBundle is printed.
+        #[arg(long, value_name = "auto", value_parser = ["auto"], conflicts_with_all = ["tls_cert", "tls_key"], required_unless_present = "tls_cert")]
+        tls: Option<String>,
+        /// The certificate chain (PEM); reloaded when the file changes.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Where --tls auto keeps its files.
+        #[arg(long, value_name = "DIR", default_value = "./vireo-injector")]
+        data_dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// The sidecar's image.
+        #[arg(long, default_value = "ghcr.io/vireo-dev/vireo:0.1.0")]
+        image: String,
+        /// The control plane the sidecars follow.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "https://vireo.vireo-system.svc:8080"
+        )]
+        control_url: String,
+    },
     /// Feature flags (OpenFeature; evaluated over OFREP at /ofrep/v1/…).
     Flag(FlagArgs),
     /// The event log: `export` writes it as JSON Lines of CloudEvents.
@@ -531,6 +564,34 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| 0)
             }
+            Command::InjectWebhook {
+                listen,
+                tls,
+                tls_cert,
+                tls_key,
+                data_dir,
+                kubeconfig,
+                image,
+                control_url,
+            } => {
+                let tls = match (tls, tls_cert, tls_key) {
+                    (Some(_), _, _) => process::TlsChoice::Auto,
+                    (None, Some(cert), Some(key)) => {
+                        process::TlsChoice::Files(process::TlsFiles { cert, key })
+                    }
+                    _ => anyhow::bail!("give --tls auto or --tls-cert and --tls-key"),
+                };
+                inject_webhook(
+                    &listen,
+                    tls,
+                    &data_dir,
+                    kubeconfig.as_deref(),
+                    image,
+                    control_url,
+                )
+                .await
+                .map(|()| 0)
+            }
             Command::Flag(args) => flag(args).await,
             Command::Events(args) => events(args).await,
             Command::Dora {
@@ -584,6 +645,58 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+async fn inject_webhook(
+    listen: &str,
+    tls: process::TlsChoice,
+    data_dir: &Path,
+    kubeconfig: Option<&Path>,
+    image: String,
+    control_url: String,
+) -> anyhow::Result<()> {
+    let client = kube_client(kubeconfig).await?;
+    let minor = client
+        .apiserver_version()
+        .await
+        .context("asking the API server for its version")?
+        .minor
+        .trim_end_matches('+')
+        .parse::<u32>()
+        .unwrap_or(29);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let files = match tls {
+        process::TlsChoice::Files(f) => f,
+        process::TlsChoice::Auto => {
+            let (files, ca) = vireo_server::tls::auto(data_dir, local)?;
+            let pem = std::fs::read(&ca)?;
+            eprintln!(
+                "vireo inject-webhook: caBundle (the CA in {}):\n{}",
+                ca.display(),
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &pem)
+            );
+            files
+        }
+    };
+    let reloading = vireo_server::tls::Reloading::open(files)?;
+    tokio::spawn(reloading.clone().watch());
+    let mut config = reloading.server_config();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let opts = vireo_k8s_api::inject::Options {
+        image,
+        control_url,
+        kubernetes_minor: minor,
+        ..Default::default()
+    };
+    tracing::info!(%local, kubernetes_minor = minor, native_sidecar = minor >= 29, "injection webhook serving");
+    tokio::select! {
+        () = vireo_k8s::webhook::serve(listener, Arc::new(config), client, opts) => {}
+        () = wait_for_signal() => {}
+    }
+    Ok(())
 }
 
 /// TokenReview behind the API's auth layer (the server crate knows no Kubernetes).

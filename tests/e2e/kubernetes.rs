@@ -859,3 +859,122 @@ fn a_proxy_gets_config_only_with_a_valid_service_account_token() {
     );
     drop(proxy);
 }
+
+#[test]
+fn pods_are_injected_through_the_admission_chain_once_and_opted_out_pods_get_a_reason() {
+    use base64::Engine;
+    let dir = tempdir("k8s-inject");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(Default::default()))
+        .unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let k = Kubectl {
+        kubeconfig: kubeconfig.clone(),
+        cache: dir.join("kcache"),
+    };
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]); // shop: enabled
+
+    let addr = free_addr();
+    let data = dir.join("injector");
+    let mut webhook = Command::new(vireo_bin())
+        .args([
+            "inject-webhook",
+            "--listen",
+            &addr.to_string(),
+            "--tls",
+            "auto",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = data.join("tls/ca.pem");
+    let https = |body: &str| {
+        let client = vireo_http::HttpClient::with_ca(Duration::from_secs(2), Some(&ca)).ok()?;
+        let limits = vireo_http::Limits::new(Duration::from_secs(5), 1 << 20);
+        runtime()
+            .block_on(async {
+                if body.is_empty() {
+                    client.get(&format!("https://{addr}/healthz"), limits).await
+                } else {
+                    client
+                        .post(
+                            &format!("https://{addr}/inject"),
+                            "application/json",
+                            body.to_string().into(),
+                            limits,
+                        )
+                        .await
+                }
+            })
+            .ok()
+    };
+    wait_for("the webhook serving https", Duration::from_secs(20), || {
+        ca.exists()
+            .then(|| https(""))
+            .flatten()
+            .filter(|a| a.status == 200)
+    });
+    let bundle = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&ca).unwrap());
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {{name: vireo-injector}}
+webhooks:
+  - name: inject.vireo.dev
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: Ignore
+    clientConfig: {{url: "https://{addr}/inject", caBundle: {bundle}}}
+    rules: [{{apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}}]
+"#
+        )),
+    );
+    let pod = |name: &str, annotations: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, annotations: {{{annotations}}}}}\nspec: {{containers: [{{name: app, image: app:1}}]}}\n")
+    };
+    k.ok_in(&["apply", "-f", "-"], Some(&pod("web", "")));
+    let injected = k.json(&["-n", "shop", "get", "pod", "web"]);
+    let side = &injected["spec"]["initContainers"][0];
+    assert_eq!(side["name"], "vireo-proxy", "{injected:#}");
+    assert_eq!(side["restartPolicy"], "Always", "a native sidecar on 1.29+");
+    assert_eq!(side["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        injected["metadata"]["annotations"]["vireo.dev/injected"],
+        "true"
+    );
+    assert_eq!(injected["spec"]["containers"].as_array().unwrap().len(), 1);
+
+    // A second admission of the injected pod changes nothing.
+    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "again", "kind": {"kind": "Pod"}, "namespace": "shop", "object": injected}});
+    let again: Value = serde_json::from_slice(&https(&review.to_string()).unwrap().body).unwrap();
+    assert_eq!(again["response"]["allowed"], true);
+    assert!(
+        again["response"].get("patch").is_none(),
+        "no patch for an injected pod: {again}"
+    );
+
+    // Opted out on the pod: untouched but for the reason.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&pod("batch", "vireo.dev/inject: disabled")),
+    );
+    let skipped = k.json(&["-n", "shop", "get", "pod", "batch"]);
+    assert!(skipped["spec"].get("initContainers").is_none());
+    assert_eq!(
+        skipped["metadata"]["annotations"]["vireo.dev/inject-status"],
+        "skipped: disabled by the pod's vireo.dev/inject"
+    );
+    let _ = webhook.kill();
+    let _ = webhook.wait();
+}

@@ -93,12 +93,26 @@ impl HttpClient {
         let Some(path) = ca else {
             return Ok(HttpClient::new(connect_timeout));
         };
-        let bad = |reason: String| HttpError::Ca {
+        let pem = std::fs::read(path).map_err(|e| HttpError::Ca {
             path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        HttpClient::with_ca_pem(connect_timeout, &path.display().to_string(), &pem)
+    }
+
+    /// A client that trusts only the CA certificates in `pem` (named `what` in errors), as a
+    /// Kubernetes `caBundle` gives them.
+    pub fn with_ca_pem(
+        connect_timeout: Duration,
+        what: &str,
+        pem: &[u8],
+    ) -> Result<HttpClient, HttpError> {
+        let bad = |reason: String| HttpError::Ca {
+            path: what.to_string(),
             reason,
         };
         let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        for cert in CertificateDer::pem_slice_iter(pem) {
             roots
                 .add(cert.map_err(|e| bad(e.to_string()))?)
                 .map_err(|e| bad(e.to_string()))?;

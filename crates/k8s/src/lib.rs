@@ -16,6 +16,7 @@ pub mod lease;
 pub mod names;
 pub mod reconcile;
 pub mod tokenreview;
+pub mod webhook;
 pub mod workloads;
 
 pub use reconcile::{run, Context};

@@ -19,10 +19,12 @@
 //!   background garbage collection through `ownerReferences`;
 //! - service-account TokenRequest and TokenReview;
 //! - ReplicaSets, a kubelet, EndpointSlices and (optionally) kube-proxy, in
-//!   [`controllers`].
+//!   [`controllers`];
+//! - mutating admission webhooks for pods created through the API, called over HTTPS
+//!   ([`admission`]; pods the simulated ReplicaSet controller makes skip admission).
 //!
 //! What it does not emulate (see also each module): authentication beyond one bearer token,
-//! RBAC (every request is allowed), admission beyond what [`Hooks`] add, CEL validation and
+//! RBAC (every request is allowed), validating admission, CEL validation and
 //! defaulting, server-side apply's field ownership (`managedFields`; apply is a merge),
 //! strategic merge's patch directives (lists of named objects merge by name, others are
 //! replaced), foreground deletion and orphaning, pagination (`limit` is ignored: one page),
@@ -31,6 +33,7 @@
 //! discovery (kubectl falls back to legacy), multiple versions of one resource, and
 //! resourceVersion semantics on list beyond "the latest".
 
+pub mod admission;
 pub mod controllers;
 pub mod error;
 mod http;
@@ -133,7 +136,12 @@ pub async fn start(opts: Options) -> std::io::Result<Running> {
     let tokens = Arc::new(tokens::Tokens::default());
     let (review, request) = (tokens.clone(), tokens.clone());
     let hooks = Hooks {
-        admit_pod: Box::new(|_, pod| Box::pin(async move { Ok(pod) })),
+        admit_pod: {
+            let cluster = cluster.clone();
+            Box::new(move |ns, pod| {
+                Box::pin(admission::admit_pod(cluster.clone(), ns.to_string(), pod))
+            })
+        },
         create_only: Box::new(move |t, body| match t.kind.as_str() {
             "TokenReview" => Ok(review.review(body)),
             other => Err(ApiError::new(

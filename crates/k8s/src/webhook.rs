@@ -1,0 +1,183 @@
+//! The sidecar-injection webhook: AdmissionReview v1 over HTTPS (`POST /inject`), answered
+//! with [`vireo_k8s_api::inject`]'s decision and patch. It reads the pod's namespace labels
+//! from the API (the opt-in may be there) and never refuses a pod: a webhook failure must not
+//! block workloads, and the configuration says `failurePolicy: Ignore` too; `vireo check`-style
+//! auditing finds pods that should have been injected and were not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use serde_json::{json, Value};
+use vireo_k8s_api::inject::{self, Decision, Options};
+
+/// Largest AdmissionReview read (the API server's own request limit).
+pub const MAX_REVIEW: usize = 3 << 20;
+
+/// The response to one AdmissionReview (`request` as the API server sent it).
+pub fn respond(request: &Value, namespace_labels: &Value, opts: &Options) -> Value {
+    let uid = request["uid"].clone();
+    let pod = &request["object"];
+    let decision = inject::decide(pod, namespace_labels);
+    let ops = inject::patch(pod, &decision, opts);
+    let mut response = json!({"uid": uid, "allowed": true});
+    if !ops.is_empty() {
+        let patch = serde_json::to_vec(&ops).unwrap_or_default();
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .or(pod["metadata"]["generateName"].as_str())
+        .unwrap_or_default();
+    match &decision {
+        Decision::Inject => {
+            tracing::info!(namespace = %request["namespace"], pod = name, "injected the sidecar")
+        }
+        Decision::Skip(Some(reason)) => {
+            tracing::info!(namespace = %request["namespace"], pod = name, "not injected: {reason}")
+        }
+        Decision::Skip(None) => {
+            tracing::debug!(namespace = %request["namespace"], pod = name, "already injected")
+        }
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+    client: kube::Client,
+    opts: Arc<Options>,
+) -> Response<Full<Bytes>> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => return reply(StatusCode::OK, json!({"ok": true})),
+        (&Method::POST, "/inject") => {}
+        _ => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": "POST /inject (AdmissionReview v1) or GET /healthz"}),
+            )
+        }
+    }
+    let body = match Limited::new(req.into_body(), MAX_REVIEW).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("reading the AdmissionReview: {e}")}),
+            )
+        }
+    };
+    let review: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("not an AdmissionReview: {e}")}),
+            )
+        }
+    };
+    let request = &review["request"];
+    if request["kind"]["kind"] != "Pod" {
+        return reply(
+            StatusCode::OK,
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": request["uid"], "allowed": true}}),
+        );
+    }
+    let ns = request["namespace"].as_str().unwrap_or("default");
+    let labels = match Api::<Namespace>::all(client).get_opt(ns).await {
+        Ok(Some(n)) => {
+            serde_json::to_value(n.metadata.labels.unwrap_or_default()).unwrap_or_default()
+        }
+        Ok(None) => Value::Null,
+        Err(e) => {
+            // Without the namespace the opt-in is unknown: inject only on the pod's own say.
+            tracing::warn!(namespace = ns, "reading the namespace: {e}");
+            Value::Null
+        }
+    };
+    reply(StatusCode::OK, respond(request, &labels, &opts))
+}
+
+/// Serves the webhook over TLS on `listener` until the runtime stops.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    client: kube::Client,
+    opts: Options,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let opts = Arc::new(opts);
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, client, opts) = (acceptor.clone(), client.clone(), opts.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let (client, opts) = (client.clone(), opts.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(req, client, opts).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_response_carries_the_uid_and_a_base64_json_patch() {
+        let request = json!({"uid": "u-1", "namespace": "shop", "kind": {"kind": "Pod"},
+            "object": {"metadata": {"name": "web"}, "spec": {"containers": [{"name": "web"}]}}});
+        let r = respond(
+            &request,
+            &json!({"vireo.dev/inject": "enabled"}),
+            &Options::default(),
+        );
+        assert_eq!(r["response"]["uid"], "u-1");
+        assert_eq!(r["response"]["allowed"], true);
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(r["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: Vec<Value> = serde_json::from_slice(&patch).unwrap();
+        assert!(ops.iter().any(|o| o["path"] == "/spec/initContainers"));
+        let none = respond(&request, &json!({}), &Options::default());
+        assert!(
+            none["response"]["patch"].is_string(),
+            "a skipped pod still gets its reason"
+        );
+    }
+}
