@@ -157,6 +157,16 @@ enum Command {
         )]
         control_url: String,
     },
+    /// Kubernetes: list the pods that should have Vireo's sidecar and do not (created before
+    /// the injector ran, or while it was down). Exit code 0: none; 1: some (listed); 2: the
+    /// cluster could not be read.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Only this namespace [default: all].
+        #[arg(long, short = 'n', value_name = "NAMESPACE")]
+        namespace: Option<String>,
+    },
     /// Feature flags (OpenFeature; evaluated over OFREP at /ofrep/v1/…).
     Flag(FlagArgs),
     /// The event log: `export` writes it as JSON Lines of CloudEvents.
@@ -592,6 +602,10 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| 0)
             }
+            Command::Check {
+                kubeconfig,
+                namespace,
+            } => check(kubeconfig.as_deref(), namespace.as_deref()).await,
             Command::Flag(args) => flag(args).await,
             Command::Events(args) => events(args).await,
             Command::Dora {
@@ -645,6 +659,36 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+async fn check(kubeconfig: Option<&Path>, namespace: Option<&str>) -> anyhow::Result<u8> {
+    let client = match kube_client(kubeconfig).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vireo check: {e:#}");
+            return Ok(2);
+        }
+    };
+    let missed = match vireo_k8s::check::missed(&client, namespace).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("vireo check: reading pods and namespaces: {e}");
+            return Ok(2);
+        }
+    };
+    if missed.is_empty() {
+        println!("every pod that opts in to Vireo's sidecar has it");
+        return Ok(0);
+    }
+    println!("{:<24} {:<40} WHY", "NAMESPACE", "POD");
+    for m in &missed {
+        println!(
+            "{:<24} {:<40} opted in (vireo.dev/inject: enabled) but has no sidecar; restart it (kubectl rollout restart, or delete the pod) once the injector is up",
+            m.namespace, m.pod
+        );
+    }
+    println!("{} pod(s) without the sidecar", missed.len());
+    Ok(1)
 }
 
 async fn inject_webhook(

@@ -875,6 +875,31 @@ fn pods_are_injected_through_the_admission_chain_once_and_opted_out_pods_get_a_r
     };
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]); // shop: enabled
 
+    // A pod created before the injector exists: `vireo check` finds it.
+    k.ok_in(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Pod\nmetadata: {name: early, namespace: shop}\nspec: {containers: [{name: app, image: app:1}]}\n"));
+    let check = |args: &[&str]| {
+        let out = Command::new(vireo_bin())
+            .arg("check")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = check(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("shop")
+            && out.contains("early")
+            && out.contains("1 pod(s) without the sidecar"),
+        "{out}"
+    );
+    assert_eq!(check(&["-n", "default"]).0, Some(0));
+
     let addr = free_addr();
     let data = dir.join("injector");
     let mut webhook = Command::new(vireo_bin())

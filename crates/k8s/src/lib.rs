@@ -11,6 +11,7 @@
 //! engine's weights, analyses, evidence and events follow unchanged. The CR status is a
 //! projection of the store, never read back as state.
 
+pub mod check;
 pub mod gateway;
 pub mod lease;
 pub mod names;
