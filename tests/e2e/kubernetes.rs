@@ -4,78 +4,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
+use vireo_kubesim::kubectl::Kubectl;
 
-fn kubectl_bin() -> PathBuf {
-    std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/kubectl")
-        })
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        use std::io::Write;
-        let mut child = Command::new(kubectl_bin())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args)
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {}: {e}; run scripts/ensure-deps.sh test",
-                    kubectl_bin().display()
-                )
-            });
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.run(args, stdin);
-        assert!(ok, "kubectl {args:?} failed:\n{out}\n{err}");
-        out
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
+/// `vireo serve --kubernetes` against the simulator of `kubeconfig`, its data under `dir`.
+fn control_plane(dir: &Path, kubeconfig: &Path) -> Server {
+    Server::start_with(
+        free_addr(),
+        &dir.join("data"),
+        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
+    )
 }
 
 /// A Rollout with quick steps (pauses of a second) and short scale-down delays.
@@ -148,21 +91,13 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     let sim = runtime()
         .block_on(vireo_kubesim::start(Default::default()))
         .unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let k = Kubectl {
-        kubeconfig: kubeconfig.clone(),
-        cache: dir.join("kcache"),
-    };
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
     k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
 
-    let server = Server::start_with(
-        free_addr(),
-        &dir.join("data"),
-        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
-    );
+    let server = control_plane(&dir, &kubeconfig);
     let _proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
 
     // The first template is stable at once: 4 pods, both Services pinned to it.
@@ -292,7 +227,6 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     wait_for("the ReplicaSets collected", Duration::from_secs(10), || {
         sets_by_hash(&k).is_empty().then_some(())
     });
-    let _ = Path::new(&dir);
 }
 
 fn lease_holder(k: &Kubectl) -> String {
@@ -321,12 +255,8 @@ fn kill9_of_the_leader_mid_rollout_hands_over_to_the_standby_which_resumes() {
     let sim = runtime()
         .block_on(vireo_kubesim::start(Default::default()))
         .unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let k = Kubectl {
-        kubeconfig: kubeconfig.clone(),
-        cache: dir.join("kcache"),
-    };
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
     k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
@@ -503,12 +433,8 @@ fn a_faulty_canary_aborts_to_zero_drains_and_scales_down() {
         }))
         .unwrap();
     let stop_containers = containers(sim.cluster.clone());
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let k = Kubectl {
-        kubeconfig: kubeconfig.clone(),
-        cache: dir.join("kcache"),
-    };
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
     k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
@@ -531,11 +457,7 @@ spec:
 "#,
         ),
     );
-    let server = Server::start_with(
-        free_addr(),
-        &dir.join("data"),
-        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
-    );
+    let server = control_plane(&dir, &kubeconfig);
     let proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
     let recipe = |image: &str| {
         rollout(image).replace(
@@ -673,21 +595,13 @@ fn the_gateway_api_variant_moves_httproute_weights_and_back_to_zero_on_abort() {
     let sim = runtime()
         .block_on(vireo_kubesim::start(Default::default()))
         .unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let k = Kubectl {
-        kubeconfig: kubeconfig.clone(),
-        cache: dir.join("kcache"),
-    };
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
     k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
     // No Vireo proxy anywhere: the Gateway carries the traffic.
-    let server = Server::start_with(
-        free_addr(),
-        &dir.join("data"),
-        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
-    );
+    let server = control_plane(&dir, &kubeconfig);
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/kubernetes/examples/gateway-api.yaml"
@@ -776,12 +690,8 @@ fn a_proxy_gets_config_only_with_a_valid_service_account_token() {
     let sim = runtime()
         .block_on(vireo_kubesim::start(Default::default()))
         .unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let k = Kubectl {
-        kubeconfig: kubeconfig.clone(),
-        cache: dir.join("kcache"),
-    };
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
     k.ok(&["apply", "-k", "crds/"]);
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
     k.ok_in(
@@ -798,11 +708,7 @@ fn a_proxy_gets_config_only_with_a_valid_service_account_token() {
             .to_string()
     };
     let (good, other) = (token("vireo"), token("someone-else"));
-    let server = Server::start_with(
-        free_addr(),
-        &dir.join("data"),
-        &["--kubernetes", "--kubeconfig", kubeconfig.to_str().unwrap()],
-    );
+    let server = control_plane(&dir, &kubeconfig);
     let config = |token: &str| {
         let auth = format!("Bearer {token}");
         let headers: Vec<(&str, &str)> = if token.is_empty() {
@@ -867,12 +773,8 @@ fn pods_are_injected_through_the_admission_chain_once_and_opted_out_pods_get_a_r
     let sim = runtime()
         .block_on(vireo_kubesim::start(Default::default()))
         .unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig).unwrap();
-    let k = Kubectl {
-        kubeconfig: kubeconfig.clone(),
-        cache: dir.join("kcache"),
-    };
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]); // shop: enabled
 
     // A pod created before the injector exists: `vireo check` finds it.

@@ -105,7 +105,7 @@ async fn route(
         ["version"] => {
             return Ok(json_response(
                 200,
-                &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-vireo-kubesim", "platform": "linux/amd64"}),
+                &json!({"major": "1", "minor": "35", "gitVersion": "v1.35.0-vireo-kubesim", "platform": "linux/amd64"}),
             ));
         }
         ["api"] => {
@@ -417,7 +417,7 @@ fn openapi_gv(c: &Cluster, gv: &str) -> Result<Value, ApiError> {
         return Err(ApiError::not_found("openapi", gv));
     }
     Ok(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (vireo-kubesim)", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": schemas}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes (vireo-kubesim)", "version": "v1.35.0"}, "paths": paths, "components": {"schemas": schemas}}),
     )
 }
 

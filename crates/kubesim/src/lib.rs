@@ -37,6 +37,7 @@ pub mod admission;
 pub mod controllers;
 pub mod error;
 mod http;
+pub mod kubectl;
 pub mod registry;
 pub mod schema;
 pub mod selector;
