@@ -523,18 +523,16 @@ spec:
         "weight 0 applied by the proxy: {applied:?}"
     );
 
+    // The status follows the engine: Aborted, and (once the abort settled) the reason, which
+    // names the failing metric.
     let ro = wait_for(
-        "the Rollout's status Aborted",
-        Duration::from_secs(10),
+        "the Rollout's status Aborted, naming the failing metric",
+        Duration::from_secs(15),
         || {
             let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
-            (ro["status"]["phase"] == "Aborted").then_some(ro)
+            let message = ro["status"]["message"].as_str().unwrap_or_default();
+            (ro["status"]["phase"] == "Aborted" && message.contains("success-rate")).then_some(ro)
         },
-    );
-    let message = ro["status"]["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("success-rate"),
-        "the reason names the failing metric: {message}"
     );
     assert_eq!(
         selector_hash(&k, "checkout-stable"),

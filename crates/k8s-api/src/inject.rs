@@ -194,7 +194,9 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
                 ops.push(json!({"op": "add", "path": format!("/spec/{list}/-"), "value": sidecar(o, false)}));
             }
             let volumes = [
-                json!({"name": "vireo-proxy-config", "configMap": {"name": CONFIG_MAP}}),
+                // Optional: a namespace without the ConfigMap must not leave its pods stuck in
+                // ContainerCreating (the proxy then exits and says why; `vireo check` helps).
+                json!({"name": "vireo-proxy-config", "configMap": {"name": CONFIG_MAP, "optional": true}}),
                 json!({"name": "vireo-token", "projected": {"sources": [{"serviceAccountToken": {
                     "audience": AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}),
             ];
@@ -204,26 +206,27 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
             for v in volumes {
                 ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": v}));
             }
-            ops.extend(annotations_ops(
-                pod,
-                &[
-                    (INJECTED, "true".into()),
-                    (
-                        STATUS_ANNOTATION,
-                        format!(
-                            "injected: {}",
-                            if native {
-                                "native sidecar"
-                            } else {
-                                "container"
-                            }
-                        ),
-                    ),
-                    ("prometheus.io/scrape", "true".into()),
+            let kind = if native {
+                "native sidecar"
+            } else {
+                "container"
+            };
+            let mut set = vec![
+                (INJECTED, "true".to_string()),
+                (STATUS_ANNOTATION, format!("injected: {kind}")),
+            ];
+            // The app's own scrape annotations win: they may point at its own metrics.
+            if pod["metadata"]["annotations"]
+                .get("prometheus.io/scrape")
+                .is_none()
+            {
+                set.extend([
+                    ("prometheus.io/scrape", "true".to_string()),
                     ("prometheus.io/port", o.admin_port.to_string()),
-                    ("prometheus.io/path", "/metrics".into()),
-                ],
-            ));
+                    ("prometheus.io/path", "/metrics".to_string()),
+                ]);
+            }
+            ops.extend(annotations_ops(pod, &set));
             ops
         }
     }

@@ -106,6 +106,9 @@ pub struct SetPlan {
     pub replicas: i32,
     /// Write this scale-down deadline (the ReplicaSet still runs `replicas` until then).
     pub deadline: Option<Millis>,
+    /// The set is in use again (stable, or the running canary): remove a deadline left from an
+    /// earlier scale-down, so that a later one starts its delay afresh.
+    pub clear_deadline: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,16 +121,34 @@ pub struct Plan {
     pub canary_selector: String,
     /// The earliest deadline still to come: reconcile again then.
     pub wake_at: Option<Millis>,
+    /// `spec.template` changed while the engine still runs the previous canary: the new
+    /// template waits until that one has ended (completed, or aborted and drained).
+    pub waiting: bool,
 }
 
 /// The plan for one Rollout.
 pub fn plan(o: &Observed) -> Plan {
+    // A running canary of an older template keeps being driven until it ends; the newest
+    // template becomes the next canary then (the engine takes one recipe at a time).
+    let running = o
+        .stored
+        .as_ref()
+        .filter(|s| s.canary != o.hash && !(s.phase.is_terminal() && s.settled));
+    if let Some(r) = running {
+        let mut older = o.clone();
+        older.hash = r.canary.clone();
+        let mut p = plan(&older);
+        p.waiting = true;
+        // The newest template's set, if one was made, is neither stable nor running.
+        return p;
+    }
     let mut p = Plan {
         apply: None,
         sets: Vec::new(),
         stable_selector: o.hash.clone(),
         canary_selector: o.hash.clone(),
         wake_at: None,
+        waiting: false,
     };
     let stable = match &o.stored {
         // The stored rollout knows; once it completed, its canary is the stable.
@@ -173,12 +194,14 @@ pub fn plan(o: &Observed) -> Plan {
             hash: stable.clone(),
             replicas: o.replicas,
             deadline: None,
+            clear_deadline: true,
         });
     } else {
         p.sets.push(SetPlan {
             hash: stable.clone(),
             replicas: stable_n,
             deadline: None,
+            clear_deadline: true,
         });
         // The canary: after an abort it keeps its pods until drained plus the delay.
         let settled = stored_current.is_some_and(|s| s.settled);
@@ -189,6 +212,7 @@ pub fn plan(o: &Observed) -> Plan {
                     hash: o.hash.clone(),
                     replicas: keep,
                     deadline: None,
+                    clear_deadline: false,
                 },
                 (true, None) => {
                     let at = o.now + o.abort_scale_down_delay_ms;
@@ -197,6 +221,7 @@ pub fn plan(o: &Observed) -> Plan {
                         hash: o.hash.clone(),
                         replicas: keep,
                         deadline: Some(at),
+                        clear_deadline: false,
                     }
                 }
                 (true, Some(at)) if o.now < at => {
@@ -205,12 +230,14 @@ pub fn plan(o: &Observed) -> Plan {
                         hash: o.hash.clone(),
                         replicas: keep,
                         deadline: None,
+                        clear_deadline: false,
                     }
                 }
                 (true, Some(_)) => SetPlan {
                     hash: o.hash.clone(),
                     replicas: 0,
                     deadline: None,
+                    clear_deadline: false,
                 },
             }
         } else {
@@ -218,6 +245,7 @@ pub fn plan(o: &Observed) -> Plan {
                 hash: o.hash.clone(),
                 replicas: canary_n,
                 deadline: None,
+                clear_deadline: true,
             }
         };
         p.sets.push(canary);
@@ -238,6 +266,7 @@ pub fn plan(o: &Observed) -> Plan {
                 hash: s.hash.clone(),
                 replicas: 0,
                 deadline: None,
+                clear_deadline: false,
             },
             None => {
                 let at = o.now + o.scale_down_delay_ms;
@@ -246,6 +275,7 @@ pub fn plan(o: &Observed) -> Plan {
                     hash: s.hash.clone(),
                     replicas: s.replicas,
                     deadline: Some(at),
+                    clear_deadline: false,
                 }
             }
             Some(at) if o.now < at => {
@@ -254,12 +284,14 @@ pub fn plan(o: &Observed) -> Plan {
                     hash: s.hash.clone(),
                     replicas: s.replicas,
                     deadline: None,
+                    clear_deadline: false,
                 }
             }
             Some(_) => SetPlan {
                 hash: s.hash.clone(),
                 replicas: 0,
                 deadline: None,
+                clear_deadline: false,
             },
         };
         p.sets.push(plan);

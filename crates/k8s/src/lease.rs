@@ -115,19 +115,28 @@ impl Election {
         }
     }
 
-    /// Renews every third of the duration; returns when leadership is lost (another holder,
-    /// or no successful renewal for a whole duration).
+    /// Renews every third of the duration; returns when leadership is lost: another holder,
+    /// or no renewal confirmed for two thirds of the duration. Each attempt is bounded by a
+    /// third of it, so a partitioned leader steps down before a standby may take over (at the
+    /// full duration; clocks are assumed to agree within the remaining third).
     pub async fn hold(&self, client: &kube::Client) -> String {
         let mut last_ok = tokio::time::Instant::now();
+        let step_down = self.duration * 2 / 3;
         loop {
             tokio::time::sleep(self.duration / 3).await;
-            match self.try_acquire(client).await {
-                Ok(true) => last_ok = tokio::time::Instant::now(),
-                Ok(false) => return "another replica holds the lease".into(),
-                Err(e) => {
-                    tracing::warn!("renewing the lease: {e}");
-                    if last_ok.elapsed() >= self.duration {
-                        return format!("could not renew the lease for {:?}: {e}", self.duration);
+            let started = tokio::time::Instant::now();
+            let outcome = tokio::time::timeout(self.duration / 3, self.try_acquire(client)).await;
+            match outcome {
+                Ok(Ok(true)) => last_ok = started,
+                Ok(Ok(false)) => return "another replica holds the lease".into(),
+                failed => {
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {:?}", self.duration / 3),
+                    };
+                    tracing::warn!("renewing the lease: {why}");
+                    if last_ok.elapsed() >= step_down {
+                        return format!("could not renew the lease for {step_down:?}: {why}");
                     }
                 }
             }

@@ -256,7 +256,9 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
         status.message = Some(message);
         status.conditions = conditions;
         write_status(ro, ctx, old, status).await?;
-        Ok::<_, Error>(Action::await_change())
+        // Some causes are other objects (a Service or template created later) that no watch
+        // reports: look again in a while, besides on every change of the Rollout.
+        Ok::<_, Error>(Action::requeue(Duration::from_secs(30)))
     };
     let (Some(stable_svc), Some(canary_svc)) =
         (canary.stable_service.clone(), canary.canary_service.clone())
@@ -268,26 +270,32 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
         )
         .await;
     };
-    // Where the weights go besides Vireo's proxies.
+    // Where the weights go besides Vireo's proxies. A Rollout moves only an HTTPRoute of its
+    // own namespace (the controller may patch HTTPRoutes everywhere; a tenant may not).
     let routing = canary.traffic_routing.clone().unwrap_or_default();
     let route = routing
         .vireo
         .as_ref()
         .and_then(|v| v.route.clone())
         .unwrap_or_else(|| name.clone());
-    ctx.gateway.set(
-        &route,
-        routing
-            .gateway_api
-            .as_ref()
-            .map(|g| crate::gateway::Target {
-                namespace: g.namespace.clone().unwrap_or_else(|| ns.clone()),
-                http_route: g.http_route.clone(),
-                canary_service: canary_svc.clone(),
-                stable_service: stable_svc.clone(),
-                proxies: routing.vireo.is_some(),
-            }),
-    );
+    if let Some(other) = routing
+        .gateway_api
+        .as_ref()
+        .and_then(|g| g.namespace.clone())
+        .filter(|n| *n != ns)
+    {
+        return invalid(format!("spec.strategy.canary.trafficRouting.gatewayAPI.namespace: {other:?} is not the Rollout's namespace; a Rollout moves only its own namespace's HTTPRoutes"), status, conditions).await;
+    }
+    let gateway_target = routing
+        .gateway_api
+        .as_ref()
+        .map(|g| crate::gateway::Target {
+            namespace: ns.clone(),
+            http_route: g.http_route.clone(),
+            canary_service: canary_svc.clone(),
+            stable_service: stable_svc.clone(),
+            proxies: routing.vireo.is_some(),
+        });
     let template = match template(ro, ctx, &ns).await {
         Ok(t) => t,
         Err(e) => return invalid(e, status, conditions).await,
@@ -350,14 +358,36 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
     };
     let p = plan::plan(&observed);
 
-    // A recipe for the engine: a new canary, or the current one's steps edited.
-    let current = stored.as_ref().filter(|s| s.canary == hash);
+    // The canary the engine runs: this template's, or (p.waiting) an older one still running.
+    let effective = if p.waiting {
+        stored
+            .as_ref()
+            .map(|s| s.canary.clone())
+            .unwrap_or_else(|| hash.clone())
+    } else {
+        hash.clone()
+    };
+    let current = stored.as_ref().filter(|s| s.canary == effective);
+    if p.waiting {
+        conditions.push(condition("TemplateWaiting", true, "CanaryRunning", format!("the template changed while canary {effective} runs; it becomes the next canary once that one ends (vireo rollout abort {store_name} to end it now)"), &old_status.conditions));
+    }
+    let ours = format!("{ns}/{name} uid={uid}");
+    let stored_source = view.as_ref().and_then(|v| {
+        v.rollout
+            .metadata
+            .annotations
+            .get(names::SOURCE_ANNOTATION)
+            .cloned()
+    });
+    if stored_source.as_deref() == Some(ours.as_str()) {
+        ctx.gateway.set(&route, gateway_target.clone());
+    }
     let (stable_hash, canary_hash) = p.apply.clone().unwrap_or_else(|| {
         (
             current
                 .map(|s| s.stable.clone())
-                .unwrap_or_else(|| hash.clone()),
-            hash.clone(),
+                .unwrap_or_else(|| effective.clone()),
+            effective.clone(),
         )
     });
     if stable_hash != canary_hash {
@@ -389,24 +419,15 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
             Ok(c) => c,
             Err(e) => return invalid(e.to_string(), status, conditions).await,
         };
-        core.metadata.annotations.insert(
-            names::SOURCE_ANNOTATION.into(),
-            format!("{ns}/{name} uid={uid}"),
-        );
-        let stored_source = view.as_ref().and_then(|v| {
-            v.rollout
-                .metadata
-                .annotations
-                .get(names::SOURCE_ANNOTATION)
-                .cloned()
-        });
-        if stored_source.is_some_and(|s| s != format!("{ns}/{name} uid={uid}")) {
+        core.metadata
+            .annotations
+            .insert(names::SOURCE_ANNOTATION.into(), ours.clone());
+        if stored_source.as_ref().is_some_and(|s| *s != ours) {
             return invalid(format!("the control plane's rollout {store_name:?} belongs to another object; rename this Rollout"), status, conditions).await;
         }
-        let changed = match &view {
-            None => true,
-            Some(v) => p.apply.is_some() || (!v.status.phase.is_terminal() && v.rollout != core),
-        };
+        // The engine takes a recipe for a new canary; edits to a running one's steps wait for
+        // its next canary (the engine runs one recipe at a time).
+        let changed = view.is_none() || p.apply.is_some();
         if changed {
             if let Err(e) = apply_templates(ro, ctx, &ns, &name_of).await {
                 return invalid(e, status, conditions).await;
@@ -417,6 +438,7 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
                 .await
             {
                 Ok(_) => {
+                    ctx.gateway.set(&route, gateway_target.clone());
                     tracing::info!(rollout = %format!("{ns}/{name}"), stable = %stable_hash, canary = %canary_hash, "handed the recipe to the engine");
                     publish(
                         ctx,
@@ -450,6 +472,8 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
                 if let Some(at) = sp.deadline {
                     patch["metadata"] =
                         json!({"annotations": {SCALE_DOWN_DEADLINE: at.to_string()}});
+                } else if sp.clear_deadline && rs.annotations().contains_key(SCALE_DOWN_DEADLINE) {
+                    patch["metadata"] = json!({"annotations": {SCALE_DOWN_DEADLINE: null}});
                 }
                 if patch != json!({}) {
                     sets_api
@@ -727,6 +751,23 @@ async fn publish(ctx: &Context, ro: &Rollout, type_: EventType, reason: &str, no
 /// pin), so they select every pod of the app again.
 async fn cleanup(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
     let ns = ro.namespace().unwrap_or_default();
+    let store_name = names::namespaced(&ns, &ro.name_any());
+    // A canary still running would keep moving weight toward pods that are about to go.
+    if let Ok(view) = ctx.handle.get(&store_name).await {
+        if !view.status.phase.is_terminal() {
+            let caller = vireo_core::rollout::Caller {
+                actor: format!("kubernetes:{ns}/{}", ro.name_any()),
+                reason: Some("the Rollout was deleted".into()),
+            };
+            if let Err(e) = ctx
+                .handle
+                .act(&store_name, vireo_core::rollout::Action::Abort, caller)
+                .await
+            {
+                tracing::warn!(rollout = %store_name, "aborting on delete: {e}");
+            }
+        }
+    }
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
     let c = ro.spec.strategy.canary.clone().unwrap_or_default();
     for svc in [c.stable_service, c.canary_service].into_iter().flatten() {

@@ -65,13 +65,16 @@ impl Reviewer {
             .await
             .map_err(|e| format!("TokenReview: {e}"))?;
         let status = answer.status.unwrap_or_default();
+        // The API server names the audiences it matched; none means its own, not Vireo's. And
+        // only service accounts are sidecars: a person's token is no proxy's.
         let audience_ok = status
             .audiences
             .as_ref()
-            .is_none_or(|a| a.iter().any(|x| x == AUDIENCE));
+            .is_some_and(|a| a.iter().any(|x| x == AUDIENCE));
         let user = (status.authenticated == Some(true) && audience_ok)
             .then(|| status.user.and_then(|u| u.username))
-            .flatten();
+            .flatten()
+            .filter(|u| u.starts_with("system:serviceaccount:"));
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= MAX_CACHED {
             cache.retain(|_, (at, _)| at.elapsed() < TTL);

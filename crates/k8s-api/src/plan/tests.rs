@@ -170,3 +170,42 @@ fn the_canary_starts_as_soon_as_the_engine_has_the_rollout() {
         );
     }
 }
+
+#[test]
+fn a_template_changed_mid_rollout_waits_for_the_running_canary_to_end() {
+    // The engine runs old → new; the user applies "newer" at 25 %.
+    let mut o = observed(stored(Phase::Progressing, 25, false));
+    o.hash = "newer".into();
+    o.sets.push(ObservedSet {
+        hash: "new".into(),
+        replicas: 1,
+        deadline: None,
+    });
+    let p = plan(&o);
+    assert!(p.waiting);
+    assert_eq!(p.apply, None, "the engine takes one recipe at a time");
+    assert_eq!(
+        replicas(&p, "new"),
+        1,
+        "the running canary keeps following its weight"
+    );
+    assert_eq!(
+        (p.stable_selector.as_str(), p.canary_selector.as_str()),
+        ("old", "new")
+    );
+    // Once it completed, the newest template becomes the next canary of it.
+    o.stored = stored(Phase::Completed, 100, true);
+    let p = plan(&o);
+    assert!(!p.waiting);
+    assert_eq!(p.apply, Some(("new".into(), "newer".into())));
+}
+
+#[test]
+fn a_set_in_use_again_loses_its_old_deadline() {
+    let mut o = observed(None);
+    o.sets[0].deadline = Some(5);
+    o.hash = "old".into();
+    let p = plan(&o);
+    let old = p.sets.iter().find(|s| s.hash == "old").unwrap();
+    assert!(old.clear_deadline && old.replicas == 4);
+}
