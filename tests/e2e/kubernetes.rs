@@ -61,6 +61,16 @@ spec:
     )
 }
 
+/// The weights the engine saw applied by every connected proxy, in order.
+fn applied_weights(status: &Value) -> Vec<i64> {
+    status["appliedWeights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["weight"].as_i64().unwrap())
+        .collect()
+}
+
 fn sets_by_hash(k: &Kubectl) -> std::collections::BTreeMap<String, i64> {
     k.json(&["-n", "shop", "get", "replicasets"])["items"]
         .as_array()
@@ -177,12 +187,7 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     );
     let store = server.status("shop--checkout");
     assert_eq!(store["phase"], "Completed");
-    let applied: Vec<i64> = store["appliedWeights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["weight"].as_i64().unwrap())
-        .collect();
+    let applied = applied_weights(&store);
     assert_eq!(
         applied,
         [5, 25, 50, 100],
@@ -331,12 +336,7 @@ fn kill9_of_the_leader_mid_rollout_hands_over_to_the_standby_which_resumes() {
     let done = standby.wait_status("shop--checkout", "Completed after the handover", |s| {
         s["phase"] == "Completed"
     });
-    let applied: Vec<i64> = done["appliedWeights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["weight"].as_i64().unwrap())
-        .collect();
+    let applied = applied_weights(&done);
     assert_eq!(
         applied,
         [5, 25, 50, 100],
@@ -511,12 +511,7 @@ spec:
         .expect("abort-to-zero measured");
     let drain_ms = done["drainMs"].as_u64().unwrap_or(0);
     eprintln!("kubernetes mode: abort to weight 0 on every proxy in {abort_ms} ms, drained in {drain_ms} ms");
-    let applied: Vec<i64> = done["appliedWeights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["weight"].as_i64().unwrap())
-        .collect();
+    let applied = applied_weights(&done);
     assert_eq!(
         applied.last(),
         Some(&0),

@@ -106,15 +106,6 @@ impl ResourceType {
             .as_array()
             .and_then(|vs| vs.iter().find(|v| v["served"].as_bool().unwrap_or(true)))
             .ok_or("spec.versions: at least one served version is required")?;
-        let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         let columns = version["additionalPrinterColumns"]
             .as_array()
             .map(|cols| {
@@ -149,8 +140,8 @@ impl ResourceType {
                 .unwrap_or_else(|| s(&names["kind"]).to_lowercase()),
             kind: s(&names["kind"]),
             namespaced: spec["scope"].as_str() != Some("Cluster"),
-            short_names: strings(&names["shortNames"]),
-            categories: strings(&names["categories"]),
+            short_names: string_list(&names["shortNames"]),
+            categories: string_list(&names["categories"]),
             status: sub.get("status").is_some_and(|v| v.is_object()),
             scale,
             columns,
@@ -169,6 +160,17 @@ impl ResourceType {
         }
         Ok(t)
     }
+}
+
+/// The strings of a JSON array (others, and a non-array, read as none).
+pub fn string_list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn builtin(

@@ -31,14 +31,7 @@ fn random_token() -> String {
 impl Tokens {
     /// TokenRequest: `spec.audiences`, `spec.expirationSeconds` (default 3600).
     pub fn request(&self, ns: &str, sa: &str, body: &Value) -> Result<Value, ApiError> {
-        let audiences: Vec<String> = body["spec"]["audiences"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let audiences: Vec<String> = crate::registry::string_list(&body["spec"]["audiences"]);
         let secs = body["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
         if secs < 600 {
             return Err(ApiError::invalid("TokenRequest", sa, vec!["spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes".into()]));
@@ -70,14 +63,7 @@ impl Tokens {
     /// review names audiences) was issued for one of them.
     pub fn review(&self, body: &Value) -> Value {
         let token = body["spec"]["token"].as_str().unwrap_or_default();
-        let wanted: Vec<String> = body["spec"]["audiences"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let wanted: Vec<String> = crate::registry::string_list(&body["spec"]["audiences"]);
         let issued = self
             .issued
             .lock()
