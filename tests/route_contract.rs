@@ -17,7 +17,7 @@ fn proxy_pick(route: Route, user: &str) -> (String, String) {
     let table = RouteTable::compile(config, 1, &Metrics::new(&[1.0])).unwrap();
     let mut h = http::HeaderMap::new();
     h.insert("x-user-id", user.parse().unwrap());
-    match table.select(&"/".parse().unwrap(), &h, || 0) {
+    match table.select(&"/".parse().unwrap(), &h, None, || 0) {
         Selection::Backend { backend, .. } => (backend.name().into(), backend.version().into()),
         Selection::Unmatched(_) => panic!("unmatched"),
     }

@@ -56,7 +56,7 @@ fn route_selection(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) & 1023;
-            match table.select(&uri, &requests[i], || 0) {
+            match table.select(&uri, &requests[i], None, || 0) {
                 Selection::Backend { backend, .. } => black_box(backend.weight()),
                 Selection::Unmatched(_) => unreachable!(),
             }

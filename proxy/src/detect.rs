@@ -9,6 +9,13 @@
 //! byte: `G`, `P`OST… only `P` needs a second look), bounded by the config's
 //! `header_read_timeout` (a head cannot arrive before its first bytes) and by shutdown, and
 //! puts the bytes back (see [`crate::io::Downstream`]) for the chosen server.
+//!
+//! An intercepted connection (transparent mode) may carry anything the app sends — TLS to an
+//! outside API, a database protocol — so it is HTTP only if it starts like HTTP: the h2c
+//! preface, or a request line's method token and a space ([`classify_intercepted`]).
+//! Anything else, and a connection that stays silent for [`OPAQUE_AFTER`] (a protocol where
+//! the server speaks first), is relayed as opaque TCP to its original destination. Linkerd's
+//! proxy decides the same way, with the same 10 s.
 
 use std::time::Duration;
 
@@ -25,7 +32,15 @@ pub const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub enum Protocol {
     Http1,
     H2c,
+    /// Not HTTP: relay the bytes unchanged (intercepted connections only).
+    Opaque,
 }
+
+/// How long an intercepted connection may stay silent before it is relayed as opaque TCP.
+pub const OPAQUE_AFTER: Duration = Duration::from_secs(10);
+
+/// The longest method token an HTTP/1 request line is recognised by (`PROPPATCH` is 9).
+const MAX_METHOD: usize = 20;
 
 /// Classifies the first bytes of a connection: `None` while they are still a prefix of the
 /// HTTP/2 preface (more bytes needed).
@@ -40,6 +55,43 @@ pub fn classify(first: &[u8]) -> Option<Protocol> {
     }
 }
 
+/// [`classify`] for an intercepted connection: HTTP only if it starts like an HTTP request,
+/// [`Protocol::Opaque`] otherwise. Decides within [`H2_PREFACE`]'s 24 bytes.
+pub fn classify_intercepted(first: &[u8]) -> Option<Protocol> {
+    let n = first.len().min(H2_PREFACE.len());
+    if first[..n] == H2_PREFACE[..n] {
+        return (n == H2_PREFACE.len()).then_some(Protocol::H2c);
+    }
+    for (i, &b) in first.iter().enumerate() {
+        match b {
+            b'A'..=b'Z' if i < MAX_METHOD => {}
+            b' ' if i > 0 => return Some(Protocol::Http1),
+            _ => return Some(Protocol::Opaque),
+        }
+    }
+    None
+}
+
+/// How detection classifies a connection's first bytes and what a silent one becomes.
+#[derive(Clone, Copy)]
+pub struct Rules {
+    pub classify: fn(&[u8]) -> Option<Protocol>,
+    /// When no decision came within the limit: drop the connection (`None`), or this.
+    pub on_silence: Option<Protocol>,
+}
+
+/// A connection the app made to the proxy: HTTP/1 or h2c, dropped if silent.
+pub const EXPLICIT: Rules = Rules {
+    classify,
+    on_silence: None,
+};
+
+/// A connection iptables redirected to the proxy: HTTP if it looks like it, else opaque.
+pub const INTERCEPTED: Rules = Rules {
+    classify: classify_intercepted,
+    on_silence: Some(Protocol::Opaque),
+};
+
 /// How long detection still waits for a new connection's first bytes once shutdown began.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
@@ -50,6 +102,7 @@ pub async fn detect(
     io: &mut Downstream,
     shutdown: &mut watch::Receiver<bool>,
     limit: Duration,
+    rules: Rules,
 ) -> Option<Protocol> {
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut n = 0;
@@ -72,13 +125,17 @@ pub async fn detect(
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(deadline) => return None,
+            _ = tokio::time::sleep_until(deadline) => match rules.on_silence {
+                // Not at shutdown: a connection opened just before it is not worth a relay.
+                Some(p) if !stopping => break p,
+                _ => return None,
+            },
         };
         match read {
             Ok(0) | Err(_) => return None,
             Ok(k) => n += k,
         }
-        if let Some(p) = classify(&buf[..n]) {
+        if let Some(p) = (rules.classify)(&buf[..n]) {
             break p;
         }
     };
@@ -99,5 +156,27 @@ mod tests {
         assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
         assert_eq!(classify(H2_PREFACE), Some(Protocol::H2c));
         assert_eq!(classify(b"\x00\x01"), Some(Protocol::Http1));
+    }
+
+    #[test]
+    fn intercepted_connections_are_http_only_if_they_start_like_it() {
+        use Protocol::*;
+        assert_eq!(classify_intercepted(b"GET / HTTP/1.1\r\n"), Some(Http1));
+        assert_eq!(classify_intercepted(b"GET "), Some(Http1));
+        assert_eq!(classify_intercepted(b"GE"), None);
+        assert_eq!(classify_intercepted(b"PROPPATCH "), Some(Http1));
+        assert_eq!(classify_intercepted(b"P"), None);
+        assert_eq!(classify_intercepted(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(classify_intercepted(H2_PREFACE), Some(H2c));
+        assert_eq!(classify_intercepted(b"PRIX"), None);
+        assert_eq!(classify_intercepted(b"PRI *X"), Some(Http1));
+        // TLS ClientHello, a lower-case line, a leading space, binary: not HTTP.
+        assert_eq!(classify_intercepted(b"\x16\x03\x01\x02"), Some(Opaque));
+        assert_eq!(classify_intercepted(b"get / HTTP/1.1"), Some(Opaque));
+        assert_eq!(classify_intercepted(b" GET"), Some(Opaque));
+        assert_eq!(classify_intercepted(b"\x00"), Some(Opaque));
+        // A token too long to be a method decides within the buffer.
+        assert_eq!(classify_intercepted(&[b'A'; 24]), Some(Opaque));
+        assert_eq!(classify_intercepted(&[b'A'; 20]), None);
     }
 }

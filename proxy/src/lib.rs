@@ -14,6 +14,8 @@
 //! - [`headers`]: hop-by-hop fields, removed in both directions.
 //! - [`detect`], [`io`]: HTTP/1 vs h2c detection per connection with a time limit, and the
 //!   client stream (rewind, write-stall deadline).
+//! - [`intercept`]: transparent interception: the iptables init step and each redirected
+//!   connection's original destination.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/slo`, `/config`, health).
 //! - [`reload`]: the config file source (poll + SIGHUP).
 //! - [`watch`]: the control-plane config source (long poll + heartbeat) and its wire types.
@@ -24,6 +26,7 @@ pub mod admin;
 pub use vireo_types::{config, split};
 pub mod detect;
 pub mod headers;
+pub mod intercept;
 pub mod io;
 pub mod metrics;
 pub mod proxy;
@@ -90,6 +93,7 @@ impl TableHandle {
         self.metrics
             .prune(now, slo::MAX_WINDOW, |route, backend, version| {
                 route == metrics::UNMATCHED
+                    || route == metrics::PASSTHROUGH
                     || active
                         .backends()
                         .any(|(r, b)| r == route && b.name() == backend && b.version() == version)

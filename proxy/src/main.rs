@@ -20,8 +20,16 @@ use clap::Parser;
 /// the previous config keeps serving. SIGTERM/SIGINT shut down gracefully: readiness goes to 503,
 /// listeners close, requests in flight finish (at most `shutdown_grace`).
 #[derive(Parser, Debug)]
-#[command(name = "vireo-proxy", version, after_help = EXAMPLES)]
+#[command(
+    name = "vireo-proxy",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+
     /// Run the proxy with this config file (YAML or JSON).
     #[arg(long, value_name = "FILE", conflicts_with = "check")]
     config: Option<PathBuf>,
@@ -56,6 +64,11 @@ struct Cli {
     )]
     control_ca: Option<PathBuf>,
 
+    /// Transparent interception, as `transparent: true` in the config: serve the connections
+    /// `vireo-proxy iptables` redirects here, routing by their original destination.
+    #[arg(long, env = "VIREO_PROXY_TRANSPARENT", requires = "config")]
+    transparent: bool,
+
     /// Validate a config file, print every error with its field path, and exit: 0 if valid,
     /// 1 if not.
     #[arg(long, value_name = "FILE")]
@@ -64,6 +77,86 @@ struct Cli {
     /// Log filter, e.g. `info`, `debug`, `vireo_proxy=debug` (or set RUST_LOG).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// Transparent interception's init step: install iptables rules in this network namespace
+    /// that redirect outbound TCP to the proxy's port, except the proxy's own (by uid),
+    /// loopback, and the ports and networks skipped. Run once per pod before the app starts
+    /// (the injector's `vireo-init` init container, with NET_ADMIN and NET_RAW); running it
+    /// again leaves the same rules. The proxy then runs with `transparent: true`.
+    Iptables(IptablesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = IPTABLES_EXAMPLES)]
+struct IptablesArgs {
+    /// The uid the proxy runs as; its connections (to backends, to the control plane) are
+    /// never redirected.
+    #[arg(long, value_name = "UID", default_value_t = 2102)]
+    proxy_uid: u32,
+    /// The proxy's data port (`listen:` in its config).
+    #[arg(long, value_name = "PORT", default_value_t = 4140)]
+    proxy_port: u16,
+    /// Destination ports to leave alone, comma-separated, ranges as 4567-4568: protocols
+    /// where the server speaks first (SMTP, MySQL) would otherwise wait 10 s for detection.
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    skip_outbound_ports: Vec<vireo_proxy::intercept::Ports>,
+    /// Destination networks to leave alone, comma-separated (e.g. 169.254.169.254/32).
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    skip_outbound_networks: Vec<vireo_proxy::intercept::Cidr>,
+    /// Also install the rules for IPv6 (ip6tables), for dual-stack pods.
+    #[arg(long)]
+    ipv6: bool,
+    /// Which iptables binaries: the system's default, or its `legacy` or `nft` variant (match
+    /// what the node's kube-proxy uses).
+    #[arg(long, value_name = "MODE", value_parser = ["default", "legacy", "nft"], default_value = "default")]
+    iptables_mode: String,
+    /// Print the rules instead of installing them.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+const IPTABLES_EXAMPLES: &str = "Examples:
+  vireo-proxy iptables --proxy-uid 2102 --proxy-port 4140
+  vireo-proxy iptables --skip-outbound-ports 25,3306,4567-4568 --skip-outbound-networks 169.254.169.254/32
+  vireo-proxy iptables --dry-run
+
+Exit codes: 0 rules installed, 1 iptables failed (missing NET_ADMIN? missing binary?), 2 bad command line.";
+
+fn iptables(args: IptablesArgs) -> ExitCode {
+    use vireo_proxy::intercept::{self, Family, Interception};
+    let rules = Interception {
+        proxy_uid: args.proxy_uid,
+        proxy_port: args.proxy_port,
+        skip_ports: args.skip_outbound_ports,
+        skip_networks: args.skip_outbound_networks,
+    };
+    let variant = match args.iptables_mode.as_str() {
+        "legacy" => "-legacy",
+        "nft" => "-nft",
+        _ => "",
+    };
+    let mut families = vec![Family::V4];
+    if args.ipv6 {
+        families.push(Family::V6);
+    }
+    for family in families {
+        if args.dry_run {
+            print!("{}", rules.restore_input(family, ""));
+            continue;
+        }
+        match intercept::apply(&rules, family, variant) {
+            // The rules go to stdout: `kubectl logs POD -c vireo-init` shows what was set.
+            Ok(input) => print!("{input}"),
+            Err(e) => {
+                eprintln!("vireo-proxy iptables: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 const EXAMPLES: &str = "Examples:
@@ -75,6 +168,7 @@ const EXAMPLES: &str = "Examples:
       --control-ca ca.pem --control-token-file proxy.token
   curl -H 'x-user-id: u-42' http://127.0.0.1:4140/
   curl 'http://127.0.0.1:4191/slo?window=60s'
+  vireo-proxy iptables --proxy-uid 2102 --proxy-port 4140   (transparent interception's init step)
 
 Exit codes: 0 ok, 1 invalid config or start-up failure, 2 bad command line.";
 
@@ -88,6 +182,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    if let Some(Sub::Iptables(args)) = cli.command {
+        return iptables(args);
+    }
     if let Some(path) = cli.check {
         return match vireo_proxy::config::Config::load(&path) {
             Ok(c) => {
@@ -114,7 +211,7 @@ fn main() -> ExitCode {
             .map(vireo_proxy::watch::TokenSource::File),
         ca: cli.control_ca,
     });
-    match vireo_proxy::server::run(&path, control) {
+    match vireo_proxy::server::run(&path, control, cli.transparent) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vireo-proxy: {e}");

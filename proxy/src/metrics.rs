@@ -28,6 +28,10 @@ use crate::slo::SloWindow;
 /// Route label of requests no route matched (spec).
 pub const UNMATCHED: &str = "_unmatched";
 
+/// Route label of requests on intercepted connections (transparent mode) that no route
+/// claimed and that went on to their original destination, as backend `original`.
+pub const PASSTHROUGH: &str = "_passthrough";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
@@ -271,7 +275,8 @@ impl Metrics {
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared
             .iter()
-            .filter(|((route, _), _)| route != UNMATCHED)
+            // Reserved routes (`_unmatched`, `_passthrough`) are no rollout's business.
+            .filter(|((route, _), _)| !route.starts_with('_'))
             .map(|((route, backend), (gauge, slo))| {
                 (route.clone(), backend.clone(), gauge.get(), slo.clone())
             })

@@ -15,9 +15,10 @@
 //! between body chunks is bounded by `request_timeout` too, as before, without a timer per
 //! read).
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::headers::{strip_hop_by_hop, wants_websocket, HopFields};
 use crate::io::Stall;
-use crate::metrics::{BackendStats, Metrics, Outcome};
+use crate::metrics::{BackendStats, Metrics, Outcome, PASSTHROUGH};
 use crate::route::{Backend, Limits, Selection};
 use crate::upstream::{DialError, H1Lease, Pool, UpBody, EARLY_CLOSE};
 use crate::TableHandle;
@@ -51,9 +52,36 @@ pub struct Worker {
     pub pool_per_connection: bool,
 }
 
-/// The hyper service of a client connection.
+/// What the request path knows of an intercepted connection (transparent mode): where the
+/// app was sending it, and the backend for requests no route claims (made on first use).
+pub struct Intercepted {
+    dst: SocketAddr,
+    passthrough: OnceCell<Arc<Backend>>,
+}
+
+impl Intercepted {
+    pub fn new(dst: SocketAddr) -> Self {
+        Intercepted {
+            dst,
+            passthrough: OnceCell::new(),
+        }
+    }
+
+    fn passthrough(&self, metrics: &Metrics) -> &Arc<Backend> {
+        self.passthrough.get_or_init(|| {
+            Arc::new(Backend::passthrough(
+                self.dst,
+                metrics.backend(PASSTHROUGH, "original", ""),
+            ))
+        })
+    }
+}
+
+/// The hyper service of a client connection; `intercepted` for a connection iptables
+/// redirected to the proxy (transparent mode), `None` for one the app made to the proxy.
 pub fn service(
     worker: Rc<Worker>,
+    intercepted: Option<Rc<Intercepted>>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<ProxyBody>,
@@ -62,7 +90,8 @@ pub fn service(
 > {
     hyper::service::service_fn(move |req| {
         let worker = worker.clone();
-        async move { Ok(handle(worker, req).await) }
+        let intercepted = intercepted.clone();
+        async move { Ok(handle(worker, intercepted.as_deref(), req).await) }
     })
 }
 
@@ -130,7 +159,11 @@ fn status_only(code: u16) -> Response<ProxyBody> {
 }
 
 /// One request, end to end.
-pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    worker: Rc<Worker>,
+    intercepted: Option<&Intercepted>,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     // The table guard must not live across an await: pick, then let go.
     let (backend, limits) = {
@@ -142,9 +175,14 @@ pub async fn handle(worker: Rc<Worker>, mut req: Request<Incoming>) -> Response<
             // Not a forward proxy: no tunnels to arbitrary targets.
             Err((405, table.unmatched()))
         } else {
-            match table.select(req.uri(), req.headers(), || fastrand::u64(..)) {
+            let dst = intercepted.map(|i| i.dst);
+            match table.select(req.uri(), req.headers(), dst, || fastrand::u64(..)) {
                 Selection::Backend { backend, .. } => Ok(backend.clone()),
-                Selection::Unmatched(stats) => Err((404, stats)),
+                Selection::Unmatched(stats) => match intercepted {
+                    // The app's calls that no rollout is about go where it sent them.
+                    Some(i) => Ok(i.passthrough(&worker.metrics).clone()),
+                    None => Err((404, stats)),
+                },
             }
         };
         match local {

@@ -44,6 +44,8 @@ struct CompiledRoute {
     host: Option<HostMatch>,
     path_prefix: Option<Box<str>>,
     headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Original destinations an intercepted connection must have had; empty: any.
+    destinations: Box<[SocketAddr]>,
     key: Option<Key>,
     on_missing_key: OnMissingKey,
     salt: Box<[u8]>,
@@ -80,6 +82,22 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// The backend of a request no route claimed on an intercepted connection: its original
+    /// destination, keeping the client's `Host`.
+    pub fn passthrough(addr: SocketAddr, stats: Arc<BackendStats>) -> Backend {
+        Backend {
+            name: "original".into(),
+            version: "".into(),
+            weight: 1,
+            h2c: false,
+            addrs: Box::new([addr]),
+            host: HeaderValue::from_str(&addr.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            next: AtomicUsize::new(0),
+            stats,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -195,6 +213,16 @@ impl RouteTable {
                     }),
                 }
             }
+            let mut destinations = Vec::with_capacity(m.destinations.len());
+            for (di, d) in m.destinations.iter().enumerate() {
+                match d.parse::<SocketAddr>() {
+                    Ok(a) => destinations.push(a),
+                    Err(_) => errors.push(FieldError {
+                        path: format!("routes[{ri}].match.destinations[{di}]"),
+                        reason: "not an ip:port address".into(),
+                    }),
+                }
+            }
             let key = match &s.key {
                 None => None,
                 Some(KeySource::Header(h)) => match HeaderName::from_bytes(h.as_bytes()) {
@@ -221,6 +249,7 @@ impl RouteTable {
                 }),
                 path_prefix: m.path_prefix.as_deref().map(Into::into),
                 headers: headers.into(),
+                destinations: destinations.into(),
                 key,
                 on_missing_key: s.on_missing_key,
                 salt: s.salt_or(&r.name).as_bytes().into(),
@@ -269,16 +298,22 @@ impl RouteTable {
             .flat_map(|r| r.backends.iter().map(move |b| (&*r.name, b)))
     }
 
-    /// Picks the route and backend for a request. `random` is only drawn when the split needs it
-    /// (no key, `on_missing_key: random`).
+    /// Picks the route and backend for a request. `dst` is the connection's original
+    /// destination when it was intercepted (transparent mode). `random` is only drawn when the
+    /// split needs it (no key, `on_missing_key: random`).
     pub fn select(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
+        dst: Option<SocketAddr>,
         random: impl FnOnce() -> u64,
     ) -> Selection<'_> {
         let host = request_host(uri, headers);
-        let Some(route) = self.routes.iter().find(|r| r.matches(host, uri, headers)) else {
+        let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| r.matches(host, uri, headers, dst))
+        else {
             return Selection::Unmatched(&self.unmatched);
         };
         let index = route.pick(uri, headers, random);
@@ -290,7 +325,20 @@ impl RouteTable {
 }
 
 impl CompiledRoute {
-    fn matches(&self, host: Option<&[u8]>, uri: &Uri, headers: &HeaderMap) -> bool {
+    fn matches(
+        &self,
+        host: Option<&[u8]>,
+        uri: &Uri,
+        headers: &HeaderMap,
+        dst: Option<SocketAddr>,
+    ) -> bool {
+        // Only an intercepted connection has an original destination to compare; a request
+        // made to the proxy itself (explicit mode) is matched on its other conditions.
+        if let Some(d) = dst {
+            if !self.destinations.is_empty() && !self.destinations.contains(&d) {
+                return false;
+            }
+        }
         if let Some(want) = &self.host {
             let Some(host) = host else { return false };
             let ok = match want {
@@ -435,7 +483,16 @@ routes:
                 v.parse().unwrap(),
             );
         }
-        match t.select(&uri, &h, || 0) {
+        pick_at(t, uri, h, None)
+    }
+
+    fn pick_at(
+        t: &RouteTable,
+        uri: Uri,
+        h: HeaderMap,
+        dst: Option<&str>,
+    ) -> Option<(String, String)> {
+        match t.select(&uri, &h, dst.map(|d| d.parse().unwrap()), || 0) {
             Selection::Backend { route, backend } => {
                 Some((route.to_string(), backend.name().to_string()))
             }
@@ -459,6 +516,52 @@ routes:
         );
         // h2 requests carry the host in the URI authority
         assert_eq!(pick(&t, "http://web.local/x", &[]).unwrap().0, "web");
+    }
+
+    #[test]
+    fn original_destination_matching() {
+        let t = table(
+            r#"
+listen: 127.0.0.1:4140
+admin: 127.0.0.1:4191
+transparent: true
+routes:
+  - name: by-ip
+    match: { destinations: ["10.96.0.10:80", "[fd00::10]:80"] }
+    split: { backends: [ { name: stable, addrs: [127.0.0.1:1], weight: 1 } ] }
+  - name: by-host
+    match: { host: web.local }
+    split: { backends: [ { name: stable, addrs: [127.0.0.1:2], weight: 1 } ] }
+"#,
+        );
+        let route = |host: &str, dst: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, host.parse().unwrap());
+            pick_at(&t, "/".parse().unwrap(), h, dst).map(|(r, _)| r)
+        };
+        // The destination decides whatever the Host says (an app calling the IP sends the IP).
+        assert_eq!(route("10.96.0.10", Some("10.96.0.10:80")).unwrap(), "by-ip");
+        assert_eq!(route("web.local", Some("10.96.0.10:80")).unwrap(), "by-ip");
+        assert_eq!(route("x", Some("[fd00::10]:80")).unwrap(), "by-ip");
+        // Another port of the same IP, another address: not this route.
+        assert_eq!(
+            route("web.local", Some("10.96.0.10:81")).unwrap(),
+            "by-host"
+        );
+        assert_eq!(
+            route("web.local", Some("10.96.0.11:80")).unwrap(),
+            "by-host"
+        );
+        assert_eq!(route("10.96.0.10", Some("10.96.0.11:80")), None);
+        // A request made to the proxy itself has no original destination: the other
+        // conditions decide (none here), as in explicit mode.
+        assert_eq!(route("anything", None).unwrap(), "by-ip");
+        assert!(Config::parse(
+            "listen: 127.0.0.1:1\nadmin: 127.0.0.1:2\nroutes:\n  - name: r\n    match: { destinations: [web.default.svc:80] }\n    split: { backends: [ { name: s, addrs: [127.0.0.1:1], weight: 1 } ] }\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("routes[0].match.destinations[0]"));
     }
 
     #[test]

@@ -65,8 +65,13 @@ pub enum StartError {
 }
 
 /// Runs the proxy from a config file until shutdown. Returns only on start-up errors: a
-/// shutdown ends the process.
-pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), StartError> {
+/// shutdown ends the process. `transparent` turns on transparent interception whatever the
+/// file says (the injector sets it per pod, the file is shared by a namespace's pods).
+pub fn run(
+    config_path: &Path,
+    control: Option<ControlOptions>,
+    transparent: bool,
+) -> Result<(), StartError> {
     // The control plane's client first: a CA file that does not load stops the start.
     let control = control
         .map(|c| c.client().map(|client| (c, client)))
@@ -93,6 +98,10 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
             path: config_path.to_path_buf(),
             source,
         })?;
+    let config = Config {
+        transparent: config.transparent || transparent,
+        ..config
+    };
 
     let metrics = Metrics::new(&config.metrics.latency_buckets);
     if !metrics.recording() {
@@ -194,6 +203,7 @@ pub fn run(config_path: &Path, control: Option<ControlOptions>) -> Result<(), St
             shutdown: shutdown_rx.clone(),
             max_per_addr: config.upstream_max_connections,
             header_read_timeout: config.header_read_timeout,
+            transparent: config.transparent,
         };
         let handle = std::thread::Builder::new()
             .name(format!("vireo-worker-{i}"))
@@ -249,6 +259,8 @@ struct WorkerStart {
     shutdown: watch::Receiver<bool>,
     max_per_addr: usize,
     header_read_timeout: Duration,
+    /// `transparent: true`: ask each connection where it was going.
+    transparent: bool,
 }
 
 /// One worker: its runtime, accept loop, connections and pool sweep. Returns after shutdown
@@ -293,12 +305,17 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
                     backing_off = false;
                     let _ = stream.set_nodelay(true);
                     let open = Open::new(&start.connections);
+                    let intercepted = start
+                        .transparent
+                        .then(|| crate::intercept::original_dst(&stream))
+                        .flatten();
                     tokio::task::spawn_local(serve_connection(
                         stream,
                         worker.clone(),
                         servers.clone(),
                         shutdown.clone(),
                         open,
+                        intercepted,
                     ));
                 }
                 Err(e) => {
@@ -380,11 +397,23 @@ async fn serve_connection(
     servers: Rc<Servers>,
     mut shutdown: watch::Receiver<bool>,
     _open: Open,
+    intercepted: Option<SocketAddr>,
 ) {
     let mut io = Downstream::new(stream);
-    let Some(protocol) = detect::detect(&mut io, &mut shutdown, servers.head_timeout).await else {
+    let (rules, limit) = match intercepted {
+        None => (detect::EXPLICIT, servers.head_timeout),
+        Some(_) => (
+            detect::INTERCEPTED,
+            servers.head_timeout.min(detect::OPAQUE_AFTER),
+        ),
+    };
+    let Some(protocol) = detect::detect(&mut io, &mut shutdown, limit, rules).await else {
         return;
     };
+    if let (Protocol::Opaque, Some(dst)) = (protocol, intercepted) {
+        let connect_timeout = worker.table.load().limits().connect_timeout;
+        return relay_opaque(io, dst, connect_timeout).await;
+    }
     let worker = if worker.pool_per_connection {
         // Bench-only comparison (see `BENCH_POOL_ENV`): this connection's own upstream pool.
         Rc::new(Worker {
@@ -396,7 +425,8 @@ async fn serve_connection(
     } else {
         worker
     };
-    let service = request_path::service(worker);
+    let intercepted = intercepted.map(|dst| Rc::new(request_path::Intercepted::new(dst)));
+    let service = request_path::service(worker, intercepted);
     match protocol {
         Protocol::Http1 => until_shutdown!(
             servers
@@ -409,7 +439,23 @@ async fn serve_connection(
             servers.http2.serve_connection(TokioIo::new(io), service),
             shutdown
         ),
+        // Only intercepted connections are classified opaque, and they returned above.
+        Protocol::Opaque => {}
     }
+}
+
+/// An intercepted connection that is not HTTP (TLS to an outside API, a database protocol):
+/// its bytes go to where the app sent them, both ways, until either side closes. It counts as
+/// an open connection, so a shutdown waits for it up to `shutdown_grace`, as for a WebSocket.
+async fn relay_opaque(mut io: Downstream, dst: SocketAddr, connect_timeout: Duration) {
+    let up = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(dst)).await;
+    let mut up = match up {
+        Ok(Ok(up)) => up,
+        Ok(Err(e)) => return tracing::debug!(%dst, error = %e, "opaque relay: connect failed"),
+        Err(_) => return tracing::debug!(%dst, "opaque relay: connect timed out"),
+    };
+    let _ = up.set_nodelay(true);
+    let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
 }
 
 /// Closes idle upstream connections past `upstream_idle_timeout` (read from the live table, so

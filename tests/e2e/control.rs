@@ -953,7 +953,8 @@ fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
             let user = format!("user-{i}");
             let mut headers = http::HeaderMap::new();
             headers.insert("x-user-id", user.parse().unwrap());
-            let Selection::Backend { backend, .. } = table.select(&uri, &headers, || 0) else {
+            let Selection::Backend { backend, .. } = table.select(&uri, &headers, None, || 0)
+            else {
                 panic!("the proxy does not route /");
             };
             let mut ctx = serde_json::Map::new();

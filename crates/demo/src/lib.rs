@@ -176,7 +176,7 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         std::thread::Builder::new()
             .name("vireo-proxy".into())
             .spawn(move || {
-                if let Err(e) = vireo_proxy::server::run(&path, Some(control)) {
+                if let Err(e) = vireo_proxy::server::run(&path, Some(control), false) {
                     eprintln!("vireo demo: the proxy could not start: {e}");
                     std::process::exit(EXIT_ERROR.into());
                 }

@@ -59,6 +59,14 @@ pub struct Config {
     /// connection stays open (slowloris): the connection is closed after it. Applied at start.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Transparent interception: the pod's outbound TCP arrives here redirected by iptables
+    /// (`vireo-proxy iptables`). Each connection's original destination (`SO_ORIGINAL_DST`)
+    /// can then select a route (`match.destinations`); traffic no route claims goes on to that
+    /// destination unchanged (HTTP as route `_passthrough`, anything else as opaque TCP), so
+    /// the app's other calls keep working. Connections to the proxy's own address (explicit
+    /// mode) are served as before. Applied at start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transparent: bool,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -103,6 +111,13 @@ pub struct RouteMatch {
     /// Exact header values; every listed header must match.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Original destinations (`ip:port`, e.g. a Service's ClusterIP and port): a request on an
+    /// intercepted connection (`transparent: true`) matches only if the app was calling one of
+    /// them, whatever its Host says. A request the app sent to the proxy itself (explicit
+    /// mode) has no original destination, and is matched on the other conditions alone — so
+    /// one route serves a pod's intercepted and explicit calls alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -391,7 +406,8 @@ impl Config {
             } else if route.name.starts_with('_') {
                 err(
                     format!("{rp}.name"),
-                    "names starting with '_' are reserved (\"_unmatched\")".into(),
+                    "names starting with '_' are reserved (\"_unmatched\", \"_passthrough\")"
+                        .into(),
                 );
             } else if !route_names.insert(route.name.as_str()) {
                 err(
@@ -414,6 +430,14 @@ impl Config {
                     err(
                         format!("{rp}.match.path_prefix"),
                         "must start with '/'".into(),
+                    );
+                }
+            }
+            for (di, d) in m.destinations.iter().enumerate() {
+                if let Err(e) = d.parse::<SocketAddr>() {
+                    err(
+                        format!("{rp}.match.destinations[{di}]"),
+                        format!("{d:?} is not an ip:port address ({e}); an original destination is an address, not a name"),
                     );
                 }
             }

@@ -89,7 +89,16 @@ where
     F: Fn(tokio::net::TcpStream, Arc<str>, Arc<AtomicU64>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let std_listener = StdListener::bind(addr.unwrap_or(([127, 0, 0, 1], 0).into())).unwrap();
+    let listener = StdListener::bind(addr.unwrap_or(([127, 0, 0, 1], 0).into())).unwrap();
+    spawn_upstream_on(name, listener, conn)
+}
+
+/// [`spawn_upstream`] on a socket the caller bound (in another network namespace, say).
+fn spawn_upstream_on<F, Fut>(name: &str, std_listener: StdListener, conn: F) -> Upstream
+where
+    F: Fn(tokio::net::TcpStream, Arc<str>, Arc<AtomicU64>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
     let requests = Arc::new(AtomicU64::new(0));
@@ -126,7 +135,12 @@ where
 
 /// Starts an HTTP/1.1 upstream (with upgrades) on a free loopback port.
 pub fn upstream(name: &str) -> Upstream {
-    spawn_upstream(name, None, |stream, n, r| async move {
+    upstream_on(name, StdListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// An HTTP/1.1 upstream, as [`upstream`], on a socket the caller bound.
+pub fn upstream_on(name: &str, listener: StdListener) -> Upstream {
+    spawn_upstream_on(name, listener, |stream, n, r| async move {
         let svc = service_fn(move |req| {
             let (n, r) = (n.clone(), r.clone());
             async move { Ok::<_, std::convert::Infallible>(serve(&n, &r, req).await) }
@@ -135,6 +149,16 @@ pub fn upstream(name: &str) -> Upstream {
             .serve_connection(TokioIo::new(stream), svc)
             .with_upgrades()
             .await;
+    })
+}
+
+/// A TCP upstream that sends back whatever it receives (a stand-in for any non-HTTP
+/// protocol), counting connections as requests.
+pub fn echo_upstream_on(name: &str, listener: StdListener) -> Upstream {
+    spawn_upstream_on(name, listener, |mut stream, _, r| async move {
+        r.fetch_add(1, Ordering::SeqCst);
+        let (mut rd, mut wr) = stream.split();
+        let _ = tokio::io::copy(&mut rd, &mut wr).await;
     })
 }
 

@@ -1,0 +1,303 @@
+//! Transparent interception: the pod's outbound TCP is redirected to the proxy by iptables,
+//! and the proxy learns where each connection was going from the kernel.
+//!
+//! Two halves, as Linkerd splits them between `proxy-init` and the proxy:
+//! - [`Interception`] is the init step (`vireo-proxy iptables`, an init container with
+//!   `NET_ADMIN`): a NAT chain `VIREO_OUTPUT` on `OUTPUT` that redirects TCP to the proxy's
+//!   port, except the proxy's own uid (its calls to backends must leave, not loop), loopback
+//!   (the app calling the proxy or itself) and the ports and networks an operator skips.
+//!   [`Interception::restore_input`] is pure — the rules as `iptables-restore` input, given
+//!   what `iptables-save` shows — so the rules are unit-tested and re-running the step changes
+//!   nothing; [`apply`] is the I/O edge.
+//! - [`original_dst`] is the proxy's side: `SO_ORIGINAL_DST` of an accepted connection, or
+//!   `None` when it was not redirected (the app called the proxy itself: explicit mode).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Command, Stdio};
+
+/// The chain the rules live in; the only one this step writes, besides one jump on `OUTPUT`.
+pub const CHAIN: &str = "VIREO_OUTPUT";
+
+/// The jump from `OUTPUT` into [`CHAIN`], as `iptables-save` prints it.
+const JUMP: &str = "-A OUTPUT -p tcp -j VIREO_OUTPUT";
+
+/// Which address family's tables the rules are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn restore(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-restore",
+            Family::V6 => "ip6tables-restore",
+        }
+    }
+    fn save(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables-save",
+            Family::V6 => "ip6tables-save",
+        }
+    }
+}
+
+/// A network left alone: `10.0.0.0/8`, `fd00::/8`, `169.254.169.254/32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{s:?}: not an IP network like 10.0.0.0/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0..={max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// Destination ports left alone: one port or an inclusive range (`25`, `4567-4568`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl std::str::FromStr for Ports {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: not a port (1-65535) or a range like 4567-4568");
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(bad());
+        }
+        Ok(Ports { first, last })
+    }
+}
+
+/// What the init step installs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interception {
+    /// The uid the proxy runs as: its own connections are not redirected.
+    pub proxy_uid: u32,
+    /// The proxy's data port (`listen:` with `transparent: true`).
+    pub proxy_port: u16,
+    pub skip_ports: Vec<Ports>,
+    pub skip_networks: Vec<Cidr>,
+}
+
+impl Interception {
+    /// The `iptables-restore --noflush` input for `family`, given the nat table as
+    /// `iptables-save -t nat` prints it now. Declaring the chain empties it, so the chain's
+    /// rules are always exactly these; the jump from `OUTPUT` is added only if it is missing.
+    /// Running the step twice therefore leaves the same rules as running it once.
+    pub fn restore_input(&self, family: Family, saved_nat: &str) -> String {
+        let mut out = String::from("*nat\n");
+        let _ = writeln!(out, ":{CHAIN} - [0:0]");
+        let _ = writeln!(
+            out,
+            "-A {CHAIN} -m owner --uid-owner {} -j RETURN",
+            self.proxy_uid
+        );
+        let _ = writeln!(out, "-A {CHAIN} -o lo -j RETURN");
+        for p in &self.skip_ports {
+            let ports = if p.first == p.last {
+                p.first.to_string()
+            } else {
+                format!("{}:{}", p.first, p.last)
+            };
+            let _ = writeln!(out, "-A {CHAIN} -p tcp --dport {ports} -j RETURN");
+        }
+        for n in &self.skip_networks {
+            if n.addr.is_ipv4() == (family == Family::V4) {
+                let _ = writeln!(out, "-A {CHAIN} -d {}/{} -j RETURN", n.addr, n.prefix);
+            }
+        }
+        let _ = writeln!(
+            out,
+            "-A {CHAIN} -p tcp -j REDIRECT --to-ports {}",
+            self.proxy_port
+        );
+        if !saved_nat.lines().any(|l| l.trim() == JUMP) {
+            out.push_str(JUMP);
+            out.push('\n');
+        }
+        out.push_str("COMMIT\n");
+        out
+    }
+}
+
+/// Why the rules could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "cannot run {command}: {source} (is the iptables package installed? the image needs it)"
+    )]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {stderr} (the init step needs the NET_ADMIN and NET_RAW capabilities)")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+}
+
+/// Installs the rules for `family` and returns what it fed `iptables-restore`. `variant` picks
+/// the binaries' variant: `""` for `iptables-restore`, `"-legacy"` or `"-nft"` for theirs.
+pub fn apply(rules: &Interception, family: Family, variant: &str) -> Result<String, ApplyError> {
+    let name = |base: &str| match base.split_once('-') {
+        Some((tool, verb)) if !variant.is_empty() => format!("{tool}{variant}-{verb}"),
+        _ => base.to_string(),
+    };
+    let save = name(family.save());
+    let saved = run(Command::new(&save).args(["-t", "nat"]), &save, None)?;
+    let input = rules.restore_input(family, &saved);
+    let restore = name(family.restore());
+    run(
+        Command::new(&restore).args(["--noflush", "--wait", "5"]),
+        &restore,
+        Some(&input),
+    )?;
+    Ok(input)
+}
+
+fn run(cmd: &mut Command, name: &str, stdin: Option<&str>) -> Result<String, ApplyError> {
+    use std::io::Write;
+    let spawn = |source| ApplyError::Spawn {
+        command: name.to_string(),
+        source,
+    };
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
+        return Err(ApplyError::Failed {
+            command: name.to_string(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Where an accepted connection was going before iptables redirected it to the proxy; `None`
+/// if it was not redirected (it was addressed to the proxy itself) or the kernel does not say
+/// (no conntrack entry). One `getsockopt` per connection, never per request.
+pub fn original_dst(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
+    let local = stream.local_addr().ok()?;
+    let sock = socket2::SockRef::from(stream);
+    let dst = if local.is_ipv4() {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    };
+    let dst = dst.ok()?.as_socket()?;
+    // A connection made to the proxy's own address has itself as its "original" destination:
+    // relaying it there would loop.
+    (dst != local).then_some(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Interception {
+        Interception {
+            proxy_uid: 2102,
+            proxy_port: 4140,
+            skip_ports: vec!["25".parse().unwrap(), "4567-4568".parse().unwrap()],
+            skip_networks: vec![
+                "169.254.169.254/32".parse().unwrap(),
+                "fd00::/8".parse().unwrap(),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_chain_redirects_everything_but_the_proxy_loopback_and_what_is_skipped() {
+        let empty = "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+        assert_eq!(
+            rules().restore_input(Family::V4, empty),
+            "*nat\n\
+             :VIREO_OUTPUT - [0:0]\n\
+             -A VIREO_OUTPUT -m owner --uid-owner 2102 -j RETURN\n\
+             -A VIREO_OUTPUT -o lo -j RETURN\n\
+             -A VIREO_OUTPUT -p tcp --dport 25 -j RETURN\n\
+             -A VIREO_OUTPUT -p tcp --dport 4567:4568 -j RETURN\n\
+             -A VIREO_OUTPUT -d 169.254.169.254/32 -j RETURN\n\
+             -A VIREO_OUTPUT -p tcp -j REDIRECT --to-ports 4140\n\
+             -A OUTPUT -p tcp -j VIREO_OUTPUT\n\
+             COMMIT\n"
+        );
+        // Each family gets only its own networks.
+        let v6 = rules().restore_input(Family::V6, empty);
+        assert!(v6.contains("-d fd00::/8 -j RETURN") && !v6.contains("169.254"));
+    }
+
+    #[test]
+    fn a_second_run_does_not_add_a_second_jump() {
+        let saved = "*nat\n:OUTPUT ACCEPT [0:0]\n:VIREO_OUTPUT - [0:0]\n-A OUTPUT -p tcp -j VIREO_OUTPUT\n-A VIREO_OUTPUT -p tcp -j REDIRECT --to-ports 4140\nCOMMIT\n";
+        let again = rules().restore_input(Family::V4, saved);
+        assert!(!again.contains("-A OUTPUT"));
+        assert!(again.starts_with("*nat\n:VIREO_OUTPUT - [0:0]\n"));
+    }
+
+    #[test]
+    fn bad_ports_and_networks_say_what_is_wrong() {
+        assert_eq!(
+            "10.0.0.0/8".parse::<Cidr>().unwrap().prefix,
+            8,
+            "a network parses"
+        );
+        assert_eq!("10.1.2.3".parse::<Cidr>().unwrap().prefix, 32);
+        assert!("10.0.0.0/33"
+            .parse::<Cidr>()
+            .unwrap_err()
+            .contains("0..=32"));
+        assert!("web/8".parse::<Cidr>().unwrap_err().contains("not an IP"));
+        assert!("0".parse::<Ports>().is_err());
+        assert!("9-8".parse::<Ports>().is_err());
+        assert!("x".parse::<Ports>().unwrap_err().contains("range"));
+        assert_eq!(
+            "80-81".parse::<Ports>().unwrap(),
+            Ports {
+                first: 80,
+                last: 81
+            }
+        );
+    }
+}
