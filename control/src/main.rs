@@ -149,6 +149,15 @@ enum Command {
         /// The sidecar's image.
         #[arg(long, default_value = "ghcr.io/vireo-dev/vireo:0.1.0")]
         image: String,
+        /// The image of transparent interception's init step (vireo-proxy and iptables:
+        /// `docker build --target init .`).
+        #[arg(long, default_value = "ghcr.io/vireo-dev/vireo-init:0.1.0")]
+        init_image: String,
+        /// How injected pods' traffic reaches the proxy unless a pod says otherwise
+        /// (`vireo.dev/interception`): `transparent` redirects its outbound TCP with iptables
+        /// (needs NET_ADMIN in an init container), `explicit` leaves the app to call the proxy.
+        #[arg(long, value_name = "MODE", value_parser = ["transparent", "explicit"], default_value = "transparent")]
+        interception: String,
         /// The control plane the sidecars follow.
         #[arg(
             long,
@@ -582,8 +591,17 @@ fn main() -> ExitCode {
                 data_dir,
                 kubeconfig,
                 image,
+                init_image,
+                interception,
                 control_url,
             } => {
+                let opts = vireo_k8s_api::inject::Options {
+                    image,
+                    init_image,
+                    transparent: interception == "transparent",
+                    control_url,
+                    ..Default::default()
+                };
                 let tls = match (tls, tls_cert, tls_key) {
                     (Some(_), _, _) => process::TlsChoice::Auto,
                     (None, Some(cert), Some(key)) => {
@@ -591,16 +609,9 @@ fn main() -> ExitCode {
                     }
                     _ => anyhow::bail!("give --tls auto or --tls-cert and --tls-key"),
                 };
-                inject_webhook(
-                    &listen,
-                    tls,
-                    &data_dir,
-                    kubeconfig.as_deref(),
-                    image,
-                    control_url,
-                )
-                .await
-                .map(|()| 0)
+                inject_webhook(&listen, tls, &data_dir, kubeconfig.as_deref(), opts)
+                    .await
+                    .map(|()| 0)
             }
             Command::Check {
                 kubeconfig,
@@ -696,8 +707,7 @@ async fn inject_webhook(
     tls: process::TlsChoice,
     data_dir: &Path,
     kubeconfig: Option<&Path>,
-    image: String,
-    control_url: String,
+    opts: vireo_k8s_api::inject::Options,
 ) -> anyhow::Result<()> {
     let client = kube_client(kubeconfig).await?;
     let minor = client
@@ -730,12 +740,10 @@ async fn inject_webhook(
     let mut config = reloading.server_config();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let opts = vireo_k8s_api::inject::Options {
-        image,
-        control_url,
         kubernetes_minor: minor,
-        ..Default::default()
+        ..opts
     };
-    tracing::info!(%local, kubernetes_minor = minor, native_sidecar = minor >= 29, "injection webhook serving");
+    tracing::info!(%local, kubernetes_minor = minor, native_sidecar = minor >= 29, transparent = opts.transparent, "injection webhook serving");
     tokio::select! {
         () = vireo_k8s::webhook::serve(listener, Arc::new(config), client, opts) => {}
         () = wait_for_signal() => {}

@@ -13,8 +13,10 @@
 //!   `None` when it was not redirected (the app called the proxy itself: explicit mode).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+
+pub use vireo_types::intercept::{Cidr, Ports};
 
 /// The chain the rules live in; the only one this step writes, besides one jump on `OUTPUT`.
 pub const CHAIN: &str = "VIREO_OUTPUT";
@@ -41,57 +43,6 @@ impl Family {
             Family::V4 => "iptables-save",
             Family::V6 => "ip6tables-save",
         }
-    }
-}
-
-/// A network left alone: `10.0.0.0/8`, `fd00::/8`, `169.254.169.254/32`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (ip, prefix) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = ip
-            .parse()
-            .map_err(|_| format!("{s:?}: not an IP network like 10.0.0.0/8"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if prefix.is_empty() {
-            max
-        } else {
-            prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0..={max}"))?
-        };
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-/// Destination ports left alone: one port or an inclusive range (`25`, `4567-4568`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
-    pub first: u16,
-    pub last: u16,
-}
-
-impl std::str::FromStr for Ports {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: not a port (1-65535) or a range like 4567-4568");
-        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
-        let (first, last) = match s.split_once('-') {
-            Some((a, b)) => (port(a)?, port(b)?),
-            None => (port(s)?, port(s)?),
-        };
-        if first > last {
-            return Err(bad());
-        }
-        Ok(Ports { first, last })
     }
 }
 
@@ -274,30 +225,5 @@ mod tests {
         let again = rules().restore_input(Family::V4, saved);
         assert!(!again.contains("-A OUTPUT"));
         assert!(again.starts_with("*nat\n:VIREO_OUTPUT - [0:0]\n"));
-    }
-
-    #[test]
-    fn bad_ports_and_networks_say_what_is_wrong() {
-        assert_eq!(
-            "10.0.0.0/8".parse::<Cidr>().unwrap().prefix,
-            8,
-            "a network parses"
-        );
-        assert_eq!("10.1.2.3".parse::<Cidr>().unwrap().prefix, 32);
-        assert!("10.0.0.0/33"
-            .parse::<Cidr>()
-            .unwrap_err()
-            .contains("0..=32"));
-        assert!("web/8".parse::<Cidr>().unwrap_err().contains("not an IP"));
-        assert!("0".parse::<Ports>().is_err());
-        assert!("9-8".parse::<Ports>().is_err());
-        assert!("x".parse::<Ports>().unwrap_err().contains("range"));
-        assert_eq!(
-            "80-81".parse::<Ports>().unwrap(),
-            Ports {
-                first: 80,
-                last: 81
-            }
-        );
     }
 }

@@ -108,7 +108,7 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
 
     let server = control_plane(&dir, &kubeconfig);
-    let _proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
+    let proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
 
     // The first template is stable at once: 4 pods, both Services pinned to it.
     k.ok_in(
@@ -192,6 +192,20 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
         applied,
         [5, 25, 50, 100],
         "every weight applied by the connected proxy"
+    );
+    // The route takes intercepted calls to the stable Service (its ClusterIP and port), and
+    // its backends are the two Services.
+    let svc = k.json(&["-n", "shop", "get", "service", "checkout-stable"]);
+    let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let port = svc["spec"]["ports"][0]["port"].as_i64().unwrap();
+    let table = http("GET", &format!("http://{}/config", proxy.admin), &[], "")
+        .unwrap()
+        .json();
+    let route = &table["config"]["routes"][0];
+    assert_eq!(
+        route["match"]["destinations"],
+        serde_json::json!([format!("{cluster_ip}:{port}")]),
+        "{table:#}"
     );
 
     // The promotion: the stable Service moves, the old ReplicaSet goes to 0 after 2 s.
@@ -864,8 +878,20 @@ webhooks:
     };
     k.ok_in(&["apply", "-f", "-"], Some(&pod("web", "")));
     let injected = k.json(&["-n", "shop", "get", "pod", "web"]);
-    let side = &injected["spec"]["initContainers"][0];
+    // Transparent interception by default: the iptables step, then the proxy.
+    let init = &injected["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "vireo-init", "{injected:#}");
+    assert_eq!(init["args"][0], "iptables");
+    assert_eq!(
+        init["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW"])
+    );
+    let side = &injected["spec"]["initContainers"][1];
     assert_eq!(side["name"], "vireo-proxy", "{injected:#}");
+    assert!(side["args"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("--transparent")));
     assert_eq!(side["restartPolicy"], "Always", "a native sidecar on 1.29+");
     assert_eq!(side["securityContext"]["readOnlyRootFilesystem"], true);
     assert_eq!(
@@ -894,6 +920,24 @@ webhooks:
     assert_eq!(
         skipped["metadata"]["annotations"]["vireo.dev/inject-status"],
         "skipped: disabled by the pod's vireo.dev/inject"
+    );
+
+    // Explicit mode on the pod: the proxy without the iptables step.
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&pod("calls-the-proxy", "vireo.dev/interception: explicit")),
+    );
+    let explicit = k.json(&["-n", "shop", "get", "pod", "calls-the-proxy"]);
+    let inits: Vec<&str> = explicit["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(inits, ["vireo-proxy"], "{explicit:#}");
+    assert_eq!(
+        explicit["metadata"]["annotations"]["vireo.dev/inject-status"],
+        "injected: native sidecar, explicit"
     );
     let _ = webhook.kill();
     let _ = webhook.wait();

@@ -5,7 +5,7 @@
 //! `100 - w`). Once promoted, the route has the single backend `stable` running the canary's
 //! version: the canary is the new stable.
 
-use vireo_types::config::{Backend, Route, RouteMatch, SplitConfig, UpstreamProtocol};
+use vireo_types::config::{Backend, Route, SplitConfig, UpstreamProtocol};
 
 use crate::spec::{Rollout, Workload};
 
@@ -30,7 +30,7 @@ pub fn route(rollout: &Rollout, canary_weight: u8) -> Route {
     };
     Route {
         name: s.route.clone(),
-        matches: RouteMatch::default(),
+        matches: s.matches.clone(),
         split,
     }
 }

@@ -74,6 +74,16 @@ pub struct Metadata {
 pub struct RolloutSpec {
     /// The proxy route this rollout drives.
     pub route: String,
+    /// Which requests the route takes, in the proxy's route-match format (`host`,
+    /// `path_prefix`, `headers`, `destinations`); default: all. Kubernetes mode sets
+    /// `destinations` to the stable Service's ClusterIP and ports, so an intercepted pod's
+    /// calls to that Service are the ones split.
+    #[serde(
+        rename = "match",
+        default,
+        skip_serializing_if = "vireo_types::config::RouteMatch::is_empty"
+    )]
+    pub matches: vireo_types::config::RouteMatch,
     pub stable: Workload,
     pub canary: Workload,
     #[serde(default)]
@@ -478,6 +488,21 @@ impl Rollout {
         if s.route.is_empty() {
             err("spec.route", "must name the proxy route to drive".into());
         }
+        if !s.matches.is_empty() {
+            // The proxies' own validation, so a match the engine accepts is one every proxy
+            // compiles (a table a proxy refuses would never be applied).
+            let probe = serde_json::json!({
+                "listen": "127.0.0.1:1", "admin": "127.0.0.1:2",
+                "routes": [{"name": "r", "match": s.matches, "split": {"backends": [
+                    {"name": "b", "addrs": ["127.0.0.1:3"], "weight": 1}]}}],
+            });
+            if let Err(e) = vireo_types::config::Config::parse(&probe.to_string()) {
+                for f in e.errors {
+                    let path = f.path.replacen("routes[0].match", "spec.match", 1);
+                    err(&path, f.reason);
+                }
+            }
+        }
         for (field, w) in [("spec.stable", &s.stable), ("spec.canary", &s.canary)] {
             if w.version.is_empty() {
                 err(&format!("{field}.version"), "must not be empty".into());
@@ -625,6 +650,33 @@ spec:
         // JSON round trip
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(Rollout::parse(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn a_route_match_is_checked_as_the_proxies_check_it_and_reaches_the_route() {
+        let t = EXAMPLE.replace(
+            "route: checkout",
+            "route: checkout\n  match: { destinations: [\"10.96.0.10:80\"] }",
+        );
+        let r = Rollout::parse(&t).unwrap();
+        assert_eq!(
+            crate::routes::route(&r, 5).matches.destinations,
+            ["10.96.0.10:80"]
+        );
+        let t = EXAMPLE.replace(
+            "route: checkout",
+            "route: checkout\n  match: { destinations: [checkout:80], path_prefix: api }",
+        );
+        let e = errors(&t);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("spec.match.destinations[0]: ")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.starts_with("spec.match.path_prefix: ")),
+            "{e:?}"
+        );
     }
 
     #[test]

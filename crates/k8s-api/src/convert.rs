@@ -20,6 +20,9 @@ pub struct Resolved {
     pub name: String,
     pub stable: Workload,
     pub canary: Workload,
+    /// The stable Service's ClusterIPs with each of its ports (`10.96.0.10:80`): the original
+    /// destinations an intercepted pod's calls to it have, which the route then matches.
+    pub destinations: Vec<String>,
 }
 
 /// Field paths of every Argo Rollouts field set on `ro` that Vireo does not implement, for the
@@ -224,6 +227,7 @@ pub fn to_core(
     }
     let mut spec = json!({
         "route": vireo.route.clone().unwrap_or(name),
+        "match": {"destinations": resolved.destinations},
         "stable": resolved.stable,
         "canary": resolved.canary,
         "split": split,

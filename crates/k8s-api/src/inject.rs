@@ -18,6 +18,17 @@
 //!   projected service-account token for the audience `vireo`, which the control plane checks
 //!   with TokenReview.
 //! - **Metrics**: Prometheus scrape annotations for the admin port.
+//! - **Transparent interception** (the default; `vireo.dev/interception: explicit` on the pod
+//!   opts out): an init container [`INIT_CONTAINER`] runs `vireo-proxy iptables` with
+//!   `NET_ADMIN` and `NET_RAW` (as root, no other capability, read-only root filesystem) to
+//!   redirect the pod's outbound TCP to the proxy, which runs with `--transparent`. Ports and
+//!   networks to leave alone come from `vireo.dev/skip-outbound-ports` (default: protocols
+//!   whose server speaks first, [`DEFAULT_SKIP_PORTS`]) and `vireo.dev/skip-outbound-networks`.
+//!   With native sidecars the init step runs first, then the proxy, then the app's own init
+//!   containers (whose calls the proxy then carries); with the classic container it runs
+//!   last, after the app's init containers, which would otherwise have no proxy to reach.
+//!   A namespace that enforces the `baseline` or `restricted` Pod Security Standard refuses
+//!   `NET_ADMIN`: opt such pods out (explicit mode; a CNI plugin is not built).
 //!
 //! The proxy's file config (listen and admin addresses, timeouts) comes from the ConfigMap
 //! [`CONFIG_MAP`] in the pod's namespace, mounted read-only.
@@ -31,11 +42,23 @@ pub const CONTAINER: &str = "vireo-proxy";
 pub const CONFIG_MAP: &str = "vireo-proxy";
 pub const TOKEN_DIR: &str = "/var/run/secrets/vireo.dev/serviceaccount";
 pub const PROXY_UID: i64 = 2102;
+pub const INIT_CONTAINER: &str = "vireo-init";
+pub const INTERCEPTION: &str = "vireo.dev/interception";
+pub const SKIP_PORTS: &str = "vireo.dev/skip-outbound-ports";
+pub const SKIP_NETWORKS: &str = "vireo.dev/skip-outbound-networks";
+/// Ports not redirected unless the pod says otherwise: SMTP (25, 587), MySQL (3306) and
+/// Galera (4444, 4567-4568), whose servers speak first — an intercepted client would wait
+/// for protocol detection's 10 s before its bytes are relayed.
+pub const DEFAULT_SKIP_PORTS: &str = "25,587,3306,4444,4567-4568";
 
 /// What the webhook is configured with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub image: String,
+    /// The init step's image: the proxy binary and iptables.
+    pub init_image: String,
+    /// Intercept pods' traffic unless they say `vireo.dev/interception: explicit`.
+    pub transparent: bool,
     /// The control plane the sidecar follows (`https://vireo.vireo-system.svc:8080`).
     pub control_url: String,
     pub data_port: u16,
@@ -48,6 +71,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             image: "ghcr.io/vireo-dev/vireo:0.1.0".into(),
+            init_image: "ghcr.io/vireo-dev/vireo-init:0.1.0".into(),
+            transparent: true,
             control_url: "https://vireo.vireo-system.svc:8080".into(),
             data_port: 4140,
             admin_port: 4191,
@@ -58,18 +83,62 @@ impl Default for Options {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Inject,
+    Inject(Interception),
     /// Leave the pod alone; the reason goes in [`STATUS_ANNOTATION`] unless `None` (already
     /// injected: nothing at all changes).
     Skip(Option<String>),
+}
+
+/// How an injected pod's traffic reaches its proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interception {
+    /// The app calls the proxy's port itself.
+    Explicit,
+    /// iptables redirects the pod's outbound TCP, except these (as the init step's flags).
+    Transparent {
+        skip_ports: String,
+        skip_networks: String,
+    },
+}
+
+/// The pod's interception, from its annotations and the webhook's default; an annotation that
+/// does not parse is an error naming it (the pod is then not injected, with that reason).
+fn interception(pod: &Value, o: &Options) -> Result<Interception, String> {
+    let ann = &pod["metadata"]["annotations"];
+    let transparent = match ann.get(INTERCEPTION).and_then(Value::as_str) {
+        None => o.transparent,
+        Some("transparent") => true,
+        Some("explicit") => false,
+        Some(other) => {
+            return Err(format!(
+                "{INTERCEPTION} is {other:?}: use transparent or explicit"
+            ))
+        }
+    };
+    if !transparent {
+        return Ok(Interception::Explicit);
+    }
+    let list = |key: &str, default: &str, check: fn(&str) -> Result<(), String>| {
+        let v = ann.get(key).and_then(Value::as_str).unwrap_or(default);
+        check(v)
+            .map(|()| v.replace(' ', ""))
+            .map_err(|e| format!("{key}: {e}"))
+    };
+    use vireo_types::intercept::{parse_list, Cidr, Ports};
+    Ok(Interception::Transparent {
+        skip_ports: list(SKIP_PORTS, DEFAULT_SKIP_PORTS, |v| {
+            parse_list::<Ports>(v).map(drop)
+        })?,
+        skip_networks: list(SKIP_NETWORKS, "", |v| parse_list::<Cidr>(v).map(drop))?,
+    })
 }
 
 fn setting(v: &Value) -> Option<&str> {
     v.get(INJECT).and_then(Value::as_str)
 }
 
-/// Whether `pod` (in a namespace labelled `namespace_labels`) gets the sidecar.
-pub fn decide(pod: &Value, namespace_labels: &Value) -> Decision {
+/// Whether `pod` (in a namespace labelled `namespace_labels`) gets the sidecar, and how.
+pub fn decide(pod: &Value, namespace_labels: &Value, o: &Options) -> Decision {
     let meta = &pod["metadata"];
     let already = meta["annotations"][INJECTED] == "true"
         || ["containers", "initContainers"].iter().any(|list| {
@@ -87,15 +156,19 @@ pub fn decide(pod: &Value, namespace_labels: &Value) -> Decision {
     }
     let from_pod = setting(&meta["annotations"]).or_else(|| setting(&meta["labels"]));
     let from_ns = setting(namespace_labels);
+    let inject = || match interception(pod, o) {
+        Ok(i) => Decision::Inject(i),
+        Err(e) => Decision::Skip(Some(e)),
+    };
     match (from_pod, from_ns) {
-        (Some("enabled"), _) => Decision::Inject,
+        (Some("enabled"), _) => inject(),
         (Some("disabled"), _) => {
             Decision::Skip(Some("disabled by the pod's vireo.dev/inject".into()))
         }
         (Some(other), _) => Decision::Skip(Some(format!(
             "the pod's vireo.dev/inject is {other:?}: use enabled or disabled"
         ))),
-        (None, Some("enabled")) => Decision::Inject,
+        (None, Some("enabled")) => inject(),
         (None, Some("disabled")) => {
             Decision::Skip(Some("disabled by the namespace's vireo.dev/inject".into()))
         }
@@ -121,8 +194,47 @@ fn annotations_ops(pod: &Value, set: &[(&str, String)]) -> Vec<Value> {
     ops
 }
 
+/// The init step of transparent interception.
+pub fn init_container(o: &Options, skip_ports: &str, skip_networks: &str) -> Value {
+    let mut args = vec![
+        "iptables".to_string(),
+        "--proxy-uid".into(),
+        PROXY_UID.to_string(),
+        "--proxy-port".into(),
+        o.data_port.to_string(),
+    ];
+    for (flag, v) in [
+        ("--skip-outbound-ports", skip_ports),
+        ("--skip-outbound-networks", skip_networks),
+    ] {
+        if !v.is_empty() {
+            args.extend([flag.to_string(), v.to_string()]);
+        }
+    }
+    json!({
+        "name": INIT_CONTAINER,
+        "image": o.init_image,
+        "command": ["/usr/local/bin/vireo-proxy"],
+        "args": args,
+        "resources": {"requests": {"cpu": "10m", "memory": "10Mi"}, "limits": {"memory": "50Mi"}},
+        // iptables needs root with NET_ADMIN and NET_RAW in the pod's network namespace; nothing
+        // else: no other capability, no escalation, a read-only root (the xtables lock lives in
+        // an emptyDir on /run).
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": false,
+            "privileged": false,
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "vireo-xtables-lock", "mountPath": "/run"}],
+    })
+}
+
 /// The sidecar container.
-pub fn sidecar(o: &Options, native: bool) -> Value {
+pub fn sidecar(o: &Options, native: bool, transparent: bool) -> Value {
     let mut c = json!({
         "name": CONTAINER,
         "image": o.image,
@@ -159,6 +271,11 @@ pub fn sidecar(o: &Options, native: bool) -> Value {
             {"name": "vireo-token", "mountPath": TOKEN_DIR, "readOnly": true},
         ],
     });
+    if transparent {
+        if let Some(args) = c["args"].as_array_mut() {
+            args.push(json!("--transparent"));
+        }
+    }
     if native {
         c["restartPolicy"] = json!("Always");
         // The app's containers start once this passes: the proxy is ready before them.
@@ -175,41 +292,68 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
         Decision::Skip(Some(reason)) => {
             annotations_ops(pod, &[(STATUS_ANNOTATION, format!("skipped: {reason}"))])
         }
-        Decision::Inject => {
+        Decision::Inject(interception) => {
             let native = o.kubernetes_minor >= 29;
-            let mut ops = Vec::new();
-            let list = if native {
-                "initContainers"
-            } else {
-                "containers"
+            let init = match interception {
+                Interception::Explicit => None,
+                Interception::Transparent {
+                    skip_ports,
+                    skip_networks,
+                } => Some(init_container(o, skip_ports, skip_networks)),
             };
+            let mut ops = Vec::new();
+            let has_inits = pod["spec"]["initContainers"].is_array();
             if native {
-                // First, so that it starts before any other init container needs the network.
-                if pod["spec"][list].is_array() {
-                    ops.push(json!({"op": "add", "path": format!("/spec/{list}/0"), "value": sidecar(o, true)}));
+                // First (after the init step), so that it starts before any other init
+                // container needs the network.
+                let first: Vec<Value> = init
+                    .iter()
+                    .cloned()
+                    .chain([sidecar(o, true, init.is_some())])
+                    .collect();
+                if has_inits {
+                    for (i, c) in first.into_iter().enumerate() {
+                        ops.push(json!({"op": "add", "path": format!("/spec/initContainers/{i}"), "value": c}));
+                    }
                 } else {
-                    ops.push(json!({"op": "add", "path": format!("/spec/{list}"), "value": [sidecar(o, true)]}));
+                    ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": first}));
                 }
             } else {
-                ops.push(json!({"op": "add", "path": format!("/spec/{list}/-"), "value": sidecar(o, false)}));
+                if let Some(init) = init.clone() {
+                    // Last: the app's init containers run before any proxy exists.
+                    if has_inits {
+                        ops.push(
+                            json!({"op": "add", "path": "/spec/initContainers/-", "value": init}),
+                        );
+                    } else {
+                        ops.push(
+                            json!({"op": "add", "path": "/spec/initContainers", "value": [init]}),
+                        );
+                    }
+                }
+                ops.push(json!({"op": "add", "path": "/spec/containers/-", "value": sidecar(o, false, init.is_some())}));
             }
-            let volumes = [
+            let mut volumes = vec![
                 // Optional: a namespace without the ConfigMap must not leave its pods stuck in
                 // ContainerCreating (the proxy then exits and says why; `vireo check` helps).
                 json!({"name": "vireo-proxy-config", "configMap": {"name": CONFIG_MAP, "optional": true}}),
                 json!({"name": "vireo-token", "projected": {"sources": [{"serviceAccountToken": {
                     "audience": AUDIENCE, "expirationSeconds": 3600, "path": "token"}}]}}),
             ];
+            if init.is_some() {
+                volumes.push(json!({"name": "vireo-xtables-lock", "emptyDir": {}}));
+            }
             if !pod["spec"]["volumes"].is_array() {
                 ops.push(json!({"op": "add", "path": "/spec/volumes", "value": []}));
             }
             for v in volumes {
                 ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": v}));
             }
-            let kind = if native {
-                "native sidecar"
-            } else {
-                "container"
+            let kind = match (native, init.is_some()) {
+                (true, true) => "native sidecar, transparent interception",
+                (true, false) => "native sidecar, explicit",
+                (false, true) => "container, transparent interception",
+                (false, false) => "container, explicit",
             };
             let mut set = vec![
                 (INJECTED, "true".to_string()),
@@ -253,25 +397,30 @@ mod tests {
 
     #[test]
     fn the_pod_wins_over_the_namespace() {
+        let o = Options::default();
+        let transparent = Decision::Inject(Interception::Transparent {
+            skip_ports: DEFAULT_SKIP_PORTS.into(),
+            skip_networks: String::new(),
+        });
         let enabled = json!({INJECT: "enabled"});
         let disabled = json!({INJECT: "disabled"});
-        assert_eq!(decide(&pod(json!({})), &enabled), Decision::Inject);
+        assert_eq!(decide(&pod(json!({})), &enabled, &o), transparent);
         assert_eq!(
-            decide(&pod(json!({})), &json!({})),
+            decide(&pod(json!({})), &json!({}), &o),
             Decision::Skip(Some(
                 "not opted in (vireo.dev/inject: enabled on the namespace or the pod)".into()
             ))
         );
         assert_eq!(
-            decide(&pod(json!({INJECT: "disabled"})), &enabled),
+            decide(&pod(json!({INJECT: "disabled"})), &enabled, &o),
             Decision::Skip(Some("disabled by the pod's vireo.dev/inject".into()))
         );
         assert_eq!(
-            decide(&pod(json!({INJECT: "enabled"})), &disabled),
-            Decision::Inject
+            decide(&pod(json!({INJECT: "enabled"})), &disabled, &o),
+            transparent
         );
         assert!(
-            matches!(decide(&pod(json!({INJECT: "yes"})), &enabled), Decision::Skip(Some(r)) if r.contains("\"yes\""))
+            matches!(decide(&pod(json!({INJECT: "yes"})), &enabled, &o), Decision::Skip(Some(r)) if r.contains("\"yes\""))
         );
     }
 
@@ -279,8 +428,15 @@ mod tests {
     fn a_native_sidecar_hardened_with_identity_and_metrics_and_a_second_pass_is_a_no_op() {
         let o = Options::default();
         let p = pod(Value::Null);
-        let injected = apply(&p, patch(&p, &decide(&p, &json!({INJECT: "enabled"})), &o));
-        let side = &injected["spec"]["initContainers"][0];
+        let injected = apply(
+            &p,
+            patch(
+                &p,
+                &decide(&p, &json!({INJECT: "enabled"}), &Options::default()),
+                &o,
+            ),
+        );
+        let side = &injected["spec"]["initContainers"][1];
         assert_eq!(side["name"], CONTAINER);
         assert_eq!(side["restartPolicy"], "Always");
         assert_eq!(side["startupProbe"]["httpGet"]["path"], "/ready");
@@ -307,10 +463,97 @@ mod tests {
             (json!("true"), json!("4191"))
         );
         assert_eq!(
-            decide(&injected, &json!({INJECT: "enabled"})),
+            decide(&injected, &json!({INJECT: "enabled"}), &Options::default()),
             Decision::Skip(None)
         );
         assert!(patch(&injected, &Decision::Skip(None), &o).is_empty());
+    }
+
+    fn names(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn transparent_interception_runs_the_init_step_first_with_only_net_admin() {
+        let o = Options::default();
+        let mut p = pod(json!({SKIP_PORTS: "25, 5432", SKIP_NETWORKS: "169.254.169.254/32"}));
+        p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "web:1"}]);
+        let injected = apply(
+            &p,
+            patch(&p, &decide(&p, &json!({INJECT: "enabled"}), &o), &o),
+        );
+        // The init step, the proxy, then the app's own init containers (which the proxy carries).
+        assert_eq!(
+            names(&injected["spec"]["initContainers"]),
+            [INIT_CONTAINER, CONTAINER, "migrate"]
+        );
+        let init = &injected["spec"]["initContainers"][0];
+        assert_eq!(
+            init["args"],
+            json!([
+                "iptables",
+                "--proxy-uid",
+                "2102",
+                "--proxy-port",
+                "4140",
+                "--skip-outbound-ports",
+                "25,5432",
+                "--skip-outbound-networks",
+                "169.254.169.254/32"
+            ])
+        );
+        let sc = &init["securityContext"];
+        assert_eq!(sc["capabilities"]["add"], json!(["NET_ADMIN", "NET_RAW"]));
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        // The proxy's uid is the one the rules exempt, and it serves redirected connections.
+        let side = &injected["spec"]["initContainers"][1];
+        assert_eq!(side["securityContext"]["runAsUser"], json!(PROXY_UID));
+        assert!(side["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--transparent")));
+        assert!(names(&injected["spec"]["volumes"]).contains(&"vireo-xtables-lock"));
+        assert_eq!(
+            injected["metadata"]["annotations"][STATUS_ANNOTATION],
+            "injected: native sidecar, transparent interception"
+        );
+    }
+
+    #[test]
+    fn explicit_pods_get_no_init_step_and_bad_annotations_a_reason() {
+        let o = Options::default();
+        let p = pod(json!({INTERCEPTION: "explicit"}));
+        let injected = apply(
+            &p,
+            patch(&p, &decide(&p, &json!({INJECT: "enabled"}), &o), &o),
+        );
+        assert_eq!(names(&injected["spec"]["initContainers"]), [CONTAINER]);
+        let args = injected["spec"]["initContainers"][0]["args"].clone();
+        assert!(!args.as_array().unwrap().contains(&json!("--transparent")));
+        for (key, value, says) in [
+            (INTERCEPTION, "sometimes", "use transparent or explicit"),
+            (
+                SKIP_PORTS,
+                "25,smtp",
+                "vireo.dev/skip-outbound-ports: \"smtp\"",
+            ),
+            (
+                SKIP_NETWORKS,
+                "10.0.0.0/40",
+                "vireo.dev/skip-outbound-networks: \"10.0.0.0/40\"",
+            ),
+        ] {
+            let p = pod(json!({key: value}));
+            match decide(&p, &json!({INJECT: "enabled"}), &o) {
+                Decision::Skip(Some(reason)) => assert!(reason.contains(says), "{reason}"),
+                other => panic!("{key}: {value}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -320,11 +563,25 @@ mod tests {
             ..Options::default()
         };
         let p = pod(json!({}));
-        let injected = apply(&p, patch(&p, &Decision::Inject, &o));
+        let injected = apply(
+            &p,
+            patch(&p, &decide(&p, &json!({INJECT: "enabled"}), &o), &o),
+        );
         let containers = injected["spec"]["containers"].as_array().unwrap();
         assert_eq!(containers.len(), 2);
         assert_eq!(containers[1]["name"], CONTAINER);
         assert!(containers[1].get("restartPolicy").is_none());
+        // The init step runs last: the app's init containers have no proxy to reach yet.
+        let mut p = pod(json!({}));
+        p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "web:1"}]);
+        let injected = apply(
+            &p,
+            patch(&p, &decide(&p, &json!({INJECT: "enabled"}), &o), &o),
+        );
+        assert_eq!(
+            names(&injected["spec"]["initContainers"]),
+            ["migrate", INIT_CONTAINER]
+        );
     }
 
     #[test]
@@ -334,7 +591,7 @@ mod tests {
             &p,
             patch(
                 &p,
-                &decide(&p, &json!({INJECT: "enabled"})),
+                &decide(&p, &json!({INJECT: "enabled"}), &Options::default()),
                 &Options::default(),
             ),
         );

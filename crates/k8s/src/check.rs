@@ -50,7 +50,12 @@ pub async fn missed(
         }
         let value = serde_json::to_value(&pod).unwrap_or_default();
         let ns_labels = labels.get(&ns).cloned().unwrap_or_default();
-        if inject::decide(&value, &ns_labels) == Decision::Inject {
+        // Default options: whether a pod should have had a proxy does not depend on how its
+        // traffic would reach it.
+        if matches!(
+            inject::decide(&value, &ns_labels, &inject::Options::default()),
+            Decision::Inject(_)
+        ) {
             out.push(Missed {
                 namespace: ns,
                 pod: pod.metadata.name.unwrap_or_default(),

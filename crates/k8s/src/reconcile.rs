@@ -185,35 +185,56 @@ fn condition(
 }
 
 /// The address a proxy uses for a Service: its ClusterIP and first port (kube-proxy's, or
-/// the mesh's, job from there).
+/// the mesh's, job from there); and every ClusterIP with every port, the original
+/// destinations of calls to it.
 async fn service_workload(
     ctx: &Context,
     ns: &str,
     name: &str,
     hash: &str,
     image: Option<String>,
-) -> Result<Workload, String> {
+) -> Result<(Workload, Vec<String>), String> {
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
     let svc = services
         .get(name)
         .await
         .map_err(|e| format!("Service {name:?}: {e}"))?;
     let spec = svc.spec.unwrap_or_default();
-    let ip = spec
-        .cluster_ip
-        .filter(|ip| !ip.is_empty() && ip != "None")
-        .ok_or_else(|| format!("Service {name:?} has no ClusterIP"))?;
-    let port = spec
+    // Dual-stack Services list both families in clusterIPs; clusterIP is the first.
+    let ips: Vec<std::net::IpAddr> = spec
+        .cluster_ips
+        .clone()
+        .filter(|ips| !ips.is_empty())
+        .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    let ports: Vec<u16> = spec
         .ports
         .unwrap_or_default()
-        .first()
-        .map(|p| p.port)
-        .ok_or_else(|| format!("Service {name:?} has no port"))?;
-    Ok(Workload {
+        .iter()
+        .filter_map(|p| u16::try_from(p.port).ok())
+        .collect();
+    let (Some(&ip), Some(&port)) = (ips.first(), ports.first()) else {
+        return Err(format!(
+            "Service {name:?} needs a ClusterIP and a port (a headless Service has no address to split)"
+        ));
+    };
+    let destinations = ips
+        .iter()
+        .flat_map(|ip| {
+            ports
+                .iter()
+                .map(|p| std::net::SocketAddr::new(*ip, *p).to_string())
+        })
+        .collect();
+    let workload = Workload {
         version: hash.to_string(),
         image,
-        addrs: vec![format!("{ip}:{port}")],
-    })
+        addrs: vec![std::net::SocketAddr::new(ip, port).to_string()],
+    };
+    Ok((workload, destinations))
 }
 
 fn image_of(t: &PodTemplateSpec) -> Option<String> {
@@ -396,11 +417,15 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
             .find(|rs| hash_of(rs) == stable_hash)
             .and_then(|rs| rs.spec.as_ref()?.template.as_ref().and_then(image_of));
         let resolved = async {
+            let (stable, destinations) =
+                service_workload(ctx, &ns, &stable_svc, &stable_hash, stable_image).await?;
+            let (canary, _) =
+                service_workload(ctx, &ns, &canary_svc, &canary_hash, image_of(&template)).await?;
             Ok::<_, String>(convert::Resolved {
                 name: store_name.clone(),
-                stable: service_workload(ctx, &ns, &stable_svc, &stable_hash, stable_image).await?,
-                canary: service_workload(ctx, &ns, &canary_svc, &canary_hash, image_of(&template))
-                    .await?,
+                stable,
+                canary,
+                destinations,
             })
         }
         .await;

@@ -23,7 +23,7 @@ pub const MAX_REVIEW: usize = 3 << 20;
 pub fn respond(request: &Value, namespace_labels: &Value, opts: &Options) -> Value {
     let uid = request["uid"].clone();
     let pod = &request["object"];
-    let decision = inject::decide(pod, namespace_labels);
+    let decision = inject::decide(pod, namespace_labels, opts);
     let ops = inject::patch(pod, &decision, opts);
     let mut response = json!({"uid": uid, "allowed": true});
     if !ops.is_empty() {
@@ -36,8 +36,8 @@ pub fn respond(request: &Value, namespace_labels: &Value, opts: &Options) -> Val
         .or(pod["metadata"]["generateName"].as_str())
         .unwrap_or_default();
     match &decision {
-        Decision::Inject => {
-            tracing::info!(namespace = %request["namespace"], pod = name, "injected the sidecar")
+        Decision::Inject(how) => {
+            tracing::info!(namespace = %request["namespace"], pod = name, interception = ?how, "injected the sidecar")
         }
         Decision::Skip(Some(reason)) => {
             tracing::info!(namespace = %request["namespace"], pod = name, "not injected: {reason}")

@@ -120,6 +120,13 @@ pub struct RouteMatch {
     pub destinations: Vec<String>,
 }
 
+impl RouteMatch {
+    /// Matches every request.
+    pub fn is_empty(&self) -> bool {
+        *self == RouteMatch::default()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitConfig {

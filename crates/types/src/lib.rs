@@ -3,6 +3,8 @@
 //! - [`split`]: the normative split algorithm (bucket a key, pick a backend by weight).
 //! - [`config`]: the proxy's config and route schema (`shared/spec/proxy.md`), parsed and
 //!   validated in one step with field paths in every error.
+//! - [`intercept`]: transparent interception's ports and networks, as the init step and the
+//!   injector parse them.
 //! - [`slo`]: the SLO latency-histogram layout and window bounds.
 //! - [`wire`]: `GET /api/v1/proxy/config` and `POST /api/v1/proxy/status` bodies, and the
 //!   `/slo` report.
@@ -12,6 +14,7 @@
 //! without building each other.
 
 pub mod config;
+pub mod intercept;
 pub mod slo;
 pub mod split;
 pub mod wire;

@@ -58,6 +58,7 @@ fn resolved() -> Resolved {
             image: Some("registry.example/checkout:2.0.0".into()),
             addrs: vec!["checkout-canary.shop.svc.cluster.local:80".into()],
         },
+        destinations: vec!["10.96.0.10:80".into(), "[fd00::10]:80".into()],
     }
 }
 
@@ -85,6 +86,11 @@ fn an_argo_shaped_rollout_becomes_the_core_model() {
         "the route defaults to the Rollout's name"
     );
     assert_eq!(core.spec.split.buckets, 1000);
+    assert_eq!(
+        core.spec.matches.destinations,
+        ["10.96.0.10:80", "[fd00::10]:80"],
+        "an intercepted call to the stable Service takes the route"
+    );
     assert_eq!(core.spec.canary.version, "7b8e21");
     assert_eq!(core.approval(), vireo_core::spec::Approval::Required);
     let steps = core.steps();
