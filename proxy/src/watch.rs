@@ -1,14 +1,20 @@
 //! The control-plane config source: `vireo-proxy --control URL --proxy-id ID`.
 //!
-//! Routes come from the control plane as versioned tables over a long poll
+//! Routes come from the control plane as versioned tables over one long-lived stream
+//! (`GET /api/v1/proxy/watch?proxy=ID&since=V`: a JSON line per newer table, an empty line as
+//! keep-alive); a control plane without it (404) is long-polled instead
 //! (`GET /api/v1/proxy/config?proxy=ID&since=V`: 200 with a newer table, or 304 after at most
-//! 30 s); everything else (`listen`, `admin`, timeouts) stays from the local file. A heartbeat
-//! (`POST /api/v1/proxy/status`) reports the applied version, the in-flight count of every
-//! backend (also ones a new table removed, so the control plane can see a drain finish) and the
-//! SLO figures (over 60 s, and over any window the control plane's analyses ask for). It is sent every
-//! second, at once after a table is applied — which is how a weight change is known to be
-//! applied everywhere within about a round trip — and then every 200 ms for 2 s, when the control
-//! plane may be watching a drain finish.
+//! 30 s). Everything else (`listen`, `admin`, timeouts) stays from the local file.
+//!
+//! A status report (`POST /api/v1/proxy/status`) gives the applied version, the in-flight count
+//! of every backend (also ones a new table removed, so the control plane can see a drain
+//! finish) and the SLO figures (over 60 s, and over any window the control plane's analyses
+//! ask for). It is sent when something changed — at once after a table is applied or refused
+//! (which is how a weight change is known to be applied everywhere within about a round trip),
+//! when the stream (re)connects, and the moment the last request in flight to a backend no
+//! longer routed ends (watched locally every [`DRAIN_CHECK`]) — and otherwise as a keep-alive,
+//! as often as the control plane's last answer asked (`report_every_ms`: it spaces reports
+//! out as the fleet grows), every second by default.
 //!
 //! Static stability: when the control plane is unreachable the proxy keeps serving the last
 //! table it applied (at start, the local file's routes) and retries with jittered exponential
@@ -33,10 +39,15 @@ pub use vireo_types::wire::{
 
 /// How long the control plane may hold a long poll (spec: ≤ 30 s), plus slack.
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
+/// A watch stream silent this long (it carries a keep-alive every 15 s) is dead: reconnect.
+const STREAM_IDLE: Duration = Duration::from_secs(45);
+/// Keep-alive reports when the control plane has not said otherwise.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// Heartbeat period for [`FAST_FOR`] after a table is applied.
-const HEARTBEAT_FAST: Duration = Duration::from_millis(200);
-const FAST_FOR: Duration = Duration::from_secs(2);
+/// The control plane may space reports out this far, no farther.
+const HEARTBEAT_MAX: Duration = Duration::from_secs(60);
+/// How often requests still in flight to a backend no longer routed are counted, locally,
+/// to report the end of a drain the moment it happens.
+pub const DRAIN_CHECK: Duration = Duration::from_millis(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The largest route table accepted from the control plane (thousands of routes fit).
@@ -88,6 +99,8 @@ pub struct ControlSource {
     table: Arc<TableHandle>,
     client: HttpClient,
     applied: tokio::sync::watch::Sender<u64>,
+    /// Bumped when the watch stream (re)connects: the control plane may have lost us.
+    connected: tokio::sync::watch::Sender<u64>,
     rejected: std::sync::Mutex<Option<RejectedTable>>,
     slo_windows: std::sync::Mutex<Vec<Duration>>,
     token: Option<TokenSource>,
@@ -123,6 +136,7 @@ impl ControlSource {
         table: Arc<TableHandle>,
     ) -> Self {
         let (applied, _) = tokio::sync::watch::channel(table.load().version());
+        let (connected, _) = tokio::sync::watch::channel(0);
         ControlSource {
             base: opts.url.trim_end_matches('/').to_string(),
             proxy_id: opts.proxy_id,
@@ -130,6 +144,7 @@ impl ControlSource {
             table,
             client,
             applied,
+            connected,
             rejected: std::sync::Mutex::new(None),
             slo_windows: std::sync::Mutex::new(Vec::new()),
             token: opts.token,
@@ -137,7 +152,7 @@ impl ControlSource {
         }
     }
 
-    /// Long-polls for tables and sends heartbeats until the task is dropped.
+    /// Follows the control plane's tables and sends status reports until the task is dropped.
     pub async fn run(self) {
         let this = Arc::new(self);
         tokio::spawn(this.clone().heartbeats());
@@ -148,16 +163,39 @@ impl ControlSource {
         let mut since = self.table.load().version();
         let mut backoff = BACKOFF_MIN;
         let mut reachable = true;
+        // The stream until the control plane says it has none (404); then the long poll.
+        let mut streaming = true;
         loop {
-            match self.poll(since).await {
-                Ok(Some(update)) => {
-                    reachable = true;
-                    backoff = BACKOFF_MIN;
-                    // A rejected version is not asked for again: the next poll waits for a newer one.
-                    since = update.version;
-                    self.apply(update);
+            let outcome = if streaming {
+                match self.watch(&mut since).await {
+                    Err(Watch::NotServed) => {
+                        tracing::info!(control = %self.base, "the control plane has no watch stream; long-polling instead");
+                        streaming = false;
+                        continue;
+                    }
+                    Err(Watch::Failed(e)) => Err(e),
+                    // Reconnect, after the backoff: a control plane that closes every stream
+                    // at once must not be called in a loop.
+                    Ok(()) => Err(format!(
+                        "{}: the control plane closed the watch stream",
+                        self.base
+                    )),
                 }
-                Ok(None) => {
+            } else {
+                match self.poll(since).await {
+                    Ok(Some(update)) => {
+                        // A rejected version is not asked for again: the next poll waits for a
+                        // newer one.
+                        since = update.version;
+                        self.apply(update);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+            match outcome {
+                Ok(()) => {
                     reachable = true;
                     backoff = BACKOFF_MIN;
                 }
@@ -210,6 +248,71 @@ impl ControlSource {
         }
     }
 
+    /// One watch stream, applying each table as it comes, until it ends (`Ok`: the control
+    /// plane closed it, e.g. at shutdown) or fails.
+    async fn watch(&self, since: &mut u64) -> Result<(), Watch> {
+        use http_body_util::BodyExt;
+        let uri = format!(
+            "{}/api/v1/proxy/watch?proxy={}&since={since}",
+            self.base,
+            encode_query(&self.proxy_id)
+        );
+        let mut req = vireo_http::request(Method::GET, &uri, None, Bytes::new())
+            .map_err(|e| Watch::Failed(e.to_string()))?;
+        if let Some(auth) = self.authorization().map_err(Watch::Failed)? {
+            req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+        }
+        let (status, mut body) = self
+            .client
+            .open(req, POLL_TIMEOUT)
+            .await
+            .map_err(|e| Watch::Failed(e.to_string()))?;
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(Watch::NotServed),
+            other => {
+                let said = tokio::time::timeout(Duration::from_secs(5), body.collect())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                return Err(Watch::Failed(refused(&uri, other, &said)));
+            }
+        }
+        // Connected: say so at once, so a control plane that lost track of us counts us again.
+        self.connected.send_modify(|n| *n += 1);
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
+                Err(_) => return Err(Watch::Failed(format!("{uri}: silent for {STREAM_IDLE:?}"))),
+                Ok(None) => return Ok(()),
+                Ok(Some(Err(e))) => return Err(Watch::Failed(format!("{uri}: {e}"))),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            // Bounded: every pass consumes a line or stops.
+            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue; // keep-alive
+                }
+                let update: ConfigUpdate = serde_json::from_slice(&line)
+                    .map_err(|e| Watch::Failed(format!("unreadable table from {uri}: {e}")))?;
+                *since = update.version;
+                self.apply(update);
+            }
+            if buf.len() > MAX_TABLE {
+                return Err(Watch::Failed(format!(
+                    "{uri}: a table line over {MAX_TABLE} bytes"
+                )));
+            }
+        }
+    }
+
     /// One long poll: `Some` with a newer table, `None` when nothing changed.
     async fn poll(&self, since: u64) -> Result<Option<ConfigUpdate>, String> {
         let uri = format!(
@@ -231,28 +334,60 @@ impl ControlSource {
 
     async fn heartbeats(self: Arc<Self>) {
         let mut applied = self.applied.subscribe();
-        let mut fast_until = tokio::time::Instant::now();
+        let mut connected = self.connected.subscribe();
+        let mut every = HEARTBEAT_EVERY;
         loop {
-            if let Err(e) = self.report().await {
-                tracing::debug!(error = %e, "heartbeat failed");
+            // Counted before the report's snapshot: if it is not zero, the end of that drain
+            // is worth a report of its own.
+            let draining = self.draining();
+            match self.report().await {
+                Ok(Some(asked)) => every = asked,
+                Ok(None) => every = HEARTBEAT_EVERY,
+                Err(e) => tracing::debug!(error = %e, "status report failed"),
             }
-            // Every second; at once when a new table is applied, and then faster for a while,
-            // since a table change is when the control plane watches for a drain to finish.
-            let every = if tokio::time::Instant::now() < fast_until {
-                HEARTBEAT_FAST
-            } else {
-                HEARTBEAT_EVERY
-            };
+            // Jitter (up to a tenth) keeps a fleet that started together from reporting in
+            // lockstep.
+            let jitter = fastrand::u64(..=every.as_millis() as u64 / 10);
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = applied.changed() => {
-                    fast_until = tokio::time::Instant::now() + FAST_FOR;
-                }
+                _ = tokio::time::sleep(every + Duration::from_millis(jitter)) => {}
+                _ = applied.changed() => {}
+                _ = connected.changed() => {}
+                () = self.drain_ends(draining) => {}
             }
         }
     }
 
-    async fn report(&self) -> Result<(), String> {
+    /// Backends no longer routed (weight 0, or gone from the table) with requests in flight.
+    fn draining(&self) -> usize {
+        let table = self.table.load();
+        self.table
+            .metrics()
+            .backends_seen()
+            .into_iter()
+            .filter(|(route, backend, n, _)| {
+                *n > 0
+                    && !table
+                        .backends()
+                        .any(|(r, b)| r == route && b.name() == backend && b.weight() > 0)
+            })
+            .count()
+    }
+
+    /// Resolves when the drains the last report showed (`reported` backends) have all ended;
+    /// pending when it showed none (a new table that starts one wakes the reporter anyway).
+    /// Counting is local and cheap: a pass over the backends' atomics every [`DRAIN_CHECK`].
+    async fn drain_ends(&self, reported: usize) {
+        if reported == 0 {
+            return std::future::pending().await;
+        }
+        // Bounded by the requests themselves: each has a deadline.
+        while self.draining() > 0 {
+            tokio::time::sleep(DRAIN_CHECK).await;
+        }
+    }
+
+    /// Sends one report; `Some` with the spacing the control plane asked for.
+    async fn report(&self) -> Result<Option<Duration>, String> {
         let rejected = self
             .rejected
             .lock()
@@ -269,11 +404,15 @@ impl ControlSource {
         let (status, body) = self
             .send(Method::POST, &uri, body.into(), Duration::from_secs(5))
             .await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(refused(&uri, status, &body))
+        if !status.is_success() {
+            return Err(refused(&uri, status, &body));
         }
+        // `{"report_every_ms": N}` from a control plane that spaces reports; older ones answer
+        // 204 with nothing.
+        Ok(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("report_every_ms")?.as_u64())
+            .map(|ms| Duration::from_millis(ms).clamp(Duration::from_millis(100), HEARTBEAT_MAX)))
     }
 
     async fn send(
@@ -295,6 +434,12 @@ impl ControlSource {
             .map_err(|e| e.to_string())?;
         Ok((answer.status, answer.body))
     }
+}
+
+enum Watch {
+    /// The control plane has no watch stream (404): long-poll it.
+    NotServed,
+    Failed(String),
 }
 
 /// An answer that is not what was asked for, with the control plane's own words when it

@@ -123,6 +123,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "long poll for route tables",
     ),
     e(
+        "GET",
+        "/api/v1/proxy/watch",
+        Needs(ProxyWatch),
+        "route tables as a stream",
+    ),
+    e(
         "POST",
         "/api/v1/proxy/status",
         Needs(ProxyWatch),

@@ -8,10 +8,20 @@
 //! - what do the proxies **measure** for a backend? — their SLO windows summed, for the native
 //!   analysis provider (no Prometheus needed).
 //!
-//! A proxy counts as connected while its last heartbeat is younger than [`CONNECTED_FOR`]
-//! (heartbeats come every second). Pure: time is passed in.
+//! A proxy counts as connected until its report's deadline: [`CONNECTED_FOR`] after it for a
+//! proxy on the long poll (heartbeats every second), or what the control plane told a
+//! streaming proxy ([`report_every`]) three times over; and no longer once its watch stream
+//! closed ([`Fleet::disconnect`]). Pure: time is passed in.
+//!
+//! **Scale.** With ten thousand proxies the driver asks "applied?" after every report, so
+//! the answers cannot walk the fleet: the fleet keeps, beside the reports, a count of proxies
+//! per applied version and the sum of in-flight requests per backend, updated as a report
+//! replaces the previous one; proxies past their deadline are subtracted at query time (an
+//! index by deadline finds them) and dropped at the next write. `applied` and `in_flight` cost
+//! O(log n + expired), not O(n). Measurements (`aggregate`) still walk the fleet: they run
+//! once per analysis interval, not per report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use vireo_types::wire::StatusReport;
 
@@ -21,9 +31,33 @@ use crate::rollout::Millis;
 /// A proxy silent for longer is no longer waited for (five missed heartbeats).
 pub const CONNECTED_FOR: Millis = 5_000;
 
+/// Reports a streaming fleet sends per second when nothing changes, at most: the control
+/// plane spaces each proxy's keep-alive reports by `proxies / REPORTS_PER_SECOND` seconds
+/// (1 s up to 1 000 proxies, 10 s at 10 000; at most [`MAX_REPORT_EVERY`]). Changes (a table
+/// applied, a drain finished) are reported at once regardless.
+pub const REPORTS_PER_SECOND: u64 = 1_000;
+pub const MAX_REPORT_EVERY: Millis = 30_000;
+
+/// How long a streaming proxy should wait between keep-alive reports in a fleet of `proxies`.
+pub fn report_every(proxies: usize) -> Millis {
+    (proxies as u64 * 1_000 / REPORTS_PER_SECOND).clamp(1_000, MAX_REPORT_EVERY)
+}
+
+/// How long a proxy told to report every `every` stays connected without a report: three
+/// missed reports, and two seconds of slack for a busy control plane.
+pub fn deadline_after(every: Millis) -> Millis {
+    every * 3 + 2_000
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Fleet {
+    /// id → (deadline, last report).
     proxies: BTreeMap<String, (Millis, StatusReport)>,
+    by_deadline: BTreeSet<(Millis, String)>,
+    /// applied_version → proxies (deadline passed or not) reporting it.
+    versions: BTreeMap<u64, usize>,
+    /// route → backend → in-flight sum over every report held.
+    in_flight: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 /// SLO figures of one backend summed over the connected proxies.
@@ -43,15 +77,81 @@ pub struct Aggregate {
 }
 
 impl Fleet {
+    /// A long-polling proxy's heartbeat: connected for [`CONNECTED_FOR`].
     pub fn record(&mut self, report: StatusReport, now: Millis) {
-        self.proxies.insert(report.proxy.clone(), (now, report));
+        self.record_until(report, now, now + CONNECTED_FOR);
     }
 
-    /// Proxies heard from within [`CONNECTED_FOR`].
+    /// A report that keeps its proxy connected until `deadline`.
+    pub fn record_until(&mut self, report: StatusReport, now: Millis, deadline: Millis) {
+        self.sweep(now);
+        self.forget(&report.proxy);
+        self.count(&report, 1);
+        self.by_deadline.insert((deadline, report.proxy.clone()));
+        self.proxies
+            .insert(report.proxy.clone(), (deadline, report));
+    }
+
+    /// The proxy's watch stream closed: it is not waited for any more.
+    pub fn disconnect(&mut self, proxy: &str, now: Millis) {
+        self.sweep(now);
+        self.forget(proxy);
+    }
+
+    /// Drops the proxies whose deadline passed.
+    pub fn sweep(&mut self, now: Millis) {
+        while let Some((deadline, id)) = self.by_deadline.first().cloned() {
+            if deadline >= now {
+                break;
+            }
+            self.forget(&id);
+        }
+    }
+
+    fn forget(&mut self, proxy: &str) {
+        if let Some((deadline, old)) = self.proxies.remove(proxy) {
+            self.by_deadline.remove(&(deadline, proxy.to_string()));
+            self.count(&old, -1);
+        }
+    }
+
+    /// Adds (`sign` 1) or removes (-1) a report's share of the counters.
+    fn count(&mut self, r: &StatusReport, sign: i64) {
+        let n = self.versions.entry(r.applied_version).or_default();
+        *n = n.saturating_add_signed(sign as isize);
+        if *n == 0 {
+            self.versions.remove(&r.applied_version);
+        }
+        for (route, backends) in &r.in_flight {
+            for (backend, k) in backends {
+                let sum = self
+                    .in_flight
+                    .entry(route.clone())
+                    .or_default()
+                    .entry(backend.clone())
+                    .or_default();
+                *sum += sign * k;
+            }
+        }
+    }
+
+    /// Reports whose deadline has passed but that are still held (until the next write).
+    fn expired(&self, now: Millis) -> impl Iterator<Item = &StatusReport> {
+        self.by_deadline
+            .range(..(now, String::new()))
+            .filter_map(|(_, id)| self.proxies.get(id).map(|(_, r)| r))
+    }
+
+    /// How many proxies are connected.
+    pub fn connected_count(&self, now: Millis) -> usize {
+        self.proxies.len() - self.expired(now).count()
+    }
+
+    /// Proxies whose deadline has not passed.
     pub fn connected(&self, now: Millis) -> impl Iterator<Item = &StatusReport> {
         self.proxies
             .values()
-            .filter(move |(seen, _)| now.saturating_sub(*seen) <= CONNECTED_FOR)
+            .filter(move |(deadline, _)| *deadline >= now)
             .map(|(_, r)| r)
     }
 
@@ -63,27 +163,35 @@ impl Fleet {
     /// `newest` is the newest version published: a proxy reporting more runs a table from a
     /// control plane whose state was replaced, not ours, and has applied nothing of it yet.
     pub fn applied(&self, version: u64, newest: u64, now: Millis) -> bool {
-        let mut any = false;
-        for r in self.connected(now) {
-            if r.applied_version < version || r.applied_version > newest {
-                return false;
-            }
-            any = true;
+        if version > newest {
+            return false;
         }
-        any
+        let in_range = |v: u64| (version..=newest).contains(&v);
+        let mut connected = self.proxies.len();
+        let mut there: usize = self.versions.range(version..=newest).map(|(_, n)| n).sum();
+        for r in self.expired(now) {
+            connected -= 1;
+            there -= usize::from(in_range(r.applied_version));
+        }
+        connected > 0 && there == connected
     }
 
     /// No connected proxy has a request in flight to `backend`, and at least one is connected
     /// (for the same reason as [`Fleet::applied`]).
     pub fn drained(&self, route: &str, backend: &str, now: Millis) -> bool {
-        self.connected(now).next().is_some() && self.in_flight(route, backend, now) == 0
+        self.connected_count(now) > 0 && self.in_flight(route, backend, now) == 0
     }
 
     /// Requests in flight to `backend` of `route`, over the connected proxies.
     pub fn in_flight(&self, route: &str, backend: &str, now: Millis) -> i64 {
-        self.connected(now)
-            .filter_map(|r| r.in_flight.get(route)?.get(backend))
-            .sum()
+        let get = |m: &BTreeMap<String, BTreeMap<String, i64>>| {
+            m.get(route)
+                .and_then(|b| b.get(backend))
+                .copied()
+                .unwrap_or(0)
+        };
+        let held = get(&self.in_flight);
+        held - self.expired(now).map(|r| get(&r.in_flight)).sum::<i64>()
     }
 
     /// The connected proxies' SLO figures for one backend over `window_s` seconds (`None`:
@@ -276,6 +384,73 @@ mod tests {
         assert!(
             !f.applied(3, 3, 7_000),
             "d reports version 9 of a control plane whose state was replaced: not ours"
+        );
+    }
+
+    #[test]
+    fn the_counters_agree_with_walking_the_fleet() {
+        // Reports, deadlines, disconnects and time in a seeded jumble: the incremental answers
+        // must be what walking the connected reports gives.
+        let mut f = Fleet::default();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut now = 0;
+        for _ in 0..5_000 {
+            now += next(300);
+            let id = format!("p{}", next(40));
+            match next(10) {
+                0 => f.disconnect(&id, now),
+                1..=3 => f.record(report(&id, next(5), next(3) as i64, 0, 0, 0.1), now),
+                _ => {
+                    let r = report(&id, next(5), next(3) as i64, 0, 0, 0.1);
+                    f.record_until(r, now, now + next(4_000))
+                }
+            }
+            let probe = now + next(2_000);
+            let walked: Vec<&StatusReport> = f.connected(probe).collect();
+            assert_eq!(f.connected_count(probe), walked.len());
+            let in_flight: i64 = walked
+                .iter()
+                .filter_map(|r| r.in_flight.get("checkout")?.get("canary"))
+                .sum();
+            assert_eq!(f.in_flight("checkout", "canary", probe), in_flight);
+            for (v, newest) in [(0, 4), (2, 3), (3, 3), (4, 2)] {
+                let want = !walked.is_empty()
+                    && walked
+                        .iter()
+                        .all(|r| (v..=newest).contains(&r.applied_version));
+                assert_eq!(
+                    f.applied(v, newest, probe),
+                    want,
+                    "v{v}..={newest} at {probe}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_closed_stream_is_not_waited_for_and_fleets_space_their_reports() {
+        let mut f = Fleet::default();
+        f.record_until(report("a", 3, 1, 0, 0, 0.1), 0, 30_000);
+        f.record_until(report("b", 2, 0, 0, 0, 0.1), 0, 30_000);
+        assert!(!f.applied(3, 3, 1_000));
+        f.disconnect("b", 1_000);
+        assert!(f.applied(3, 3, 1_000), "b's stream closed");
+        assert_eq!(f.in_flight("checkout", "canary", 1_000), 1);
+        f.disconnect("a", 1_000);
+        assert!(!f.drained("checkout", "canary", 1_000), "nobody connected");
+        assert_eq!(report_every(10), 1_000);
+        assert_eq!(report_every(10_000), 10_000);
+        assert_eq!(report_every(1_000_000), MAX_REPORT_EVERY);
+        assert_eq!(
+            deadline_after(1_000),
+            5_000,
+            "as long-poll proxies' five seconds"
         );
     }
 

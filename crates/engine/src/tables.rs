@@ -8,6 +8,10 @@
 //! The long poll is a `tokio::sync::watch` channel: a request for `since = V` is answered at
 //! once when the current version is newer, else when the next one is published, else with 304
 //! after the hold time. Thousands of waiting proxies cost one channel subscription each.
+//!
+//! The watch stream (`GET /api/v1/proxy/watch`) subscribes to the same channel and writes each
+//! new table as one JSON line; the line is serialized once per version ([`Tables::line`]), not
+//! once per proxy.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,8 @@ pub const HOLD: Duration = Duration::from_secs(25);
 
 pub struct Tables {
     tx: watch::Sender<Arc<ConfigUpdate>>,
+    /// The current table as a JSON line (`\n`-terminated), with its version.
+    line: std::sync::Mutex<(u64, bytes::Bytes)>,
 }
 
 impl Default for Tables {
@@ -29,7 +35,10 @@ impl Default for Tables {
             routes: Vec::new(),
             slo_windows_s: Vec::new(),
         }));
-        Tables { tx }
+        Tables {
+            tx,
+            line: std::sync::Mutex::new((0, bytes::Bytes::new())),
+        }
     }
 }
 
@@ -40,6 +49,22 @@ impl Tables {
 
     pub fn current(&self) -> Arc<ConfigUpdate> {
         self.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every table published from now on (and the current one).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ConfigUpdate>> {
+        self.tx.subscribe()
+    }
+
+    /// `update` as one JSON line, serialized once per version however many streams send it.
+    pub fn line(&self, update: &ConfigUpdate) -> bytes::Bytes {
+        let mut cached = self.line.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0 != update.version || cached.1.is_empty() {
+            let mut text = serde_json::to_vec(update).unwrap_or_default();
+            text.push(b'\n');
+            *cached = (update.version, text.into());
+        }
+        cached.1.clone()
     }
 
     /// The table a proxy that applied `since` should get, waiting up to `hold` for one.

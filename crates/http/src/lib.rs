@@ -195,6 +195,28 @@ impl HttpClient {
             })?
     }
 
+    /// Sends `req` and returns the answer's status and its body as it arrives, for streams
+    /// (the proxy's watch on the control plane). The head must come within `head_timeout`; the
+    /// caller bounds the reads and the size.
+    pub async fn open(
+        &self,
+        req: Request<Full<Bytes>>,
+        head_timeout: Duration,
+    ) -> Result<(http::StatusCode, hyper::body::Incoming), HttpError> {
+        let url = req.uri().to_string();
+        let resp = tokio::time::timeout(head_timeout, self.inner.request(req))
+            .await
+            .map_err(|_| HttpError::Timeout {
+                url: url.clone(),
+                timeout: head_timeout,
+            })?
+            .map_err(|e| HttpError::Unreachable {
+                url: url.clone(),
+                cause: cause_chain(&e),
+            })?;
+        Ok((resp.status(), resp.into_body()))
+    }
+
     /// `GET url`.
     pub async fn get(&self, url: &str, limits: Limits) -> Result<Answer, HttpError> {
         self.send(request(http::Method::GET, url, None, Bytes::new())?, limits)

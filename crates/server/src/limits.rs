@@ -52,6 +52,14 @@ impl Gauge {
     }
 }
 
+impl Gauge {
+    /// How many slots `key` holds now.
+    pub fn held(&self, key: &str) -> usize {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(key).copied().unwrap_or(0)
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         let mut held = self.gauge.held.lock().unwrap_or_else(|e| e.into_inner());
@@ -69,6 +77,9 @@ impl Drop for Held {
 pub struct Limits {
     pub streams: Arc<Gauge>,
     pub polls: Arc<Gauge>,
+    /// Watch streams open per proxy id (also counted in `polls`): when the last one closes,
+    /// the proxy is disconnected.
+    pub watches: Arc<Gauge>,
 }
 
 /// 429 with what was exceeded.

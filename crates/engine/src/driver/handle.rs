@@ -52,6 +52,30 @@ impl Shared {
         self.wake.notify_one();
     }
 
+    /// Records a streaming proxy's report and returns how long it should wait before its next
+    /// keep-alive report (milliseconds), spaced by the fleet's size
+    /// ([`vireo_core::fleet::report_every`]); it stays connected for three of those.
+    pub fn report(&self, report: StatusReport) -> u64 {
+        let now = self.clock.now_ms();
+        let every = {
+            let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
+            let every = vireo_core::fleet::report_every(fleet.connected_count(now) + 1);
+            fleet.record_until(report, now, now + vireo_core::fleet::deadline_after(every));
+            every
+        };
+        self.wake.notify_one();
+        every
+    }
+
+    /// A proxy's last watch stream closed: it is no longer waited for.
+    pub fn disconnected(&self, proxy: &str) {
+        self.fleet
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .disconnect(proxy, self.clock.now_ms());
+        self.wake.notify_one();
+    }
+
     /// Wakes the driver to look at the world again (what heartbeats do; tests that move a
     /// manual clock do it too).
     pub fn wake(&self) {
