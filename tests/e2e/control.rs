@@ -1342,3 +1342,130 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads one `\n`-terminated line of a watch stream (an empty one is a keep-alive).
+fn read_line(stream: &mut std::io::BufReader<std::net::TcpStream>) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    stream
+        .read_line(&mut line)
+        .expect("a line within the read timeout");
+    line
+}
+
+#[test]
+fn the_watch_stream_pushes_each_table_and_a_closed_stream_is_not_waited_for() {
+    use std::io::Write;
+    let dir = tempdir("watch-stream");
+    let server = Server::start(free_addr(), &dir.join("data"));
+    let proxies = || {
+        let r = http(
+            "GET",
+            &server.url("/api/v1/proxies"),
+            &[("authorization", server.admin.as_str())],
+            "",
+        )
+        .unwrap();
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["proxy"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let report = |proxy: &str, version: u64| {
+        let body = serde_json::json!({"proxy": proxy, "applied_version": version, "in_flight": {},
+            "slo": {"window_s": 60, "routes": {}}});
+        http(
+            "POST",
+            &server.url("/api/v1/proxy/status"),
+            &[("authorization", server.admin.as_str())],
+            &body.to_string(),
+        )
+        .unwrap()
+    };
+
+    // A stream opened before anything is published carries nothing yet (version 0 is never
+    // sent), only the head.
+    let tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut writer = tcp.try_clone().unwrap();
+    write!(
+        writer,
+        "GET /api/v1/proxy/watch?proxy=w-1&since=0 HTTP/1.1\r\nhost: vireo\r\nauthorization: {}\r\n\r\n",
+        server.admin
+    )
+    .unwrap();
+    let mut stream = std::io::BufReader::new(tcp);
+    let mut head = Vec::new();
+    loop {
+        let line = read_line(&mut stream);
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line);
+    }
+    assert!(head[0].starts_with("HTTP/1.1 200"), "{head:?}");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("content-type: application/x-ndjson\r\n")),
+        "{head:?}"
+    );
+    // Chunked: each chunk's size line, then the table's JSON line.
+    let mut next_table = || loop {
+        let size = read_line(&mut stream);
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        let mut chunk = vec![0u8; size + 2];
+        std::io::Read::read_exact(&mut stream, &mut chunk).unwrap();
+        let text = String::from_utf8_lossy(&chunk[..size]).to_string();
+        if !text.trim().is_empty() {
+            return serde_json::from_str::<Value>(text.trim()).unwrap();
+        }
+    };
+
+    // Each published table arrives on the open stream, without asking again.
+    let (v1, v2) = (backend("v1"), backend("v2"));
+    let steps = "        - setWeight: 30\n        - pause: {}\n        - setWeight: 60\n        - pause: {}\n";
+    let r = server.post(
+        "/api/v1/rollouts",
+        &rollout("streamed", v1.addr, v2.addr, steps),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let first = next_table();
+    let weight = |t: &Value| t["routes"][0]["split"]["backends"][0]["weight"].as_i64();
+    assert_eq!(weight(&first), Some(30), "{first}");
+    let answer = report("w-1", first["version"].as_u64().unwrap());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.json()["report_every_ms"],
+        1000,
+        "a small fleet reports every second"
+    );
+    server.wait_status("streamed", "weight 30 applied", |s| {
+        s["phase"] == "Paused" && s["canaryWeight"] == 30
+    });
+    let r = server.post("/api/v1/rollouts/streamed/promote", "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = next_table();
+    assert_eq!(weight(&second), Some(60), "{second}");
+    assert!(second["version"].as_u64() > first["version"].as_u64());
+    assert_eq!(proxies(), ["w-1"]);
+
+    // The stream closes: the proxy is not waited for any more, long before its report's
+    // five seconds would have run out.
+    drop(writer);
+    drop(stream);
+    let closed = Instant::now();
+    wait_for("w-1 disconnected", Duration::from_secs(3), || {
+        proxies().is_empty().then_some(())
+    });
+    assert!(closed.elapsed() < Duration::from_secs(3));
+    // With nobody connected, nothing is known to be applied: the weight waits.
+    std::thread::sleep(Duration::from_millis(300));
+    let s = server.status("streamed");
+    assert_eq!(
+        s["appliedWeights"].as_array().unwrap().len(),
+        1,
+        "60 % is not applied by a proxy that left: {s}"
+    );
+}

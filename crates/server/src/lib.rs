@@ -69,8 +69,30 @@ pub fn router(handle: Handle, auth: Arc<AuthState>) -> Router {
 /// `headerReadTimeout` says otherwise: after this the connection is closed. Also how long an
 /// idle keep-alive connection stays open.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connections served at once; more are closed as they arrive (and counted in the log).
-pub const MAX_CONNECTIONS: usize = 4096;
+/// Connections served at once at most; more are closed as they arrive (and counted in the
+/// log). A fleet holds two per proxy (its watch stream and its reports), so ten thousand
+/// proxies need twenty thousand.
+pub const MAX_CONNECTIONS: usize = 65_536;
+
+/// File descriptors kept back from connections: the store, logs, outgoing calls.
+const FD_RESERVE: u64 = 512;
+
+/// How many connections this process can serve: the open-file limit, raised to its hard
+/// limit first (as the Go runtime does at start; the soft limit is often 1024), less
+/// [`FD_RESERVE`], at most [`MAX_CONNECTIONS`].
+pub fn connection_slots() -> usize {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let slots = limit
+        .saturating_sub(FD_RESERVE)
+        .clamp(64, MAX_CONNECTIONS as u64) as usize;
+    if slots < 2 * 1024 {
+        tracing::warn!(
+            slots,
+            "the open-file limit allows few connections; a large fleet needs two per proxy (raise `ulimit -n`)"
+        );
+    }
+    slots
+}
 
 /// Serves the API on `listener` (over TLS when `tls` is given) until the future is dropped.
 pub async fn serve(
@@ -93,7 +115,8 @@ pub async fn serve(
         .header_read_timeout(header_read_timeout);
     let builder = Arc::new(builder);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let max = connection_slots();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -105,7 +128,7 @@ pub async fn serve(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "{MAX_CONNECTIONS} connections open; closing a new one");
+            tracing::warn!(%peer, "{max} connections open; closing a new one (raise `ulimit -n` for more)");
             continue;
         };
         let _ = tcp.set_nodelay(true);

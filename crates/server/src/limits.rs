@@ -5,7 +5,7 @@
 //! | request body | 1 MiB ([`crate::BODY_LIMIT`]) | 413 |
 //! | request head: time | 30 s ([`crate::HEADER_READ_TIMEOUT`]; slowloris) | connection closed |
 //! | request head: size | hyper's (≈ 400 KiB, 100 fields) | 431 |
-//! | connections | 4096 ([`crate::MAX_CONNECTIONS`]) | new ones closed |
+//! | connections | the open-file limit less 512, at most 65 536 ([`crate::connection_slots`]) | new ones closed |
 //! | TLS handshake | 10 s | connection closed |
 //! | event streams (SSE) per principal | [`MAX_STREAMS`] | 429 |
 //! | long polls per proxy id | [`MAX_POLLS`] | 429 |
