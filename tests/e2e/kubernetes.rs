@@ -235,6 +235,63 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
         assert!(events.contains(reason), "no {reason} Event:\n{events}");
     }
 
+    // The rollback envelope after the old set was scaled down: the pod swap. The old set comes
+    // back; the stable Service stays on the serving pods until the old ones are ready, then
+    // moves; the new set drains and goes to 0. RTO: the decision to the old version's
+    // ReplicaSet ready and selected by the stable Service, which every proxy now sends all
+    // traffic to.
+    let decided = Instant::now();
+    let (code, out, err) = server.vireo(&["rollout", "rollback", "shop--checkout"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let mut held = false;
+    wait_for(
+        "the old set ready and selected again",
+        Duration::from_secs(20),
+        || {
+            let ready = k.json(&["-n", "shop", "get", "replicasets"])["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|rs| rs["metadata"]["labels"]["rollouts-pod-template-hash"] == first)
+                .and_then(|rs| rs["status"]["readyReplicas"].as_i64())
+                .unwrap_or(0);
+            let selected = selector_hash(&k, "checkout-stable");
+            if selected == second && ready < 4 {
+                held = true;
+            }
+            assert!(
+                selected == second || ready == 4,
+                "the stable Service moved to pods that were not ready ({ready}/4)"
+            );
+            (selected == first && ready == 4).then_some(())
+        },
+    );
+    let rto = decided.elapsed();
+    let rolled = server.wait_status("shop--checkout", "the rollback replayed", |s| {
+        s["rollback"]["roundTripMs"].is_u64()
+    });
+    assert_eq!(rolled["phase"], "RolledBack", "{rolled}");
+    assert_eq!(
+        rolled["canaryWeight"], 0,
+        "every proxy back on the stable: {rolled}"
+    );
+    wait_for(
+        "the rolled-back set scaled to 0 after abortScaleDownDelaySeconds",
+        Duration::from_secs(15),
+        || {
+            let sets = sets_by_hash(&k);
+            (sets.get(&first) == Some(&4) && sets.get(&second) == Some(&0)).then_some(())
+        },
+    );
+    let round_trip = decided.elapsed();
+    eprintln!(
+        "pod swap: rollback decided → old ReplicaSet ready and selected {} ms (held on the serving pods first: {held}); engine rtoMs {} roundTripMs {}; → rolled-back set at 0 {} ms",
+        rto.as_millis(),
+        rolled["rollback"]["rtoMs"],
+        rolled["rollback"]["roundTripMs"],
+        round_trip.as_millis()
+    );
+
     // Deleting the Rollout: the finalizer gives the Services their selectors back, and its
     // ReplicaSets go with it.
     k.ok(&["-n", "shop", "delete", "rollout", "checkout"]);

@@ -80,6 +80,8 @@ pub struct Stored {
 pub struct ObservedSet {
     pub hash: String,
     pub replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
     pub deadline: Option<Millis>,
 }
 
@@ -124,6 +126,8 @@ pub struct Plan {
     /// `spec.template` changed while the engine still runs the previous canary: the new
     /// template waits until that one has ended (completed, or aborted and drained).
     pub waiting: bool,
+    /// The stable Service stays where it is until the new stable's pods are ready.
+    pub holding: bool,
 }
 
 /// The plan for one Rollout.
@@ -149,6 +153,7 @@ pub fn plan(o: &Observed) -> Plan {
         canary_selector: o.hash.clone(),
         wake_at: None,
         waiting: false,
+        holding: false,
     };
     let stable = match &o.stored {
         // The stored rollout knows; once it completed, its canary is the stable.
@@ -296,7 +301,48 @@ pub fn plan(o: &Observed) -> Plan {
         };
         p.sets.push(plan);
     }
+    hold_until_ready(o, &mut p);
     p
+}
+
+/// Traffic moves to a set only once it can take it. A stable whose pods are still starting —
+/// a rollback to a set that was scaled down after the promotion, a promotion whose last pods
+/// are not ready — leaves the stable Service on the set that serves now, which keeps its pods
+/// meanwhile; the ReplicaSet's readiness changing brings the next pass (the controller
+/// watches its ReplicaSets). Argo Rollouts waits for the stable to be available the same way.
+fn hold_until_ready(o: &Observed, p: &mut Plan) {
+    let Some(serving) = o
+        .stable_service
+        .as_ref()
+        .filter(|s| **s != p.stable_selector)
+    else {
+        return;
+    };
+    let want = p
+        .sets
+        .iter()
+        .find(|s| s.hash == p.stable_selector)
+        .map_or(0, |s| s.replicas);
+    let ready = o
+        .sets
+        .iter()
+        .find(|s| s.hash == p.stable_selector)
+        .map_or(0, |s| s.ready);
+    if want == 0 || ready >= want {
+        return;
+    }
+    p.stable_selector = serving.clone();
+    p.holding = true;
+    let has = o
+        .sets
+        .iter()
+        .find(|s| s.hash == *serving)
+        .map_or(0, |s| s.replicas);
+    if let Some(set) = p.sets.iter_mut().find(|s| s.hash == *serving) {
+        set.replicas = set.replicas.max(has);
+        set.deadline = None;
+        set.clear_deadline = true;
+    }
 }
 
 #[cfg(test)]

@@ -366,6 +366,11 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
             .map(|rs| ObservedSet {
                 hash: hash_of(rs),
                 replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+                ready: rs
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
                 deadline: rs
                     .annotations()
                     .get(SCALE_DOWN_DEADLINE)
@@ -378,6 +383,15 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
         now: millis_now(),
     };
     let p = plan::plan(&observed);
+    if p.holding {
+        conditions.push(condition(
+            "StableReady",
+            false,
+            "PodsStarting",
+            "the stable Service stays on the pods serving now until the stable ReplicaSet's pods are ready".into(),
+            &old_status.conditions,
+        ));
+    }
 
     // The canary the engine runs: this template's, or (p.waiting) an older one still running.
     let effective = if p.waiting {

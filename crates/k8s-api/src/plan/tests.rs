@@ -9,6 +9,7 @@ fn observed(stored: Option<Stored>) -> Observed {
         sets: vec![ObservedSet {
             hash: "old".into(),
             replicas: 4,
+            ready: 4,
             deadline: None,
         }],
         dynamic_stable_scale: false,
@@ -98,6 +99,7 @@ fn a_promotion_moves_the_stable_selector_and_scales_the_old_down_after_the_delay
     o.sets.push(ObservedSet {
         hash: "new".into(),
         replicas: 4,
+        ready: 4,
         deadline: None,
     });
     let p = plan(&o);
@@ -116,6 +118,7 @@ fn an_abort_keeps_the_canary_until_drained_then_the_delay() {
     o.sets.push(ObservedSet {
         hash: "new".into(),
         replicas: 1,
+        ready: 1,
         deadline: None,
     });
     let p = plan(&o);
@@ -179,6 +182,7 @@ fn a_template_changed_mid_rollout_waits_for_the_running_canary_to_end() {
     o.sets.push(ObservedSet {
         hash: "new".into(),
         replicas: 1,
+        ready: 1,
         deadline: None,
     });
     let p = plan(&o);
@@ -208,4 +212,44 @@ fn a_set_in_use_again_loses_its_old_deadline() {
     let p = plan(&o);
     let old = p.sets.iter().find(|s| s.hash == "old").unwrap();
     assert!(old.clear_deadline && old.replicas == 4);
+}
+
+#[test]
+fn the_stable_service_moves_only_to_ready_pods() {
+    // A rollback after the promotion scaled the old set down: the old set comes back, and the
+    // Service stays on the new one (which keeps its pods) until the old pods are ready.
+    let mut o = observed(stored(Phase::RolledBack, 0, true));
+    o.stable_service = Some("new".into());
+    o.sets = vec![
+        ObservedSet {
+            hash: "old".into(),
+            replicas: 0,
+            ready: 0,
+            deadline: None,
+        },
+        ObservedSet {
+            hash: "new".into(),
+            replicas: 4,
+            ready: 4,
+            deadline: Some(1_000_500),
+        },
+    ];
+    o.now = 1_002_000;
+    let p = plan(&o);
+    assert_eq!(replicas(&p, "old"), 4, "the old set scales back up");
+    assert_eq!(p.stable_selector, "new", "held: no old pod is ready");
+    assert!(p.holding);
+    let serving = p.sets.iter().find(|s| s.hash == "new").unwrap();
+    assert_eq!(
+        (serving.replicas, serving.deadline),
+        (4, None),
+        "the serving set keeps its pods past its deadline while held"
+    );
+    o.sets[0].replicas = 4;
+    o.sets[0].ready = 3;
+    assert_eq!(plan(&o).stable_selector, "new");
+    o.sets[0].ready = 4;
+    let p = plan(&o);
+    assert_eq!(p.stable_selector, "old", "moved once every pod is ready");
+    assert!(!p.holding);
 }
