@@ -631,6 +631,34 @@ spec:
         events.contains("Warning") && events.contains("Aborted"),
         "{events}"
     );
+    // The analysis as an AnalysisRun, owned by the Rollout: Failed, with its measurements.
+    let runs = wait_for("a Failed AnalysisRun", Duration::from_secs(10), || {
+        let runs = k.json(&["-n", "shop", "get", "analysisruns"]);
+        runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"]["phase"] == "Failed")
+            .then_some(runs)
+    });
+    let run = &runs["items"][0];
+    assert_eq!(run["spec"]["rollout"], "checkout", "{run:#}");
+    assert_eq!(run["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    assert_eq!(
+        run["spec"]["metrics"][0]["successCondition"],
+        "result >= 0.95"
+    );
+    let result = &run["status"]["metricResults"][0];
+    assert_eq!(result["name"], "success-rate", "{run:#}");
+    assert!(result["failed"].as_u64().unwrap() >= 1, "{run:#}");
+    let table = k.ok(&["-n", "shop", "get", "var"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Failed") && l.contains("checkout")),
+        "printer columns: {table}"
+    );
     stop_traffic.store(true, std::sync::atomic::Ordering::Relaxed);
     stop_containers.store(true, std::sync::atomic::Ordering::Relaxed);
 }

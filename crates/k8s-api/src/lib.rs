@@ -2,7 +2,8 @@
 //!
 //! What lives here: the CustomResource types a platform team applies (`Rollout`,
 //! `AnalysisTemplate`, `ClusterAnalysisTemplate`) and the one the controller writes
-//! (`AnalysisRun`); [`crds`], which renders `crds/` from them; and [`convert`], the pure step
+//! (`AnalysisRun`, projected from the store's runs by [`runs`]); [`crds`], which renders
+//! `crds/` from them; and [`convert`], the pure step
 //! from a `Rollout` resource and the Services it names to the core's [`vireo_core::spec::Rollout`],
 //! which the engine runs exactly as in embedded mode.
 //!
@@ -21,6 +22,7 @@ pub mod crds;
 pub mod inject;
 pub mod plan;
 pub mod rollout;
+pub mod runs;
 pub mod schema;
 
 /// The API group of every Vireo resource.

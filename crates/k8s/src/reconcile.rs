@@ -447,13 +447,7 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
             Ok(r) => r,
             Err(e) => return invalid(e, status, conditions).await,
         };
-        let name_of = |t: &TemplateRef| {
-            if t.cluster_scope == Some(true) {
-                names::cluster(&t.template_name)
-            } else {
-                names::namespaced(&ns, &t.template_name)
-            }
-        };
+        let name_of = |t: &TemplateRef| template_store_name(&ns, t);
         let mut core = match convert::to_core(ro, &resolved, &name_of) {
             Ok(c) => c,
             Err(e) => return invalid(e.to_string(), status, conditions).await,
@@ -643,6 +637,10 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
         ),
         &old_status.conditions,
     ));
+    if let (Some(v), Some(_)) = (&view, current) {
+        let name_of = |t: &TemplateRef| template_store_name(&ns, t);
+        project_runs(ro, ctx, &ns, &effective, &v.status.analysis_runs, &name_of).await?;
+    }
     status.conditions = conditions;
     let phase_changed = old_status.phase != status.phase;
     let new_phase = status.phase.clone();
@@ -678,6 +676,15 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
     })
 }
 
+/// A template's name in the control plane's store.
+fn template_store_name(ns: &str, t: &TemplateRef) -> String {
+    if t.cluster_scope == Some(true) {
+        names::cluster(&t.template_name)
+    } else {
+        names::namespaced(ns, &t.template_name)
+    }
+}
+
 /// The AnalysisTemplates and ClusterAnalysisTemplates a rollout names, into the store.
 async fn apply_templates(
     ro: &Rollout,
@@ -685,6 +692,24 @@ async fn apply_templates(
     ns: &str,
     name_of: &(dyn Fn(&TemplateRef) -> String + Sync),
 ) -> Result<(), String> {
+    for (t, body) in templates(ro, ctx, ns, name_of).await? {
+        let core = convert::template_to_core(&name_of(&t), &body)
+            .map_err(|e| format!("template {:?}: {e}", t.template_name))?;
+        ctx.handle
+            .apply_template(core)
+            .await
+            .map_err(|e| format!("template {:?}: {e}", t.template_name))?;
+    }
+    Ok(())
+}
+
+/// The templates a rollout names (each once), as they are in the cluster now.
+async fn templates(
+    ro: &Rollout,
+    ctx: &Context,
+    ns: &str,
+    name_of: &(dyn Fn(&TemplateRef) -> String + Sync),
+) -> Result<Vec<(TemplateRef, vireo_k8s_api::analysis::TemplateBody)>, String> {
     let c = ro.spec.strategy.canary.clone().unwrap_or_default();
     let mut refs: Vec<TemplateRef> = c
         .steps
@@ -699,6 +724,7 @@ async fn apply_templates(
             .flat_map(|a| a.templates.clone()),
     );
     let mut done = BTreeMap::new();
+    let mut out = Vec::new();
     for t in refs {
         let store_name = name_of(&t);
         if done.insert(store_name.clone(), ()).is_some() {
@@ -712,12 +738,84 @@ async fn apply_templates(
             api.get(&t.template_name).await.map(|x| x.spec.body)
         }
         .map_err(|e| format!("template {:?}: {e}", t.template_name))?;
-        let core = convert::template_to_core(&store_name, &body)
-            .map_err(|e| format!("template {:?}: {e}", t.template_name))?;
-        ctx.handle
-            .apply_template(core)
-            .await
-            .map_err(|e| format!("template {:?}: {e}", t.template_name))?;
+        out.push((t, body));
+    }
+    Ok(out)
+}
+
+/// Writes the current canary's analysis runs as AnalysisRun objects (created once, owned by
+/// the Rollout; their status follows the store's run).
+async fn project_runs(
+    ro: &Rollout,
+    ctx: &Context,
+    ns: &str,
+    hash: &str,
+    runs: &[vireo_core::analysis::RunView],
+    name_of: &(dyn Fn(&TemplateRef) -> String + Sync),
+) -> Result<(), Error> {
+    use vireo_k8s_api::analysis::AnalysisRun;
+    use vireo_k8s_api::runs;
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), ns);
+    let rollout = ro.name_any();
+    let steps = ro
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .map(|c| c.steps.clone())
+        .unwrap_or_default();
+    let mut defined: Option<Vec<vireo_k8s_api::analysis::Metric>> = None;
+    for run in runs {
+        let name = runs::name(&rollout, hash, run.run);
+        let want = runs::status(run);
+        let have = match api.get_opt(&name).await? {
+            Some(obj) => obj.status,
+            None => {
+                if defined.is_none() {
+                    // A template that cannot be read now only costs the spec its definitions.
+                    let bodies = templates(ro, ctx, ns, name_of).await.unwrap_or_default();
+                    defined = Some(bodies.into_iter().flat_map(|(_, b)| b.metrics).collect());
+                }
+                let step = steps
+                    .get(run.step)
+                    .filter(|s| s.analysis.is_some())
+                    .and_then(|_| i32::try_from(run.step).ok());
+                let mut obj = AnalysisRun::new(
+                    &name,
+                    runs::spec(&rollout, run, step, defined.as_deref().unwrap_or_default()),
+                );
+                obj.metadata.namespace = Some(ns.to_string());
+                obj.metadata.labels = Some(
+                    [
+                        (runs::ROLLOUT_LABEL.to_string(), rollout.clone()),
+                        (HASH_LABEL.to_string(), hash.to_string()),
+                    ]
+                    .into(),
+                );
+                obj.metadata.owner_references = Some(vec![OwnerReference {
+                    api_version: Rollout::api_version(&()).into_owned(),
+                    kind: Rollout::kind(&()).into_owned(),
+                    name: rollout.clone(),
+                    uid: ro.uid().unwrap_or_default(),
+                    controller: Some(true),
+                    block_owner_deletion: Some(true),
+                }]);
+                match api.create(&PostParams::default(), &obj).await {
+                    Ok(_) => None,
+                    // Another pass made it first: its status is written below.
+                    Err(kube::Error::Api(e)) if e.code == 409 => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if have.as_ref() != Some(&want) {
+            let patch = json!({"status": want});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+        }
     }
     Ok(())
 }
