@@ -1,4 +1,11 @@
-//! The admin server: `/live`, `/ready`, `/config`, `/slo?window=`, `/metrics`.
+//! The admin server: `/live`, `/ready`, `/config`, `/slo?window=`, `/metrics`, and (when
+//! enabled) `POST /shutdown`.
+//!
+//! `POST /shutdown` is for a Job's pod on Kubernetes before 1.29, where the proxy is an
+//! ordinary container and the pod would run until it stopped: the Job's last command asks the
+//! proxy to shut down gracefully, as SIGTERM does. Off unless `--shutdown-endpoint` is given
+//! (the injector gives it to Jobs' pods only), and only from loopback — the pod itself — since
+//! the admin port is usually open to Prometheus.
 //!
 //! Plain hyper on its own small runtime, apart from the request path's workers, so a scrape or
 //! a slow `/slo` never competes with proxied traffic for a worker thread.
@@ -28,12 +35,39 @@ const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct AdminState {
     pub table: Arc<TableHandle>,
     pub lifecycle: Arc<Lifecycle>,
+    /// `Some` when `POST /shutdown` is enabled: notified to begin the graceful shutdown.
+    pub shutdown: Option<Arc<tokio::sync::Notify>>,
+}
+
+fn shutdown(
+    state: &AdminState,
+    method: &Method,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    let Some(notify) = &state.shutdown else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "POST /shutdown is not enabled (vireo-proxy --shutdown-endpoint)\n",
+        );
+    };
+    if method != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    if !peer.ip().to_canonical().is_loopback() {
+        return text(
+            StatusCode::FORBIDDEN,
+            "POST /shutdown is answered on loopback only (from inside the pod)\n",
+        );
+    }
+    tracing::info!(%peer, "POST /shutdown: shutting down");
+    notify.notify_one();
+    text(StatusCode::ACCEPTED, "shutting down\n")
 }
 
 /// Serves the admin API on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -46,7 +80,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
+                async move { Ok::<_, Infallible>(handle(&state, req, peer)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc);
@@ -57,7 +91,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     }
 }
 
-fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(
+    state: &AdminState,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/shutdown" {
+        return shutdown(state, req.method(), peer);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }

@@ -69,6 +69,12 @@ struct Cli {
     #[arg(long, env = "VIREO_PROXY_TRANSPARENT", requires = "config")]
     transparent: bool,
 
+    /// Answer `POST /shutdown` on the admin port, from loopback only: a graceful shutdown, as
+    /// SIGTERM. For a Job's pod where the proxy is an ordinary container (Kubernetes before
+    /// 1.29): its last command runs `curl -X POST http://127.0.0.1:4191/shutdown`.
+    #[arg(long, env = "VIREO_PROXY_SHUTDOWN_ENDPOINT", requires = "config")]
+    shutdown_endpoint: bool,
+
     /// Validate a config file, print every error with its field path, and exit: 0 if valid,
     /// 1 if not.
     #[arg(long, value_name = "FILE")]
@@ -211,7 +217,14 @@ fn main() -> ExitCode {
             .map(vireo_proxy::watch::TokenSource::File),
         ca: cli.control_ca,
     });
-    match vireo_proxy::server::run(&path, control, cli.transparent) {
+    match vireo_proxy::server::run(
+        &path,
+        vireo_proxy::server::Start {
+            control,
+            transparent: cli.transparent,
+            shutdown_endpoint: cli.shutdown_endpoint,
+        },
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vireo-proxy: {e}");

@@ -64,14 +64,26 @@ pub enum StartError {
     ControlCa(vireo_http::HttpError),
 }
 
+/// What the command line adds to the config file.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// Take routes from this control plane.
+    pub control: Option<ControlOptions>,
+    /// Transparent interception whatever the file says (the injector sets it per pod; the
+    /// file is shared by a namespace's pods).
+    pub transparent: bool,
+    /// Answer `POST /shutdown` on the admin port (from loopback): a Job's way to end its pod.
+    pub shutdown_endpoint: bool,
+}
+
 /// Runs the proxy from a config file until shutdown. Returns only on start-up errors: a
-/// shutdown ends the process. `transparent` turns on transparent interception whatever the
-/// file says (the injector sets it per pod, the file is shared by a namespace's pods).
-pub fn run(
-    config_path: &Path,
-    control: Option<ControlOptions>,
-    transparent: bool,
-) -> Result<(), StartError> {
+/// shutdown ends the process.
+pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
+    let Start {
+        control,
+        transparent,
+        shutdown_endpoint,
+    } = start;
     // The control plane's client first: a CA file that does not load stops the start.
     let control = control
         .map(|c| c.client().map(|client| (c, client)))
@@ -158,9 +170,11 @@ pub fn run(
         .build()
         .map_err(StartError::Runtime)?;
     {
+        let asked = Arc::new(tokio::sync::Notify::new());
         let state = Arc::new(AdminState {
             table: table.clone(),
             lifecycle: lifecycle.clone(),
+            shutdown: shutdown_endpoint.then(|| asked.clone()),
         });
         // Routes come from the control plane when there is one, else from the file.
         let source: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match control
@@ -188,7 +202,7 @@ pub fn run(
                     tokio::spawn(prune_metrics_every_minute(table_for_pruning));
                     let busy =
                         move || metrics.total_in_flight() + connections.load(Ordering::Relaxed);
-                    shutdown_on_signal(lifecycle, busy, shutdown_tx, grace).await;
+                    shutdown_on_signal(lifecycle, busy, shutdown_tx, grace, asked).await;
                 })
             })
             .map_err(StartError::Runtime)?;
@@ -508,6 +522,7 @@ async fn shutdown_on_signal(
     busy: impl Fn() -> i64,
     trigger: watch::Sender<bool>,
     grace: Duration,
+    asked: Arc<tokio::sync::Notify>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -520,6 +535,7 @@ async fn shutdown_on_signal(
     let name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        () = asked.notified() => "POST /shutdown",
     };
     let started = Instant::now();
     lifecycle.begin_shutdown();

@@ -484,6 +484,43 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_exits() {
     assert!(proxy.log().contains("drained; exiting"), "{}", proxy.log());
 }
 
+#[test]
+fn post_shutdown_ends_a_jobs_proxy_only_when_enabled() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let route = canary_route("checkout", &canary, &stable, 0);
+    let post = |admin| {
+        raw(
+            admin,
+            b"POST /shutdown HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+    };
+    // Off by default: a scrape target must not be able to stop the proxy.
+    let off = Proxy::start("", &route);
+    let answer = post(off.admin).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(answer.contains("--shutdown-endpoint"), "{answer}");
+    drop(off);
+
+    let mut proxy = Proxy::start_with("", &route, &["--shutdown-endpoint"]);
+    let get = raw_get(proxy.admin, "/shutdown").unwrap();
+    assert!(get.starts_with("HTTP/1.1 405"), "{get}");
+    let answer = post(proxy.admin).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let status = loop {
+        if let Some(s) = proxy.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 8 s after POST /shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(proxy.log().contains("POST /shutdown"), "{}", proxy.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reapplies_the_config_file() {
     let (canary, stable) = (upstream("canary"), upstream("stable"));

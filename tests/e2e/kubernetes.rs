@@ -1006,6 +1006,17 @@ webhooks:
         skipped["metadata"]["annotations"]["vireo.dev/inject-status"],
         "skipped: disabled by the pod's vireo.dev/inject"
     );
+    wait_for(
+        "an InjectionSkipped Event on the pod",
+        Duration::from_secs(5),
+        || {
+            let events = k.ok(&["-n", "shop", "get", "events"]);
+            events
+                .lines()
+                .any(|l| l.contains("InjectionSkipped") && l.contains("pod/batch"))
+                .then_some(())
+        },
+    );
 
     // Explicit mode on the pod: the proxy without the iptables step.
     k.ok_in(

@@ -176,7 +176,13 @@ pub async fn run(opts: Options) -> anyhow::Result<u8> {
         std::thread::Builder::new()
             .name("vireo-proxy".into())
             .spawn(move || {
-                if let Err(e) = vireo_proxy::server::run(&path, Some(control), false) {
+                if let Err(e) = vireo_proxy::server::run(
+                    &path,
+                    vireo_proxy::server::Start {
+                        control: Some(control),
+                        ..Default::default()
+                    },
+                ) {
                     eprintln!("vireo demo: the proxy could not start: {e}");
                     std::process::exit(EXIT_ERROR.into());
                 }

@@ -10,8 +10,10 @@
 //! - **Native sidecar** on Kubernetes 1.29 and later: an init container with
 //!   `restartPolicy: Always` and a startupProbe on `/ready`, so the app starts after the
 //!   proxy is ready and a Job's pod completes when its main container does. Before 1.29 the
-//!   proxy is an ordinary container (a Job's pod then keeps running until the proxy is told to
-//!   stop; that shutdown hook is not built yet).
+//!   proxy is an ordinary container; in a Job's pod (owned by a Job) it answers
+//!   `POST http://127.0.0.1:<admin>/shutdown` from inside the pod, which the Job's last
+//!   command calls so that the pod completes (Linkerd's answer too; the status annotation
+//!   says so).
 //! - **Hardened**: non-root uid 2102, read-only root filesystem, no privilege escalation, all
 //!   capabilities dropped, the runtime's seccomp profile.
 //! - **Identity**: the pod, namespace and service account from the downward API, and a
@@ -88,6 +90,12 @@ pub enum Decision {
     /// injected: nothing at all changes).
     Skip(Option<String>),
 }
+
+/// The reason of a pod that neither it nor its namespace opted in: every other pod of the
+/// cluster, so it is recorded on the pod but not as an Event (one per pod created would drown
+/// the namespace's Events).
+pub const NOT_OPTED_IN: &str =
+    "not opted in (vireo.dev/inject: enabled on the namespace or the pod)";
 
 /// How an injected pod's traffic reaches its proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,9 +180,7 @@ pub fn decide(pod: &Value, namespace_labels: &Value, o: &Options) -> Decision {
         (None, Some("disabled")) => {
             Decision::Skip(Some("disabled by the namespace's vireo.dev/inject".into()))
         }
-        (None, _) => Decision::Skip(Some(
-            "not opted in (vireo.dev/inject: enabled on the namespace or the pod)".into(),
-        )),
+        (None, _) => Decision::Skip(Some(NOT_OPTED_IN.into())),
     }
 }
 
@@ -231,6 +237,13 @@ pub fn init_container(o: &Options, skip_ports: &str, skip_networks: &str) -> Val
         },
         "volumeMounts": [{"name": "vireo-xtables-lock", "mountPath": "/run"}],
     })
+}
+
+/// Whether the pod belongs to a Job (its pod must be able to complete).
+fn owned_by_job(pod: &Value) -> bool {
+    pod["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|os| os.iter().any(|o| o["kind"] == "Job"))
 }
 
 /// The sidecar container.
@@ -331,7 +344,13 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
                         );
                     }
                 }
-                ops.push(json!({"op": "add", "path": "/spec/containers/-", "value": sidecar(o, false, init.is_some())}));
+                let mut side = sidecar(o, false, init.is_some());
+                if owned_by_job(pod) {
+                    if let Some(args) = side["args"].as_array_mut() {
+                        args.push(json!("--shutdown-endpoint"));
+                    }
+                }
+                ops.push(json!({"op": "add", "path": "/spec/containers/-", "value": side}));
             }
             let mut volumes = vec![
                 // Optional: a namespace without the ConfigMap must not leave its pods stuck in
@@ -355,10 +374,15 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
                 (false, true) => "container, transparent interception",
                 (false, false) => "container, explicit",
             };
-            let mut set = vec![
-                (INJECTED, "true".to_string()),
-                (STATUS_ANNOTATION, format!("injected: {kind}")),
-            ];
+            let status = if !native && owned_by_job(pod) {
+                format!(
+                    "injected: {kind}; the Job ends the proxy with POST http://127.0.0.1:{}/shutdown",
+                    o.admin_port
+                )
+            } else {
+                format!("injected: {kind}")
+            };
+            let mut set = vec![(INJECTED, "true".to_string()), (STATUS_ANNOTATION, status)];
             // The app's own scrape annotations win: they may point at its own metrics.
             if pod["metadata"]["annotations"]
                 .get("prometheus.io/scrape")
@@ -571,6 +595,25 @@ mod tests {
         assert_eq!(containers.len(), 2);
         assert_eq!(containers[1]["name"], CONTAINER);
         assert!(containers[1].get("restartPolicy").is_none());
+        assert!(!containers[1]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--shutdown-endpoint")));
+        // A Job's pod: its proxy can be told to stop, and the annotation says how.
+        let mut job = pod(json!({}));
+        job["metadata"]["ownerReferences"] = json!([{"kind": "Job", "name": "nightly"}]);
+        let injected = apply(
+            &job,
+            patch(&job, &decide(&job, &json!({INJECT: "enabled"}), &o), &o),
+        );
+        assert!(injected["spec"]["containers"][1]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--shutdown-endpoint")));
+        assert!(injected["metadata"]["annotations"][STATUS_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .ends_with("POST http://127.0.0.1:4191/shutdown"));
         // The init step runs last: the app's init containers have no proxy to reach yet.
         let mut p = pod(json!({}));
         p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "web:1"}]);

@@ -21,6 +21,15 @@ pub const MAX_REVIEW: usize = 3 << 20;
 
 /// The response to one AdmissionReview (`request` as the API server sent it).
 pub fn respond(request: &Value, namespace_labels: &Value, opts: &Options) -> Value {
+    respond_with(request, namespace_labels, opts).0
+}
+
+/// [`respond`], and the decision it answered.
+pub fn respond_with(
+    request: &Value,
+    namespace_labels: &Value,
+    opts: &Options,
+) -> (Value, Decision) {
     let uid = request["uid"].clone();
     let pod = &request["object"];
     let decision = inject::decide(pod, namespace_labels, opts);
@@ -46,7 +55,42 @@ pub fn respond(request: &Value, namespace_labels: &Value, opts: &Options) -> Val
             tracing::debug!(namespace = %request["namespace"], pod = name, "already injected")
         }
     }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+    (review, decision)
+}
+
+/// An Event on the pod saying why it was not injected. The pod does not exist yet (admission
+/// comes first), so the Event names it without a uid, as the API server allows. Sent off the
+/// admission's path: a slow Events API must not slow pod creation.
+fn skip_event(client: kube::Client, ns: &str, pod: &Value, reason: &str) {
+    use k8s_openapi::api::core::v1::Event;
+    let name = pod["metadata"]["name"]
+        .as_str()
+        .or(pod["metadata"]["generateName"].as_str())
+        .unwrap_or("pod")
+        .to_string();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let event = json!({
+        "metadata": {"generateName": format!("{}.", name.trim_end_matches('-')), "namespace": ns},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": ns},
+        "reason": "InjectionSkipped",
+        "message": format!("Vireo's sidecar was not injected: {reason}"),
+        "type": "Normal",
+        "source": {"component": "vireo-injector"},
+        "reportingComponent": "vireo.dev/injector",
+        "reportingInstance": std::env::var("POD_NAME").unwrap_or_else(|_| "vireo-injector".into()),
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let Ok(event) = serde_json::from_value::<Event>(event) else {
+        return;
+    };
+    let ns = ns.to_string();
+    tokio::spawn(async move {
+        let api: Api<Event> = Api::namespaced(client, &ns);
+        if let Err(e) = api.create(&Default::default(), &event).await {
+            tracing::debug!(namespace = %ns, "recording the skip as an Event: {e}");
+        }
+    });
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
@@ -103,7 +147,7 @@ async fn handle(
         );
     }
     let ns = request["namespace"].as_str().unwrap_or("default");
-    let labels = match Api::<Namespace>::all(client).get_opt(ns).await {
+    let labels = match Api::<Namespace>::all(client.clone()).get_opt(ns).await {
         Ok(Some(n)) => {
             serde_json::to_value(n.metadata.labels.unwrap_or_default()).unwrap_or_default()
         }
@@ -114,7 +158,15 @@ async fn handle(
             Value::Null
         }
     };
-    reply(StatusCode::OK, respond(request, &labels, &opts))
+    let (review, decision) = respond_with(request, &labels, &opts);
+    if let Decision::Skip(Some(reason)) = &decision {
+        // Not for a dry run (nothing is created), nor for the cluster's pods that never
+        // opted in (see `inject::NOT_OPTED_IN`).
+        if request["dryRun"] != true && reason != inject::NOT_OPTED_IN {
+            skip_event(client, ns, &request["object"], reason);
+        }
+    }
+    reply(StatusCode::OK, review)
 }
 
 /// Serves the webhook over TLS on `listener` until the runtime stops.
