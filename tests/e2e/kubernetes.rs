@@ -1038,3 +1038,64 @@ webhooks:
     let _ = webhook.kill();
     let _ = webhook.wait();
 }
+
+#[test]
+fn a_canary_whose_pods_never_start_ends_at_its_progress_deadline() {
+    let dir = tempdir("k8s-deadline");
+    let sim = runtime()
+        .block_on(vireo_kubesim::start(Default::default()))
+        .unwrap();
+    let k = Kubectl::for_sim(&sim, &dir).unwrap();
+    let kubeconfig = k.kubeconfig.clone();
+    k.ok(&["apply", "-k", "crds/"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/namespace.yaml"]);
+    k.ok(&["apply", "-f", "deploy/kubernetes/examples/services.yaml"]);
+    let server = control_plane(&dir, &kubeconfig);
+    let _proxy = Proxy::start(&dir, "sidecar-1", &server.url(""));
+    let with_deadline = |image: &str| {
+        rollout(image).replace(
+            "  replicas: 4\n",
+            "  replicas: 4\n  progressDeadlineSeconds: 2\n",
+        )
+    };
+    k.ok_in(
+        &["apply", "-f", "-"],
+        Some(&with_deadline("registry.example/checkout:1.0")),
+    );
+    let stable = wait_for("Healthy", Duration::from_secs(30), || {
+        let s = k.json(&["-n", "shop", "get", "rollout", "checkout"])["status"].clone();
+        (s["phase"] == "Healthy" && s["readyReplicas"] == 4)
+            .then(|| s["currentPodHash"].as_str().unwrap().to_string())
+    });
+    // The new template's pods crash (the simulator's kubelet never readies them).
+    let crashing = with_deadline("registry.example/checkout:2.0-crash").replace(
+        "      labels: {app: checkout}\n",
+        "      labels: {app: checkout}\n      annotations: {kubesim.vireo.dev/fail: \"true\"}\n",
+    );
+    let applied = Instant::now();
+    k.ok_in(&["apply", "-f", "-"], Some(&crashing));
+    let ro = wait_for(
+        "the rollout ended at its progress deadline",
+        Duration::from_secs(20),
+        || {
+            let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
+            let message = ro["status"]["message"].as_str().unwrap_or_default();
+            message.contains("progressDeadlineSeconds").then_some(ro)
+        },
+    );
+    let took = applied.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(15),
+        "the Rollout's 2 s, not the default 600 s: {took:?}"
+    );
+    assert_eq!(ro["status"]["phase"], "Aborted", "{:#}", ro["status"]);
+    assert_eq!(
+        ro["status"]["canaryWeight"], 0,
+        "no traffic ever went to it"
+    );
+    assert_eq!(
+        selector_hash(&k, "checkout-stable"),
+        stable,
+        "the stable Service never moved"
+    );
+}

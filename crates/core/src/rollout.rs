@@ -184,6 +184,11 @@ pub enum Verdict {
 pub enum Input {
     /// The rollout's inputs (spec, images, templates) are resolved and recorded.
     InputsMaterialized,
+    /// The canary's workload could not be started (Kubernetes: no pod ready within
+    /// `progressDeadlineSeconds`): the rollout ends before any traffic reaches it.
+    WorkloadFailed {
+        reason: String,
+    },
     /// The gate's decision.
     GateEvaluated {
         passed: bool,
@@ -511,6 +516,19 @@ impl RolloutState {
         let mut fx = Vec::new();
         match input {
             Input::Action(action) => self.act(steps, now, action, &mut fx)?,
+            Input::WorkloadFailed { reason } if self.phase == Phase::Pending => {
+                // No traffic ever reached the canary: nothing to drain.
+                let reason = format!("the canary did not start: {reason}");
+                self.abort = Some(AbortProgress {
+                    decided_at: now,
+                    reason: reason.clone(),
+                    zero_at: Some(now),
+                    drained_at: Some(now),
+                    forced: false,
+                });
+                self.message = reason.clone();
+                self.transition(Phase::Aborted, &reason, &mut fx);
+            }
             Input::InputsMaterialized if self.phase == Phase::Pending => {
                 self.transition(Phase::InputsMaterialized, "inputs recorded", &mut fx);
                 self.transition(Phase::GateEval, "evaluating the gate", &mut fx);
@@ -564,7 +582,9 @@ impl RolloutState {
             }
             Input::FlagDisabled { detail } => self.rollback_done(now, Some(detail)),
             // Anything else arrived in a phase it does not belong to (late or duplicate).
-            Input::InputsMaterialized | Input::GateEvaluated { .. } => {}
+            Input::InputsMaterialized
+            | Input::WorkloadFailed { .. }
+            | Input::GateEvaluated { .. } => {}
         }
         Ok(fx)
     }

@@ -245,7 +245,18 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
     let ns = ro.namespace().unwrap_or_default();
     let name = ro.name_any();
     let store_name = names::namespaced(&ns, &name);
-    ctx.sources.set(&store_name, &ns, &name);
+    ctx.sources.set(
+        &store_name,
+        crate::workloads::Source {
+            namespace: ns.clone(),
+            name: name.clone(),
+            progress_deadline: ro
+                .spec
+                .progress_deadline_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map(Duration::from_secs),
+        },
+    );
     let old_status = ro.status.clone().unwrap_or_default();
     let mut status = RolloutStatus {
         observed_generation: ro.metadata.generation,

@@ -16,18 +16,27 @@ use vireo_k8s_api::plan::HASH_LABEL;
 
 use crate::ROLLOUT_LABEL;
 
-/// Where a stored rollout's Kubernetes object lives, filled in by the reconciler.
+/// A stored rollout's Kubernetes object, as the reconciler last saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub namespace: String,
+    pub name: String,
+    /// The Rollout's `progressDeadlineSeconds`, if it sets one.
+    pub progress_deadline: Option<Duration>,
+}
+
+/// Where each stored rollout's Kubernetes object lives, filled in by the reconciler.
 #[derive(Clone, Default)]
-pub struct Sources(Arc<Mutex<HashMap<String, (String, String)>>>);
+pub struct Sources(Arc<Mutex<HashMap<String, Source>>>);
 
 impl Sources {
-    pub fn set(&self, store_name: &str, ns: &str, name: &str) {
+    pub fn set(&self, store_name: &str, source: Source) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(store_name.to_string(), (ns.to_string(), name.to_string()));
+            .insert(store_name.to_string(), source);
     }
-    pub fn get(&self, store_name: &str) -> Option<(String, String)> {
+    pub fn get(&self, store_name: &str) -> Option<Source> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -39,8 +48,8 @@ impl Sources {
 pub struct ReplicaSets {
     pub client: kube::Client,
     pub sources: Sources,
-    /// How long `start` waits for a ready canary pod (the Rollout's
-    /// `progressDeadlineSeconds`, Argo's default 600 s).
+    /// How long `start` waits for a ready canary pod when the Rollout does not say
+    /// (`progressDeadlineSeconds`; Argo's default is 600 s).
     pub deadline: Duration,
 }
 
@@ -50,11 +59,13 @@ impl Workloads for ReplicaSets {
             (self.client.clone(), self.sources.clone(), self.deadline);
         let (rollout, hash) = (rollout.to_string(), w.version.clone());
         Box::pin(async move {
-            let Some((ns, name)) = sources.get(&rollout) else {
+            let Some(source) = sources.get(&rollout) else {
                 return Err(WorkloadError(format!(
                     "no Rollout object known for {rollout:?}"
                 )));
             };
+            let deadline = source.progress_deadline.unwrap_or(deadline);
+            let (ns, name) = (source.namespace, source.name);
             let api: Api<ReplicaSet> = Api::namespaced(client, &ns);
             let selector = format!("{ROLLOUT_LABEL}={name},{HASH_LABEL}={hash}");
             let until = tokio::time::Instant::now() + deadline;

@@ -598,6 +598,24 @@ fn a_state_restored_from_the_store_continues_identically() {
 }
 
 #[test]
+fn a_canary_that_did_not_start_ends_the_rollout_before_any_traffic() {
+    let mut sim = Sim::new(default_recipe());
+    sim.queue.clear(); // the start's outcome: a failure instead of InputsMaterialized
+    sim.send(Input::WorkloadFailed {
+        reason: "no ready pod after 2s (progressDeadlineSeconds)".into(),
+    })
+    .unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Aborted);
+    assert!(sim.weights().is_empty(), "no weight was ever published");
+    assert!(
+        sim.state.message.contains("progressDeadlineSeconds"),
+        "{}",
+        sim.state.message
+    );
+}
+
+#[test]
 fn stale_inputs_are_ignored() {
     let mut sim = Sim::new(default_recipe());
     sim.settle();
@@ -612,6 +630,9 @@ fn stale_inputs_are_ignored() {
         Input::CanaryDrained,
         Input::Tick,
         Input::InputsMaterialized,
+        Input::WorkloadFailed {
+            reason: "late".into(),
+        },
         Input::GateEvaluated {
             passed: false,
             needs_approval: false,

@@ -182,8 +182,14 @@ impl Driver {
             return;
         }
         if live.stored.generation == generation && live.start_seq == seq {
-            self.queue
-                .push_back((name.to_string(), Input::InputsMaterialized));
+            let input = match result {
+                Ok(()) => Input::InputsMaterialized,
+                // A canary that never started must not be given traffic, let alone promoted.
+                Err(e) => Input::WorkloadFailed {
+                    reason: e.to_string(),
+                },
+            };
+            self.queue.push_back((name.to_string(), input));
         }
     }
 }
