@@ -234,6 +234,15 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     ] {
         assert!(events.contains(reason), "no {reason} Event:\n{events}");
     }
+    // Each scaling is an Event of its own (one series per distinct message, not one in all).
+    let scalings = events
+        .lines()
+        .filter(|l| l.contains("ScalingReplicaSet"))
+        .count();
+    assert!(
+        scalings >= 3,
+        "{scalings} ScalingReplicaSet Events:\n{events}"
+    );
 
     // The rollback envelope after the old set was scaled down: the pod swap. The old set comes
     // back; the stable Service stays on the serving pods until the old ones are ready, then

@@ -883,11 +883,16 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, ro: &Rollout, type_: EventType, reason: &str, note: String) {
+    // kube's recorder folds Events with the same reason and action into one series that keeps
+    // its first note: with one action for everything, "scaled to 1", "to 2", "to 4" showed as
+    // the first alone. The note (within the API's 128 characters for an action) keeps each
+    // distinct transition apart; the same transition repeated still folds.
+    let action: String = note.chars().take(128).collect();
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note),
-        action: "Reconcile".into(),
+        action,
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &ro.object_ref(&())).await {
