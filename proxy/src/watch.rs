@@ -41,6 +41,9 @@ pub use vireo_types::wire::{
 const POLL_TIMEOUT: Duration = Duration::from_secs(35);
 /// A watch stream silent this long (it carries a keep-alive every 15 s) is dead: reconnect.
 const STREAM_IDLE: Duration = Duration::from_secs(45);
+/// A proxy long-polling because the control plane answered 404 tries the stream again this
+/// often (in a rolling upgrade, the 404 came from a replica that predates it).
+const STREAM_RETRY: Duration = Duration::from_secs(300);
 /// Keep-alive reports when the control plane has not said otherwise.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The control plane may space reports out this far, no farther.
@@ -48,6 +51,8 @@ const HEARTBEAT_MAX: Duration = Duration::from_secs(60);
 /// How often requests still in flight to a backend no longer routed are counted, locally,
 /// to report the end of a drain the moment it happens.
 pub const DRAIN_CHECK: Duration = Duration::from_millis(10);
+/// A failed report is sent again after this, doubling up to the keep-alive spacing.
+const RETRY_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The largest route table accepted from the control plane (thousands of routes fit).
@@ -101,6 +106,8 @@ pub struct ControlSource {
     applied: tokio::sync::watch::Sender<u64>,
     /// Bumped when the watch stream (re)connects: the control plane may have lost us.
     connected: tokio::sync::watch::Sender<u64>,
+    /// On the watch stream (not the long poll): keep-alive reports as far apart as asked.
+    streaming: std::sync::atomic::AtomicBool,
     rejected: std::sync::Mutex<Option<RejectedTable>>,
     slo_windows: std::sync::Mutex<Vec<Duration>>,
     token: Option<TokenSource>,
@@ -145,6 +152,7 @@ impl ControlSource {
             client,
             applied,
             connected,
+            streaming: std::sync::atomic::AtomicBool::new(false),
             rejected: std::sync::Mutex::new(None),
             slo_windows: std::sync::Mutex::new(Vec::new()),
             token: opts.token,
@@ -163,23 +171,39 @@ impl ControlSource {
         let mut since = self.table.load().version();
         let mut backoff = BACKOFF_MIN;
         let mut reachable = true;
-        // The stream until the control plane says it has none (404); then the long poll.
-        let mut streaming = true;
+        // The stream until the control plane says it has none (404); then the long poll, and
+        // the stream again every STREAM_RETRY (one 404 may have been an old replica).
+        let mut long_polling_since: Option<tokio::time::Instant> = None;
         loop {
-            let outcome = if streaming {
+            if long_polling_since.is_some_and(|t| t.elapsed() >= STREAM_RETRY) {
+                long_polling_since = None;
+            }
+            let outcome = if long_polling_since.is_none() {
                 match self.watch(&mut since).await {
                     Err(Watch::NotServed) => {
+                        self.streaming
+                            .store(false, std::sync::atomic::Ordering::Relaxed);
                         tracing::info!(control = %self.base, "the control plane has no watch stream; long-polling instead");
-                        streaming = false;
+                        long_polling_since = Some(tokio::time::Instant::now());
                         continue;
                     }
-                    Err(Watch::Failed(e)) => Err(e),
-                    // Reconnect, after the backoff: a control plane that closes every stream
-                    // at once must not be called in a loop.
-                    Ok(()) => Err(format!(
-                        "{}: the control plane closed the watch stream",
-                        self.base
-                    )),
+                    Err(Watch::Failed {
+                        error,
+                        established: false,
+                    }) => Err(error),
+                    // A stream that was up and ended (the control plane restarting, a proxy in
+                    // between closing it) is not an outage: reconnect after a short pause, not
+                    // after a backoff that grew over the proxy's whole life.
+                    ended => {
+                        if let Err(Watch::Failed { error, .. }) = ended {
+                            tracing::debug!(control = %self.base, %error, "the watch stream ended; reconnecting");
+                        }
+                        reachable = true;
+                        backoff = BACKOFF_MIN;
+                        let jitter = fastrand::u64(..=BACKOFF_MIN.as_millis() as u64);
+                        tokio::time::sleep(BACKOFF_MIN + Duration::from_millis(jitter)).await;
+                        continue;
+                    }
                 }
             } else {
                 match self.poll(since).await {
@@ -257,37 +281,51 @@ impl ControlSource {
             self.base,
             encode_query(&self.proxy_id)
         );
+        let failed = |error: String| Watch::Failed {
+            error,
+            established: false,
+        };
         let mut req = vireo_http::request(Method::GET, &uri, None, Bytes::new())
-            .map_err(|e| Watch::Failed(e.to_string()))?;
-        if let Some(auth) = self.authorization().map_err(Watch::Failed)? {
+            .map_err(|e| failed(e.to_string()))?;
+        if let Some(auth) = self.authorization().map_err(failed)? {
             req.headers_mut().insert(http::header::AUTHORIZATION, auth);
         }
         let (status, mut body) = self
             .client
             .open(req, POLL_TIMEOUT)
             .await
-            .map_err(|e| Watch::Failed(e.to_string()))?;
+            .map_err(|e| failed(e.to_string()))?;
         match status {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(Watch::NotServed),
             other => {
-                let said = tokio::time::timeout(Duration::from_secs(5), body.collect())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                return Err(Watch::Failed(refused(&uri, other, &said)));
+                // An error body is a few hundred bytes; read at most 64 KB of it.
+                let said = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    http_body_util::Limited::new(body, 64 << 10).collect(),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+                return Err(failed(refused(&uri, other, &said)));
             }
         }
+        let failed = |error: String| Watch::Failed {
+            error,
+            established: true,
+        };
         // Connected: say so at once, so a control plane that lost track of us counts us again.
+        self.streaming
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.connected.send_modify(|n| *n += 1);
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let frame = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
-                Err(_) => return Err(Watch::Failed(format!("{uri}: silent for {STREAM_IDLE:?}"))),
+                Err(_) => return Err(failed(format!("{uri}: silent for {STREAM_IDLE:?}"))),
                 Ok(None) => return Ok(()),
-                Ok(Some(Err(e))) => return Err(Watch::Failed(format!("{uri}: {e}"))),
+                Ok(Some(Err(e))) => return Err(failed(format!("{uri}: {e}"))),
                 Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else {
@@ -301,12 +339,12 @@ impl ControlSource {
                     continue; // keep-alive
                 }
                 let update: ConfigUpdate = serde_json::from_slice(&line)
-                    .map_err(|e| Watch::Failed(format!("unreadable table from {uri}: {e}")))?;
+                    .map_err(|e| failed(format!("unreadable table from {uri}: {e}")))?;
                 *since = update.version;
                 self.apply(update);
             }
             if buf.len() > MAX_TABLE {
-                return Err(Watch::Failed(format!(
+                return Err(failed(format!(
                     "{uri}: a table line over {MAX_TABLE} bytes"
                 )));
             }
@@ -336,58 +374,68 @@ impl ControlSource {
         let mut applied = self.applied.subscribe();
         let mut connected = self.connected.subscribe();
         let mut every = HEARTBEAT_EVERY;
+        let mut retry = RETRY_MIN;
         loop {
-            // Counted before the report's snapshot: if it is not zero, the end of that drain
-            // is worth a report of its own.
-            let draining = self.draining();
-            match self.report().await {
-                Ok(Some(asked)) => every = asked,
-                Ok(None) => every = HEARTBEAT_EVERY,
-                Err(e) => tracing::debug!(error = %e, "status report failed"),
-            }
-            // Jitter (up to a tenth) keeps a fleet that started together from reporting in
-            // lockstep.
-            let jitter = fastrand::u64(..=every.as_millis() as u64 / 10);
+            let (sent, draining) = self.report().await;
+            let wait = match sent {
+                Ok(asked) => {
+                    retry = RETRY_MIN;
+                    // A long-polling proxy keeps the old protocol's second: the control plane
+                    // has no stream to tell it is gone, only the reports' silence.
+                    every = if self.streaming.load(std::sync::atomic::Ordering::Relaxed) {
+                        asked.unwrap_or(HEARTBEAT_EVERY)
+                    } else {
+                        HEARTBEAT_EVERY
+                    };
+                    // Jitter (up to a tenth) keeps a fleet that started together from
+                    // reporting in lockstep.
+                    every + Duration::from_millis(fastrand::u64(..=every.as_millis() as u64 / 10))
+                }
+                Err(e) => {
+                    // What failed may be the news the control plane waits for (a table
+                    // applied, a drain ended): try again soon, not a keep-alive later.
+                    tracing::debug!(error = %e, "status report failed");
+                    let wait = retry;
+                    retry = (retry * 2).min(every);
+                    wait
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(every + Duration::from_millis(jitter)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = applied.changed() => {}
                 _ = connected.changed() => {}
-                () = self.drain_ends(draining) => {}
+                () = self.drain_ends(&draining) => {}
             }
         }
     }
 
-    /// Backends no longer routed (weight 0, or gone from the table) with requests in flight.
-    fn draining(&self) -> usize {
-        let table = self.table.load();
-        self.table
-            .metrics()
-            .backends_seen()
-            .into_iter()
-            .filter(|(route, backend, n, _)| {
-                *n > 0
-                    && !table
-                        .backends()
-                        .any(|(r, b)| r == route && b.name() == backend && b.weight() > 0)
-            })
-            .count()
-    }
-
-    /// Resolves when the drains the last report showed (`reported` backends) have all ended;
-    /// pending when it showed none (a new table that starts one wakes the reporter anyway).
-    /// Counting is local and cheap: a pass over the backends' atomics every [`DRAIN_CHECK`].
-    async fn drain_ends(&self, reported: usize) {
-        if reported == 0 {
+    /// Resolves as soon as any of `draining` (backends the last report showed with requests
+    /// in flight and no weight) has none left: that is when the control plane may be waiting
+    /// for a report. Pending when there are none (a table that starts a drain wakes the
+    /// reporter anyway). Counting is local and cheap: the backends' atomics every
+    /// [`DRAIN_CHECK`].
+    async fn drain_ends(&self, draining: &[(String, String)]) {
+        if draining.is_empty() {
             return std::future::pending().await;
         }
         // Bounded by the requests themselves: each has a deadline.
-        while self.draining() > 0 {
+        loop {
             tokio::time::sleep(DRAIN_CHECK).await;
+            let seen = self.table.metrics().backends_seen();
+            let ended = draining.iter().any(|(route, backend)| {
+                !seen
+                    .iter()
+                    .any(|(r, b, n, _)| r == route && b == backend && *n > 0)
+            });
+            if ended {
+                return;
+            }
         }
     }
 
-    /// Sends one report; `Some` with the spacing the control plane asked for.
-    async fn report(&self) -> Result<Option<Duration>, String> {
+    /// Sends one report: `Some` with the spacing the control plane asked for, and the backends
+    /// it showed draining (no weight in the current table, requests in flight).
+    async fn report(&self) -> (Result<Option<Duration>, String>, Vec<(String, String)>) {
         let rejected = self
             .rejected
             .lock()
@@ -399,7 +447,30 @@ impl ControlSource {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let report = status_report(&self.proxy_id, &self.table, rejected, &windows);
-        let body = serde_json::to_vec(&report).map_err(|e| e.to_string())?;
+        // From the snapshot sent, so that a drain the report shows is one the reporter
+        // watches (counted apart, a request ending in between would be missed).
+        let table = self.table.load();
+        let draining: Vec<(String, String)> = report
+            .in_flight
+            .iter()
+            .flat_map(|(route, backends)| {
+                backends
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(move |(backend, _)| (route.clone(), backend.clone()))
+            })
+            .filter(|(route, backend)| {
+                !table
+                    .backends()
+                    .any(|(r, b)| r == route && b.name() == backend && b.weight() > 0)
+            })
+            .collect();
+        drop(table);
+        (self.send_report(&report).await, draining)
+    }
+
+    async fn send_report(&self, report: &StatusReport) -> Result<Option<Duration>, String> {
+        let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
         let uri = format!("{}/api/v1/proxy/status", self.base);
         let (status, body) = self
             .send(Method::POST, &uri, body.into(), Duration::from_secs(5))
@@ -439,7 +510,8 @@ impl ControlSource {
 enum Watch {
     /// The control plane has no watch stream (404): long-poll it.
     NotServed,
-    Failed(String),
+    /// `established`: the stream had been answered 200 before it failed.
+    Failed { error: String, established: bool },
 }
 
 /// An answer that is not what was asked for, with the control plane's own words when it

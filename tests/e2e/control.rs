@@ -1451,15 +1451,15 @@ fn the_watch_stream_pushes_each_table_and_a_closed_stream_is_not_waited_for() {
     assert!(second["version"].as_u64() > first["version"].as_u64());
     assert_eq!(proxies(), ["w-1"]);
 
-    // The stream closes: the proxy is not waited for any more, long before its report's
-    // five seconds would have run out.
+    // The stream closes: the proxy is waited for five seconds more at most (it may only have
+    // lost its connection), not the three keep-alive intervals a streaming proxy gets.
     drop(writer);
     drop(stream);
     let closed = Instant::now();
-    wait_for("w-1 disconnected", Duration::from_secs(3), || {
+    wait_for("w-1 disconnected", Duration::from_secs(8), || {
         proxies().is_empty().then_some(())
     });
-    assert!(closed.elapsed() < Duration::from_secs(3));
+    assert!(closed.elapsed() < Duration::from_secs(7));
     // With nobody connected, nothing is known to be applied: the weight waits.
     std::thread::sleep(Duration::from_millis(300));
     let s = server.status("streamed");

@@ -9,9 +9,13 @@
 //!   analysis provider (no Prometheus needed).
 //!
 //! A proxy counts as connected until its report's deadline: [`CONNECTED_FOR`] after it for a
-//! proxy on the long poll (heartbeats every second), or what the control plane told a
-//! streaming proxy ([`report_every`]) three times over; and no longer once its watch stream
-//! closed ([`Fleet::disconnect`]). Pure: time is passed in.
+//! proxy without an open watch stream (a long-polling one heartbeats every second), or what
+//! the control plane told a streaming proxy ([`report_every`]) three times over. When its
+//! stream closes the deadline comes down to [`CONNECTED_FOR`] from then
+//! ([`Fleet::disconnect`]): a closed connection is not proof of a dead proxy (a blip, a proxy
+//! in between), and one that still serves its last table must not be forgotten at once — an
+//! abort would count weight 0 applied and the canary drained while it still sends there.
+//! Pure: time is passed in.
 //!
 //! **Scale.** With ten thousand proxies the driver asks "applied?" after every report, so
 //! the answers cannot walk the fleet: the fleet keeps, beside the reports, a count of proxies
@@ -92,10 +96,19 @@ impl Fleet {
             .insert(report.proxy.clone(), (deadline, report));
     }
 
-    /// The proxy's watch stream closed: it is not waited for any more.
+    /// The proxy's watch stream closed: it stays connected for [`CONNECTED_FOR`] at most,
+    /// unless it reports again (over a new stream, or as a long-polling proxy).
     pub fn disconnect(&mut self, proxy: &str, now: Millis) {
         self.sweep(now);
-        self.forget(proxy);
+        let Some((deadline, _)) = self.proxies.get_mut(proxy) else {
+            return;
+        };
+        let sooner = (*deadline).min(now + CONNECTED_FOR);
+        if sooner != *deadline {
+            self.by_deadline.remove(&(*deadline, proxy.to_string()));
+            self.by_deadline.insert((sooner, proxy.to_string()));
+            *deadline = sooner;
+        }
     }
 
     /// Drops the proxies whose deadline passed.
@@ -115,7 +128,9 @@ impl Fleet {
         }
     }
 
-    /// Adds (`sign` 1) or removes (-1) a report's share of the counters.
+    /// Adds (`sign` 1) or removes (-1) a report's share of the counters. Sums saturate (a
+    /// report is input from the network), and entries back at zero are dropped, so names a
+    /// proxy reported once do not stay for ever.
     fn count(&mut self, r: &StatusReport, sign: i64) {
         let n = self.versions.entry(r.applied_version).or_default();
         *n = n.saturating_add_signed(sign as isize);
@@ -123,14 +138,16 @@ impl Fleet {
             self.versions.remove(&r.applied_version);
         }
         for (route, backends) in &r.in_flight {
+            let sums = self.in_flight.entry(route.clone()).or_default();
             for (backend, k) in backends {
-                let sum = self
-                    .in_flight
-                    .entry(route.clone())
-                    .or_default()
-                    .entry(backend.clone())
-                    .or_default();
-                *sum += sign * k;
+                let sum = sums.entry(backend.clone()).or_default();
+                *sum = sum.saturating_add(k.saturating_mul(sign));
+                if *sum == 0 {
+                    sums.remove(backend);
+                }
+            }
+            if sums.is_empty() {
+                self.in_flight.remove(route);
             }
         }
     }
@@ -440,10 +457,17 @@ mod tests {
         f.record_until(report("b", 2, 0, 0, 0, 0.1), 0, 30_000);
         assert!(!f.applied(3, 3, 1_000));
         f.disconnect("b", 1_000);
-        assert!(f.applied(3, 3, 1_000), "b's stream closed");
-        assert_eq!(f.in_flight("checkout", "canary", 1_000), 1);
-        f.disconnect("a", 1_000);
-        assert!(!f.drained("checkout", "canary", 1_000), "nobody connected");
+        assert!(
+            !f.applied(3, 3, 1_000),
+            "b's stream closed, but b may still serve its table: waited for a while"
+        );
+        assert!(f.applied(3, 3, 6_001), "b not heard from in five seconds");
+        assert_eq!(f.in_flight("checkout", "canary", 6_001), 1);
+        f.record_until(report("b", 3, 0, 0, 0, 0.1), 2_000, 30_000);
+        assert!(f.applied(3, 3, 6_001), "b reported again: connected again");
+        f.disconnect("a", 7_000);
+        f.disconnect("b", 7_000);
+        assert!(!f.drained("checkout", "canary", 12_001), "nobody connected");
         assert_eq!(report_every(10), 1_000);
         assert_eq!(report_every(10_000), 10_000);
         assert_eq!(report_every(1_000_000), MAX_REPORT_EVERY);

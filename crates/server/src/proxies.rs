@@ -6,8 +6,9 @@
 //! proxy, `application/x-ndjson`, one line per table newer than the last one sent (coalesced:
 //! a proxy that is slow to read gets the newest, not every one in between), and an empty line
 //! every [`KEEPALIVE`] so either side notices a dead connection. Nothing is asked again after
-//! a change, so a weight change costs one write per proxy. When a proxy's last stream closes
-//! it is disconnected at once: "applied" does not wait for a proxy that is gone.
+//! a change, so a weight change costs one write per proxy. When a proxy's last stream closes it
+//! is waited for a few seconds more at most (`vireo_core::fleet::CONNECTED_FOR`), not the
+//! three keep-alive intervals a streaming proxy is otherwise given.
 //!
 //! **Status reports** (`POST /api/v1/proxy/status`) come when something changed (a table
 //! applied or refused, a drain finished) and otherwise as keep-alives, spaced by the answer's
@@ -171,10 +172,15 @@ async fn proxy_watch(
 
 /// A status report. The answer says when the next keep-alive report is due:
 /// `{"report_every_ms": N}`.
-async fn proxy_status(State(h): State<Handle>, body: Bytes) -> Response {
+async fn proxy_status(
+    State(h): State<Handle>,
+    axum::Extension(limits): axum::Extension<Limits>,
+    body: Bytes,
+) -> Response {
     match serde_json::from_slice::<StatusReport>(&body) {
         Ok(report) if !report.proxy.is_empty() => {
-            let every = h.shared.report(report);
+            let streaming = limits.watches.held(&report.proxy) > 0;
+            let every = h.shared.report(report, streaming);
             Json(serde_json::json!({ "report_every_ms": every })).into_response()
         }
         Ok(_) => ApiError::Invalid(SpecError {

@@ -52,22 +52,29 @@ impl Shared {
         self.wake.notify_one();
     }
 
-    /// Records a streaming proxy's report and returns how long it should wait before its next
+    /// Records a proxy's report and returns how long it should wait before its next
     /// keep-alive report (milliseconds), spaced by the fleet's size
-    /// ([`vireo_core::fleet::report_every`]); it stays connected for three of those.
-    pub fn report(&self, report: StatusReport) -> u64 {
+    /// ([`vireo_core::fleet::report_every`]). A proxy with an open watch stream (`streaming`)
+    /// stays connected for three of those; one without, for
+    /// [`vireo_core::fleet::CONNECTED_FOR`] (it heartbeats every second).
+    pub fn report(&self, report: StatusReport, streaming: bool) -> u64 {
         let now = self.clock.now_ms();
         let every = {
             let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
             let every = vireo_core::fleet::report_every(fleet.connected_count(now) + 1);
-            fleet.record_until(report, now, now + vireo_core::fleet::deadline_after(every));
+            let lasts = if streaming {
+                vireo_core::fleet::deadline_after(every)
+            } else {
+                vireo_core::fleet::CONNECTED_FOR
+            };
+            fleet.record_until(report, now, now + lasts);
             every
         };
         self.wake.notify_one();
         every
     }
 
-    /// A proxy's last watch stream closed: it is no longer waited for.
+    /// A proxy's last watch stream closed: it is waited for a few seconds more at most.
     pub fn disconnected(&self, proxy: &str) {
         self.fleet
             .write()
