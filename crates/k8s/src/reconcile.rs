@@ -806,14 +806,7 @@ async fn project_runs(
                     ]
                     .into(),
                 );
-                obj.metadata.owner_references = Some(vec![OwnerReference {
-                    api_version: Rollout::api_version(&()).into_owned(),
-                    kind: Rollout::kind(&()).into_owned(),
-                    name: rollout.clone(),
-                    uid: ro.uid().unwrap_or_default(),
-                    controller: Some(true),
-                    block_owner_deletion: Some(true),
-                }]);
+                obj.metadata.owner_references = Some(vec![owner(ro)]);
                 match api.create(&PostParams::default(), &obj).await {
                     Ok(_) => None,
                     // Another pass made it first: its status is written below.
@@ -831,6 +824,19 @@ async fn project_runs(
     Ok(())
 }
 
+/// The Rollout as the controlling owner of what the controller makes (ReplicaSets,
+/// AnalysisRuns): garbage-collected with it.
+fn owner(ro: &Rollout) -> OwnerReference {
+    OwnerReference {
+        api_version: Rollout::api_version(&()).into_owned(),
+        kind: Rollout::kind(&()).into_owned(),
+        name: ro.name_any(),
+        uid: ro.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
 fn replica_set(ro: &Rollout, template: &PodTemplateSpec, hash: &str, replicas: i32) -> ReplicaSet {
     let name = ro.name_any();
     let mut template = template.clone();
@@ -842,14 +848,7 @@ fn replica_set(ro: &Rollout, template: &PodTemplateSpec, hash: &str, replicas: i
         .match_labels
         .get_or_insert_with(Default::default)
         .insert(HASH_LABEL.into(), hash.into());
-    let owner = OwnerReference {
-        api_version: Rollout::api_version(&()).into_owned(),
-        kind: Rollout::kind(&()).into_owned(),
-        name: name.clone(),
-        uid: ro.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = owner(ro);
     serde_json::from_value(json!({
         "metadata": {
             "name": format!("{name}-{hash}"),
