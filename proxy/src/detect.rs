@@ -12,7 +12,8 @@
 //!
 //! An intercepted connection (transparent mode) may carry anything the app sends — TLS to an
 //! outside API, a database protocol — so it is HTTP only if it starts like HTTP: the h2c
-//! preface, or a request line's method token and a space ([`classify_intercepted`]).
+//! preface, or a request line's method token and a space ([`classify_intercepted`]), except
+//! `CONNECT`: a tunnel through the app's own forward proxy is relayed whole.
 //! Anything else, and a connection that stays silent for [`OPAQUE_AFTER`] (a protocol where
 //! the server speaks first), is relayed as opaque TCP to its original destination. Linkerd's
 //! proxy decides the same way, with the same 10 s.
@@ -65,6 +66,9 @@ pub fn classify_intercepted(first: &[u8]) -> Option<Protocol> {
     for (i, &b) in first.iter().enumerate() {
         match b {
             b'A'..=b'Z' if i < MAX_METHOD => {}
+            // CONNECT asks the destination (the app's own forward proxy) for a tunnel: the
+            // bytes after it are the tunnel's, so the whole connection is relayed as it is.
+            b' ' if &first[..i] == b"CONNECT" => return Some(Protocol::Opaque),
             b' ' if i > 0 => return Some(Protocol::Http1),
             _ => return Some(Protocol::Opaque),
         }
@@ -170,6 +174,13 @@ mod tests {
         assert_eq!(classify_intercepted(H2_PREFACE), Some(H2c));
         assert_eq!(classify_intercepted(b"PRIX"), None);
         assert_eq!(classify_intercepted(b"PRI *X"), Some(Http1));
+        // A tunnel through the app's forward proxy is its business: relayed whole.
+        assert_eq!(
+            classify_intercepted(b"CONNECT api.example:443"),
+            Some(Opaque)
+        );
+        assert_eq!(classify_intercepted(b"CONNECT"), None);
+        assert_eq!(classify_intercepted(b"CONNECTX "), Some(Http1));
         // TLS ClientHello, a lower-case line, a leading space, binary: not HTTP.
         assert_eq!(classify_intercepted(b"\x16\x03\x01\x02"), Some(Opaque));
         assert_eq!(classify_intercepted(b"get / HTTP/1.1"), Some(Opaque));

@@ -182,9 +182,39 @@ pub fn original_dst(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
     (dst != local).then_some(dst)
 }
 
+/// TEST-NET-1 (RFC 5737): an address no network routes to anyone.
+const PROBE: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+    1,
+);
+
+/// How long the start-up probe waits: a redirect to the proxy's own listener completes in
+/// microseconds; a SYN into a pod network that drops it is what the wait is for.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether this process's own outbound connections are being redirected to the proxy: called
+/// at start-up in transparent mode, once the data port listens. The rules exempt the proxy by
+/// uid; a proxy running as another uid (a wrong `runAsUser`, an operator running it by hand)
+/// would send each backend call back to itself, and every relay would loop until file
+/// descriptors ran out. A connection to [`PROBE`] can only succeed if the kernel redirected
+/// it to a local listener.
+pub fn own_traffic_intercepted() -> bool {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let Ok(socket) = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)) else {
+        return false;
+    };
+    socket.connect_timeout(&PROBE.into(), PROBE_WAIT).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_probe_reaches_nobody_without_interception() {
+        // No rules on this machine's own namespace redirect TEST-NET-1.
+        assert!(!own_traffic_intercepted());
+    }
 
     fn rules() -> Interception {
         Interception {

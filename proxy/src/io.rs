@@ -176,3 +176,123 @@ impl AsyncWrite for Downstream {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+/// How long a tunnel (an opaque relay, a WebSocket) may move no byte either way before the
+/// proxy closes it: Envoy's TCP proxy default. Long enough for a quiet database connection
+/// between a pool's keep-alives, and a bound all the same on a peer that vanished without a FIN.
+pub const TUNNEL_IDLE: Duration = Duration::from_secs(3600);
+
+/// Copies bytes both ways between `a` and `b` until either side closes, or until no byte
+/// moved for `idle` (then `TimedOut`). One timer per tunnel, checked a few times per `idle`,
+/// not a timer per read.
+pub async fn tunnel<A, B>(a: &mut A, b: &mut B, idle: Duration) -> io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let moved = std::cell::Cell::new(0u64);
+    let (mut a, mut b) = (
+        Counted {
+            inner: a,
+            moved: &moved,
+        },
+        Counted {
+            inner: b,
+            moved: &moved,
+        },
+    );
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    let check = idle / 4;
+    let (mut seen, mut since) = (0, Instant::now());
+    // Bounded: each pass sleeps `check`, and `idle` without progress ends the loop.
+    loop {
+        tokio::select! {
+            r = &mut copy => return r.map(|_| ()),
+            _ = tokio::time::sleep(check) => {
+                let now = Instant::now();
+                if moved.get() != seen {
+                    (seen, since) = (moved.get(), now);
+                } else if now.duration_since(since) >= idle {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no byte moved either way for {}s", idle.as_secs()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A stream that counts the bytes read from it into a cell the tunnel's timer checks.
+struct Counted<'a, T> {
+    inner: &'a mut T,
+    moved: &'a std::cell::Cell<u64>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            this.moved.set(this.moved.get().wrapping_add(n));
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tunnel_closes_after_its_idle_limit_and_not_while_bytes_move() {
+        // As the proxy runs tunnels: on its worker's local task set.
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let (mut app, mut a) = tokio::io::duplex(64);
+                let (mut b, mut far) = tokio::io::duplex(64);
+                let idle = Duration::from_secs(40);
+                let relay =
+                    tokio::task::spawn_local(async move { tunnel(&mut a, &mut b, idle).await });
+                let mut byte = [0u8; 1];
+                // A byte every 30 s keeps it open well past one idle period.
+                for _ in 0..4 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    app.write_all(b"x").await.unwrap();
+                    far.read_exact(&mut byte).await.unwrap();
+                }
+                assert!(!relay.is_finished());
+                let quiet = Instant::now();
+                let err = relay.await.unwrap().unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+                let waited = quiet.elapsed();
+                assert!(waited >= idle && waited <= idle + idle / 2, "{waited:?}");
+            })
+            .await;
+    }
+}

@@ -69,6 +69,26 @@ struct Cli {
     #[arg(long, env = "VIREO_PROXY_TRANSPARENT", requires = "config")]
     transparent: bool,
 
+    /// The data port's address, instead of the file's `listen:` (the injector sets it, so that
+    /// the port iptables redirects to is the port the proxy listens on whatever the namespace's
+    /// shared file says).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "VIREO_PROXY_LISTEN",
+        requires = "config"
+    )]
+    listen: Option<std::net::SocketAddr>,
+
+    /// The admin port's address, instead of the file's `admin:` (as --listen, for the probes).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "VIREO_PROXY_ADMIN",
+        requires = "config"
+    )]
+    admin: Option<std::net::SocketAddr>,
+
     /// Answer `POST /shutdown` on the admin port, from loopback only: a graceful shutdown, as
     /// SIGTERM. For a Job's pod where the proxy is an ordinary container (Kubernetes before
     /// 1.29): its last command runs `curl -X POST http://127.0.0.1:4191/shutdown`.
@@ -93,6 +113,59 @@ enum Sub {
     /// (the injector's `vireo-init` init container, with NET_ADMIN and NET_RAW); running it
     /// again leaves the same rules. The proxy then runs with `transparent: true`.
     Iptables(IptablesArgs),
+    /// Wait until the proxy on this pod answers `/ready` on its admin port. The injector runs
+    /// it as the proxy container's postStart hook before Kubernetes 1.29: the kubelet starts
+    /// the next container (the app) only once the hook returns, so the app's first call finds
+    /// a proxy listening.
+    WaitReady(WaitReadyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Example:\n  vireo-proxy wait-ready --admin 127.0.0.1:4191 --timeout 120s\n\nExit codes: 0 ready, 1 not ready within the timeout, 2 bad command line."
+)]
+struct WaitReadyArgs {
+    /// The proxy's admin address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4191")]
+    admin: std::net::SocketAddr,
+    /// How long to wait, e.g. 30s, 2m.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+/// Polls `GET /ready` every 100 ms until it answers 200 or the timeout passes.
+fn wait_ready(args: WaitReadyArgs) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + args.timeout;
+    let ready = || -> bool {
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&args.admin, Duration::from_secs(1))
+        else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+        let mut head = [0u8; 12];
+        s.write_all(b"GET /ready HTTP/1.1\r\nhost: vireo\r\nconnection: close\r\n\r\n")
+            .is_ok()
+            && s.read_exact(&mut head).is_ok()
+            && &head[..] == b"HTTP/1.1 200"
+    };
+    // Bounded by the deadline: each pass waits at most ~2 s (connect, read) plus 100 ms.
+    loop {
+        if ready() {
+            return ExitCode::SUCCESS;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "vireo-proxy wait-ready: {} did not answer /ready with 200 within {}",
+                args.admin,
+                humantime::format_duration(args.timeout)
+            );
+            return ExitCode::from(1);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -188,8 +261,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    if let Some(Sub::Iptables(args)) = cli.command {
-        return iptables(args);
+    match cli.command {
+        Some(Sub::Iptables(args)) => return iptables(args),
+        Some(Sub::WaitReady(args)) => return wait_ready(args),
+        None => {}
     }
     if let Some(path) = cli.check {
         return match vireo_proxy::config::Config::load(&path) {
@@ -223,6 +298,8 @@ fn main() -> ExitCode {
             control,
             transparent: cli.transparent,
             shutdown_endpoint: cli.shutdown_endpoint,
+            listen: cli.listen,
+            admin: cli.admin,
         },
     ) {
         Ok(()) => ExitCode::SUCCESS,

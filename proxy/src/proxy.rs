@@ -56,13 +56,22 @@ pub struct Worker {
 /// app was sending it, and the backend for requests no route claims (made on first use).
 pub struct Intercepted {
     dst: SocketAddr,
+    /// The app opened the connection with the HTTP/2 preface: the destination speaks h2c.
+    h2c: bool,
     passthrough: OnceCell<Arc<Backend>>,
 }
 
+/// How long a passed-through request may wait for its response head, and its response body
+/// between chunks. The app's own call, not a rollout's: the route's `request_timeout` (a
+/// rollout's SLO bound) is not its business, and long polls and event streams to outside
+/// services are common. Bounded all the same, as every wait in the proxy is.
+pub const PASSTHROUGH_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Intercepted {
-    pub fn new(dst: SocketAddr) -> Self {
+    pub fn new(dst: SocketAddr, h2c: bool) -> Self {
         Intercepted {
             dst,
+            h2c,
             passthrough: OnceCell::new(),
         }
     }
@@ -71,6 +80,7 @@ impl Intercepted {
         self.passthrough.get_or_init(|| {
             Arc::new(Backend::passthrough(
                 self.dst,
+                self.h2c,
                 metrics.backend(PASSTHROUGH, "original", ""),
             ))
         })
@@ -168,7 +178,7 @@ pub async fn handle(
     // The table guard must not live across an await: pick, then let go.
     let (backend, limits) = {
         let table = worker.table.load();
-        let limits = table.limits();
+        let mut limits = table.limits();
         let local = if header_bytes(&req) > limits.max_header_bytes {
             Err((431, table.unmatched()))
         } else if req.method() == Method::CONNECT {
@@ -180,7 +190,10 @@ pub async fn handle(
                 Selection::Backend { backend, .. } => Ok(backend.clone()),
                 Selection::Unmatched(stats) => match intercepted {
                     // The app's calls that no rollout is about go where it sent them.
-                    Some(i) => Ok(i.passthrough(&worker.metrics).clone()),
+                    Some(i) => {
+                        limits.request_timeout = limits.request_timeout.max(PASSTHROUGH_TIMEOUT);
+                        Ok(i.passthrough(&worker.metrics).clone())
+                    }
                     None => Err((404, stats)),
                 },
             }
@@ -210,7 +223,12 @@ pub async fn handle(
         !backend.h2c() && req.version() == Version::HTTP_11 && wants_websocket(req.headers(), hop);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    if let Err(code) = prepare(&mut parts, hop, backend.h2c(), upgrade, backend.host()) {
+    let target = Target {
+        h2c: backend.h2c(),
+        fallback_host: backend.host(),
+        keep_form: backend.is_passthrough(),
+    };
+    if let Err(code) = prepare(&mut parts, hop, &target, upgrade) {
         exchange.outcome = Some(Outcome::Status(code));
         return status_only(code);
     }
@@ -255,7 +273,7 @@ pub async fn handle(
                         hyper_util::rt::TokioIo::new(up),
                         hyper_util::rt::TokioIo::new(down),
                     );
-                    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    let _ = crate::io::tunnel(&mut down, &mut up, crate::io::TUNNEL_IDLE).await;
                 }
             });
             let (parts, _) = resp.into_parts();
@@ -278,17 +296,31 @@ pub async fn handle(
     )
 }
 
+/// What [`prepare`] needs to know of the backend.
+struct Target<'a> {
+    /// HTTP/2 with prior knowledge.
+    h2c: bool,
+    /// `Host` for a request without one.
+    fallback_host: &'a HeaderValue,
+    /// A passed-through request: HTTP/1.1 stays as the app wrote it.
+    keep_form: bool,
+}
+
 /// Rewrites a client request into the request a backend gets: hop-by-hop fields out, a `Host`
-/// for HTTP/1.1, the target in origin form for HTTP/1.1 and absolute for HTTP/2.
+/// for HTTP/1.1, the target in origin form for HTTP/1.1 and absolute for HTTP/2. A passed-through
+/// HTTP/1.1 request keeps its target as the app wrote it: absolute form there means the
+/// original destination is the app's own forward proxy, which needs it.
 fn prepare(
     parts: &mut http::request::Parts,
     hop: HopFields,
-    h2c: bool,
+    target: &Target,
     upgrade: bool,
-    fallback_host: &HeaderValue,
 ) -> Result<(), u16> {
     strip_hop_by_hop(&mut parts.headers, hop, upgrade);
-    if h2c {
+    if target.keep_form && parts.version == Version::HTTP_11 {
+        return Ok(());
+    }
+    if target.h2c {
         // HTTP/2 needs :scheme and :authority; the authority is the client's target authority
         // or its Host field.
         parts.version = Version::HTTP_2;
@@ -328,7 +360,7 @@ fn prepare(
         } else if !parts.headers.contains_key(HOST) {
             // An HTTP/1.0 client without one, or a `Connection: host`: HTTP/1.1 needs a Host;
             // the backend's address stands in, as nginx's `$proxy_host` does.
-            parts.headers.insert(HOST, fallback_host.clone());
+            parts.headers.insert(HOST, target.fallback_host.clone());
         }
     }
     Ok(())
@@ -615,17 +647,48 @@ mod tests {
     }
 
     /// `prepare` for a backend at 10.0.0.1:80.
-    fn prepared(mut p: http::request::Parts, h2c: bool) -> http::request::Parts {
+    fn prepared(p: http::request::Parts, h2c: bool) -> http::request::Parts {
+        prepared_for(p, h2c, false)
+    }
+
+    fn prepared_for(
+        mut p: http::request::Parts,
+        h2c: bool,
+        keep_form: bool,
+    ) -> http::request::Parts {
         let hop = HopFields::scan(&p.headers);
-        prepare(
-            &mut p,
-            hop,
+        let host = HeaderValue::from_static("10.0.0.1:80");
+        let target = Target {
             h2c,
-            false,
-            &HeaderValue::from_static("10.0.0.1:80"),
-        )
-        .unwrap();
+            fallback_host: &host,
+            keep_form,
+        };
+        prepare(&mut p, hop, &target, false).unwrap();
         p
+    }
+
+    #[test]
+    fn a_passed_through_request_keeps_its_target_as_the_app_wrote_it() {
+        let p = prepared_for(
+            parts(
+                "http://api.example/x",
+                Some("api.example"),
+                Version::HTTP_11,
+            ),
+            false,
+            true,
+        );
+        assert_eq!(p.uri, "http://api.example/x");
+        // Hop-by-hop fields still go: they are this hop's.
+        let mut hop = parts("/x", Some("a"), Version::HTTP_11);
+        hop.headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("x-hop"));
+        hop.headers.insert("x-hop", HeaderValue::from_static("1"));
+        let p = prepared_for(hop, false, true);
+        assert!(p.headers.get("x-hop").is_none());
+        // h2c from h2c: HTTP/2 needs its pseudo-headers, so the usual rewrite applies.
+        let p = prepared_for(parts("/x", Some("a"), Version::HTTP_2), true, true);
+        assert_eq!(p.uri, "http://a/x");
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! old table keeps serving, the error is logged with its field path and
 //! `vireo_config_reloads_total{result="error"}` goes up. Settings that belong to the process
 //! rather than the table (`listen`, `admin`, `threads`, `shutdown_grace`, metric buckets,
-//! `upstream_max_connections`) need a
-//! restart; a reload that changes them applies the routes and says so in the log.
+//! `upstream_max_connections`, `transparent`) need a restart; a reload that changes them
+//! applies the routes and says so in the log, and the running table keeps the values the
+//! process runs with (so `/config` shows what is true, including the command line's
+//! `--listen`, `--admin` and `--transparent`, which a reload must not undo).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +28,9 @@ pub struct FileSource {
     table: Arc<TableHandle>,
     /// The bytes last looked at (applied or rejected), so one bad file is reported once.
     last_seen: Vec<u8>,
+    /// The file's own settings last applied (before the command line's), for telling which
+    /// restart-only settings the file changed.
+    file: Option<Config>,
     version: u64,
 }
 
@@ -40,10 +45,14 @@ pub enum ReloadOutcome {
 impl FileSource {
     /// `initial` is the text the running table was built from (version 1).
     pub fn new(path: PathBuf, initial: Vec<u8>, table: Arc<TableHandle>) -> Self {
+        let file = std::str::from_utf8(&initial)
+            .ok()
+            .and_then(|t| Config::parse(t).ok());
         FileSource {
             path,
             table,
             last_seen: initial,
+            file,
             version: 1,
         }
     }
@@ -87,14 +96,16 @@ impl FileSource {
             Ok(c) => c,
             Err(e) => return self.reject(e),
         };
-        let old = self.table.load().config().clone();
+        let running = keep_restart_only(self.table.load().config(), config.clone());
         let version = self.version + 1;
-        if let Err(e) = self.table.apply(config.clone(), version) {
+        if let Err(e) = self.table.apply(running, version) {
             return self.reject(e);
         }
         self.version = version;
         self.table.metrics().reload(true);
-        warn_restart_only(&old, &config);
+        if let Some(old) = self.file.replace(config.clone()) {
+            warn_restart_only(&old, &config);
+        }
         tracing::info!(version, path = %self.path.display(), "config reloaded");
         ReloadOutcome::Applied { version }
     }
@@ -126,6 +137,20 @@ impl FileSource {
     }
 }
 
+/// `new` with the settings only a restart changes taken from the running config.
+fn keep_restart_only(running: &Config, new: Config) -> Config {
+    Config {
+        listen: running.listen.clone(),
+        admin: running.admin.clone(),
+        threads: running.threads,
+        shutdown_grace: running.shutdown_grace,
+        metrics: running.metrics.clone(),
+        upstream_max_connections: running.upstream_max_connections,
+        transparent: running.transparent,
+        ..new
+    }
+}
+
 fn warn_restart_only(old: &Config, new: &Config) {
     let mut changed = Vec::new();
     if old.listen != new.listen {
@@ -145,6 +170,9 @@ fn warn_restart_only(old: &Config, new: &Config) {
     }
     if old.upstream_max_connections != new.upstream_max_connections {
         changed.push("upstream_max_connections");
+    }
+    if old.transparent != new.transparent {
+        changed.push("transparent");
     }
     if !changed.is_empty() {
         tracing::warn!(
@@ -198,6 +226,12 @@ mod tests {
         std::fs::write(&path, BASE.replace("WEIGHT", "3")).unwrap();
         assert_eq!(src.reload(false), ReloadOutcome::Applied { version: 3 });
         assert_eq!(src.reload(true), ReloadOutcome::Applied { version: 4 });
+
+        // Restart-only settings stay as the process runs them: a new listen address in the
+        // file is not where the proxy listens until it restarts.
+        std::fs::write(&path, BASE.replace("WEIGHT", "5").replace("4140", "4999")).unwrap();
+        assert_eq!(src.reload(false), ReloadOutcome::Applied { version: 5 });
+        assert_eq!(table.load().config().listen, "127.0.0.1:4140");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

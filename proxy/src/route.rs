@@ -73,6 +73,8 @@ pub struct Backend {
     version: Box<str>,
     weight: u32,
     h2c: bool,
+    /// The original destination of an unrouted request ([`Backend::passthrough`]).
+    passthrough: bool,
     addrs: Box<[SocketAddr]>,
     /// `Host` for a request that came without one (the first address, as nginx's
     /// `$proxy_host`), built once here rather than per request.
@@ -83,13 +85,15 @@ pub struct Backend {
 
 impl Backend {
     /// The backend of a request no route claimed on an intercepted connection: its original
-    /// destination, keeping the client's `Host`.
-    pub fn passthrough(addr: SocketAddr, stats: Arc<BackendStats>) -> Backend {
+    /// destination, keeping the client's `Host`, in the protocol the client spoke (`h2c`: it
+    /// opened with the HTTP/2 preface, so the destination speaks HTTP/2 with prior knowledge).
+    pub fn passthrough(addr: SocketAddr, h2c: bool, stats: Arc<BackendStats>) -> Backend {
         Backend {
             name: "original".into(),
             version: "".into(),
             weight: 1,
-            h2c: false,
+            h2c,
+            passthrough: true,
             addrs: Box::new([addr]),
             host: HeaderValue::from_str(&addr.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
@@ -106,6 +110,10 @@ impl Backend {
     }
     pub fn weight(&self) -> u32 {
         self.weight
+    }
+    /// The backend of unrouted requests on an intercepted connection ([`Backend::passthrough`]).
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough
     }
     /// Whether to speak HTTP/2 with prior knowledge to this backend.
     pub fn h2c(&self) -> bool {
@@ -191,6 +199,7 @@ impl RouteTable {
                     version: b.version.as_str().into(),
                     weight: weights[bi],
                     h2c: b.protocol == config::UpstreamProtocol::H2c,
+                    passthrough: false,
                     addrs: addrs.into(),
                     host,
                     next: AtomicUsize::new(0),

@@ -62,6 +62,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("--control-ca: {0}")]
     ControlCa(vireo_http::HttpError),
+    #[error("transparent mode: this process's own connections are redirected back to the proxy (it runs as uid {uid}, which the iptables rules do not exempt); every backend call would loop. Run the proxy as the uid given to `vireo-proxy iptables --proxy-uid` (2102 by default; the injector sets runAsUser), or without --transparent")]
+    OwnTrafficIntercepted { uid: String },
 }
 
 /// What the command line adds to the config file.
@@ -74,6 +76,9 @@ pub struct Start {
     pub transparent: bool,
     /// Answer `POST /shutdown` on the admin port (from loopback): a Job's way to end its pod.
     pub shutdown_endpoint: bool,
+    /// The data and admin addresses instead of the file's (the injector's, per pod).
+    pub listen: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
 }
 
 /// Runs the proxy from a config file until shutdown. Returns only on start-up errors: a
@@ -83,6 +88,8 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
         control,
         transparent,
         shutdown_endpoint,
+        listen,
+        admin,
     } = start;
     // The control plane's client first: a CA file that does not load stops the start.
     let control = control
@@ -112,6 +119,8 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
         })?;
     let config = Config {
         transparent: config.transparent || transparent,
+        listen: listen.map_or(config.listen.clone(), |a| a.to_string()),
+        admin: admin.map_or(config.admin.clone(), |a| a.to_string()),
         ..config
     };
 
@@ -161,6 +170,31 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
     };
     let listen: SocketAddr = config.listen.parse().expect("validated");
     let listeners = bind_data_port(listen, threads).map_err(listen_err)?;
+    // In a pod whose outbound IPv6 is redirected too (`iptables --ipv6`), ip6tables' REDIRECT
+    // lands on [::1]: the proxy listens there as well, on the same port. Loopback only, as
+    // the IPv4 side: the data port must never be reachable from the pod network.
+    let listeners_v6 = match (config.transparent, listen.ip()) {
+        (true, std::net::IpAddr::V4(ip)) if ip.is_loopback() => {
+            let v6 = SocketAddr::new(
+                std::net::Ipv6Addr::LOCALHOST.into(),
+                listeners_port(&listeners),
+            );
+            match bind_data_port(v6, threads) {
+                Ok(l) => l.into_iter().map(Some).collect(),
+                Err(e) => {
+                    tracing::debug!(addr = %v6, error = %e, "no IPv6 loopback: intercepting IPv4 only");
+                    (0..threads).map(|_| None).collect()
+                }
+            }
+        }
+        _ => (0..threads).map(|_| None).collect::<Vec<_>>(),
+    };
+    if config.transparent && crate::intercept::own_traffic_intercepted() {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self")
+            .map_or_else(|_| "?".to_string(), |m| m.uid().to_string());
+        return Err(StartError::OwnTrafficIntercepted { uid });
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let connections = Arc::new(AtomicI64::new(0));
@@ -209,7 +243,7 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
     }
 
     let mut workers = Vec::with_capacity(threads);
-    for (i, listener) in listeners.into_iter().enumerate() {
+    for (i, (listener, listener_v6)) in listeners.into_iter().zip(listeners_v6).enumerate() {
         let ctx = WorkerStart {
             table: table.clone(),
             metrics: metrics.clone(),
@@ -221,7 +255,7 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
         };
         let handle = std::thread::Builder::new()
             .name(format!("vireo-worker-{i}"))
-            .spawn(move || run_worker(listener, ctx))
+            .spawn(move || run_worker(listener, listener_v6, ctx))
             .map_err(StartError::Runtime)?;
         workers.push(handle);
     }
@@ -233,6 +267,14 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The port the data listeners share (the one the kernel chose for port 0).
+fn listeners_port(listeners: &[std::net::TcpListener]) -> u16 {
+    listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map_or(0, |a| a.port())
+}
+
 /// Binds one listening socket per worker. With one worker, a plain socket; with more, each
 /// sets `SO_REUSEPORT` so the kernel balances new connections across them. A port another
 /// process holds is refused first with a plain bind, because `SO_REUSEPORT` would otherwise
@@ -241,6 +283,9 @@ fn bind_data_port(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::T
     use socket2::{Domain, Protocol as IpProto, Socket, Type};
     let socket = |reuse_port: bool, addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
         let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(IpProto::TCP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
         s.set_reuse_address(true)?;
         if reuse_port {
             s.set_reuse_port(true)?;
@@ -279,7 +324,11 @@ struct WorkerStart {
 
 /// One worker: its runtime, accept loop, connections and pool sweep. Returns after shutdown
 /// once its connections are done (the side thread may end the process first).
-fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
+fn run_worker(
+    listener: std::net::TcpListener,
+    listener_v6: Option<std::net::TcpListener>,
+    start: WorkerStart,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -292,13 +341,17 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
+        let register = |l| match tokio::net::TcpListener::from_std(l) {
+            Ok(l) => Some(l),
             Err(e) => {
                 tracing::error!(error = %e, "cannot register the data listener");
-                return;
+                None
             }
         };
+        let Some(listener) = register(listener) else {
+            return;
+        };
+        let listener_v6 = listener_v6.and_then(register);
         let worker = Rc::new(Worker {
             table: start.table,
             metrics: start.metrics,
@@ -312,6 +365,7 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
+                Some(a) = async { Some(listener_v6.as_ref()?.accept().await) } => a,
                 _ = shutdown.wait_for(|&s| s) => break,
             };
             match accepted {
@@ -343,7 +397,7 @@ fn run_worker(listener: std::net::TcpListener, start: WorkerStart) {
                 }
             }
         }
-        drop(listener);
+        drop((listener, listener_v6));
         // Let the connections finish; the side thread exits the process when all are done.
         std::future::pending::<()>().await;
     });
@@ -439,7 +493,12 @@ async fn serve_connection(
     } else {
         worker
     };
-    let intercepted = intercepted.map(|dst| Rc::new(request_path::Intercepted::new(dst)));
+    let intercepted = intercepted.map(|dst| {
+        Rc::new(request_path::Intercepted::new(
+            dst,
+            protocol == Protocol::H2c,
+        ))
+    });
     let service = request_path::service(worker, intercepted);
     match protocol {
         Protocol::Http1 => until_shutdown!(
@@ -459,7 +518,8 @@ async fn serve_connection(
 }
 
 /// An intercepted connection that is not HTTP (TLS to an outside API, a database protocol):
-/// its bytes go to where the app sent them, both ways, until either side closes. It counts as
+/// its bytes go to where the app sent them, both ways, until either side closes or it is idle
+/// for [`crate::io::TUNNEL_IDLE`]. It counts as
 /// an open connection, so a shutdown waits for it up to `shutdown_grace`, as for a WebSocket.
 async fn relay_opaque(mut io: Downstream, dst: SocketAddr, connect_timeout: Duration) {
     let up = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(dst)).await;
@@ -469,7 +529,9 @@ async fn relay_opaque(mut io: Downstream, dst: SocketAddr, connect_timeout: Dura
         Err(_) => return tracing::debug!(%dst, "opaque relay: connect timed out"),
     };
     let _ = up.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut io, &mut up).await;
+    if let Err(e) = crate::io::tunnel(&mut io, &mut up, crate::io::TUNNEL_IDLE).await {
+        tracing::debug!(%dst, error = %e, "opaque relay ended");
+    }
 }
 
 /// Closes idle upstream connections past `upstream_idle_timeout` (read from the live table, so

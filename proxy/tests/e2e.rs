@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -519,6 +520,69 @@ fn post_shutdown_ends_a_jobs_proxy_only_when_enabled() {
     };
     assert!(status.success(), "{status}");
     assert!(proxy.log().contains("POST /shutdown"), "{}", proxy.log());
+}
+
+/// The injector's view of a pod: the ports on the command line win over the namespace's
+/// shared file, and `wait-ready` (the postStart hook before 1.29) returns once they answer.
+#[test]
+fn command_line_ports_win_and_wait_ready_waits_for_them() {
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let route = canary_route("checkout", &canary, &stable, 0);
+    let file_ports: Vec<SocketAddr> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap())
+        .collect();
+    let (listen, admin): (SocketAddr, SocketAddr) = (
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+    );
+    let dir = std::env::temp_dir().join(format!("vireo-ports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("proxy.yaml");
+    std::fs::write(
+        &config,
+        config_text(file_ports[0], file_ports[1], "", &route),
+    )
+    .unwrap();
+    let wait_ready = |timeout: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vireo-proxy"))
+            .args([
+                "wait-ready",
+                "--admin",
+                &admin.to_string(),
+                "--timeout",
+                timeout,
+            ])
+            .output()
+            .unwrap()
+    };
+    let early = wait_ready("300ms");
+    assert_eq!(early.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("did not answer /ready"),
+        "{early:?}"
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vireo-proxy"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin",
+            &admin.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = wait_ready("20s");
+    let served = raw_get(listen, "/");
+    let file_port = std::net::TcpStream::connect(file_ports[0]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert!(served.is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+    assert!(file_port.is_err(), "the file's listen address is not used");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

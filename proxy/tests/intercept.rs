@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{echo_upstream_on, metric, raw, upstream_on, Upstream};
+use common::{echo_upstream_on, grpc_upstream_on, metric, raw, upstream_on, Upstream};
 use vireo_proxy::split::{bucket, Split};
 
 const PROXY_UID: &str = "2102";
@@ -80,7 +80,11 @@ struct Net {
 
 impl Net {
     fn create() -> Net {
-        let id = std::process::id();
+        // Tests run in parallel in one process: each gets namespaces of its own.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Interface names are at most 15 bytes: "vt" + pid (≤ 7) + n + side.
+        let id = format!("{}{n}", std::process::id());
         let net = Net {
             app: format!("vireo-t{id}-app"),
             svc: format!("vireo-t{id}-svc"),
@@ -102,10 +106,9 @@ impl Net {
         for backend in ["10.96.0.11", "10.96.0.12", "10.96.0.13"] {
             ip(&format!("-n {} addr add {backend}/32 dev {b}", net.svc));
         }
-        ip(&format!(
-            "-n {} route add 10.96.0.0/16 via 10.200.0.1",
-            net.app
-        ));
+        // As in a pod: everything off-pod goes through the one interface. (The svc namespace
+        // does not forward, so TEST-NET-1, the proxy's start-up probe, is dropped there.)
+        ip(&format!("-n {} route add default via 10.200.0.1", net.app));
         net
     }
 
@@ -234,6 +237,7 @@ fn an_app_calling_a_service_by_ip_is_split_as_the_bucket_function_says() {
     let canary: Upstream = upstream_on("canary", net.listen("10.96.0.12:80"));
     let other: Upstream = upstream_on("other", net.listen("10.96.0.13:80"));
     let echo: Upstream = echo_upstream_on("echo", net.listen("10.96.0.13:7000"));
+    let grpc: Upstream = grpc_upstream_on("grpc", net.listen("10.96.0.13:50051"));
 
     // The init step, twice: the second run must leave the same rules.
     let bin = env!("CARGO_BIN_EXE_vireo-proxy");
@@ -325,6 +329,65 @@ fn an_app_calling_a_service_by_ip_is_split_as_the_bucket_function_says() {
     assert_eq!(&echoed, hello);
     assert_eq!(echo.served(), 1);
 
+    // CONNECT (the app's own forward proxy at the destination) is a tunnel: relayed whole,
+    // not refused as a request to this proxy.
+    let connect = b"CONNECT api.example:443 HTTP/1.1\r\nhost: api.example:443\r\n\r\n";
+    let echoed = net.in_app(|| {
+        let mut s =
+            TcpStream::connect_timeout(&"10.96.0.13:7000".parse().unwrap(), Duration::from_secs(2))
+                .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(connect).unwrap();
+        let mut back = vec![0u8; connect.len()];
+        s.read_exact(&mut back).unwrap();
+        back
+    });
+    assert_eq!(echoed, connect);
+    assert_eq!(echo.served(), 2);
+
+    // A passed-through request keeps its target as the app wrote it: absolute form is what
+    // a forward proxy at the destination needs.
+    let absolute = net.in_app(|| {
+        raw(
+            "10.96.0.13:80".parse().unwrap(),
+            b"GET http://api.example/target HTTP/1.1\r\nhost: api.example\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap()
+    });
+    assert_eq!(body(&absolute), "http://api.example/target", "{absolute}");
+    let origin = net.in_app(|| get("10.96.0.13:80", "10.96.0.13", "/target", None));
+    assert_eq!(body(&origin), "/target", "{origin}");
+
+    // An h2c call passes through as HTTP/2: the destination gets the protocol the app spoke.
+    let h2 = net.in_app(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let client = common::h2c_client();
+                let req = hyper::Request::post("http://10.96.0.13:50051/pkg.Svc/Call")
+                    .header("content-type", "application/grpc")
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                        b"ping",
+                    )))
+                    .unwrap();
+                let resp = client.request(req).await.expect("h2c passthrough");
+                let version = resp.headers()["x-upstream-version"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                (resp.status().as_u16(), version)
+            })
+    });
+    assert_eq!(
+        h2,
+        (200, "HTTP/2.0".to_string()),
+        "proxy log:\n{}",
+        proxy.log()
+    );
+    assert_eq!(grpc.served(), 1);
+
     // Explicit mode stays: the app calling the proxy itself is not intercepted (no original
     // destination, no passthrough), and the route's split applies all the same.
     let explicit: Vec<String> = net.in_app(|| {
@@ -363,8 +426,58 @@ fn an_app_calling_a_service_by_ip_is_split_as_the_bucket_function_says() {
             &metrics,
             r#"vireo_requests_total{route="_passthrough",backend="original",version="",code="200"}"#
         ),
-        1.0,
+        4.0,
         "{metrics}"
     );
     drop(proxy);
+}
+
+/// The rules exempt the proxy by uid. A proxy started in transparent mode as another uid
+/// (here root) would have its own backend calls redirected to itself; it must refuse to start,
+/// saying why, instead of looping every connection until file descriptors run out.
+#[test]
+fn a_proxy_whose_own_calls_would_be_intercepted_refuses_to_start() {
+    if !privileged() {
+        return;
+    }
+    let net = Net::create();
+    let bin = env!("CARGO_BIN_EXE_vireo-proxy");
+    run(Command::new("ip").args(["netns", "exec", &net.app, bin, "iptables"]));
+    let dir = std::env::temp_dir().join(format!("vireo-intercept-root-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("proxy.yaml"),
+        "listen: 127.0.0.1:4140\nadmin: 127.0.0.1:4191\nthreads: 1\nroutes: []\n",
+    )
+    .unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &net.app, bin, "--transparent", "--config"])
+        .arg(dir.join("proxy.yaml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a transparent proxy running as root started anyway");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("redirected back to the proxy"), "{stderr}");
+    assert!(stderr.contains("uid 0"), "{stderr}");
 }

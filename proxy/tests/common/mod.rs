@@ -5,6 +5,7 @@
 //! - `/slow?ms=N`   — answer after N ms;
 //! - `/status/NNN`  — answer with that status;
 //! - `/ws`          — `101 Switching Protocols`, then echo bytes back;
+//! - `/target`      — the request target as the upstream received it (origin or absolute form);
 //! - `/echo`        — the request's header fields, one `name: value` line each, and the body
 //!   length, so a test sees exactly what reached the backend;
 //! - `/hop`         — a response carrying hop-by-hop fields (`Connection: x-up-hop`,
@@ -180,6 +181,12 @@ async fn serve(name: &str, count: &AtomicU64, mut req: Request<Incoming>) -> Res
             .status(status)
             .header("x-backend", name)
             .body(Full::new(Bytes::from(name.to_string())))
+            .unwrap();
+    }
+    if path == "/target" {
+        return Response::builder()
+            .header("x-backend", name)
+            .body(Full::new(Bytes::from(req.uri().to_string())))
             .unwrap();
     }
     if path == "/echo" {
@@ -499,7 +506,12 @@ pub async fn send(client: &Client, req: Request<Full<Bytes>>) -> Result<Reply, S
 /// request body, says which HTTP version it saw in `x-upstream-version`, and ends the response
 /// with `grpc-status: 0` trailers.
 pub fn grpc_upstream(name: &str) -> Upstream {
-    spawn_upstream(name, None, |stream, _, r| async move {
+    grpc_upstream_on(name, StdListener::bind("127.0.0.1:0").unwrap())
+}
+
+/// [`grpc_upstream`] on a socket the caller bound.
+pub fn grpc_upstream_on(name: &str, listener: StdListener) -> Upstream {
+    spawn_upstream_on(name, listener, |stream, _, r| async move {
         let svc = service_fn(move |req: Request<Incoming>| {
             let r = r.clone();
             async move {
