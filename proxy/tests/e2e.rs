@@ -585,6 +585,26 @@ fn command_line_ports_win_and_wait_ready_waits_for_them() {
     assert!(file_port.is_err(), "the file's listen address is not used");
 }
 
+/// ip6tables' REDIRECT sends a pod's IPv6 calls to [::1]: a transparent proxy on the IPv4
+/// loopback listens there too, on the same port (and only on loopback).
+#[test]
+fn a_transparent_proxy_also_listens_on_the_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let (canary, stable) = (upstream("canary"), upstream("stable"));
+    let proxy = Proxy::start_with(
+        "",
+        &canary_route("checkout", &canary, &stable, 0),
+        &["--transparent"],
+    );
+    let v6: SocketAddr = format!("[::1]:{}", proxy.listen.port()).parse().unwrap();
+    let answer = raw_get(v6, "/").expect("the IPv6 loopback listens");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(stable.served(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reapplies_the_config_file() {
     let (canary, stable) = (upstream("canary"), upstream("stable"));
