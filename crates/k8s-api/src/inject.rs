@@ -10,7 +10,8 @@
 //! - **Native sidecar** on Kubernetes 1.29 and later: an init container with
 //!   `restartPolicy: Always` and a startupProbe on `/ready`, so the app starts after the
 //!   proxy is ready and a Job's pod completes when its main container does. Before 1.29 the
-//!   proxy is an ordinary container; in a Job's pod (owned by a Job) it answers
+//!   proxy is an ordinary container, first in the list with a postStart hook that waits for
+//!   `/ready` (the kubelet starts the app after it); in a Job's pod (owned by a Job) it answers
 //!   `POST http://127.0.0.1:<admin>/shutdown` from inside the pod, which the Job's last
 //!   command calls so that the pod completes (Linkerd's answer too; the status annotation
 //!   says so).
@@ -48,6 +49,8 @@ pub const INIT_CONTAINER: &str = "vireo-init";
 pub const INTERCEPTION: &str = "vireo.dev/interception";
 pub const SKIP_PORTS: &str = "vireo.dev/skip-outbound-ports";
 pub const SKIP_NETWORKS: &str = "vireo.dev/skip-outbound-networks";
+/// kubectl's choice of container for `logs` and `exec` without `-c`.
+pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 /// Ports not redirected unless the pod says otherwise: SMTP (25, 587), MySQL (3306) and
 /// Galera (4444, 4567-4568), whose servers speak first — an intercepted client would wait
 /// for protocol detection's 10 s before its bytes are relayed.
@@ -97,6 +100,17 @@ pub enum Decision {
 pub const NOT_OPTED_IN: &str =
     "not opted in (vireo.dev/inject: enabled on the namespace or the pod)";
 
+/// The reason of a pod whose namespace opted out: as quiet as [`NOT_OPTED_IN`] (the namespace
+/// said it wants nothing of Vireo, Events included).
+pub const NAMESPACE_DISABLED: &str = "disabled by the namespace's vireo.dev/inject";
+
+/// Whether a skip's reason is worth an Event on the pod: one the pod asked for or needs to
+/// know (its own `disabled`, a bad annotation, hostNetwork), not the cluster's pods that never
+/// opted in or whose namespace opted out.
+pub fn reason_is_news(reason: &str) -> bool {
+    reason != NOT_OPTED_IN && reason != NAMESPACE_DISABLED
+}
+
 /// How an injected pod's traffic reaches its proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interception {
@@ -126,18 +140,20 @@ fn interception(pod: &Value, o: &Options) -> Result<Interception, String> {
     if !transparent {
         return Ok(Interception::Explicit);
     }
-    let list = |key: &str, default: &str, check: fn(&str) -> Result<(), String>| {
-        let v = ann.get(key).and_then(Value::as_str).unwrap_or(default);
-        check(v)
-            .map(|()| v.replace(' ', ""))
-            .map_err(|e| format!("{key}: {e}"))
-    };
     use vireo_types::intercept::{parse_list, Cidr, Ports};
+    // The init step's flags are written from the parsed values, never from the annotation's
+    // text: what reaches `vireo-proxy iptables` is exactly what was checked here.
+    fn list<T>(ann: &Value, key: &str, default: &str) -> Result<String, String>
+    where
+        T: std::str::FromStr<Err = String> + std::fmt::Display,
+    {
+        let v = ann.get(key).and_then(Value::as_str).unwrap_or(default);
+        let items = parse_list::<T>(v).map_err(|e| format!("{key}: {e}"))?;
+        Ok(items.iter().map(T::to_string).collect::<Vec<_>>().join(","))
+    }
     Ok(Interception::Transparent {
-        skip_ports: list(SKIP_PORTS, DEFAULT_SKIP_PORTS, |v| {
-            parse_list::<Ports>(v).map(drop)
-        })?,
-        skip_networks: list(SKIP_NETWORKS, "", |v| parse_list::<Cidr>(v).map(drop))?,
+        skip_ports: list::<Ports>(ann, SKIP_PORTS, DEFAULT_SKIP_PORTS)?,
+        skip_networks: list::<Cidr>(ann, SKIP_NETWORKS, "")?,
     })
 }
 
@@ -177,9 +193,7 @@ pub fn decide(pod: &Value, namespace_labels: &Value, o: &Options) -> Decision {
             "the pod's vireo.dev/inject is {other:?}: use enabled or disabled"
         ))),
         (None, Some("enabled")) => inject(),
-        (None, Some("disabled")) => {
-            Decision::Skip(Some("disabled by the namespace's vireo.dev/inject".into()))
-        }
+        (None, Some("disabled")) => Decision::Skip(Some(NAMESPACE_DISABLED.into())),
         (None, _) => Decision::Skip(Some(NOT_OPTED_IN.into())),
     }
 }
@@ -252,8 +266,12 @@ pub fn sidecar(o: &Options, native: bool, transparent: bool) -> Value {
         "name": CONTAINER,
         "image": o.image,
         "command": ["/usr/local/bin/vireo-proxy"],
+        // The ports come from here, not the namespace's shared file: the iptables redirect,
+        // the probes and the scrape annotations name these, and must find the proxy there.
         "args": [
             "--config", "/etc/vireo/proxy.yaml",
+            "--listen", format!("127.0.0.1:{}", o.data_port),
+            "--admin", format!("0.0.0.0:{}", o.admin_port),
             "--control", o.control_url,
             "--proxy-id", "$(POD_NAMESPACE)/$(POD_NAME)",
             "--control-token-file", format!("{TOKEN_DIR}/token"),
@@ -293,6 +311,14 @@ pub fn sidecar(o: &Options, native: bool, transparent: bool) -> Value {
         c["restartPolicy"] = json!("Always");
         // The app's containers start once this passes: the proxy is ready before them.
         c["startupProbe"] = json!({"httpGet": {"path": "/ready", "port": o.admin_port}, "periodSeconds": 1, "failureThreshold": 120});
+    } else {
+        // The kubelet starts a pod's containers in order and the next one only once this
+        // hook returned: first in the list, the proxy is ready before the app starts (what
+        // Linkerd and Istio do before native sidecars).
+        c["lifecycle"] = json!({"postStart": {"exec": {"command": [
+            "/usr/local/bin/vireo-proxy", "wait-ready",
+            "--admin", format!("127.0.0.1:{}", o.admin_port), "--timeout", "120s",
+        ]}}});
     }
     c
 }
@@ -350,7 +376,7 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
                         args.push(json!("--shutdown-endpoint"));
                     }
                 }
-                ops.push(json!({"op": "add", "path": "/spec/containers/-", "value": side}));
+                ops.push(json!({"op": "add", "path": "/spec/containers/0", "value": side}));
             }
             let mut volumes = vec![
                 // Optional: a namespace without the ConfigMap must not leave its pods stuck in
@@ -383,6 +409,17 @@ pub fn patch(pod: &Value, decision: &Decision, o: &Options) -> Vec<Value> {
                 format!("injected: {kind}")
             };
             let mut set = vec![(INJECTED, "true".to_string()), (STATUS_ANNOTATION, status)];
+            // The proxy is the first container before 1.29: `kubectl logs` and `kubectl exec`
+            // still default to the app's.
+            let app = pod["spec"]["containers"][0]["name"].as_str();
+            if let (false, Some(app)) = (native, app) {
+                if pod["metadata"]["annotations"]
+                    .get(DEFAULT_CONTAINER)
+                    .is_none()
+                {
+                    set.push((DEFAULT_CONTAINER, app.to_string()));
+                }
+            }
             // The app's own scrape annotations win: they may point at its own metrics.
             if pod["metadata"]["annotations"]
                 .get("prometheus.io/scrape")
@@ -504,7 +541,9 @@ mod tests {
     #[test]
     fn transparent_interception_runs_the_init_step_first_with_only_net_admin() {
         let o = Options::default();
-        let mut p = pod(json!({SKIP_PORTS: "25, 5432", SKIP_NETWORKS: "169.254.169.254/32"}));
+        // Written loosely; the init step gets the list as parsed (an empty item would be a
+        // bad command line for `vireo-proxy iptables`, and the pod would never start).
+        let mut p = pod(json!({SKIP_PORTS: "25,, 5432,", SKIP_NETWORKS: " 169.254.169.254/32"}));
         p["spec"]["initContainers"] = json!([{"name": "migrate", "image": "web:1"}]);
         let injected = apply(
             &p,
@@ -537,10 +576,11 @@ mod tests {
         // The proxy's uid is the one the rules exempt, and it serves redirected connections.
         let side = &injected["spec"]["initContainers"][1];
         assert_eq!(side["securityContext"]["runAsUser"], json!(PROXY_UID));
-        assert!(side["args"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("--transparent")));
+        let args = side["args"].as_array().unwrap();
+        assert!(args.contains(&json!("--transparent")));
+        // It listens where the rules redirect, whatever the namespace's file says.
+        let at = args.iter().position(|a| a == "--listen").unwrap();
+        assert_eq!(args[at + 1], "127.0.0.1:4140");
         assert!(names(&injected["spec"]["volumes"]).contains(&"vireo-xtables-lock"));
         assert_eq!(
             injected["metadata"]["annotations"][STATUS_ANNOTATION],
@@ -593,9 +633,16 @@ mod tests {
         );
         let containers = injected["spec"]["containers"].as_array().unwrap();
         assert_eq!(containers.len(), 2);
-        assert_eq!(containers[1]["name"], CONTAINER);
-        assert!(containers[1].get("restartPolicy").is_none());
-        assert!(!containers[1]["args"]
+        // First, and the app starts only once its postStart hook saw the proxy ready.
+        assert_eq!(containers[0]["name"], CONTAINER);
+        assert!(containers[0].get("restartPolicy").is_none());
+        assert_eq!(
+            containers[0]["lifecycle"]["postStart"]["exec"]["command"][1],
+            "wait-ready"
+        );
+        let app = containers[1]["name"].as_str().unwrap();
+        assert_eq!(injected["metadata"]["annotations"][DEFAULT_CONTAINER], app);
+        assert!(!containers[0]["args"]
             .as_array()
             .unwrap()
             .contains(&json!("--shutdown-endpoint")));
@@ -606,7 +653,7 @@ mod tests {
             &job,
             patch(&job, &decide(&job, &json!({INJECT: "enabled"}), &o), &o),
         );
-        assert!(injected["spec"]["containers"][1]["args"]
+        assert!(injected["spec"]["containers"][0]["args"]
             .as_array()
             .unwrap()
             .contains(&json!("--shutdown-endpoint")));

@@ -59,10 +59,25 @@ pub fn respond_with(
     (review, decision)
 }
 
+/// Events being sent at most at once; beyond it (a burst of pods against a slow Events API) a
+/// skip is only logged, so neither tasks nor memory grow without bound.
+const EVENTS_IN_FLIGHT: usize = 64;
+/// How long one Event may take to be recorded.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+static EVENT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EVENTS_IN_FLIGHT);
+
 /// An Event on the pod saying why it was not injected. The pod does not exist yet (admission
 /// comes first), so the Event names it without a uid, as the API server allows. Sent off the
 /// admission's path: a slow Events API must not slow pod creation.
 fn skip_event(client: kube::Client, ns: &str, pod: &Value, reason: &str) {
+    let Ok(slot) = EVENT_SLOTS.try_acquire() else {
+        tracing::debug!(
+            namespace = ns,
+            "too many Events in flight; the skip is only logged"
+        );
+        return;
+    };
     use k8s_openapi::api::core::v1::Event;
     let name = pod["metadata"]["name"]
         .as_str()
@@ -86,9 +101,13 @@ fn skip_event(client: kube::Client, ns: &str, pod: &Value, reason: &str) {
     };
     let ns = ns.to_string();
     tokio::spawn(async move {
+        // Held until the Event is recorded or given up on.
+        let _slot = slot;
         let api: Api<Event> = Api::namespaced(client, &ns);
-        if let Err(e) = api.create(&Default::default(), &event).await {
-            tracing::debug!(namespace = %ns, "recording the skip as an Event: {e}");
+        match tokio::time::timeout(EVENT_TIMEOUT, api.create(&Default::default(), &event)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(namespace = %ns, "recording the skip as an Event: {e}"),
+            Err(_) => tracing::debug!(namespace = %ns, "recording the skip as an Event timed out"),
         }
     });
 }
@@ -161,8 +180,8 @@ async fn handle(
     let (review, decision) = respond_with(request, &labels, &opts);
     if let Decision::Skip(Some(reason)) = &decision {
         // Not for a dry run (nothing is created), nor for the cluster's pods that never
-        // opted in (see `inject::NOT_OPTED_IN`).
-        if request["dryRun"] != true && reason != inject::NOT_OPTED_IN {
+        // opted in or whose namespace opted out (see `inject::reason_is_news`).
+        if request["dryRun"] != true && inject::reason_is_news(reason) {
             skip_event(client, ns, &request["object"], reason);
         }
     }
