@@ -668,6 +668,20 @@ spec:
             .is_some_and(|l| l.contains("Failed") && l.contains("checkout")),
         "printer columns: {table}"
     );
+    // Writing them (and pruning the history, which lists them by label) worked, and says so.
+    let ro = k.json(&["-n", "shop", "get", "rollout", "checkout"]);
+    let written = ro["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "AnalysisRunsWritten")
+        .cloned();
+    assert_eq!(
+        written.as_ref().map(|c| c["status"].clone()),
+        Some(serde_json::json!("True")),
+        "{:#}",
+        ro["status"]
+    );
     stop_traffic.store(true, std::sync::atomic::Ordering::Relaxed);
     stop_containers.store(true, std::sync::atomic::Ordering::Relaxed);
 }

@@ -46,7 +46,6 @@ pub fn unsupported_fields(ro: &Rollout) -> Vec<String> {
         s.rollback_window.is_some(),
         "spec.rollbackWindow".into(),
     );
-    note(&mut out, s.analysis.is_some(), "spec.analysis".into());
     if let Some(w) = &s.workload_ref {
         note(
             &mut out,

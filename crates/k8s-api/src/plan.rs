@@ -307,9 +307,14 @@ pub fn plan(o: &Observed) -> Plan {
 
 /// Traffic moves to a set only once it can take it. A stable whose pods are still starting —
 /// a rollback to a set that was scaled down after the promotion, a promotion whose last pods
-/// are not ready — leaves the stable Service on the set that serves now, which keeps its pods
-/// meanwhile; the ReplicaSet's readiness changing brings the next pass (the controller
+/// are not ready — leaves the stable Service on the set that serves now, which is kept at full
+/// size meanwhile; the ReplicaSet's readiness changing brings the next pass (the controller
 /// watches its ReplicaSets). Argo Rollouts waits for the stable to be available the same way.
+///
+/// "Can take it" is: as many ready pods as the serving set has now, or all the set is meant
+/// to run. Not every pod: in a cluster without room for two full sets the last pods may never
+/// be scheduled while the held set keeps its, and a serving set that was already small (with
+/// `dynamicStableScale`) or failing must not keep traffic from a set that is no worse.
 fn hold_until_ready(o: &Observed, p: &mut Plan) {
     let Some(serving) = o
         .stable_service
@@ -323,12 +328,13 @@ fn hold_until_ready(o: &Observed, p: &mut Plan) {
         .iter()
         .find(|s| s.hash == p.stable_selector)
         .map_or(0, |s| s.replicas);
-    let ready = o
-        .sets
-        .iter()
-        .find(|s| s.hash == p.stable_selector)
-        .map_or(0, |s| s.ready);
-    if want == 0 || ready >= want {
+    let ready = |hash: &str| {
+        o.sets
+            .iter()
+            .find(|s| s.hash == hash)
+            .map_or(0, |s| s.ready)
+    };
+    if want == 0 || ready(&p.stable_selector) >= want.min(ready(serving)) {
         return;
     }
     p.stable_selector = serving.clone();
@@ -339,7 +345,8 @@ fn hold_until_ready(o: &Observed, p: &mut Plan) {
         .find(|s| s.hash == *serving)
         .map_or(0, |s| s.replicas);
     if let Some(set) = p.sets.iter_mut().find(|s| s.hash == *serving) {
-        set.replicas = set.replicas.max(has);
+        // It carries all the stable traffic while held: all its pods, as a stable has.
+        set.replicas = set.replicas.max(has).max(o.replicas);
         set.deadline = None;
         set.clear_deadline = true;
     }

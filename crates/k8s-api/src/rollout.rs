@@ -109,8 +109,24 @@ pub struct RolloutSpec {
     pub restart_at: Option<Unsupported>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_window: Option<Unsupported>,
+    /// How many finished AnalysisRuns of earlier canaries to keep (Argo's field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub analysis: Option<Unsupported>,
+    pub analysis: Option<AnalysisRunHistory>,
+}
+
+/// Argo's `spec.analysis`: AnalysisRuns kept per outcome, newest first; older ones of earlier
+/// canaries are deleted. The current canary's runs are always kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunHistory {
+    /// Successful runs to keep (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub successful_run_history_limit: Option<i32>,
+    /// Failed, errored and inconclusive runs to keep (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub unsuccessful_run_history_limit: Option<i32>,
 }
 
 /// Argo's `workloadRef`: the pod template comes from an existing Deployment.

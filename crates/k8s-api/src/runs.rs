@@ -2,8 +2,9 @@
 //! `kubectl get analysisruns` (short name `var`) shows what was measured, as Argo Rollouts
 //! users expect. The store stays the source of truth (the evidence names its runs); an
 //! AnalysisRun is written by the controller, owned by its Rollout (deleted with it), and never
-//! read back. Pure: the controller creates the object from [`object`] and writes [`status`]
-//! through the status subresource whenever it differs.
+//! read back except to prune the history. Pure: the controller creates the object from
+//! [`spec`], writes [`status`] through the status subresource whenever it differs (as the
+//! patch [`status_patch`] makes), and deletes what [`expired`] names.
 
 use vireo_core::analysis::{MeasurementPhase, RunPhase, RunView, Value};
 
@@ -134,10 +135,150 @@ pub fn status(run: &RunView) -> AnalysisRunStatus {
     }
 }
 
+/// Argo's default for both history limits.
+pub const DEFAULT_HISTORY_LIMIT: usize = 5;
+
+/// An AnalysisRun as the history pruning sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kept {
+    pub name: String,
+    /// The canary hash it judged (its [`crate::plan::HASH_LABEL`]).
+    pub hash: String,
+    pub phase: Option<String>,
+    /// `metadata.creationTimestamp`, in milliseconds (`0` when missing: oldest).
+    pub created_ms: i64,
+}
+
+/// The AnalysisRuns to delete: of earlier canaries only (never `current`'s, which the store
+/// still drives), finished only, beyond `successful` newest successful ones and `unsuccessful`
+/// newest failed, errored or inconclusive ones — Argo's history limits.
+pub fn expired(
+    runs: &[Kept],
+    current: &str,
+    successful: usize,
+    unsuccessful: usize,
+) -> Vec<String> {
+    let mut older: Vec<&Kept> = runs.iter().filter(|r| r.hash != current).collect();
+    // Newest first; the name breaks ties so the answer does not depend on the list's order.
+    older.sort_by(|a, b| {
+        b.created_ms
+            .cmp(&a.created_ms)
+            .then_with(|| b.name.cmp(&a.name))
+    });
+    let (mut ok, mut not_ok) = (0, 0);
+    let mut out = Vec::new();
+    for r in older {
+        let (seen, limit) = match r.phase.as_deref() {
+            Some("Successful") => (&mut ok, successful),
+            Some("Failed" | "Error" | "Inconclusive") => (&mut not_ok, unsuccessful),
+            // Pending, running or never written: not history yet.
+            _ => continue,
+        };
+        *seen += 1;
+        if *seen > limit {
+            out.push(r.name.clone());
+        }
+    }
+    out
+}
+
+/// The JSON merge patch (RFC 7386) that turns the object's `status` from `have` into `want`:
+/// a field `have` has and `want` lacks is sent as `null`, which is the only way a merge patch
+/// removes it (a plain `{"status": want}` would leave an old `message` for ever). `None` when
+/// nothing differs.
+pub fn status_patch(
+    have: Option<&AnalysisRunStatus>,
+    want: &AnalysisRunStatus,
+) -> Option<serde_json::Value> {
+    if have == Some(want) {
+        return None;
+    }
+    let want = serde_json::to_value(want).unwrap_or_default();
+    let have = have
+        .and_then(|h| serde_json::to_value(h).ok())
+        .unwrap_or_default();
+    Some(serde_json::json!({ "status": merge_patch(&have, &want) }))
+}
+
+/// RFC 7386's diff of two JSON values: objects field by field (removed ones as `null`),
+/// anything else (arrays included) replaced whole.
+fn merge_patch(have: &serde_json::Value, want: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match (have, want) {
+        (J::Object(h), J::Object(w)) => {
+            let mut out = serde_json::Map::new();
+            for (k, wv) in w {
+                match h.get(k) {
+                    Some(hv) if hv == wv => {}
+                    Some(hv) => {
+                        out.insert(k.clone(), merge_patch(hv, wv));
+                    }
+                    None => {
+                        out.insert(k.clone(), wv.clone());
+                    }
+                }
+            }
+            for k in h.keys().filter(|k| !w.contains_key(*k)) {
+                out.insert(k.clone(), J::Null);
+            }
+            J::Object(out)
+        }
+        _ => want.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use vireo_core::analysis::{Measurement as M, MetricView};
+
+    fn kept(name: &str, hash: &str, phase: &str, created_ms: i64) -> Kept {
+        Kept {
+            name: name.into(),
+            hash: hash.into(),
+            phase: Some(phase.into()).filter(|p: &String| !p.is_empty()),
+            created_ms,
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_runs_per_outcome_and_all_of_the_current_canary() {
+        let mut runs: Vec<Kept> = (0..8)
+            .map(|i| kept(&format!("ok-{i}"), "a", "Successful", i))
+            .collect();
+        runs.extend((0..3).map(|i| kept(&format!("bad-{i}"), "b", "Failed", 100 + i)));
+        runs.push(kept("running", "b", "Running", 0));
+        runs.push(kept("unwritten", "b", "", 0));
+        runs.extend((0..9).map(|i| kept(&format!("now-{i}"), "c", "Successful", 200 + i)));
+        let mut gone = expired(&runs, "c", 5, 2);
+        gone.sort();
+        assert_eq!(gone, ["bad-0", "ok-0", "ok-1", "ok-2"]);
+        assert!(expired(&runs, "c", 100, 100).is_empty());
+        assert_eq!(expired(&runs, "c", 0, 0).len(), 11);
+    }
+
+    #[test]
+    fn a_status_patch_removes_what_the_run_no_longer_says() {
+        let have = AnalysisRunStatus {
+            phase: Some("Running".into()),
+            message: Some("waiting for the first measurement".into()),
+            ..Default::default()
+        };
+        let want = AnalysisRunStatus {
+            phase: Some("Successful".into()),
+            ..Default::default()
+        };
+        let patch = status_patch(Some(&have), &want).unwrap();
+        assert_eq!(patch["status"]["phase"], "Successful");
+        assert!(patch["status"]["message"].is_null(), "{patch}");
+        assert!(
+            patch["status"].get("message").is_some(),
+            "sent as null: {patch}"
+        );
+        assert_eq!(status_patch(Some(&want), &want), None);
+        let fresh = status_patch(None, &want).unwrap();
+        assert_eq!(fresh["status"]["phase"], "Successful");
+    }
 
     #[test]
     fn a_failed_run_shows_its_measurements_and_counters_as_argo_does() {

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -649,8 +649,31 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
         &old_status.conditions,
     ));
     if let (Some(v), Some(_)) = (&view, current) {
+        // Best-effort: the AnalysisRuns are a view of the store's runs, and an API error
+        // writing them must not keep the Rollout's own status (the phase, the weight) from
+        // being written. The condition says so; the next pass tries again.
         let name_of = |t: &TemplateRef| template_store_name(&ns, t);
-        project_runs(ro, ctx, &ns, &effective, &v.status.analysis_runs, &name_of).await?;
+        let runs = &v.status.analysis_runs;
+        if !runs.is_empty() {
+            let projected = project_runs(ro, ctx, &ns, &effective, runs, &name_of).await;
+            if let Err(e) = &projected {
+                tracing::warn!(rollout = %ro.name_any(), error = %e, "cannot write AnalysisRuns");
+            }
+            conditions.push(condition(
+                "AnalysisRunsWritten",
+                projected.is_ok(),
+                if projected.is_ok() {
+                    "Written"
+                } else {
+                    "WriteFailed"
+                },
+                match &projected {
+                    Ok(()) => format!("{} AnalysisRuns of this canary", runs.len()),
+                    Err(e) => format!("cannot write AnalysisRuns: {e}"),
+                },
+                &old_status.conditions,
+            ));
+        }
     }
     status.conditions = conditions;
     let phase_changed = old_status.phase != status.phase;
@@ -766,9 +789,6 @@ async fn project_runs(
 ) -> Result<(), Error> {
     use vireo_k8s_api::analysis::AnalysisRun;
     use vireo_k8s_api::runs;
-    if runs.is_empty() {
-        return Ok(());
-    }
     let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), ns);
     let rollout = ro.name_any();
     let steps = ro
@@ -815,10 +835,51 @@ async fn project_runs(
                 }
             }
         };
-        if have.as_ref() != Some(&want) {
-            let patch = json!({"status": want});
+        if let Some(patch) = runs::status_patch(have.as_ref(), &want) {
             api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await?;
+        }
+    }
+    prune_runs(ro, &api, hash).await
+}
+
+/// Deletes the AnalysisRuns of earlier canaries beyond the Rollout's history limits
+/// (`spec.analysis`, Argo's defaults of 5 successful and 5 unsuccessful).
+async fn prune_runs(
+    ro: &Rollout,
+    api: &Api<vireo_k8s_api::analysis::AnalysisRun>,
+    current: &str,
+) -> Result<(), Error> {
+    use vireo_k8s_api::runs;
+    let limit = |v: Option<i32>| v.map_or(runs::DEFAULT_HISTORY_LIMIT, |n| n.max(0) as usize);
+    let history = ro.spec.analysis.clone().unwrap_or_default();
+    let selector = format!("{}={}", runs::ROLLOUT_LABEL, ro.name_any());
+    let listed = api.list(&ListParams::default().labels(&selector)).await?;
+    let kept: Vec<runs::Kept> = listed
+        .items
+        .iter()
+        .map(|r| runs::Kept {
+            name: r.name_any(),
+            hash: r.labels().get(HASH_LABEL).cloned().unwrap_or_default(),
+            phase: r.status.as_ref().and_then(|s| s.phase.clone()),
+            created_ms: r
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(0, |t| t.0.as_millisecond()),
+        })
+        .collect();
+    let gone = runs::expired(
+        &kept,
+        current,
+        limit(history.successful_run_history_limit),
+        limit(history.unsuccessful_run_history_limit),
+    );
+    for name in gone {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

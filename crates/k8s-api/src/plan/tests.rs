@@ -252,4 +252,53 @@ fn the_stable_service_moves_only_to_ready_pods() {
     let p = plan(&o);
     assert_eq!(p.stable_selector, "old", "moved once every pod is ready");
     assert!(!p.holding);
+
+    // As many ready pods as the serving set has is enough: a cluster without room for two
+    // full sets may never schedule the last ones while the held set keeps its pods.
+    o.sets[1].ready = 2;
+    o.sets[0].ready = 2;
+    assert_eq!(
+        plan(&o).stable_selector,
+        "old",
+        "as ready as the serving set"
+    );
+    o.sets[0].ready = 1;
+    assert_eq!(
+        plan(&o).stable_selector,
+        "new",
+        "fewer ready than the serving set"
+    );
+    // A serving set with no ready pod holds nothing back.
+    o.sets[1].ready = 0;
+    o.sets[0].ready = 0;
+    assert_eq!(plan(&o).stable_selector, "old");
+}
+
+#[test]
+fn a_held_set_runs_at_full_size_while_it_serves() {
+    // With dynamicStableScale a promotion at 100 % left the old stable with no pods of its
+    // own planned; a set still serving all the stable traffic gets all its pods back.
+    let mut o = observed(stored(Phase::RolledBack, 0, true));
+    o.stable_service = Some("new".into());
+    o.sets = vec![
+        ObservedSet {
+            hash: "old".into(),
+            replicas: 4,
+            ready: 0,
+            deadline: None,
+        },
+        ObservedSet {
+            hash: "new".into(),
+            replicas: 2,
+            ready: 2,
+            deadline: None,
+        },
+    ];
+    let p = plan(&o);
+    assert!(p.holding);
+    assert_eq!(
+        replicas(&p, "new"),
+        4,
+        "the serving set is scaled back to full"
+    );
 }
