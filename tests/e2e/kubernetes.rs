@@ -154,6 +154,11 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
             if let Some(w) = s["canaryWeight"].as_i64() {
                 if weights.last() != Some(&w) {
                     weights.push(w);
+                    if w == 25 {
+                        // What a release engineer watching it sees mid-way.
+                        let table = k.ok(&["-n", "shop", "get", "rollouts"]);
+                        assert!(table.contains("checkout"), "{table}");
+                    }
                 }
                 let sets = sets_by_hash(&k);
                 canary_pods_at
@@ -225,6 +230,29 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
     let out = k.ok(&["-n", "shop", "get", "rollouts"]);
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["checkout", "Completed", "7", "100"], "{out}");
+    let sets = k.ok(&[
+        "-n",
+        "shop",
+        "get",
+        "replicasets",
+        "-L",
+        "rollouts-pod-template-hash",
+    ]);
+    assert!(sets.contains(&second), "{sets}");
+    let services = k.ok(&[
+        "-n",
+        "shop",
+        "get",
+        "services",
+        "-o",
+        "custom-columns=NAME:.metadata.name,SELECTOR:.spec.selector",
+    ]);
+    assert!(
+        services
+            .lines()
+            .any(|l| l.starts_with("checkout-stable") && l.contains(&second)),
+        "{services}"
+    );
     let events = k.ok(&["-n", "shop", "get", "events"]);
     for reason in [
         "RolloutStarted",
@@ -293,6 +321,8 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
         },
     );
     let round_trip = decided.elapsed();
+    let out = k.ok(&["-n", "shop", "get", "rollouts"]);
+    assert!(out.contains("RolledBack"), "{out}");
     eprintln!(
         "pod swap: rollback decided → old ReplicaSet ready and selected {} ms (held on the serving pods first: {held}); engine rtoMs {} roundTripMs {}; → rolled-back set at 0 {} ms",
         rto.as_millis(),

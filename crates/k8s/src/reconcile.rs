@@ -678,6 +678,7 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
     status.conditions = conditions;
     let phase_changed = old_status.phase != status.phase;
     let new_phase = status.phase.clone();
+    let new_message = status.message.clone();
     write_status(ro, ctx, &old_status, status).await?;
     if phase_changed {
         let warning = matches!(new_phase.as_deref(), Some("Aborted" | "RolledBack"));
@@ -690,9 +691,9 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
                 EventType::Normal
             },
             &new_phase.clone().unwrap_or_default(),
-            view.as_ref()
-                .map(|v| v.status.message.clone())
-                .unwrap_or_default(),
+            // The status's message: the engine's, or the controller's own for a Rollout with
+            // nothing to promote (a Healthy Event with no text says nothing).
+            new_message.unwrap_or_default(),
         )
         .await;
     }

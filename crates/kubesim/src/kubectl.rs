@@ -1,6 +1,10 @@
 //! The real kubectl against a simulator, for tests: the binary `scripts/ensure-deps.sh test`
 //! unpacks into `target/tools/bin` (or `$KUBECTL`), a kubeconfig and a cache directory of the
 //! test's own, and the repository as the working directory so paths like `crds/` resolve.
+//!
+//! With `VIREO_KUBECTL_TRANSCRIPT=FILE` every call but the `-o json` ones (the tests' polling)
+//! is appended to FILE as a shell session, command and output: the kubectl session a closing
+//! note or a bug report shows.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,11 +69,21 @@ impl Kubectl {
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
+        let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        );
+        if let Some(path) = std::env::var_os("VIREO_KUBECTL_TRANSCRIPT") {
+            if !args.windows(2).any(|w| w == ["-o", "json"]) {
+                let entry = format!("$ kubectl {}\n{stdout}{stderr}\n", args.join(" "));
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(entry.as_bytes()));
+            }
+        }
+        (out.status.success(), stdout, stderr)
     }
 
     /// Runs kubectl and panics with its output unless it succeeds; its stdout.
