@@ -182,28 +182,89 @@ pub fn original_dst(stream: &tokio::net::TcpStream) -> Option<SocketAddr> {
     (dst != local).then_some(dst)
 }
 
-/// TEST-NET-1 (RFC 5737): an address no network routes to anyone.
-const PROBE: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
-    1,
-);
+/// TEST-NET-1 and the IPv6 documentation prefix (RFC 5737, RFC 3849): addresses no network
+/// routes to anyone.
+const PROBES: [SocketAddr; 2] = [
+    SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        1,
+    ),
+    SocketAddr::new(
+        std::net::IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        1,
+    ),
+];
 
 /// How long the start-up probe waits: a redirect to the proxy's own listener completes in
 /// microseconds; a SYN into a pod network that drops it is what the wait is for.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// How long to look for the probe's connection on the proxy's own listeners once it succeeded.
+const PROBE_FIND: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What the start-up probe found.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// This process's own connection landed on its own listener: its traffic is redirected to
+    /// itself, and every backend call would loop.
+    pub looped: bool,
+    /// A probe connection succeeded elsewhere: something else (another mesh's redirect, an
+    /// egress proxy) takes this pod's traffic. Worth a warning, not a refusal.
+    pub elsewhere: bool,
+    /// Connections the app made that were accepted while looking: to be served, not lost.
+    pub early: Vec<std::net::TcpStream>,
+}
+
 /// Whether this process's own outbound connections are being redirected to the proxy: called
-/// at start-up in transparent mode, once the data port listens. The rules exempt the proxy by
-/// uid; a proxy running as another uid (a wrong `runAsUser`, an operator running it by hand)
-/// would send each backend call back to itself, and every relay would loop until file
-/// descriptors ran out. A connection to [`PROBE`] can only succeed if the kernel redirected
-/// it to a local listener.
-pub fn own_traffic_intercepted() -> bool {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let Ok(socket) = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)) else {
-        return false;
-    };
-    socket.connect_timeout(&PROBE.into(), PROBE_WAIT).is_ok()
+/// at start-up in transparent mode, once the data port listens (`listeners`, non-blocking),
+/// before any worker accepts. The rules exempt the proxy by uid; a proxy running as another uid
+/// (a wrong `runAsUser`, an operator running it by hand) would send each backend call back to
+/// itself, and every relay would loop until file descriptors ran out. A connection to a probe
+/// address that succeeds was redirected; it is this proxy's loop only if it arrives on one of
+/// `listeners` from the probe's own address.
+pub fn probe(listeners: &[&std::net::TcpListener]) -> Probe {
+    use socket2::{Protocol, Socket, Type};
+    let mut found = Probe::default();
+    let v6 = listeners
+        .iter()
+        .any(|l| l.local_addr().is_ok_and(|a| a.is_ipv6()));
+    for target in PROBES.iter().filter(|t| t.is_ipv4() || v6) {
+        let Ok(socket) = Socket::new(
+            socket2::Domain::for_address(*target),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        ) else {
+            continue;
+        };
+        if socket
+            .connect_timeout(&(*target).into(), PROBE_WAIT)
+            .is_err()
+        {
+            continue;
+        }
+        let Some(local) = socket.local_addr().ok().and_then(|a| a.as_socket()) else {
+            continue;
+        };
+        let deadline = std::time::Instant::now() + PROBE_FIND;
+        // Bounded: PROBE_FIND, in 1 ms rounds over every listener's backlog.
+        while std::time::Instant::now() < deadline && !found.looped {
+            for listener in listeners {
+                while let Ok((stream, peer)) = listener.accept() {
+                    if peer == local {
+                        found.looped = true;
+                    } else {
+                        found.early.push(stream);
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if found.looped {
+            return found;
+        }
+        found.elsewhere = true;
+    }
+    found
 }
 
 #[cfg(test)]
@@ -211,9 +272,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_probe_reaches_nobody_without_interception() {
-        // No rules on this machine's own namespace redirect TEST-NET-1.
-        assert!(!own_traffic_intercepted());
+    fn the_probe_finds_no_loop_without_interception() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let found = probe(&[&listener]);
+        // Whatever this machine's network does with TEST-NET-1, it does not bring the probe
+        // back to this listener; nothing is lost from its backlog either.
+        assert!(!found.looped);
+        assert!(found.early.is_empty());
     }
 
     fn rules() -> Interception {

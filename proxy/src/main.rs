@@ -137,7 +137,10 @@ struct WaitReadyArgs {
 fn wait_ready(args: WaitReadyArgs) -> ExitCode {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
-    let deadline = Instant::now() + args.timeout;
+    // A timeout past what the clock can hold waits as long as it can (about a century).
+    let deadline = Instant::now()
+        .checked_add(args.timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(3_000_000_000));
     let ready = || -> bool {
         let Ok(mut s) = std::net::TcpStream::connect_timeout(&args.admin, Duration::from_secs(1))
         else {

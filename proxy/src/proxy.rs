@@ -318,6 +318,10 @@ fn prepare(
 ) -> Result<(), u16> {
     strip_hop_by_hop(&mut parts.headers, hop, upgrade);
     if target.keep_form && parts.version == Version::HTTP_11 {
+        if !parts.headers.contains_key(HOST) {
+            // A `Connection: host` took it: HTTP/1.1 still needs one.
+            parts.headers.insert(HOST, target.fallback_host.clone());
+        }
         return Ok(());
     }
     if target.h2c {
@@ -686,6 +690,14 @@ mod tests {
         hop.headers.insert("x-hop", HeaderValue::from_static("1"));
         let p = prepared_for(hop, false, true);
         assert!(p.headers.get("x-hop").is_none());
+        let mut hostless = parts("/x", Some("a"), Version::HTTP_11);
+        hostless
+            .headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("host"));
+        assert_eq!(
+            prepared_for(hostless, false, true).headers[HOST],
+            "10.0.0.1:80"
+        );
         // h2c from h2c: HTTP/2 needs its pseudo-headers, so the usual rewrite applies.
         let p = prepared_for(parts("/x", Some("a"), Version::HTTP_2), true, true);
         assert_eq!(p.uri, "http://a/x");

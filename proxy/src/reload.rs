@@ -8,7 +8,7 @@
 //! old table keeps serving, the error is logged with its field path and
 //! `vireo_config_reloads_total{result="error"}` goes up. Settings that belong to the process
 //! rather than the table (`listen`, `admin`, `threads`, `shutdown_grace`, metric buckets,
-//! `upstream_max_connections`, `transparent`) need a restart; a reload that changes them
+//! `upstream_max_connections`, `header_read_timeout`, `transparent`) need a restart; a reload that changes them
 //! applies the routes and says so in the log, and the running table keeps the values the
 //! process runs with (so `/config` shows what is true, including the command line's
 //! `--listen`, `--admin` and `--transparent`, which a reload must not undo).
@@ -147,6 +147,7 @@ fn keep_restart_only(running: &Config, new: Config) -> Config {
         metrics: running.metrics.clone(),
         upstream_max_connections: running.upstream_max_connections,
         transparent: running.transparent,
+        header_read_timeout: running.header_read_timeout,
         ..new
     }
 }
@@ -173,6 +174,9 @@ fn warn_restart_only(old: &Config, new: &Config) {
     }
     if old.transparent != new.transparent {
         changed.push("transparent");
+    }
+    if old.header_read_timeout != new.header_read_timeout {
+        changed.push("header_read_timeout");
     }
     if !changed.is_empty() {
         tracing::warn!(

@@ -173,7 +173,7 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
     // In a pod whose outbound IPv6 is redirected too (`iptables --ipv6`), ip6tables' REDIRECT
     // lands on [::1]: the proxy listens there as well, on the same port. Loopback only, as
     // the IPv4 side: the data port must never be reachable from the pod network.
-    let listeners_v6 = match (config.transparent, listen.ip()) {
+    let listeners_v6: Vec<Option<std::net::TcpListener>> = match (config.transparent, listen.ip()) {
         (true, std::net::IpAddr::V4(ip)) if ip.is_loopback() => {
             let v6 = SocketAddr::new(
                 std::net::Ipv6Addr::LOCALHOST.into(),
@@ -181,19 +181,44 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
             );
             match bind_data_port(v6, threads) {
                 Ok(l) => l.into_iter().map(Some).collect(),
-                Err(e) => {
+                // No IPv6 here: nothing to redirect there either.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+                    ) || e.raw_os_error() == Some(97) =>
+                {
                     tracing::debug!(addr = %v6, error = %e, "no IPv6 loopback: intercepting IPv4 only");
                     (0..threads).map(|_| None).collect()
                 }
+                // Someone else on [::1]:port would get the app's redirected IPv6 calls.
+                Err(source) => {
+                    return Err(StartError::Listen {
+                        addr: v6.to_string(),
+                        source,
+                    })
+                }
             }
         }
-        _ => (0..threads).map(|_| None).collect::<Vec<_>>(),
+        _ => (0..threads).map(|_| None).collect(),
     };
-    if config.transparent && crate::intercept::own_traffic_intercepted() {
-        use std::os::unix::fs::MetadataExt;
-        let uid = std::fs::metadata("/proc/self")
-            .map_or_else(|_| "?".to_string(), |m| m.uid().to_string());
-        return Err(StartError::OwnTrafficIntercepted { uid });
+    let mut early = Vec::new();
+    if config.transparent {
+        let all: Vec<&std::net::TcpListener> = listeners
+            .iter()
+            .chain(listeners_v6.iter().flatten())
+            .collect();
+        let found = crate::intercept::probe(&all);
+        if found.looped {
+            use std::os::unix::fs::MetadataExt;
+            let uid = std::fs::metadata("/proc/self")
+                .map_or_else(|_| "?".to_string(), |m| m.uid().to_string());
+            return Err(StartError::OwnTrafficIntercepted { uid });
+        }
+        if found.elsewhere {
+            tracing::warn!("a connection to a documentation-only address (TEST-NET) succeeded: something besides Vireo intercepts this pod's outbound traffic (another mesh? an egress proxy?)");
+        }
+        early = found.early;
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -244,6 +269,9 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
 
     let mut workers = Vec::with_capacity(threads);
     for (i, (listener, listener_v6)) in listeners.into_iter().zip(listeners_v6).enumerate() {
+        // Connections the start-up probe accepted while it looked for its own: the first
+        // worker serves them.
+        let early = std::mem::take(&mut early);
         let ctx = WorkerStart {
             table: table.clone(),
             metrics: metrics.clone(),
@@ -255,7 +283,7 @@ pub fn run(config_path: &Path, start: Start) -> Result<(), StartError> {
         };
         let handle = std::thread::Builder::new()
             .name(format!("vireo-worker-{i}"))
-            .spawn(move || run_worker(listener, listener_v6, ctx))
+            .spawn(move || run_worker(listener, listener_v6, early, ctx))
             .map_err(StartError::Runtime)?;
         workers.push(handle);
     }
@@ -327,6 +355,7 @@ struct WorkerStart {
 fn run_worker(
     listener: std::net::TcpListener,
     listener_v6: Option<std::net::TcpListener>,
+    early: Vec<std::net::TcpStream>,
     start: WorkerStart,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -361,6 +390,31 @@ fn run_worker(
         let servers = Rc::new(Servers::new(start.header_read_timeout));
         tokio::task::spawn_local(sweep_pool(worker.clone()));
         let mut shutdown = start.shutdown;
+        let serve = |stream: tokio::net::TcpStream, shutdown: &watch::Receiver<bool>| {
+            let _ = stream.set_nodelay(true);
+            let open = Open::new(&start.connections);
+            let intercepted = start
+                .transparent
+                .then(|| crate::intercept::original_dst(&stream))
+                .flatten();
+            tokio::task::spawn_local(serve_connection(
+                stream,
+                worker.clone(),
+                servers.clone(),
+                shutdown.clone(),
+                open,
+                intercepted,
+            ));
+        };
+        for stream in early {
+            match stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream))
+            {
+                Ok(stream) => serve(stream, &shutdown),
+                Err(e) => tracing::debug!(error = %e, "dropping a connection accepted at start"),
+            }
+        }
         let mut backing_off = false;
         loop {
             let accepted = tokio::select! {
@@ -371,20 +425,7 @@ fn run_worker(
             match accepted {
                 Ok((stream, _)) => {
                     backing_off = false;
-                    let _ = stream.set_nodelay(true);
-                    let open = Open::new(&start.connections);
-                    let intercepted = start
-                        .transparent
-                        .then(|| crate::intercept::original_dst(&stream))
-                        .flatten();
-                    tokio::task::spawn_local(serve_connection(
-                        stream,
-                        worker.clone(),
-                        servers.clone(),
-                        shutdown.clone(),
-                        open,
-                        intercepted,
-                    ));
+                    serve(stream, &shutdown);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning, and

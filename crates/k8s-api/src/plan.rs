@@ -128,6 +128,8 @@ pub struct Plan {
     pub waiting: bool,
     /// The stable Service stays where it is until the new stable's pods are ready.
     pub holding: bool,
+    /// While holding: the new stable's ready pods, and how many it needs to take the traffic.
+    pub hold_ready: (i32, i32),
 }
 
 /// The plan for one Rollout.
@@ -154,6 +156,7 @@ pub fn plan(o: &Observed) -> Plan {
         wake_at: None,
         waiting: false,
         holding: false,
+        hold_ready: (0, 0),
     };
     let stable = match &o.stored {
         // The stored rollout knows; once it completed, its canary is the stable.
@@ -307,14 +310,16 @@ pub fn plan(o: &Observed) -> Plan {
 
 /// Traffic moves to a set only once it can take it. A stable whose pods are still starting —
 /// a rollback to a set that was scaled down after the promotion, a promotion whose last pods
-/// are not ready — leaves the stable Service on the set that serves now, which is kept at full
-/// size meanwhile; the ReplicaSet's readiness changing brings the next pass (the controller
+/// are not ready — leaves the stable Service on the set that serves now, which keeps the pods
+/// it has meanwhile; the ReplicaSet's readiness changing brings the next pass (the controller
 /// watches its ReplicaSets). Argo Rollouts waits for the stable to be available the same way.
 ///
 /// "Can take it" is: as many ready pods as the serving set has now, or all the set is meant
-/// to run. Not every pod: in a cluster without room for two full sets the last pods may never
-/// be scheduled while the held set keeps its, and a serving set that was already small (with
-/// `dynamicStableScale`) or failing must not keep traffic from a set that is no worse.
+/// to run. Not every pod: a serving set that was already small (with `dynamicStableScale`) or
+/// failing must not keep traffic from a set that is no worse. The serving set is not scaled up
+/// while held, which would raise that bar as it waits. In a cluster without room for the
+/// second set's pods the hold lasts until there is room, as a Deployment's rolling update with
+/// `maxUnavailable: 0` does; the condition `StableReady=False` says how many pods are ready.
 fn hold_until_ready(o: &Observed, p: &mut Plan) {
     let Some(serving) = o
         .stable_service
@@ -345,8 +350,7 @@ fn hold_until_ready(o: &Observed, p: &mut Plan) {
         .find(|s| s.hash == *serving)
         .map_or(0, |s| s.replicas);
     if let Some(set) = p.sets.iter_mut().find(|s| s.hash == *serving) {
-        // It carries all the stable traffic while held: all its pods, as a stable has.
-        set.replicas = set.replicas.max(has).max(o.replicas);
+        set.replicas = set.replicas.max(has);
         set.deadline = None;
         set.clear_deadline = true;
     }

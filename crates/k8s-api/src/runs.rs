@@ -150,8 +150,10 @@ pub struct Kept {
 }
 
 /// The AnalysisRuns to delete: of earlier canaries only (never `current`'s, which the store
-/// still drives), finished only, beyond `successful` newest successful ones and `unsuccessful`
-/// newest failed, errored or inconclusive ones — Argo's history limits.
+/// still drives), beyond `successful` newest successful ones and `unsuccessful` newest others
+/// — Argo's history limits. A run of an earlier canary that never showed an end (it was still
+/// running when the canary was superseded; nothing writes it again) counts as unsuccessful,
+/// so it cannot pile up outside both limits.
 pub fn expired(
     runs: &[Kept],
     current: &str,
@@ -170,9 +172,7 @@ pub fn expired(
     for r in older {
         let (seen, limit) = match r.phase.as_deref() {
             Some("Successful") => (&mut ok, successful),
-            Some("Failed" | "Error" | "Inconclusive") => (&mut not_ok, unsuccessful),
-            // Pending, running or never written: not history yet.
-            _ => continue,
+            _ => (&mut not_ok, unsuccessful),
         };
         *seen += 1;
         if *seen > limit {
@@ -252,9 +252,14 @@ mod tests {
         runs.extend((0..9).map(|i| kept(&format!("now-{i}"), "c", "Successful", 200 + i)));
         let mut gone = expired(&runs, "c", 5, 2);
         gone.sort();
-        assert_eq!(gone, ["bad-0", "ok-0", "ok-1", "ok-2"]);
+        // Newest unsuccessful: bad-2, bad-1 (created 101, 102); a run of an old canary that
+        // never finished counts as unsuccessful (oldest: created 0).
+        assert_eq!(
+            gone,
+            ["bad-0", "ok-0", "ok-1", "ok-2", "running", "unwritten"]
+        );
         assert!(expired(&runs, "c", 100, 100).is_empty());
-        assert_eq!(expired(&runs, "c", 0, 0).len(), 11);
+        assert_eq!(expired(&runs, "c", 0, 0).len(), 13);
     }
 
     #[test]

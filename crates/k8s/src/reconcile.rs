@@ -42,6 +42,10 @@ pub struct Context {
     pub gateway: crate::gateway::Routes,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per Rollout uid, the canary hash whose AnalysisRun history was last pruned: the history
+    /// only grows when the canary changes, so it is listed once per canary (and once after a
+    /// restart), not on every pass.
+    pruned: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -65,6 +69,7 @@ impl Context {
             gateway,
             recorder,
             failures: Mutex::default(),
+            pruned: Mutex::default(),
         })
     }
 }
@@ -399,7 +404,10 @@ async fn apply(ro: &Rollout, ctx: &Context) -> Result<Action, Error> {
             "StableReady",
             false,
             "PodsStarting",
-            "the stable Service stays on the pods serving now until the stable ReplicaSet's pods are ready".into(),
+            format!(
+                "the stable Service stays on the pods serving now until the stable ReplicaSet has {} ready pods ({} now)",
+                p.hold_ready.1, p.hold_ready.0
+            ),
             &old_status.conditions,
         ));
     }
@@ -830,8 +838,11 @@ async fn project_runs(
                 obj.metadata.owner_references = Some(vec![owner(ro)]);
                 match api.create(&PostParams::default(), &obj).await {
                     Ok(_) => None,
-                    // Another pass made it first: its status is written below.
-                    Err(kube::Error::Api(e)) if e.code == 409 => None,
+                    // Another pass made it first: read what it wrote, so the patch below
+                    // removes what no longer holds.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        api.get_opt(&name).await?.and_then(|r| r.status)
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -841,17 +852,24 @@ async fn project_runs(
                 .await?;
         }
     }
-    prune_runs(ro, &api, hash).await
+    prune_runs(ro, ctx, &api, hash).await
 }
 
 /// Deletes the AnalysisRuns of earlier canaries beyond the Rollout's history limits
-/// (`spec.analysis`, Argo's defaults of 5 successful and 5 unsuccessful).
+/// (`spec.analysis`, Argo's defaults of 5 successful and 5 unsuccessful), once per canary.
+/// Only runs this Rollout owns (by uid), not merely ones wearing its label.
 async fn prune_runs(
     ro: &Rollout,
+    ctx: &Context,
     api: &Api<vireo_k8s_api::analysis::AnalysisRun>,
     current: &str,
 ) -> Result<(), Error> {
     use vireo_k8s_api::runs;
+    let uid = ro.uid().unwrap_or_default();
+    let done = |m: &HashMap<String, String>| m.get(&uid).is_some_and(|h| h == current);
+    if done(&ctx.pruned.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(());
+    }
     let limit = |v: Option<i32>| v.map_or(runs::DEFAULT_HISTORY_LIMIT, |n| n.max(0) as usize);
     let history = ro.spec.analysis.clone().unwrap_or_default();
     let selector = format!("{}={}", runs::ROLLOUT_LABEL, ro.name_any());
@@ -859,6 +877,7 @@ async fn prune_runs(
     let kept: Vec<runs::Kept> = listed
         .items
         .iter()
+        .filter(|r| r.owner_references().iter().any(|o| o.uid == uid))
         .map(|r| runs::Kept {
             name: r.name_any(),
             hash: r.labels().get(HASH_LABEL).cloned().unwrap_or_default(),
@@ -883,6 +902,10 @@ async fn prune_runs(
             Err(e) => return Err(e.into()),
         }
     }
+    ctx.pruned
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(uid, current.to_string());
     Ok(())
 }
 

@@ -275,30 +275,30 @@ fn the_stable_service_moves_only_to_ready_pods() {
 }
 
 #[test]
-fn a_held_set_runs_at_full_size_while_it_serves() {
-    // With dynamicStableScale a promotion at 100 % left the old stable with no pods of its
-    // own planned; a set still serving all the stable traffic gets all its pods back.
+fn a_held_set_keeps_its_pods_and_does_not_raise_the_bar() {
+    // With dynamicStableScale the serving set may be small: it keeps what it has (scaling it
+    // up would raise the ready count the target must reach while both compete for room), and
+    // the target moves once it is as ready.
     let mut o = observed(stored(Phase::RolledBack, 0, true));
     o.stable_service = Some("new".into());
     o.sets = vec![
         ObservedSet {
             hash: "old".into(),
             replicas: 4,
-            ready: 0,
+            ready: 1,
             deadline: None,
         },
         ObservedSet {
             hash: "new".into(),
             replicas: 2,
             ready: 2,
-            deadline: None,
+            deadline: Some(5),
         },
     ];
     let p = plan(&o);
     assert!(p.holding);
-    assert_eq!(
-        replicas(&p, "new"),
-        4,
-        "the serving set is scaled back to full"
-    );
+    let held = p.sets.iter().find(|s| s.hash == "new").unwrap();
+    assert_eq!((held.replicas, held.deadline), (2, None));
+    o.sets[0].ready = 2;
+    assert_eq!(plan(&o).stable_selector, "old");
 }
