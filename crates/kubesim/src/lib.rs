@@ -30,8 +30,10 @@
 //! replaced), foreground deletion and orphaning, pagination (`limit` is ignored: one page),
 //! protobuf bodies (kubectl's imperative `create` of built-in kinds sends protobuf and gets a
 //! 415; `kubectl apply` sends JSON), OpenAPI documents (kubectl falls back to no client-side schema), aggregated
-//! discovery (kubectl falls back to legacy), multiple versions of one resource, and
-//! resourceVersion semantics on list beyond "the latest".
+//! discovery (kubectl falls back to legacy), multiple versions of one resource,
+//! resourceVersion semantics on list beyond "the latest", the wide (`-o wide`, priority 1)
+//! columns of built-in kinds' tables, and a kubelet's container lifecycle (init containers,
+//! probes, postStart hooks: a simulated pod becomes ready after a delay, whatever its spec).
 
 pub mod admission;
 pub mod controllers;
