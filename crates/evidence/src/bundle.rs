@@ -56,9 +56,15 @@ pub fn write(
         MANIFEST.into(),
         canonical(&manifest).map_err(|e| e.to_string())?,
     );
+    write_files(&files, out)
+}
+
+/// Writes `files` as they are (a manifest among them or not) as a gzipped tar: [`write`]'s
+/// archive format, and the way tests make bundles that are wrong on purpose.
+pub fn write_files(files: &Files, out: impl std::io::Write) -> Result<(), String> {
     let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
-    for (path, bytes) in &files {
+    for (path, bytes) in files {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);

@@ -607,3 +607,192 @@ fn a_retried_rollout_seals_a_gate_decision_per_attempt() {
     assert_eq!(first["predicate"]["verificationResult"], "FAILED");
     assert_eq!(second["predicate"]["verificationResult"], "PASSED");
 }
+
+/// Golden bundles for the console's in-browser verifier (`crates/server/console/lib/verify.js`):
+/// an exported bundle and one per kind of tampering (manifest, envelope, signature, receipt,
+/// checkpoint, chain, replay input, and more), each with what `vireo verify`'s checks say of
+/// it. Node then verifies every one with the console's code and must reach the same verdict on
+/// every check, naming the same file (`crates/server/console/test/golden.mjs`). Without Node
+/// it says so and passes, except in CI.
+#[test]
+fn the_console_verifier_agrees_with_vireo_verify_on_golden_bundles() {
+    let store = sealed_store("golden");
+    let (files, pinned) = exported(&store);
+    let dir = std::env::temp_dir().join(format!("vireo-golden-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = |k: &Option<PublicKey>| k.map(|k| k.to_pem());
+    let mut cases = Vec::new();
+    let mut add = |name: &str, files: &Files, trust: &Trust| {
+        let mut out = Vec::new();
+        bundle::write_files(files, &mut out).unwrap();
+        let file = format!("{name}.tar.gz");
+        std::fs::write(dir.join(&file), &out).unwrap();
+        let report = bundle::verify(&bundle::read(out.as_slice()).unwrap(), trust);
+        cases.push(serde_json::json!({
+            "name": name, "file": file,
+            "trust": {"signing": pem(&trust.signing), "log": pem(&trust.log)},
+            "report": report,
+        }));
+    };
+    let own = Trust::default();
+    let first = |prefix: &str| {
+        files
+            .keys()
+            .find(|p| p.starts_with(prefix))
+            .unwrap()
+            .clone()
+    };
+    let envelope = first("envelopes/");
+    let receipt = envelope
+        .replace("envelopes/", "receipts/")
+        .replace(".dsse.json", ".tlog-proof");
+
+    add("valid", &files, &own);
+    add("valid-pinned", &files, &pinned);
+    let other = Trust {
+        signing: Some(*SigningKey::generate().unwrap().public()),
+        ..pinned
+    };
+    add("signed-by-another-key", &files, &other);
+
+    let mut bad = files.clone();
+    bad.get_mut("timeline.json").unwrap()[1] ^= 0x01;
+    add("manifest-file-altered", &bad, &own);
+
+    let mut bad = files.clone();
+    let m: Value = serde_json::from_slice(&files[bundle::MANIFEST]).unwrap();
+    bad.insert(
+        bundle::MANIFEST.into(),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    );
+    add("manifest-edited", &bad, &own);
+
+    let mut bad = files.clone();
+    bad.insert("notes.txt".into(), b"hello".to_vec());
+    add("file-not-listed", &bad, &own);
+
+    let edit_envelope = |f: &mut dyn FnMut(&mut Envelope)| {
+        let mut bad = files.clone();
+        let mut env: Envelope = serde_json::from_slice(&files[&envelope]).unwrap();
+        f(&mut env);
+        bad.insert(envelope.clone(), canonical(&env).unwrap());
+        remanifest(&mut bad);
+        bad
+    };
+    let bad = edit_envelope(&mut |env| {
+        let mut payload = dsse::decode_b64(&env.payload).unwrap();
+        let at = payload.len() / 2;
+        payload[at] ^= 0x01;
+        env.payload = dsse::b64(&payload);
+    });
+    add("envelope-payload-altered", &bad, &own);
+    let bad = edit_envelope(&mut |env| {
+        let mut sig = dsse::decode_b64(&env.signatures[0].sig).unwrap();
+        sig[0] ^= 0x01;
+        env.signatures[0].sig = dsse::b64(&sig);
+    });
+    add("signature-altered", &bad, &own);
+
+    let mut bad = files.clone();
+    let mut r = Receipt::parse(std::str::from_utf8(&files[&receipt]).unwrap()).unwrap();
+    r.proof[0][0] ^= 0x01;
+    bad.insert(receipt.clone(), r.to_text().into_bytes());
+    remanifest(&mut bad);
+    add("receipt-proof-altered", &bad, &own);
+
+    let mut bad = files.clone();
+    let note = String::from_utf8(files["checkpoint"].clone()).unwrap();
+    let mut lines: Vec<String> = note.split('\n').map(String::from).collect();
+    lines[1] = (lines[1].parse::<u64>().unwrap() + 1).to_string();
+    bad.insert("checkpoint".into(), lines.join("\n").into_bytes());
+    remanifest(&mut bad);
+    add("checkpoint-altered", &bad, &own);
+
+    let chain: Vec<String> = files
+        .keys()
+        .filter(|p| p.starts_with("envelopes/") && !p.contains("analysis") && !p.contains("vsa"))
+        .cloned()
+        .collect();
+    let mut bad = files.clone();
+    let swap = |p: &str| {
+        p.replace("envelopes/", "receipts/")
+            .replace(".dsse.json", ".tlog-proof")
+    };
+    for (x, y) in [
+        (chain[1].clone(), chain[2].clone()),
+        (swap(&chain[1]), swap(&chain[2])),
+    ] {
+        let (vx, vy) = (bad[&x].clone(), bad[&y].clone());
+        bad.insert(x, vy);
+        bad.insert(y, vx);
+    }
+    remanifest(&mut bad);
+    add("checkpoints-reordered", &bad, &own);
+
+    let mut bad = files.clone();
+    let input = first("inputs/");
+    let mut recorded: Value = serde_json::from_slice(&files[&input]).unwrap();
+    recorded["tampered"] = Value::Bool(true);
+    bad.insert(input, serde_json::to_vec(&recorded).unwrap());
+    remanifest(&mut bad);
+    add("replay-input-altered", &bad, &own);
+
+    let mut bad = files.clone();
+    bad.remove("keys/log.pub");
+    remanifest(&mut bad);
+    add("log-key-missing", &bad, &own);
+
+    // Every case but the valid ones fails, and for a reason of its own kind.
+    let verdicts: Vec<(String, bool)> = cases
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["report"]["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x["ok"] == true),
+            )
+        })
+        .collect();
+    for (name, ok) in &verdicts {
+        assert_eq!(*ok, name.starts_with("valid"), "{name}");
+    }
+    std::fs::write(
+        dir.join("cases.json"),
+        serde_json::to_vec_pretty(&cases).unwrap(),
+    )
+    .unwrap();
+
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../server/console/test/golden.mjs");
+    let out = match std::process::Command::new("node")
+        .arg(&script)
+        .arg(&dir)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "node is needed for the console's verifier (scripts/ensure-deps.sh test): {e}"
+            );
+            eprintln!("skipped the console's side: no node ({e})");
+            return;
+        }
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{said}");
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("{} bundles agree", cases.len())),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
