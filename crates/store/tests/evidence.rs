@@ -743,6 +743,76 @@ fn the_console_verifier_agrees_with_vireo_verify_on_golden_bundles() {
     remanifest(&mut bad);
     add("log-key-missing", &bad, &own);
 
+    // Where a lenient reader would accept what `vireo verify` refuses (or the reverse): the
+    // review of the console's verifier listed these.
+    let mut bad = files.clone();
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend_from_slice(&files[bundle::MANIFEST]);
+    bad.insert(bundle::MANIFEST.into(), bom);
+    add("manifest-with-a-bom", &bad, &own);
+
+    let mut bad = files.clone();
+    bad.insert("constructor".into(), b"{}".to_vec());
+    add("file-named-like-a-js-property", &bad, &own);
+
+    let receipt_text = String::from_utf8(files[&receipt].clone()).unwrap();
+    let (head, signed) = receipt_text.split_once("\n\n").unwrap();
+    let mut bad = files.clone();
+    let crlf = format!(
+        "{}\r\n\n{signed}",
+        head.replace('\n', "\r\n").replace("index ", "index +")
+    );
+    bad.insert(receipt.clone(), crlf.into_bytes());
+    remanifest(&mut bad);
+    add("receipt-with-crlf-and-a-plus", &bad, &own);
+
+    let mut bad = files.clone();
+    let r = Receipt::parse(&receipt_text).unwrap();
+    // The same hash with its last base64 digit's unused bits set: atob reads the same bytes,
+    // the base64 crate refuses the text.
+    let hash = dsse::b64(&r.proof[0]);
+    let last = hash.chars().nth(hash.len() - 2).unwrap();
+    let stray = "AEIMQUYcgkosw048".find(last).map(|_| {
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let i = alphabet.find(last).unwrap();
+        alphabet.chars().nth(i + 1).unwrap()
+    });
+    if let Some(stray) = stray {
+        let bent = format!("{}{stray}=", &hash[..hash.len() - 2]);
+        let text = receipt_text.replacen(&hash, &bent, 1);
+        bad.insert(receipt.clone(), text.into_bytes());
+        remanifest(&mut bad);
+        add("receipt-hash-with-stray-bits", &bad, &own);
+    }
+
+    let mut bad = files.clone();
+    let input = first("inputs/");
+    let text = String::from_utf8(files[&input].clone()).unwrap();
+    // The first integer value (a digit run after `:`, `[` or `,` and before `,`, `}`, `]` or
+    // a newline, spaces allowed) written as a float.
+    let bytes = text.as_bytes();
+    let (at, end) = (0..bytes.len())
+        .filter(|&i| bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit()))
+        .filter_map(|i| {
+            let end = i + text[i..].find(|c: char| !c.is_ascii_digit())?;
+            let before = text[..i].trim_end_matches(' ').chars().last()?;
+            let after = text[end..].trim_start_matches(' ').chars().next()?;
+            (":[,".contains(before) && ",}]\n".contains(after)).then_some((i, end))
+        })
+        .next()
+        .expect("an input with an integer");
+    let changed = format!("{}.0{}", &text[..end], &text[end..]);
+    assert!(at < end);
+    bad.insert(input.clone(), changed.into_bytes());
+    remanifest(&mut bad);
+    add("replay-input-integer-as-float", &bad, &own);
+
+    let mut bad = files.clone();
+    let pem = String::from_utf8(files["keys/signing.pub"].clone()).unwrap();
+    bad.insert("keys/signing.pub".into(), pem.replace('=', "").into_bytes());
+    remanifest(&mut bad);
+    add("signing-key-pem-unpadded", &bad, &own);
+
     // Every case but the valid ones fails, and for a reason of its own kind.
     let verdicts: Vec<(String, bool)> = cases
         .iter()
