@@ -820,6 +820,40 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
     assert!(armed.unwrap() < hundred.unwrap(), "armed before 100 %");
     assert_eq!(proxy.split(20).get("v2"), Some(&20));
 
+    // What the console shows before the user rolls back: the phase allows only a rollback,
+    // and the preview is the armed envelope's, which the evidence index lists as sealed.
+    let s = server.status("orders");
+    assert_eq!(s["allowedActions"], serde_json::json!(["rollback"]), "{s}");
+    assert!(s["appliedBy"].is_string(), "{s}");
+    let preview = server.get("/api/v1/rollouts/orders/rollback").json();
+    assert_eq!(preview["armed"], true, "{preview}");
+    assert_eq!(
+        preview["verified"],
+        serde_json::json!({"Ok": null}),
+        "{preview}"
+    );
+    assert_eq!(preview["previousVersion"], "v1", "{preview}");
+    assert_eq!(preview["flag"]["key"], "orders-v2", "{preview}");
+    assert_eq!(preview["downMigration"]["command"], record, "{preview}");
+    assert_eq!(
+        preview["proxies"],
+        serde_json::json!(["proxy-0"]),
+        "{preview}"
+    );
+    let index = server.get("/api/v1/rollouts/orders/evidence/index").json();
+    let items = index["items"].as_array().unwrap();
+    let logged = items
+        .iter()
+        .find(|i| i["kind"] == "rollback")
+        .unwrap_or_else(|| panic!("{index}"));
+    assert_eq!(logged["logIndex"], preview["logIndex"], "{index}");
+    assert_eq!(logged["digest"], preview["envelopeDigest"], "{index}");
+    assert!(items.iter().all(|i| i["sealed"] == true), "{index}");
+    assert!(
+        index["checkpoint"].as_str().unwrap().contains("\n\n"),
+        "{index}"
+    );
+
     let (code, stdout, stderr) = server.vireo(&["rollout", "rollback", "orders"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let s = server.wait_status("orders", "the envelope replayed", |s| {
@@ -878,6 +912,44 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
     let s = server.wait_status("orders", "the replay finished after the restart", |s| {
         s["rollback"]["roundTripMs"].is_u64()
     });
+    // Both generations are kept, newest first, each with its own timeline.
+    let gens = server.get("/api/v1/rollouts/orders/generations").json();
+    let phases: Vec<_> = gens["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["status"]["generation"].clone(),
+                g["status"]["phase"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (serde_json::json!(2), serde_json::json!("RolledBack")),
+            (serde_json::json!(1), serde_json::json!("RolledBack"))
+        ],
+        "{gens}"
+    );
+    let first = server
+        .get("/api/v1/rollouts/orders/timeline?generation=1")
+        .json();
+    assert_eq!(first["generation"], 1, "{first}");
+    assert!(
+        first["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["input"]["Action"] == "rollback" && e["by"].is_string()),
+        "{first}"
+    );
+    let missing = server.get("/api/v1/rollouts/orders/timeline?generation=9");
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert!(missing.body.contains("generations"), "{}", missing.body);
+    let bad = server.get("/api/v1/rollouts/orders/evidence/index?generation=x");
+    assert_eq!(bad.status, 400, "{}", bad.body);
     let detail = s["rollback"]["migration"]["Finished"]["detail"]
         .as_str()
         .unwrap();

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use vireo_core::analysis::RunView;
-use vireo_core::rollout::{Effect, Input, Millis, Phase};
+use vireo_core::rollout::{Action, Effect, Input, Millis, Phase};
 use vireo_core::spec::Rollout;
 
 /// A rollout as the API shows it: the spec plus `status`.
@@ -45,6 +45,13 @@ pub struct Status {
     pub schedule: Option<serde_json::Value>,
     pub created_ms: Millis,
     pub updated_ms: Millis,
+    /// Who applied this generation (the API caller), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
+    /// The actions the state machine accepts in this state (the console shows only these;
+    /// whether the caller may send them is their role's business).
+    #[serde(default)]
+    pub allowed_actions: Vec<Action>,
 }
 
 /// How a rollback went: RTO = decision → every proxy on the previous version; round trip =
@@ -94,6 +101,73 @@ pub struct TimelineEntry {
     pub checkpoints: Vec<Effect>,
     /// What the driver was asked to do.
     pub outputs: Vec<Effect>,
+}
+
+/// `GET /api/v1/rollouts/{name}/generations`: every kept generation, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generations {
+    pub rollout: String,
+    pub items: Vec<RolloutView>,
+}
+
+/// `GET /api/v1/rollouts/{name}/evidence/index`: what a generation has in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceIndex {
+    pub rollout: String,
+    pub generation: u64,
+    /// The log's size at the checkpoint below: an item is sealed when its index is inside it.
+    pub tree_size: u64,
+    /// The log's signed checkpoint (note text) the items were read against.
+    pub checkpoint: String,
+    pub items: Vec<EvidenceItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvidenceItem {
+    pub log_index: u64,
+    pub at: String,
+    pub at_ms: Millis,
+    /// The entry kind (`decision`, `rollback`, `bundle`, ...) and the lifecycle stage it seals.
+    pub kind: String,
+    pub stage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// sha256 (hex) of the entry as logged (the DSSE envelope's bytes).
+    pub digest: String,
+    pub sealed: bool,
+}
+
+/// `GET /api/v1/rollouts/{name}/rollback`: what a rollback would do, from the armed envelope
+/// once it is armed (before: from the spec, `armed: false`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPreview {
+    pub rollout: String,
+    pub generation: u64,
+    pub armed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+    /// sha256 (hex) of the envelope as logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope_digest: Option<String>,
+    /// The envelope's signature and statement checked against this control plane's key:
+    /// `None` before it is armed, else `Ok` or what is wrong (a replay would refuse the
+    /// migration and the flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Result<(), String>>,
+    /// `{name, digest: {sha256} | null}`, as the envelope says.
+    pub previous_image: serde_json::Value,
+    pub previous_version: String,
+    /// `null` or `{command, digest}`.
+    pub down_migration: serde_json::Value,
+    /// `null` or `{key, disable}`.
+    pub flag: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub armed_at: Option<String>,
+    /// The connected proxies: every one of them is sent weight 0.
+    pub proxies: Vec<String>,
 }
 
 /// `GET /api/v1/rollouts`.

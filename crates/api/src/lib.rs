@@ -8,8 +8,8 @@ pub mod dto;
 pub mod render;
 
 pub use dto::{
-    AppliedWeight, RollbackView, RolloutList, RolloutView, Status, TemplateApplied, Timeline,
-    TimelineEntry,
+    AppliedWeight, EvidenceIndex, EvidenceItem, Generations, RollbackPreview, RollbackView,
+    RolloutList, RolloutView, Status, TemplateApplied, Timeline, TimelineEntry,
 };
 
 #[cfg(test)]
@@ -43,6 +43,8 @@ mod tests {
                 schedule: None,
                 created_ms: 1,
                 updated_ms: 2,
+                applied_by: Some("alice".into()),
+                allowed_actions: vec![vireo_core::rollout::Action::Abort],
             },
             rollout,
         }

@@ -86,6 +86,24 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "its checkpoints",
     ),
     e(
+        "GET",
+        "/api/v1/rollouts/{name}/generations",
+        Needs(Read),
+        "its earlier generations too, newest first",
+    ),
+    e(
+        "GET",
+        "/api/v1/rollouts/{name}/rollback",
+        Needs(Read),
+        "what a rollback would do (the armed envelope's summary)",
+    ),
+    e(
+        "POST",
+        "/api/v1/rollouts/{name}/rollback",
+        Needs(Operate),
+        "roll it back (replay the rollback envelope)",
+    ),
+    e(
         "POST",
         "/api/v1/rollouts/{name}/schedule",
         Needs(Operate),
@@ -107,13 +125,19 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "POST",
         "/api/v1/rollouts/{name}/{action}",
         Needs(Operate),
-        "pause, resume, promote, abort, retry, rollback",
+        "pause, resume, promote, abort, retry",
     ),
     e(
         "POST",
         "/api/v1/analysistemplates",
         Needs(Operate),
         "apply an analysis template",
+    ),
+    e(
+        "GET",
+        "/api/v1/analysistemplates/{name}",
+        Needs(Read),
+        "an analysis template",
     ),
     // proxies
     e(
@@ -141,6 +165,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/v1/rollouts/{name}/evidence",
         Needs(Read),
         "the evidence bundle",
+    ),
+    e(
+        "GET",
+        "/api/v1/rollouts/{name}/evidence/index",
+        Needs(Read),
+        "its log entries: kind, digest, log index, sealed",
     ),
     e(
         "GET",

@@ -506,6 +506,16 @@ impl RolloutState {
         }
     }
 
+    /// The actions this state accepts now, in [`Action::ALL`]'s order: each is tried on a copy,
+    /// so the answer is the state machine's own rule, not a second list that could drift.
+    /// (Who may send them — roles, four-eyes — is the server's business.)
+    pub fn allowed_actions(&self, steps: &Recipe, now: Millis) -> Vec<Action> {
+        Action::ALL
+            .into_iter()
+            .filter(|a| self.clone().apply(steps, now, Input::Action(*a)).is_ok())
+            .collect()
+    }
+
     /// Applies one input. On `Err` the state is unchanged.
     pub fn apply(
         &mut self,

@@ -30,6 +30,25 @@ fn previous_image(r: &Rollout) -> Value {
     }
 }
 
+/// The envelope's predicate for a rollout generation armed at `at_ms`: also what the console
+/// previews before the envelope is armed.
+pub fn predicate(r: &Rollout, generation: u64, at_ms: u64) -> Value {
+    let spec = r.spec.rollback.clone().unwrap_or_default();
+    let flag = spec
+        .flag
+        .as_ref()
+        .map(|f| json!({"key": f.key, "disable": f.disable}));
+    json!({
+        "rollout": r.name(),
+        "generation": generation,
+        "previousImage": previous_image(r),
+        "previousVersion": r.spec.stable.version,
+        "downMigration": Value::from(spec.down_migration),
+        "flag": flag,
+        "armedAt": rfc3339(at_ms),
+    })
+}
+
 /// Seals the rollback envelope of a rollout generation, inside the caller's transaction.
 pub fn record(
     log: &dyn log::Log,
@@ -38,21 +57,11 @@ pub fn record(
     generation: u64,
     at_ms: u64,
 ) -> Result<Sealed, EvidenceError> {
-    let spec = r.spec.rollback.clone().unwrap_or_default();
-    let flag = spec
-        .flag
-        .as_ref()
-        .map(|f| json!({"key": f.key, "disable": f.disable}));
-    let predicate = json!({
-        "rollout": r.name(),
-        "generation": generation,
-        "previousImage": previous_image(r),
-        "previousVersion": r.spec.stable.version,
-        "downMigration": Value::from(spec.down_migration),
-        "flag": flag,
-        "armedAt": rfc3339(at_ms),
-    });
-    let statement = statement(vec![rollout_subject(r)?], ROLLBACK_V1, predicate);
+    let statement = statement(
+        vec![rollout_subject(r)?],
+        ROLLBACK_V1,
+        predicate(r, generation, at_ms),
+    );
     seal(
         log,
         signer,

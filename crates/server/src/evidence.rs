@@ -16,6 +16,10 @@ use crate::error::{bad_request, ErrorResponse};
 pub fn router() -> Router<Handle> {
     Router::new()
         .route("/api/v1/rollouts/{name}/evidence", get(evidence_bundle))
+        .route(
+            "/api/v1/rollouts/{name}/evidence/index",
+            get(evidence_index),
+        )
         .route("/api/v1/log/checkpoint", get(log_checkpoint))
         .route("/api/v1/log/entries/{index}", get(log_entry))
         .route("/api/v1/log/consistency", get(log_consistency))
@@ -75,6 +79,25 @@ async fn log_entry(State(h): State<Handle>, Path(index): Path<String>) -> Respon
 struct Sizes {
     from: u64,
     to: u64,
+}
+
+/// `GET /api/v1/rollouts/{name}/evidence/index[?generation=N]`: the generation's log entries.
+async fn evidence_index(
+    State(h): State<Handle>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    q: Result<
+        axum::extract::Query<crate::operator::GenerationQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let generation = match crate::operator::generation_query(q) {
+        Ok(g) => g,
+        Err(r) => return *r,
+    };
+    match h.evidence_index(&name, generation).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `GET /api/v1/log/consistency?from=N&to=M`: RFC 9162 consistency proof between two sizes.

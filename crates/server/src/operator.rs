@@ -26,6 +26,13 @@ pub fn router() -> Router<Handle> {
         .route("/api/v1/rollouts", post(apply_rollout).get(list_rollouts))
         .route("/api/v1/rollouts/{name}", get(get_rollout))
         .route("/api/v1/rollouts/{name}/timeline", get(timeline))
+        .route("/api/v1/rollouts/{name}/generations", get(generations))
+        // GET previews (the armed envelope's summary); POST rolls back, as `{action}` would:
+        // a static segment takes the path from `{action}`, so this route serves both.
+        .route(
+            "/api/v1/rollouts/{name}/rollback",
+            get(rollback_preview).post(rollback),
+        )
         .route(
             "/api/v1/rollouts/{name}/schedule",
             post(set_schedule).delete(cancel_schedule),
@@ -34,6 +41,7 @@ pub fn router() -> Router<Handle> {
         .route("/api/v1/rollouts/{name}/approve", post(approve))
         .route("/api/v1/rollouts/{name}/{action}", post(act))
         .route("/api/v1/analysistemplates", post(apply_template))
+        .route("/api/v1/analysistemplates/{name}", get(get_template))
 }
 
 async fn apply_rollout(
@@ -84,9 +92,74 @@ async fn get_rollout(State(h): State<Handle>, Path(name): Path<String>) -> Respo
     }
 }
 
-async fn timeline(State(h): State<Handle>, Path(name): Path<String>) -> Response {
-    match h.timeline(&name).await {
+/// `?generation=N`: one of the rollout's generations (default: the current one).
+#[derive(Deserialize)]
+pub(crate) struct GenerationQuery {
+    pub generation: Option<u64>,
+}
+
+/// The query, or the error a user can act on (axum's own rejection is plain text).
+pub(crate) fn generation_query(
+    q: Result<Query<GenerationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Option<u64>, Box<Response>> {
+    match q {
+        Ok(Query(q)) => Ok(q.generation),
+        Err(_) => Err(Box::new(crate::error::bad_request(
+            "expected ?generation=N (a generation number, as GET …/generations lists them)".into(),
+        ))),
+    }
+}
+
+async fn timeline(
+    State(h): State<Handle>,
+    Path(name): Path<String>,
+    q: Result<Query<GenerationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let generation = match generation_query(q) {
+        Ok(g) => g,
+        Err(r) => return *r,
+    };
+    let result = match generation {
+        // The current one goes through the driver, which owns the newest state.
+        None => h.timeline(&name).await,
+        Some(_) => h.timeline_of(&name, generation).await,
+    };
+    match result {
         Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn generations(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.generations(&name).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn rollback_preview(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.rollback_preview(&name).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn rollback(
+    h: State<Handle>,
+    Path(name): Path<String>,
+    q: Query<ActQuery>,
+    p: Extension<Principal>,
+    body: Bytes,
+) -> Response {
+    act(h, Path((name, "rollback".to_string())), q, p, body).await
+}
+
+async fn get_template(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.template(&name).await {
+        Ok(Some(t)) => Json(t).into_response(),
+        Ok(None) => {
+            ApiError::NotFound(format!("no analysis template named {name:?}")).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -28,7 +28,7 @@ use vireo_core::spec::Rollout;
 const DB_FILE: &str = "vireo.db";
 /// How many attestations per image digest the gate considers.
 pub const MAX_CANDIDATES: i64 = 16;
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// From each older schema to the next, in order (index 0 takes version 1 to 2).
 const MIGRATIONS: &[&str] = &[
@@ -44,6 +44,7 @@ CREATE TABLE schedules (
     ATTESTATIONS_SCHEMA,
     crate::events::SCHEMA,
     AUTH_SCHEMA,
+    GENERATIONS_SCHEMA,
 ];
 
 /// Version 6: who applied a rollout (for four-eyes approval), the reason an actor gave, and
@@ -59,6 +60,24 @@ CREATE TABLE tokens (
     expires_ms INTEGER,
     revoked_ms INTEGER,
     created_by TEXT NOT NULL
+);
+";
+
+/// Version 7: earlier generations of each rollout (the spec and final state a new apply
+/// replaced), so the console can show earlier releases. Their inputs, runs and evidence were
+/// always kept by generation; only the spec and state were overwritten. Generations replaced
+/// before this version have no row here (their inputs remain).
+const GENERATIONS_SCHEMA: &str = "
+CREATE TABLE generations (
+    rollout    TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    spec       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    applied_by TEXT,
+    PRIMARY KEY (rollout, generation)
 );
 ";
 
@@ -279,7 +298,7 @@ impl Store {
         match version {
             0 => {
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} {} {AUTH_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+                    "BEGIN; {SCHEMA} {EVIDENCE_SCHEMA} {ATTESTATIONS_SCHEMA} {} {AUTH_SCHEMA} {GENERATIONS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
                     crate::events::SCHEMA
                 ))?;
             }
@@ -519,6 +538,14 @@ impl Store {
                 });
             }
             generation = previous + 1;
+            // Keep the generation being replaced: its spec and final state.
+            tx.execute(
+                "INSERT OR REPLACE INTO generations
+                     (rollout, generation, spec, state, seq, created_ms, updated_ms, applied_by)
+                 SELECT name, generation, spec, state, seq, created_ms, updated_ms, applied_by
+                 FROM rollouts WHERE name = ?1",
+                [spec.name()],
+            )?;
         }
         let (state, effects) = RolloutState::new();
         tx.execute(
@@ -753,6 +780,31 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// Every generation of a rollout that is kept, newest first: the current one (from
+    /// `rollouts`), then the ones it replaced. Empty for an unknown rollout.
+    pub fn generations(&self, name: &str) -> Result<Vec<StoredRollout>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT spec, state, generation, seq, created_ms, updated_ms, applied_by
+             FROM rollouts WHERE name = ?1
+             UNION ALL
+             SELECT spec, state, generation, seq, created_ms, updated_ms, applied_by
+             FROM generations WHERE rollout = ?1
+               AND generation < (SELECT generation FROM rollouts WHERE name = ?1)
+             ORDER BY generation DESC",
+        )?;
+        let rows = stmt.query_map([name], read_rollout)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// A rollout's log entries of generation `generation`, in log order (the evidence index).
+    pub fn log_entries_of(
+        &self,
+        name: &str,
+        generation: u64,
+    ) -> Result<Vec<vireo_evidence::log::Entry>, StoreError> {
+        Ok(crate::log::for_rollout(&self.conn, name, generation)?)
+    }
+
     /// The checkpoints of a rollout, in order.
     pub fn timeline(&self, name: &str) -> Result<Vec<Checkpoint>, StoreError> {
         let mut stmt = self.conn.prepare(
@@ -790,11 +842,21 @@ impl Store {
 
     /// The rollout's history: every accepted input with its time and the effects it caused.
     pub fn history(&self, name: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history_of(name, None)
+    }
+
+    /// [`Store::history`] of generation `generation` (`None`: the current one).
+    pub fn history_of(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, at_ms, input, effects, actor, reason FROM inputs WHERE rollout = ?1
-                 AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY seq",
+                 AND generation = COALESCE(?2, (SELECT generation FROM rollouts WHERE name = ?1))
+             ORDER BY seq",
         )?;
-        let rows = stmt.query_map([name], |r| {
+        let rows = stmt.query_map(params![name, generation.map(|g| g as i64)], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -836,11 +898,23 @@ impl Store {
 
     /// The analysis runs of a rollout's current generation, oldest first.
     pub fn runs(&self, name: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.runs_of(name, None)
+    }
+
+    /// [`Store::runs`] of generation `generation` (`None`: the current one).
+    pub fn runs_of(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT view FROM analysis_runs WHERE rollout = ?1
-                 AND generation = (SELECT generation FROM rollouts WHERE name = ?1) ORDER BY run",
+                 AND generation = COALESCE(?2, (SELECT generation FROM rollouts WHERE name = ?1))
+             ORDER BY run",
         )?;
-        let rows = stmt.query_map([name], |r| r.get::<_, String>(0))?;
+        let rows = stmt.query_map(params![name, generation.map(|g| g as i64)], |r| {
+            r.get::<_, String>(0)
+        })?;
         rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
     }
 
@@ -852,7 +926,14 @@ impl Store {
 
     /// The log's current signed checkpoint (the note text).
     pub fn log_checkpoint(&self) -> Result<String, StoreError> {
-        Ok(self.evidence_signer()?.checkpoint(&SqlLog(&self.conn))?.1)
+        Ok(self.log_checkpoint_parsed()?.1)
+    }
+
+    /// The log's current checkpoint, and signed (the note text).
+    pub fn log_checkpoint_parsed(
+        &self,
+    ) -> Result<(evidence::note::Checkpoint, String), StoreError> {
+        Ok(self.evidence_signer()?.checkpoint(&SqlLog(&self.conn))?)
     }
 
     /// Files an uploaded provenance envelope under each of its subjects' digests and logs it

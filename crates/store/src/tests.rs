@@ -137,6 +137,20 @@ fn rejected_actions_write_nothing_and_live_rollouts_are_not_replaced() {
         )
         .unwrap();
     assert!(kept > 0, "the first generation's history is kept");
+    // ... and readable by generation, with the spec and final state it ended in.
+    let gens = store.generations("checkout").unwrap();
+    assert_eq!(
+        gens.iter().map(|g| g.generation).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_eq!(gens[1].state.phase, Phase::Aborted);
+    assert!(gens[1].seq > before.seq, "it ended after the abort");
+    assert_eq!(
+        store.history_of("checkout", Some(1)).unwrap().len() as u64,
+        gens[1].seq
+    );
+    assert!(store.history_of("checkout", None).unwrap().is_empty());
+    assert!(store.generations("nope").unwrap().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

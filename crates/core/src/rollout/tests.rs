@@ -505,6 +505,15 @@ fn every_action_in_every_phase() {
         ("Aborted", Phase::Aborted, &[Retry]),
     ];
     for (name, phase, legal) in table {
+        let sim = in_phase(name);
+        assert_eq!(
+            sim.state.allowed_actions(&sim.steps, sim.now),
+            Action::ALL
+                .into_iter()
+                .filter(|a| legal.contains(a))
+                .collect::<Vec<_>>(),
+            "allowed_actions in {name}"
+        );
         for action in Action::ALL {
             let mut sim = in_phase(name);
             assert_eq!(sim.state.phase, phase, "{name}");

@@ -253,6 +253,57 @@ impl Handle {
             .await
     }
 
+    /// A generation's timeline (`None`: the current one), from a reader.
+    pub async fn timeline_of(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<Timeline, ApiError> {
+        let name = name.to_string();
+        self.read_api(move |s| super::views::timeline(s, &name, generation))
+            .await
+    }
+
+    /// An analysis template by name.
+    pub async fn template(&self, name: &str) -> Result<Option<AnalysisTemplate>, ApiError> {
+        let name = name.to_string();
+        self.read(move |s| s.template(&name)).await
+    }
+
+    /// Every kept generation of a rollout, newest first.
+    pub async fn generations(&self, name: &str) -> Result<vireo_api::Generations, ApiError> {
+        let name = name.to_string();
+        self.read_api(move |s| super::views::generations(s, &name))
+            .await
+    }
+
+    /// What a generation (`None`: the current one) has in the log.
+    pub async fn evidence_index(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<vireo_api::EvidenceIndex, ApiError> {
+        let name = name.to_string();
+        self.read_api(move |s| super::views::evidence_index(s, &name, generation))
+            .await
+    }
+
+    /// What rolling the current generation back would do (the armed envelope's summary), and
+    /// the proxies connected now (each is sent weight 0).
+    pub async fn rollback_preview(
+        &self,
+        name: &str,
+    ) -> Result<vireo_api::RollbackPreview, ApiError> {
+        let name = name.to_string();
+        let mut preview = self
+            .read_api(move |s| super::views::rollback_preview(s, &name))
+            .await?;
+        let now = self.shared.clock.now_ms();
+        let fleet = self.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
+        preview.proxies = fleet.connected(now).map(|r| r.proxy.clone()).collect();
+        Ok(preview)
+    }
+
     /// A rollout's evidence bundle: (files, log size, checkpoint, log origin).
     pub async fn evidence_files(&self, name: &str) -> Result<EvidenceFiles, ApiError> {
         let name = name.to_string();
@@ -308,6 +359,15 @@ impl Handle {
     /// The events DORA is computed from.
     pub async fn dora_events(&self) -> Result<Vec<CloudEvent>, ApiError> {
         self.read(|s| s.dora_events()).await
+    }
+
+    /// [`Handle::read`] for a query that answers in API terms (not found, invalid).
+    async fn read_api<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        // The snapshot's error type is the store's: the API error rides inside its `Ok`.
+        self.read(move |s| Ok(query(s))).await?
     }
 
     /// A query on a read-only connection of its own, on a blocking thread, in one snapshot:

@@ -2,6 +2,7 @@
 //! and history.
 
 use super::*;
+use vireo_api::{EvidenceIndex, EvidenceItem, Generations, RollbackPreview};
 
 impl Driver {
     pub(super) fn view(&self, name: &str) -> Result<RolloutView, ApiError> {
@@ -29,40 +30,177 @@ impl Driver {
     }
 
     pub(super) fn timeline(&self, name: &str) -> Result<Timeline, ApiError> {
-        let stored = self
-            .store
-            .rollout(name)?
-            .ok_or_else(|| ApiError::NotFound(format!("no rollout named {name:?}")))?;
-        let entries = self
-            .store
-            .history(name)?
-            .into_iter()
-            .map(|h| {
-                let (checkpoints, outputs) = h
-                    .effects
-                    .into_iter()
-                    .partition(|e| matches!(e, Effect::Checkpoint { .. }));
-                TimelineEntry {
-                    seq: h.seq,
-                    at: humantime::format_rfc3339_millis(
-                        UNIX_EPOCH + Duration::from_millis(h.at_ms),
-                    )
-                    .to_string(),
-                    at_ms: h.at_ms,
-                    input: h.input,
-                    by: h.actor,
-                    reason: h.reason,
-                    checkpoints,
-                    outputs,
-                }
-            })
-            .collect();
-        Ok(Timeline {
-            rollout: name.to_string(),
-            generation: stored.generation,
-            entries,
-        })
+        timeline(&self.store, name, None)
     }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no rollout named {name:?}"))
+}
+
+fn rfc3339(ms: Millis) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The stored generation `generation` of a rollout (`None`: the current one).
+fn generation_of(
+    store: &Store,
+    name: &str,
+    generation: Option<u64>,
+) -> Result<StoredRollout, ApiError> {
+    let stored = match generation {
+        None => store.rollout(name)?,
+        Some(g) => store
+            .generations(name)?
+            .into_iter()
+            .find(|s| s.generation == g),
+    };
+    stored.ok_or_else(|| match generation {
+        Some(g) => ApiError::NotFound(format!(
+            "rollout {name:?} has no generation {g} (GET /api/v1/rollouts/{name}/generations lists them)"
+        )),
+        None => not_found(name),
+    })
+}
+
+/// The timeline of a generation (`None`: the current one).
+pub(super) fn timeline(
+    store: &Store,
+    name: &str,
+    generation: Option<u64>,
+) -> Result<Timeline, ApiError> {
+    let stored = generation_of(store, name, generation)?;
+    let entries = store
+        .history_of(name, Some(stored.generation))?
+        .into_iter()
+        .map(|h| {
+            let (checkpoints, outputs) = h
+                .effects
+                .into_iter()
+                .partition(|e| matches!(e, Effect::Checkpoint { .. }));
+            TimelineEntry {
+                seq: h.seq,
+                at: rfc3339(h.at_ms),
+                at_ms: h.at_ms,
+                input: h.input,
+                by: h.actor,
+                reason: h.reason,
+                checkpoints,
+                outputs,
+            }
+        })
+        .collect();
+    Ok(Timeline {
+        rollout: name.to_string(),
+        generation: stored.generation,
+        entries,
+    })
+}
+
+/// Every kept generation of a rollout, newest first, each as the API shows a rollout (without
+/// the live parts: proxy refusals and the schedule belong to the current one's `GET`).
+pub(super) fn generations(store: &Store, name: &str) -> Result<Generations, ApiError> {
+    let mut items = Vec::new();
+    for stored in store.generations(name)? {
+        let g = Some(stored.generation);
+        let history = store.history_of(name, g)?;
+        let runs = store
+            .runs_of(name, g)?
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        items.push(view(stored, &history, runs, Vec::new()));
+    }
+    if items.is_empty() {
+        return Err(not_found(name));
+    }
+    Ok(Generations {
+        rollout: name.to_string(),
+        items,
+    })
+}
+
+/// What a generation has in the transparency log, against the current checkpoint.
+pub(super) fn evidence_index(
+    store: &Store,
+    name: &str,
+    generation: Option<u64>,
+) -> Result<EvidenceIndex, ApiError> {
+    let stored = generation_of(store, name, generation)?;
+    let (parsed, checkpoint) = store.log_checkpoint_parsed()?;
+    let tree_size = parsed.size;
+    let items = store
+        .log_entries_of(name, stored.generation)?
+        .into_iter()
+        .map(|e| EvidenceItem {
+            log_index: e.index,
+            at: rfc3339(e.at_ms),
+            at_ms: e.at_ms,
+            kind: e.kind,
+            stage: e.stage,
+            decision: e.decision,
+            digest: vireo_evidence::sha256_hex(&e.entry),
+            sealed: e.index < tree_size,
+        })
+        .collect();
+    Ok(EvidenceIndex {
+        rollout: name.to_string(),
+        generation: stored.generation,
+        tree_size,
+        checkpoint,
+        items,
+    })
+}
+
+/// What rolling the current generation back would do: the armed envelope's predicate (checked
+/// against the signing key), or before it is armed what it will say. `proxies` is left for the
+/// caller, who knows the fleet.
+pub(super) fn rollback_preview(store: &Store, name: &str) -> Result<RollbackPreview, ApiError> {
+    let stored = generation_of(store, name, None)?;
+    let g = stored.generation;
+    let logged = store
+        .log_entries_of(name, g)?
+        .into_iter()
+        .rfind(|e| e.kind == vireo_evidence::rollback::KIND);
+    let (predicate, armed, verified) = match &logged {
+        Some(e) => {
+            let verified = match store.signer() {
+                Some(s) => vireo_evidence::rollback::open(&e.entry, s.signing.public(), name, g)
+                    .map(|_| ()),
+                None => Err("evidence is disabled on this store (no signing key)".into()),
+            };
+            let predicate = vireo_evidence::open_entry(&e.entry)
+                .map(|st| st["predicate"].clone())
+                .unwrap_or_default();
+            (predicate, true, Some(verified))
+        }
+        None => (
+            vireo_evidence::rollback::predicate(&stored.spec, g, stored.updated_ms),
+            false,
+            None,
+        ),
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    Ok(RollbackPreview {
+        rollout: name.to_string(),
+        generation: g,
+        armed,
+        log_index: logged.as_ref().map(|e| e.index),
+        envelope_digest: logged
+            .as_ref()
+            .map(|e| vireo_evidence::sha256_hex(&e.entry)),
+        verified,
+        previous_image: predicate["previousImage"].clone(),
+        previous_version: text(&predicate["previousVersion"]).unwrap_or_default(),
+        down_migration: predicate["downMigration"].clone(),
+        flag: predicate["flag"].clone(),
+        armed_at: if armed {
+            text(&predicate["armedAt"])
+        } else {
+            None
+        },
+        proxies: Vec::new(),
+    })
 }
 
 /// The API view of a stored rollout (pure: also used by tests).
@@ -111,6 +249,11 @@ pub fn view(
             schedule: None,
             created_ms: stored.created_ms,
             updated_ms: stored.updated_ms,
+            applied_by: stored.applied_by,
+            allowed_actions: s.allowed_actions(
+                &vireo_core::rollout::Recipe::of(&stored.spec),
+                stored.updated_ms,
+            ),
         },
         rollout: stored.spec,
     }
