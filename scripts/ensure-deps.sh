@@ -8,7 +8,9 @@
 #                                      target/tools/bin (tests/python/kubectl-requirements.txt),
 #                                      iptables, iproute2 and setpriv (transparent interception
 #                                      in network namespaces), nodejs (the console's logic
-#                                      under Node's test runner)
+#                                      under Node's test runner), chromium and, in
+#                                      tests/browser/node_modules, playwright-core (npm ci from
+#                                      its lock file: the console's tests in a real browser)
 #   scripts/ensure-deps.sh bench       cmake + nginx, haproxy, wrk, h2load (load comparison peers
 #                                      and clients), valgrind (instruction counts), taskset
 # As root it runs apt-get; otherwise sudo apt-get; it never prompts (CI has no stdin).
@@ -18,10 +20,10 @@ declare -A pkg_of=([cmake]=cmake [promtool]=prometheus [prometheus]=prometheus
                    [nginx]=nginx [haproxy]=haproxy [wrk]=wrk [jq]=jq [python3]=python3-venv
                    [h2load]=nghttp2-client [valgrind]=valgrind [taskset]=util-linux
                    [iptables-restore]=iptables [ip]=iproute2 [setpriv]=util-linux
-                   [node]=nodejs)
+                   [node]=nodejs [npm]=npm [chromium]=chromium)
 case "${1:-build}" in
   build) cmds=(cmake) ;;
-  test)  cmds=(cmake promtool prometheus jq python3 iptables-restore ip setpriv node) ;;
+  test)  cmds=(cmake promtool prometheus jq python3 iptables-restore ip setpriv node npm chromium) ;;
   bench) cmds=(cmake nginx haproxy wrk h2load valgrind taskset python3) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
@@ -82,9 +84,24 @@ PY
   cp "$req" "$bin/.installed"
 }
 
+# playwright-core for the browser tests: exactly the lock file's (npm ci checks its integrity
+# hash); it drives Debian's chromium, so it downloads no browser.
+browser_tools() {
+  [ "${1:-build}" = test ] || return 0
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  if [ -f "$dir/node_modules/.installed" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed"; then
+    return 0
+  fi
+  echo "vireo: installing the browser tests' npm package (playwright-core) into tests/browser/node_modules" >&2
+  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$dir/package-lock.json" "$dir/node_modules/.installed"
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   python_env "${1:-build}"
   kube_tools "${1:-build}"
+  browser_tools "${1:-build}"
   exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -109,3 +126,4 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 python_env "${1:-build}"
 kube_tools "${1:-build}"
+browser_tools "${1:-build}"

@@ -230,11 +230,31 @@ fn bad_input_gets_a_clear_error_and_nothing_is_stored() {
         r.body
     );
     assert_eq!(server.post("/api/v1/rollouts/nope/abort", "").status, 404);
+    // The console: its page and every file it loads, served by the binary itself (offline),
+    // with a policy admitting only this origin's scripts.
     let console = server.get("/");
     assert_eq!(console.status, 200);
-    assert!(
-        console.body.contains("/api/v1/rollouts"),
-        "the console polls the API"
+    assert!(console.body.contains("ui/app.js"), "{}", console.body);
+    let csp = console.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+    for (path, _) in vireo_server::console::ASSETS.iter().skip(1) {
+        let r = http("GET", &server.url(&format!("/ui/{path}")), &[], "").unwrap();
+        assert_eq!(r.status, 200, "ui/{path}");
+        let etag = r.headers["etag"].to_str().unwrap().to_string();
+        let again = http(
+            "GET",
+            &server.url(&format!("/ui/{path}")),
+            &[("if-none-match", &etag)],
+            "",
+        )
+        .unwrap();
+        assert_eq!(again.status, 304, "ui/{path} revalidates by its ETag");
+    }
+    assert_eq!(
+        http("GET", &server.url("/ui/nope.js"), &[], "")
+            .unwrap()
+            .status,
+        404
     );
     assert_eq!(server.post("/api/v1/rollouts/shop/explode", "").status, 404);
 

@@ -61,6 +61,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     e(
         "GET",
+        "/ui/{*path}",
+        Public,
+        "the console's scripts and styles (static; no data)",
+    ),
+    e(
+        "GET",
         "/api/v1/whoami",
         Authenticated,
         "the caller's name, roles and permissions",

@@ -54,3 +54,37 @@ fn every_vendored_file_is_listed_with_its_sha256() {
         );
     }
 }
+
+/// Every file under `console/` but the tests and the vendoring notes is embedded and served:
+/// a new screen cannot be forgotten in `ASSETS` (the page would fail to load it).
+#[test]
+fn every_console_file_is_embedded() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console");
+    let mut on_disk = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                if rel != "test" {
+                    stack.push(path);
+                }
+            } else if rel != "vendor/VENDORED.md" {
+                on_disk.push(rel);
+            }
+        }
+    }
+    on_disk.sort();
+    let mut embedded: Vec<String> = vireo_server::console::ASSETS
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(embedded[0], "index.html", "the page comes first");
+    embedded.sort();
+    assert_eq!(embedded, on_disk);
+}

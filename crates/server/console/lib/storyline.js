@@ -1,0 +1,198 @@
+// The run as one storyline (pure: unit-tested with node --test). From a rollout's view
+// (spec + status) and its timeline, the stage rows in lifecycle order — inputs, gate,
+// approval, each recipe step, post-deploy verification, sealing, the end — each with its time,
+// a mark (done, running, pending, failed) and what it links to; the user's actions in between,
+// with who and why; and "why it failed" in one sentence.
+
+const checkpointsOf = (e) => (e.checkpoints ?? []).map((c) => c.Checkpoint).filter(Boolean);
+const inputKind = (input) => (typeof input === "string" ? input : Object.keys(input ?? {})[0]);
+
+/** The first checkpoint entering `phase`, as `{at, entry}`. */
+function entered(entries, phase) {
+  for (const e of entries) {
+    const c = checkpointsOf(e).find((c) => c.to === phase);
+    if (c) return { at: e.at_ms, entry: e, reason: c.reason };
+  }
+  return null;
+}
+
+/**
+ * Rows: `{key, title, detail, at, mark, link, by, reason}`. `key` is stable (a deep link's
+ * target: `inputs`, `gate`, `approval`, `step-N`, `verify`, `sealed`, `end`, `action-SEQ`).
+ */
+export function storyline(view, timeline) {
+  const entries = timeline?.entries ?? [];
+  const status = view.status;
+  const steps = view.spec?.strategy?.canary?.steps ?? [];
+  const runs = status.analysisRuns ?? [];
+  const phase = status.phase;
+  const ended = ["Completed", "Aborted", "RolledBack"].includes(phase);
+  const failedEnd = phase === "Aborted" || phase === "RolledBack";
+  const rows = [];
+
+  const inputs = entered(entries, "InputsMaterialized");
+  rows.push({
+    key: "inputs",
+    title: "Inputs materialized",
+    detail: inputs ? "spec, images and templates recorded" : "",
+    at: inputs?.at,
+    mark: inputs ? "done" : failedEnd ? "failed" : "running",
+  });
+
+  const gate = entries.find((e) => inputKind(e.input) === "GateEvaluated");
+  const g = gate?.input?.GateEvaluated;
+  rows.push({
+    key: "gate",
+    title: "Gate",
+    detail: g ? g.reason : entered(entries, "GateEval") ? "evaluating" : "",
+    at: gate?.at_ms,
+    mark: g ? (g.passed ? "done" : "failed") : entered(entries, "GateEval") && !ended ? "running" : "pending",
+  });
+
+  const awaiting = entered(entries, "AwaitingApproval");
+  if (awaiting || g?.needs_approval) {
+    const approved = entries.find((e) => e.input?.Action === "approve");
+    rows.push({
+      key: "approval",
+      title: "Approval",
+      detail: approved ? `approved by ${approved.by ?? "someone"}` : "waiting for an approver",
+      at: approved?.at_ms,
+      by: approved?.by,
+      reason: approved?.reason,
+      mark: approved ? "done" : phase === "AwaitingApproval" ? "running" : ended ? "failed" : "pending",
+    });
+  }
+
+  // Weight steps: applied when the WeightApplied entry for that weight came after the step
+  // began. The status's index says which step is current.
+  const current = status.currentStepIndex;
+  const applied = entries.filter((e) => inputKind(e.input) === "WeightApplied");
+  steps.forEach((step, i) => {
+    const row = { key: `step-${i}`, title: `Step ${i + 1}`, detail: "", mark: "pending" };
+    if ("setWeight" in step) {
+      const w = step.setWeight;
+      const a = applied.find((e) => e.input.WeightApplied.weight === w);
+      row.title = `Canary ${w} %`;
+      row.detail = a ? "every connected proxy applied it" : "";
+      row.at = a?.at_ms;
+    } else if ("pause" in step) {
+      row.title = step.pause?.duration ? `Pause ${step.pause.duration}` : "Pause until resumed";
+    } else if ("analysis" in step) {
+      const run = [...runs].reverse().find((r) => r.step === i);
+      row.title = `Analysis (${step.analysis.templates.map((t) => t.templateName).join(", ")})`;
+      if (run) {
+        row.run = run.run;
+        row.detail = run.message;
+        row.at = run.startedMs;
+        row.link = `run-${run.run}`;
+      }
+      if (run?.phase === "Successful") row.mark = "done";
+      else if (run && ["Failed", "Error", "Inconclusive"].includes(run.phase)) row.mark = "failed";
+    }
+    if (row.mark === "pending") {
+      if (i < current) row.mark = "done";
+      else if (i === current && !ended) row.mark = phase === "Paused" ? "paused" : "running";
+      else if (i === current && failedEnd) row.mark = "failed";
+    }
+    rows.push(row);
+  });
+
+  const verify = entered(entries, "PostDeployVerify");
+  if (verify || view.spec?.strategy?.canary?.analysis || status.phase === "PostDeployVerify") {
+    const run = runs.find((r) => r.step >= steps.length);
+    rows.push({
+      key: "verify",
+      title: "Post-deploy verify",
+      detail: run?.message ?? "",
+      at: verify?.at,
+      run: run?.run,
+      link: run ? `run-${run.run}` : undefined,
+      mark: run?.phase === "Successful" ? "done" : run && run.phase !== "Running" ? "failed" : verify ? "running" : "pending",
+    });
+  }
+
+  const sealed = entered(entries, "Sealed");
+  if (!failedEnd || sealed) {
+    rows.push({
+      key: "sealed",
+      title: "Sealed",
+      detail: sealed ? "evidence sealed in the log" : "",
+      at: sealed?.at,
+      mark: sealed ? "done" : "pending",
+    });
+  }
+
+  const end = failedEnd ? entered(entries, phase) ?? entered(entries, "Aborted") : entered(entries, "Completed");
+  rows.push({
+    key: "end",
+    title: failedEnd ? (phase === "RolledBack" ? "Rolled back" : "Aborted") : "Completed",
+    detail: end?.reason ?? (failedEnd ? status.message : ""),
+    at: end?.at,
+    mark: end ? (failedEnd ? "failed" : "done") : "pending",
+  });
+
+  // The user's actions, each with who and why, at their place in time.
+  const actions = entries
+    .filter((e) => inputKind(e.input) === "Action")
+    .map((e) => ({
+      key: `action-${e.seq}`,
+      title: `${e.input.Action}`,
+      detail: e.reason ? `“${e.reason}”` : "no reason given",
+      at: e.at_ms,
+      by: e.by,
+      reason: e.reason,
+      mark: "action",
+    }));
+  return { rows, actions };
+}
+
+/** The first failing measurement of a run and its condition, in one sentence (or null). */
+export function whyFailed(run, template) {
+  if (!run || !["Failed", "Error", "Inconclusive"].includes(run.phase)) return null;
+  for (const m of run.metrics ?? []) {
+    const bad = (m.measurements ?? []).find((x) => x.phase === "Failed" || x.phase === "Error");
+    if (!bad) continue;
+    const t = template?.spec?.metrics?.find((x) => x.name === m.name);
+    const condition = t?.successCondition
+      ? `its success condition ${t.successCondition}`
+      : t?.failureCondition
+        ? `its failure condition ${t.failureCondition}`
+        : "its condition";
+    const v = bad.value === undefined ? null : valueText(bad.value);
+    const what = bad.phase === "Error" ? `could not be measured (${bad.message ?? "error"})` : `measured ${v} against ${condition}`;
+    const limit = t ? ` (failure limit ${t.failureLimit ?? 0})` : "";
+    return { metric: m.name, at: bad.atMs, sentence: `${m.name} ${what}${limit}.` };
+  }
+  return { metric: null, at: run.finishedMs, sentence: run.message };
+}
+
+function valueText(v) {
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(4);
+  if (v && typeof v.Scalar === "number") return valueText(v.Scalar);
+  return JSON.stringify(v);
+}
+
+/** Which template a run used (the analysis step's first template), for its conditions. */
+export function templateOf(view, run) {
+  const steps = view.spec?.strategy?.canary?.steps ?? [];
+  const step = steps[run.step];
+  if (step?.analysis) return step.analysis.templates[0]?.templateName;
+  const bg = view.spec?.strategy?.canary?.analysis;
+  return bg?.templates?.[0]?.templateName ?? null;
+}
+
+/** Health banner facts from the rollout and the proxies view. */
+export function health(view, proxies, now = Date.now()) {
+  const items = proxies?.items ?? [];
+  const table = proxies?.tableVersion;
+  const behind = items.filter((p) => p.appliedVersion !== table);
+  const refusing = items.filter((p) => p.rejected);
+  return {
+    connected: items.length,
+    behind: behind.map((p) => p.proxy),
+    refusing: refusing.map((p) => `${p.proxy}: ${p.rejected}`),
+    errors: view?.status?.proxyErrors ?? [],
+    table,
+    checkedAt: now,
+  };
+}

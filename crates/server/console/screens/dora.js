@@ -1,0 +1,88 @@
+// 9. DORA dashboard: the four keys for a period with the delta against the previous period, a
+// weekly trend, and every figure as a receipt — the events behind it, the jq program with a
+// copyable command, and a recomputation in the browser (lib/dora.js) that must agree.
+import { useState } from "preact/hooks";
+import { html, useData, ErrorLine, Chart } from "./widgets.js";
+import { api } from "../lib/api.js";
+import { compute, agree, command, weeks, figure, TYPES, DAY_MS } from "../lib/dora.js";
+import { duration } from "../lib/format.js";
+
+const KEYS = [
+  ["deployFrequency", "Deploy frequency", (r) => `${r.deployFrequency.perDay.toFixed(2)} / day`, (r) => `${r.deployFrequency.releases} releases`, true],
+  ["leadTime", "Lead time for changes", (r) => duration(r.leadTime.meanMs), (r) => `median ${duration(r.leadTime.medianMs)}, ${r.leadTime.releases} releases`, false],
+  ["changeFailureRate", "Change failure rate", (r) => (r.changeFailureRate.rate === null ? "—" : `${(r.changeFailureRate.rate * 100).toFixed(1)} %`), (r) => `${r.changeFailureRate.failed} of ${r.changeFailureRate.total}`, false],
+  ["mttr", "Time to restore", (r) => duration(r.mttr.meanMs), (r) => `${r.mttr.resolved} incidents`, false],
+];
+
+const iso = (ms) => new Date(ms).toISOString();
+const q = (w) => `api/v1/dora?since=${encodeURIComponent(iso(w.since))}&until=${encodeURIComponent(iso(w.until))}`;
+
+/** Every event DORA reads (all pages of each type). */
+export async function doraEvents() {
+  const out = [];
+  for (const ty of Object.values(TYPES)) {
+    let after = 0;
+    for (let page = 0; page < 100; page++) {
+      const r = await api(`api/v1/events?type=${encodeURIComponent(ty)}&after=${after}&limit=10000`);
+      out.push(...r.events);
+      if (!r.events.length || r.next === null) break;
+      after = r.next;
+      if (r.events.length < 10000) break;
+    }
+  }
+  return out;
+}
+
+function delta(now, before, higherIsBetter) {
+  if (now === null || before === null || now === undefined || before === undefined) return html`<span class="muted">no previous figure</span>`;
+  if (before === 0) return html`<span class="muted">previous 0</span>`;
+  const d = ((now - before) / Math.abs(before)) * 100;
+  const good = higherIsBetter ? d >= 0 : d <= 0;
+  return html`<span class=${good ? "good" : "bad"}>${d >= 0 ? "▲" : "▼"} ${Math.abs(d).toFixed(0)} % vs previous period</span>`;
+}
+
+export function Dora() {
+  const [days, setDays] = useState(30);
+  const [until] = useState(() => Date.now() + 1);
+  const w = { since: until - days * DAY_MS, until };
+  const prev = { since: w.since - days * DAY_MS, until: w.since };
+  const trend = weeks(until, 8);
+  const r = useData([q(w), q(prev), ...trend.map(q)], [days]);
+  const [open, setOpen] = useState(null);
+  const [check, setCheck] = useState(null);
+  const [error, setError] = useState(null);
+  const [report, before, ...weekly] = r.data ?? [];
+  async function recompute(key) {
+    setCheck({ key, busy: true });
+    try {
+      const events = await doraEvents();
+      const mine = compute(events, w);
+      const diffs = agree(mine, report).filter((d) => d.startsWith(key));
+      setCheck({ key, mine, diffs, n: events.length });
+    } catch (e) {
+      setError(e);
+      setCheck(null);
+    }
+  }
+  return html`<section aria-labelledby="dora-h"><h1 id="dora-h">DORA</h1>
+    <label>Period <select value=${days} onChange=${(e) => setDays(Number(e.target.value))}>
+      ${[7, 30, 90].map((d) => html`<option value=${d}>last ${d} days</option>`)}</select></label>
+    <${ErrorLine} error=${r.error ?? error} />
+    ${report && html`<div class="keys">${KEYS.map(([key, title, show, sub, higher]) => html`<article class="key" data-key=${key}>
+      <h2>${title}</h2><p class="figure" data-testid=${`dora-${key}`}>${show(report)}</p><p class="muted">${sub(report)}</p>
+      <p>${before && delta(figure(key, report), figure(key, before), higher)}</p>
+      <${Chart} title=${`${title}, by week`} height=${120} series=${[{ label: "week" }, { label: title, scale: "v", stroke: "#2a6fdb", points: { show: true } }]}
+        data=${[trend.map((t) => t.until / 1000), weekly.map((x) => figure(key, x))]} />
+      <button type="button" onClick=${() => setOpen(open === key ? null : key)} aria-expanded=${open === key}>Receipt</button>
+      ${open === key && html`<div class="receipt" data-testid=${`receipt-${key}`}>
+        <p>${report[key].events.length} events: ${report[key].events.map((e) => html`<code class="ref">${e}</code> `)}</p>
+        <p>Recompute from an export: <code class="cmd">vireo events export -o events.jsonl && ${command(report[key].query, w)}</code>
+          <button type="button" onClick=${() => navigator.clipboard?.writeText(`vireo events export -o events.jsonl && ${command(report[key].query, w)}`)}>copy</button></p>
+        <button type="button" data-testid=${`recompute-${key}`} onClick=${() => recompute(key)}>Recompute in the browser</button>
+        ${check?.key === key && check.busy && html`<p role="status">recomputing…</p>`}
+        ${check?.key === key && check.mine && html`<p data-testid=${`recomputed-${key}`} data-agrees=${String(!check.diffs.length)} class=${check.diffs.length ? "bad" : "good"}>
+          From ${check.n} events in this browser: ${show(check.mine)} — ${check.diffs.length ? `disagrees: ${check.diffs.join("; ")}` : "agrees with the server"}.</p>`}
+      </div>`}
+    </article>`)}</div>`}
+  </section>`;
+}

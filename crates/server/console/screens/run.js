@@ -1,0 +1,229 @@
+// 2. Run timeline (the console's centre) and 4. the deploy stage view.
+//
+// The header, the health banner, the stage timeline (storyline.js), the canary chart and the
+// quick actions: only those the phase allows (`status.allowedActions`, the state machine's own
+// answer) and the caller's role permits, each asking for a reason.
+import { html, useData, useCtx, Time, Digest, Phase, Mark, ErrorLine, ActionButton, Chart, may } from "./widgets.js";
+import { storyline, health, whyFailed, templateOf } from "../lib/storyline.js";
+import { duration, imageDigest, recipe, scalar, threshold, policy, stepWords } from "../lib/format.js";
+import { link } from "../lib/routes.js";
+
+const LABELS = { pause: "Pause", resume: "Resume", promote: "Promote", promoteFull: "Promote fully", abort: "Abort", retry: "Retry", approve: "Approve", rollback: "Roll back" };
+
+/** The view of the route's generation: the current one's live view, or an earlier one's. */
+export function useRun(route) {
+  const name = encodeURIComponent(route.rollout);
+  const g = route.generation;
+  const q = g ? `?generation=${g}` : "";
+  const r = useData([`api/v1/rollouts/${name}`, `api/v1/rollouts/${name}/timeline${q}`, g ? `api/v1/rollouts/${name}/generations` : null]);
+  const [current, timeline, gens] = r.data ?? [];
+  let view = current;
+  if (g && gens && current?.status.generation !== g) view = gens.items.find((x) => x.status.generation === g) ?? null;
+  const earlier = Boolean(g && current && current.status.generation !== g);
+  return { view, timeline, current, earlier, error: r.error, loading: r.loading };
+}
+
+/** The templates a rollout refers to, by name. */
+export function useTemplates(view) {
+  const names = [...new Set((view?.spec?.strategy?.canary?.steps ?? []).filter((s) => s.analysis).flatMap((s) => s.analysis.templates.map((t) => t.templateName)))];
+  const bg = view?.spec?.strategy?.canary?.analysis?.templates ?? [];
+  for (const t of bg) if (!names.includes(t.templateName)) names.push(t.templateName);
+  const r = useData(names.map((n) => `api/v1/analysistemplates/${encodeURIComponent(n)}`));
+  const out = {};
+  names.forEach((n, i) => {
+    if (r.data?.[i]) out[n] = r.data[i];
+  });
+  return out;
+}
+
+export function RunHeader({ view, route, earlier }) {
+  const s = view.status;
+  const started = s.createdMs;
+  const end = s.settled ? s.updatedMs : Date.now();
+  return html`<header class="run-header">
+    <h1>${view.metadata.name} <small>generation ${s.generation}${earlier ? " (earlier)" : ""}</small> <${Phase} phase=${s.phase} /></h1>
+    <dl class="facts">
+      <div><dt>canary image</dt><dd><${Digest} value=${imageDigest(view.spec.canary.image) ?? view.spec.canary.image} /></dd></div>
+      <div><dt>versions</dt><dd>${view.spec.stable.version} → ${view.spec.canary.version}</dd></div>
+      <div><dt>route</dt><dd><code>${view.spec.route}</code></dd></div>
+      <div><dt>recipe</dt><dd class="recipe">${recipe(view.spec.strategy?.canary?.steps)}</dd></div>
+      <div><dt>step</dt><dd>${Math.min(s.currentStepIndex + 1, s.steps)} / ${s.steps} · canary ${s.canaryWeight} %</dd></div>
+      <div><dt>started</dt><dd><${Time} ms=${started} /> by ${s.appliedBy ?? "—"}</dd></div>
+      <div><dt>elapsed</dt><dd>${duration(end - started)}</dd></div>
+    </dl>
+    <p class="message">${s.message}</p>
+    <nav class="subnav" aria-label="this run">
+      <a href=${link(view.metadata.name, { generation: route.generation })}>Timeline</a>
+      ${!earlier && html`<a href=${link(view.metadata.name, { screen: "stage" })}>Deploy stage</a>`}
+      ${!earlier && html`<a href=${link(view.metadata.name, { screen: "rollback" })}>Rollback / re-run</a>`}
+      <a href=${link(view.metadata.name, { generation: route.generation, screen: "evidence" })}>Evidence</a>
+      <a href=${link(view.metadata.name, { generation: route.generation, screen: "replay" })}>Replay</a>
+      ${!earlier && html`<a href=${link(view.metadata.name, { screen: "schedule" })}>Schedule</a>`}
+    </nav>
+  </header>`;
+}
+
+function HealthBanner({ view }) {
+  const proxies = useData("api/v1/proxies");
+  const prom = view.spec?.analysis?.prometheus ?? null;
+  const h = health(view, proxies.data);
+  const problems = h.refusing.length + h.errors.length + h.behind.length;
+  return html`<aside class=${`health ${problems ? "health-bad" : "health-ok"}`} aria-label="health" data-testid="health">
+    <span><a href=${link(view.metadata.name, { screen: "stage" })}>${h.connected} prox${h.connected === 1 ? "y" : "ies"} connected</a>
+      ${h.table !== undefined ? html` · table v${h.table}` : ""}</span>
+    ${h.behind.length > 0 && html`<span>${h.behind.length} not on the newest table: ${h.behind.join(", ")}</span>`}
+    ${[...h.refusing, ...h.errors].map((e) => html`<span class="bad">refusing: ${e}</span>`)}
+    ${!problems && html`<span>no refusals, no stale proxies</span>`}
+    ${prom && html`<span>Prometheus ${prom}</span>`}
+    <${ErrorLine} error=${proxies.error} />
+  </aside>`;
+}
+
+export function QuickActions({ view, onDone }) {
+  const { me } = useCtx();
+  const allowed = (view.status.allowedActions ?? []).filter((a) => may(me, a));
+  if (!allowed.length) return null;
+  return html`<div class="actions" role="group" aria-label="actions">
+    ${allowed.map((a) => html`<${ActionButton} rollout=${view.metadata.name} action=${a} label=${LABELS[a] ?? a} danger=${a === "abort" || a === "rollback"} onDone=${onDone} />`)}
+  </div>`;
+}
+
+function StageTimeline({ view, timeline, route }) {
+  const { rows, actions } = storyline(view, timeline);
+  const all = [...rows];
+  // Actions go after the last row that happened before them.
+  for (const a of actions) {
+    let at = all.length;
+    for (let i = all.length - 1; i >= 0; i--) {
+      if (all[i].at !== undefined && all[i].at <= a.at) {
+        at = i + 1;
+        break;
+      }
+    }
+    all.splice(at, 0, a);
+  }
+  return html`<ol class="stages" aria-label="stage timeline">
+    ${all.map(
+      (r) => html`<li class=${`stage stage-${r.mark}`} data-stage=${r.key} data-mark=${r.mark}>
+        <${Mark} mark=${r.mark} />
+        <span class="stage-title">${r.link ? html`<a href=${link(view.metadata.name, { generation: route.generation, screen: "step", arg: r.link })}>${r.title}</a>` : r.title}</span>
+        <span class="stage-time">${r.at ? html`<${Time} ms=${r.at} />` : ""}</span>
+        <span class="stage-detail">${r.by ? html`<strong>${r.by}</strong> ` : ""}${r.detail}</span>
+      </li>`,
+    )}
+  </ol>`;
+}
+
+/** Weight (stepped), every measurement by metric, thresholds, and actions as markers. */
+export function CanaryChart({ view, timeline, templates }) {
+  const s = view.status;
+  const t0 = s.createdMs;
+  const xs = new Set([t0]);
+  for (const a of s.appliedWeights) xs.add(a.appliedMs);
+  const metrics = new Map();
+  for (const run of s.analysisRuns ?? []) {
+    const tpl = templates[templateOf(view, run)];
+    for (const m of run.metrics) {
+      const entry = metrics.get(m.name) ?? { points: new Map(), limit: threshold(tpl?.spec?.metrics?.find((x) => x.name === m.name)?.successCondition) };
+      for (const x of m.measurements) {
+        const v = scalar(x.value);
+        if (v !== null) {
+          entry.points.set(x.atMs, v);
+          xs.add(x.atMs);
+        }
+      }
+      metrics.set(m.name, entry);
+    }
+  }
+  const actions = (timeline?.entries ?? []).filter((e) => e.input?.Action);
+  for (const a of actions) xs.add(a.at_ms);
+  xs.add(s.settled ? s.updatedMs : Date.now());
+  const x = [...xs].sort((a, b) => a - b);
+  let w = 0;
+  const weights = x.map((t) => {
+    for (const a of s.appliedWeights) if (a.appliedMs <= t) w = a.weight;
+    return w;
+  });
+  const series = [{ label: "time" }, { label: "canary weight %", scale: "%", stroke: "#2a6fdb", width: 2, paths: globalThis.uPlot?.paths?.stepped?.({ align: 1 }) }];
+  const data = [x.map((t) => t / 1000), weights];
+  const colors = ["#1a9c5b", "#c77700", "#8a3ffc", "#d12771"];
+  let c = 0;
+  for (const [name, m] of metrics) {
+    const color = colors[c++ % colors.length];
+    series.push({ label: name, scale: "value", stroke: color, points: { show: true }, spanGaps: true });
+    data.push(x.map((t) => m.points.get(t) ?? null));
+    if (m.limit) {
+      series.push({ label: `${name} threshold (${m.limit.op} ${m.limit.value})`, scale: "value", stroke: color, dash: [6, 4], width: 1 });
+      data.push(x.map(() => m.limit.value));
+    }
+  }
+  series.push({ label: "actions", scale: "%", stroke: "#222", width: 0, points: { show: true, size: 9, fill: "#222" } });
+  data.push(x.map((t) => (actions.some((a) => a.at_ms === t) ? weights[x.indexOf(t)] : null)));
+  return html`<${Chart} title="Canary weight, measurements and thresholds over time" series=${series} data=${data} />`;
+}
+
+export function Run({ route }) {
+  const { refresh } = useCtx();
+  const r = useRun(route);
+  const templates = useTemplates(r.view);
+  if (!r.view) return html`<${ErrorLine} error=${r.error} />${r.loading && html`<p>loading…</p>`}`;
+  const failing = [...(r.view.status.analysisRuns ?? [])].reverse().find((x) => ["Failed", "Error", "Inconclusive"].includes(x.phase));
+  const why = failing && whyFailed(failing, templates[templateOf(r.view, failing)]);
+  return html`<article class="run">
+    <${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} />
+    ${!r.earlier && html`<${HealthBanner} view=${r.view} />`}
+    ${why && html`<p class="why" data-testid="why-failed" role="status"><strong>Why it failed:</strong> ${why.sentence}
+      <a href=${link(route.rollout, { generation: route.generation, screen: "step", arg: `run-${failing.run}` })}> (analysis run ${failing.run})</a></p>`}
+    ${!r.earlier && html`<${QuickActions} view=${r.view} onDone=${refresh} />`}
+    <${ErrorLine} error=${r.error} />
+    <div class="run-body">
+      <section aria-labelledby="stages-h"><h2 id="stages-h">Stages</h2><${StageTimeline} view=${r.view} timeline=${r.timeline} route=${route} /></section>
+      <section aria-labelledby="chart-h"><h2 id="chart-h">Canary</h2><${CanaryChart} view=${r.view} timeline=${r.timeline} templates=${templates} /></section>
+    </div>
+  </article>`;
+}
+
+/** 4. Deploy stage view: the current step's policy, figures, trigger state and the targets. */
+export function Stage({ route }) {
+  const { refresh } = useCtx();
+  const r = useRun(route);
+  const templates = useTemplates(r.view);
+  const proxies = useData("api/v1/proxies");
+  if (!r.view) return html`<${ErrorLine} error=${r.error} />`;
+  const s = r.view.status;
+  const steps = r.view.spec.strategy?.canary?.steps ?? [];
+  // The stage: the analysis of the current weight (the next analysis step at or after it).
+  let i = Math.min(s.currentStepIndex, steps.length - 1);
+  let analysis = null;
+  for (let j = i; j < steps.length && !analysis; j++) if (steps[j].analysis) analysis = j;
+  const tpl = analysis !== null ? templates[steps[analysis].analysis.templates[0].templateName] : null;
+  const run = [...(s.analysisRuns ?? [])].reverse().find((x) => x.step === analysis);
+  const table = proxies.data?.tableVersion;
+  return html`<article class="run">
+    <${RunHeader} view=${r.view} route=${route} />
+    <section aria-labelledby="policy-h"><h2 id="policy-h">Step ${i + 1}: ${steps[i] ? stepWords(steps[i]) : "done"}</h2>
+      ${tpl ? html`<ul class="policy">${tpl.spec.metrics.map((m) => html`<li>${policy(m)}</li>`)}</ul>` : html`<p class="muted">no analysis at this stage</p>`}
+      ${run && html`<table><thead><tr><th>metric</th><th>phase</th><th>last value</th><th>failures / limit</th><th>measurements left</th></tr></thead><tbody>
+        ${run.metrics.map((m) => {
+          const t = tpl?.spec.metrics.find((x) => x.name === m.name);
+          const failures = m.measurements.filter((x) => x.phase === "Failed").length;
+          const last = m.measurements[m.measurements.length - 1];
+          return html`<tr><td>${m.name}</td><td>${m.phase}</td><td>${last ? scalar(last.value)?.toFixed(4) ?? "—" : "—"}</td>
+            <td>${failures} / ${t?.failureLimit ?? 0}</td><td>${Math.max(0, (t?.count ?? 1) - m.measurements.length)}</td></tr>`;
+        })}</tbody></table>`}
+    </section>
+    <section aria-labelledby="targets-h"><h2 id="targets-h">Targets</h2>
+      <div class="scroll"><table class="targets"><thead><tr><th>proxy</th><th>table applied / published</th><th>weight served</th><th>in flight (stable / canary)</th><th>refusal</th></tr></thead><tbody>
+        ${(proxies.data?.items ?? []).map((p) => {
+          const flight = p.inFlight?.[r.view.spec.route] ?? {};
+          return html`<tr data-proxy=${p.proxy}><td>${p.proxy}</td><td>${p.appliedVersion} / ${table}</td>
+            <td>${p.appliedVersion === table ? `${s.canaryWeight} %` : "older table"}</td>
+            <td>${flight.stable ?? 0} / ${flight.canary ?? 0}</td><td>${p.rejected ?? "—"}</td></tr>`;
+        })}
+        ${!(proxies.data?.items ?? []).length && html`<tr><td colspan="5" class="muted">no proxy connected</td></tr>`}
+      </tbody></table></div>
+      <p class="muted">Per-proxy success rate, p95 and last heartbeat are not in the API yet (see the closing note).</p>
+    </section>
+    <${QuickActions} view=${r.view} onDone=${refresh} />
+  </article>`;
+}

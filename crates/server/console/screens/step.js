@@ -1,0 +1,96 @@
+// 3. Step detail: one checkpoint or analysis run — timing, inputs, outputs, every measurement
+// (table and chart with its threshold), why it failed, the evidence captured; tabs for the
+// step's events (downloadable), the artifacts as applied, and the evidence.
+import { useState } from "preact/hooks";
+import { html, useData, Time, Digest, ErrorLine, Chart, Tabs } from "./widgets.js";
+import { useRun, useTemplates, RunHeader } from "./run.js";
+import { whyFailed, templateOf } from "../lib/storyline.js";
+import { duration, value, scalar, threshold, policy } from "../lib/format.js";
+import { link } from "../lib/routes.js";
+import { EntryButton } from "./evidence.js";
+
+export function Step({ route }) {
+  const r = useRun(route);
+  const templates = useTemplates(r.view);
+  const [tab, setTab] = useState("overview");
+  const q = route.generation ? `?generation=${route.generation}` : "";
+  const index = useData(r.view ? `api/v1/rollouts/${encodeURIComponent(route.rollout)}/evidence/index${q}` : null);
+  if (!r.view) return html`<${ErrorLine} error=${r.error} />`;
+  const runId = /^run-(\d+)$/.exec(route.arg ?? "")?.[1];
+  const run = (r.view.status.analysisRuns ?? []).find((x) => String(x.run) === runId);
+  if (!run) {
+    return html`<${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} /><p>No analysis run ${route.arg} in this generation.
+      <a href=${link(route.rollout, { generation: route.generation })}>Back to the timeline</a></p>`;
+  }
+  const tname = templateOf(r.view, run);
+  const tpl = templates[tname];
+  const why = whyFailed(run, tpl);
+  const g = r.view.status.generation;
+  const evidence = (index.data?.items ?? []).filter((i) => i.kind === "analysis" && (i.decision ?? "").endsWith(`.run${run.run}`));
+  const allAnalysis = (index.data?.items ?? []).filter((i) => i.kind === "analysis");
+  const items = evidence.length ? evidence : allAnalysis.filter((i) => i.decision?.includes(`run${run.run}`));
+  return html`<article class="run">
+    <${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} />
+    <h2>Analysis run ${run.run} (step ${run.step + 1}): ${run.phase}</h2>
+    <${Tabs} tabs=${[["overview", "Overview"], ["logs", "Logs"], ["artifacts", "Artifacts"], ["evidence", "Evidence"]]} current=${tab} onPick=${setTab} />
+    ${tab === "overview" && html`<section>
+      <dl class="facts">
+        <div><dt>start</dt><dd><${Time} ms=${run.startedMs} /></dd></div>
+        <div><dt>end</dt><dd>${run.finishedMs ? html`<${Time} ms=${run.finishedMs} />` : "running"}</dd></div>
+        <div><dt>duration</dt><dd>${duration((run.finishedMs ?? Date.now()) - run.startedMs)}</dd></div>
+        <div><dt>result</dt><dd>${run.phase}</dd></div>
+        <div><dt>template</dt><dd>${tname ?? "—"}</dd></div>
+        <div><dt>args</dt><dd>${(r.view.spec.strategy?.canary?.steps?.[run.step]?.analysis?.args ?? []).map((a) => `${a.name}=${a.value ?? "…"}`).join(", ") || "—"}</dd></div>
+        <div><dt>decision</dt><dd>${items[0]?.decision ?? (run.finishedMs ? "—" : "pending")}</dd></div>
+      </dl>
+      ${why && html`<p class="why" data-testid="why-failed"><strong>Why it failed:</strong> ${why.sentence}</p>`}
+      <p class="message">${run.message}</p>
+      ${run.metrics.map((m) => {
+        const t = tpl?.spec?.metrics?.find((x) => x.name === m.name);
+        const limit = threshold(t?.successCondition);
+        const xs = m.measurements.map((x) => x.atMs / 1000);
+        const series = [{ label: "time" }, { label: m.name, scale: "value", stroke: "#1a9c5b", points: { show: true } }];
+        const data = [xs, m.measurements.map((x) => scalar(x.value))];
+        if (limit) {
+          series.push({ label: `threshold ${limit.op} ${limit.value}`, scale: "value", stroke: "#b22", dash: [6, 4] });
+          data.push(xs.map(() => limit.value));
+        }
+        return html`<section class="metric" data-metric=${m.name}>
+          <h3>${m.name} <small>${m.phase}${m.dryRun ? " (dry run)" : ""}</small></h3>
+          ${t && html`<p class="muted">${policy(t)}</p>`}
+          <table class="measurements"><thead><tr><th>#</th><th>time</th><th>value</th><th>condition</th><th>provider</th><th>result</th></tr></thead><tbody>
+            ${m.measurements.map((x, i) => html`<tr class=${x.phase === "Failed" || x.phase === "Error" ? "bad" : ""}>
+              <td>${i + 1}</td><td><${Time} ms=${x.atMs} /></td><td>${value(x.value)}${x.message ? html` <span class="muted">${x.message}</span>` : ""}</td>
+              <td><code>${t?.successCondition ?? t?.failureCondition ?? "—"}</code></td>
+              <td>${t ? Object.keys(t.provider ?? {})[0] : "—"}</td><td>${x.phase}</td></tr>`)}
+          </tbody></table>
+          <${Chart} title=${`${m.name} measurements`} series=${series} data=${data} height=${160} />
+        </section>`;
+      })}
+    </section>`}
+    ${tab === "logs" && html`<${StepLogs} rollout=${route.rollout} generation=${g} run=${run} />`}
+    ${tab === "artifacts" && html`<section><h3>Rollout spec as applied</h3><pre>${JSON.stringify({ apiVersion: r.view.apiVersion, kind: r.view.kind, metadata: r.view.metadata, spec: r.view.spec }, null, 2)}</pre>
+      <h3>Template ${tname}</h3><pre>${tpl ? JSON.stringify(tpl, null, 2) : "—"}</pre>
+      <p class="muted">The route table each step published and its diff are not in the API yet.</p></section>`}
+    ${tab === "evidence" && html`<section><h3>Evidence captured</h3>
+      ${!items.length && html`<p>pending: the run's statement is sealed when it ends</p>`}
+      <table><thead><tr><th>log index</th><th>kind</th><th>decision</th><th>envelope digest</th><th>sealed</th><th></th></tr></thead><tbody>
+      ${items.map((i) => html`<tr><td>${i.logIndex}</td><td>${i.kind}</td><td>${i.decision ?? "—"}</td><td><${Digest} value=${i.digest} /></td><td>${i.sealed ? "sealed" : "pending"}</td>
+        <td><${EntryButton} index=${i.logIndex} /> ·
+          <a href=${link(route.rollout, { generation: route.generation, screen: "replay", arg: i.decision })}>replay this decision</a></td></tr>`)}
+      </tbody></table></section>`}
+  </article>`;
+}
+
+function StepLogs({ rollout, generation, run }) {
+  const since = new Date(run.startedMs - 1000).toISOString();
+  const until = new Date((run.finishedMs ?? Date.now()) + 2000).toISOString();
+  const r = useData(`api/v1/events?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}&limit=500`);
+  const mine = (r.data?.events ?? []).filter((e) => JSON.stringify(e).includes(rollout));
+  const text = mine.map((e) => JSON.stringify(e)).join("\n");
+  const download = URL.createObjectURL(new Blob([text + "\n"], { type: "application/jsonl" }));
+  return html`<section><h3>Events of this step</h3>
+    <p><a href=${download} download=${`${rollout}.g${generation}.run${run.run}.events.jsonl`}>download (${mine.length} events, JSON Lines)</a>${run.finishedMs ? "" : " · streaming while it runs"}</p>
+    <${ErrorLine} error=${r.error} />
+    <ol class="log">${mine.map((e) => html`<li><${Time} ms=${Date.parse(e.time)} /> <code>${e.type}</code> ${e.subject ?? ""}</li>`)}</ol></section>`;
+}

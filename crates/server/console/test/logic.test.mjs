@@ -1,0 +1,156 @@
+// Unit tests of the console's pure logic (node --test): formatting, routes, the storyline and
+// "why it failed", and DORA's recomputation against the Rust's definitions.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time } from "../lib/format.js";
+import { parseRoute, link } from "../lib/routes.js";
+import { storyline, whyFailed, health } from "../lib/storyline.js";
+import { compute, agree, command, ms, weeks, DAY_MS, TYPES } from "../lib/dora.js";
+import { readFileSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+test("formatting: durations, digests, values, recipes, conditions", () => {
+  assert.equal(duration(850), "850 ms");
+  assert.equal(duration(12_340), "12.3 s");
+  assert.equal(duration(245_000), "4 m 05 s");
+  assert.equal(duration(3 * 3600_000 + 60_000), "3 h 01 m");
+  assert.equal(duration(null), "—");
+  const hex = "3775864f45c2ba1133f5afd30788d3d74b3b6f992b2f482562df30516cea23cb";
+  assert.equal(shortDigest(`demo/checkout@sha256:${hex}`), "sha256:3775864f45c2…");
+  assert.equal(shortDigest(hex), "3775864f45c2…");
+  assert.equal(shortDigest("v2"), "v2");
+  assert.equal(imageDigest(`x@sha256:${hex}`), `sha256:${hex}`);
+  assert.equal(imageDigest("x:latest"), null);
+  assert.equal(value({ Scalar: 0.99 }), "0.9900");
+  assert.equal(value({ Vector: [1, 0.5] }), "[1, 0.5000]");
+  assert.equal(scalar({ Vector: [{ Scalar: 2 }] }), 2);
+  assert.equal(scalar("x"), null);
+  assert.equal(recipe([{ setWeight: 5 }, { pause: {} }, { setWeight: 25 }, { setWeight: 100 }]), "5 → 25 → 100 %");
+  assert.deepEqual(threshold("result >= 0.99"), { op: ">=", value: 0.99 });
+  assert.deepEqual(threshold("result[0] < 0.25"), { op: "<", value: 0.25 });
+  assert.equal(threshold("result > 1 && result < 2"), null);
+  assert.equal(
+    policy({ name: "success-rate", successCondition: "result >= 0.99", count: 3, interval: "500ms", failureLimit: 0, provider: { proxy: { metric: "success-rate", window: "1m" } } }),
+    "success-rate: pass when result >= 0.99, from the proxies' success-rate over 1m, 3 measurements every 500ms, failure limit 0",
+  );
+  assert.equal(time(Date.UTC(2026, 11, 2, 10, 0, 0)).utc, "2026-12-02T10:00:00Z");
+});
+
+test("routes: every screen has a deep link that parses back", () => {
+  assert.deepEqual(parseRoute(""), { screen: "releases" });
+  assert.deepEqual(parseRoute("#/dora"), { screen: "dora" });
+  assert.deepEqual(parseRoute("#/rollouts/checkout"), { screen: "run", rollout: "checkout", generation: null, arg: null });
+  for (const [opts, want] of [
+    [{}, { screen: "run", generation: null, arg: null }],
+    [{ generation: 2 }, { screen: "run", generation: 2, arg: null }],
+    [{ generation: 2, screen: "step", arg: "run-3" }, { screen: "step", generation: 2, arg: "run-3" }],
+    [{ screen: "evidence" }, { screen: "evidence", generation: null, arg: null }],
+  ]) {
+    assert.deepEqual(parseRoute(link("shop/a b", opts)), { rollout: "shop/a b", ...want });
+  }
+});
+
+const spec = {
+  metadata: { name: "checkout" },
+  spec: { strategy: { canary: { steps: [{ setWeight: 5 }, { analysis: { templates: [{ templateName: "slo" }] } }, { setWeight: 50 }] } } },
+};
+const cp = (from, to, reason = "") => ({ Checkpoint: { from, to, reason } });
+const run1 = (phase, measurements) => ({ run: 1, step: 1, phase, startedMs: 30, finishedMs: 40, message: "m", metrics: [{ name: "success-rate", phase, measurements }] });
+
+test("storyline: lifecycle order, marks, pending steps, actions with who and why", () => {
+  const timeline = {
+    entries: [
+      { seq: 1, at_ms: 10, input: "InputsMaterialized", checkpoints: [cp("Pending", "InputsMaterialized"), cp("InputsMaterialized", "GateEval")] },
+      { seq: 2, at_ms: 20, input: { GateEvaluated: { passed: true, needs_approval: false, reason: "ok" } }, checkpoints: [cp("GateEval", "Progressing")] },
+      { seq: 3, at_ms: 25, input: { WeightApplied: { weight: 5 } }, checkpoints: [] },
+      { seq: 4, at_ms: 35, input: { Action: "pause" }, by: "token:alice", reason: "look", checkpoints: [cp("Progressing", "Paused")] },
+    ],
+  };
+  const view = { ...spec, status: { phase: "Paused", currentStepIndex: 1, analysisRuns: [run1("Running", [])], proxyErrors: [] } };
+  const { rows, actions } = storyline(view, timeline);
+  assert.deepEqual(rows.map((r) => [r.key, r.mark]), [
+    ["inputs", "done"],
+    ["gate", "done"],
+    ["step-0", "done"],
+    ["step-1", "paused"],
+    ["step-2", "pending"],
+    ["sealed", "pending"],
+    ["end", "pending"],
+  ]);
+  assert.equal(rows[2].at, 25);
+  assert.deepEqual(actions.map((a) => [a.title, a.by, a.reason]), [["pause", "token:alice", "look"]]);
+});
+
+test("storyline: an abort marks the current step and the end failed", () => {
+  const timeline = { entries: [{ seq: 9, at_ms: 50, input: { AnalysisCompleted: { run: 1, verdict: "Failed", message: "x" } }, checkpoints: [cp("Progressing", "Aborted", "analysis failed")] }] };
+  const view = { ...spec, status: { phase: "Aborted", currentStepIndex: 1, analysisRuns: [run1("Failed", [])], message: "analysis failed" } };
+  const { rows } = storyline(view, timeline);
+  const by = Object.fromEntries(rows.map((r) => [r.key, r]));
+  assert.equal(by["step-1"].mark, "failed");
+  assert.equal(by.end.mark, "failed");
+  assert.equal(by.end.title, "Aborted");
+  assert.equal(by.end.detail, "analysis failed");
+  assert.equal(by.sealed, undefined, "no seal row for an abort that sealed nothing");
+});
+
+test("why it failed: the first failing measurement and its condition", () => {
+  const tpl = { spec: { metrics: [{ name: "success-rate", successCondition: "result >= 0.99", failureLimit: 0 }] } };
+  const run = run1("Failed", [
+    { atMs: 1, phase: "Successful", value: { Scalar: 1 } },
+    { atMs: 2, phase: "Failed", value: { Scalar: 0.8123 } },
+  ]);
+  const why = whyFailed(run, tpl);
+  assert.equal(why.metric, "success-rate");
+  assert.equal(why.at, 2);
+  assert.equal(why.sentence, "success-rate measured 0.8123 against its success condition result >= 0.99 (failure limit 0).");
+  assert.equal(whyFailed(run1("Successful", []), tpl), null);
+  const error = run1("Error", [{ atMs: 3, phase: "Error", message: "prometheus unreachable" }]);
+  assert.match(whyFailed(error, tpl).sentence, /could not be measured \(prometheus unreachable\)/);
+});
+
+test("health: proxies behind the newest table and refusals", () => {
+  const h = health({ status: { proxyErrors: ["p2: bad table"] } }, { tableVersion: 4, items: [{ proxy: "p1", appliedVersion: 4 }, { proxy: "p2", appliedVersion: 3, rejected: "bad" }] });
+  assert.equal(h.connected, 2);
+  assert.deepEqual(h.behind, ["p2"]);
+  assert.deepEqual(h.refusing, ["p2: bad"]);
+});
+
+test("dora: the event types are the Rust's", () => {
+  const rust = readFileSync(join(here, "../../../core/src/events.rs"), "utf8");
+  for (const t of Object.values(TYPES)) assert.ok(rust.includes(`"${t}"`), `${t} is not in crates/core/src/events.rs`);
+});
+
+const ev = (type, time, data, extra = {}) => ({ specversion: "1.0", id: `${type}-${time}-${JSON.stringify(data).length}`, source: "/t", type, time, data, ...extra });
+
+test("dora: the four keys by their definitions, and agree() sees a difference", () => {
+  const w = { since: Date.parse("2026-11-01T00:00:00Z"), until: Date.parse("2026-11-03T00:00:00Z") };
+  const events = [
+    ev(TYPES.merged, "2026-10-31T23:00:00Z", { commit: "c1" }),
+    ev(TYPES.upgraded, "2026-11-01T01:00:00.500Z", { subject: { content: { commit: "c1" } } }),
+    ev(TYPES.upgraded, "2026-11-02T00:00:00Z", { subject: { content: { commit: "c2", commitTime: "2026-11-01T22:00:00Z" } } }),
+    ev(TYPES.upgraded, "2026-11-04T00:00:00Z", { subject: { content: { commit: "c3" } } }),
+    ev(TYPES.step, "2026-11-01T00:10:00Z", { to: "Progressing" }, { subject: "a.g1" }),
+    ev(TYPES.step, "2026-11-01T00:20:00Z", { to: "Progressing" }, { subject: "b.g1" }),
+    ev(TYPES.rolledback, "2026-11-01T00:30:00Z", { subject: { content: { release: "b.g1" } } }),
+    ev(TYPES.detected, "2026-11-01T05:00:00Z", { subject: { id: "i1" } }),
+    ev(TYPES.resolved, "2026-11-01T05:30:00Z", { subject: { id: "i1" } }),
+  ];
+  const r = compute(events, w);
+  assert.equal(r.deployFrequency.releases, 2);
+  assert.equal(r.deployFrequency.perDay, 1);
+  assert.equal(r.leadTime.releases, 2);
+  assert.equal(r.leadTime.meanMs, (2 * 3600_000 + 500 + 2 * 3600_000) / 2);
+  assert.equal(r.changeFailureRate.rate, 0.5);
+  assert.equal(r.mttr.meanMs, 30 * 60_000);
+  assert.deepEqual(agree(r, structuredClone(r)), []);
+  const other = structuredClone(r);
+  other.mttr.meanMs += 1;
+  assert.deepEqual(agree(r, other).map((d) => d.split(":")[0]), ["mttr"]);
+  assert.equal(ms("2026-11-01T00:00:00.5Z"), Date.parse("2026-11-01T00:00:00.500Z"));
+  assert.equal(ms("garbage"), null);
+  assert.equal(command("jq --argjson since SINCE_MS --argjson until UNTIL_MS", w), `jq --argjson since ${w.since} --argjson until ${w.until}`);
+  assert.deepEqual(weeks(7 * DAY_MS * 3, 2), [{ since: 7 * DAY_MS, until: 14 * DAY_MS }, { since: 14 * DAY_MS, until: 21 * DAY_MS }]);
+});
