@@ -804,6 +804,13 @@ fn the_provenance_gate_admits_only_trusted_provenance_for_the_image() {
     let r = server.post("/api/v1/replays", r#"{"decisionId":"attested.g1.gate"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["result"], "match", "{}", r.body);
+    // Replays by rollout: this one's, not another's.
+    let mine = server.get("/api/v1/replays?rollout=attested").json();
+    assert_eq!(mine["total"], 1, "{mine}");
+    assert_eq!(mine["items"][0]["decision"], "attested.g1.gate", "{mine}");
+    assert_eq!(mine["items"][0]["matched"], true, "{mine}");
+    let other = server.get("/api/v1/replays?rollout=nope").json();
+    assert_eq!(other["total"], 0, "{other}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

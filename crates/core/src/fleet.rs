@@ -62,6 +62,8 @@ pub struct Fleet {
     versions: BTreeMap<u64, usize>,
     /// route → backend → in-flight sum over every report held.
     in_flight: BTreeMap<String, BTreeMap<String, i64>>,
+    /// id → when its last report arrived (the console's "last heartbeat").
+    reported_at: BTreeMap<String, Millis>,
 }
 
 /// SLO figures of one backend summed over the connected proxies.
@@ -92,6 +94,7 @@ impl Fleet {
         self.forget(&report.proxy);
         self.count(&report, 1);
         self.by_deadline.insert((deadline, report.proxy.clone()));
+        self.reported_at.insert(report.proxy.clone(), now);
         self.proxies
             .insert(report.proxy.clone(), (deadline, report));
     }
@@ -123,6 +126,7 @@ impl Fleet {
 
     fn forget(&mut self, proxy: &str) {
         if let Some((deadline, old)) = self.proxies.remove(proxy) {
+            self.reported_at.remove(proxy);
             self.by_deadline.remove(&(deadline, proxy.to_string()));
             self.count(&old, -1);
         }
@@ -157,6 +161,11 @@ impl Fleet {
         self.by_deadline
             .range(..(now, String::new()))
             .filter_map(|(_, id)| self.proxies.get(id).map(|(_, r)| r))
+    }
+
+    /// When `proxy`'s last report arrived, while it is held.
+    pub fn reported_at(&self, proxy: &str) -> Option<Millis> {
+        self.reported_at.get(proxy).copied()
     }
 
     /// How many proxies are connected.
@@ -383,6 +392,10 @@ mod tests {
         assert!(!f.applied(3, 3, 1_000), "b is behind");
         f.record(report("b", 3, 0, 0, 0, 0.1), 1_500);
         assert!(f.applied(3, 3, 1_500));
+        assert_eq!(
+            (f.reported_at("a"), f.reported_at("b"), f.reported_at("z")),
+            (Some(1_000), Some(1_500), None)
+        );
         // a proxy that went silent is no longer waited for
         f.record(report("c", 1, 0, 0, 0, 0.1), 1_500);
         assert!(!f.applied(3, 3, 2_000));

@@ -146,7 +146,35 @@ async fn replay(State(h): State<Handle>, body: Bytes) -> Response {
 }
 
 /// `GET /api/v1/replays`: determinism totals over every replay run so far.
-async fn replays(State(h): State<Handle>) -> Response {
+#[derive(serde::Deserialize)]
+struct ReplaysQuery {
+    rollout: Option<String>,
+}
+
+/// `GET /api/v1/replays[?rollout=NAME]`: the determinism totals; with `rollout`, the replays
+/// of that rollout's decisions (newest first, at most 500) and their totals.
+async fn replays(
+    State(h): State<Handle>,
+    axum::extract::Query(q): axum::extract::Query<ReplaysQuery>,
+) -> Response {
+    if let Some(rollout) = q.rollout {
+        return match h.replays_for(&rollout).await {
+            Ok(items) => {
+                let total = items.len() as u64;
+                let matches = items.iter().filter(|r| r.matched).count() as u64;
+                Json(serde_json::json!({
+                    "rollout": rollout,
+                    "total": total,
+                    "matches": matches,
+                    "mismatches": total - matches,
+                    "matchRate": if total == 0 { None } else { Some(matches as f64 / total as f64) },
+                    "items": items,
+                }))
+                .into_response()
+            }
+            Err(e) => e.into_response(),
+        };
+    }
     match h.replay_totals().await {
         Ok((total, matches)) => Json(serde_json::json!({
             "total": total,

@@ -201,6 +201,31 @@ async fn proxy_status(
 }
 
 /// The connected proxies and the version each has applied.
+/// A proxy's own figures for the console: route → backend → requests, failures, success
+/// ratio and p95 over its default window (the histograms stay out).
+fn slo_view(slo: &vireo_types::wire::SloReport) -> serde_json::Value {
+    let routes: serde_json::Map<String, serde_json::Value> = slo
+        .routes
+        .iter()
+        .map(|(route, backends)| {
+            let backends: serde_json::Map<String, serde_json::Value> = backends
+                .iter()
+                .map(|(b, s)| {
+                    let v = serde_json::json!({
+                        "requests": s.requests,
+                        "failures": s.failures,
+                        "successRatio": s.success_ratio,
+                        "latencyP95S": s.latency_p95_s,
+                    });
+                    (b.clone(), v)
+                })
+                .collect();
+            (route.clone(), backends.into())
+        })
+        .collect();
+    serde_json::json!({ "windowS": slo.window_s, "routes": routes })
+}
+
 async fn proxies(State(h): State<Handle>) -> Response {
     let now = h.shared.clock.now_ms();
     let fleet = h.shared.fleet.read().unwrap_or_else(|e| e.into_inner());
@@ -212,6 +237,10 @@ async fn proxies(State(h): State<Handle>) -> Response {
                 "appliedVersion": r.applied_version,
                 "inFlight": r.in_flight,
                 "rejected": r.rejected,
+                // Its own figures: route → backend → requests, failures, success ratio and
+                // latency quantiles over the proxy's default window.
+                "slo": slo_view(&r.slo),
+                "lastReportMs": fleet.reported_at(&r.proxy),
             })
         })
         .collect();

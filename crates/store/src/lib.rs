@@ -242,6 +242,16 @@ pub struct StoredRollout {
     pub applied_by: Option<String>,
 }
 
+/// A replay as recorded: which decision, when, and what differed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayRecord {
+    pub decision: String,
+    pub at_ms: Millis,
+    pub matched: bool,
+    pub differences: Vec<String>,
+}
+
 /// One checkpoint of the timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Checkpoint {
@@ -1178,6 +1188,34 @@ impl Store {
             [],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
+    }
+
+    /// The replays of a rollout's decisions (any generation), newest first, at most `limit`.
+    pub fn replays_for(&self, rollout: &str, limit: u32) -> Result<Vec<ReplayRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT r.decision, r.at_ms, r.matched, r.differences FROM replays r
+             WHERE r.decision IN (SELECT decision FROM log_entries
+                                  WHERE rollout = ?1 AND decision IS NOT NULL)
+             ORDER BY r.id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![rollout, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (decision, at, matched, differences) = row?;
+            Ok(ReplayRecord {
+                decision,
+                at_ms: at as u64,
+                matched,
+                differences: serde_json::from_str(&differences)?,
+            })
+        })
+        .collect()
     }
 
     /// Increments a counter and returns its new value, durably: a number handed out is never

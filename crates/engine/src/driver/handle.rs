@@ -342,6 +342,15 @@ impl Handle {
             .await
     }
 
+    /// The replays of a rollout's decisions, newest first (at most 500).
+    pub async fn replays_for(
+        &self,
+        rollout: &str,
+    ) -> Result<Vec<vireo_store::ReplayRecord>, ApiError> {
+        let rollout = rollout.to_string();
+        self.read(move |s| s.replays_for(&rollout, 500)).await
+    }
+
     /// Replays run so far: (total, matches).
     pub async fn replay_totals(&self) -> Result<(u64, u64), ApiError> {
         self.read(|s| s.replay_totals()).await

@@ -213,16 +213,24 @@ export function Stage({ route }) {
         })}</tbody></table>`}
     </section>
     <section aria-labelledby="targets-h"><h2 id="targets-h">Targets</h2>
-      <div class="scroll"><table class="targets"><thead><tr><th>proxy</th><th>table applied / published</th><th>weight served</th><th>in flight (stable / canary)</th><th>refusal</th></tr></thead><tbody>
+      <div class="scroll"><table class="targets"><thead><tr><th>proxy</th><th>table applied / published</th><th>weight served</th><th>in flight (stable / canary)</th>
+        <th>success rate (stable / canary)</th><th>p95 (stable / canary)</th><th>last heartbeat</th><th>refusal</th></tr></thead><tbody>
         ${(proxies.data?.items ?? []).map((p) => {
-          const flight = p.inFlight?.[r.view.spec.route] ?? {};
+          const route = r.view.spec.route;
+          const flight = p.inFlight?.[route] ?? {};
+          const slo = p.slo?.routes?.[route] ?? {};
+          const pct = (b) => (slo[b]?.successRatio === null || slo[b]?.successRatio === undefined ? "—" : `${(slo[b].successRatio * 100).toFixed(2)} %`);
+          const p95 = (b) => (slo[b]?.latencyP95S === null || slo[b]?.latencyP95S === undefined ? "—" : `${Math.round(slo[b].latencyP95S * 1000)} ms`);
           return html`<tr data-proxy=${p.proxy}><td>${p.proxy}</td><td>${p.appliedVersion} / ${table}</td>
             <td>${p.appliedVersion === table ? `${s.canaryWeight} %` : "older table"}</td>
-            <td>${flight.stable ?? 0} / ${flight.canary ?? 0}</td><td>${p.rejected ?? "—"}</td></tr>`;
+            <td>${flight.stable ?? 0} / ${flight.canary ?? 0}</td>
+            <td data-testid="proxy-success">${pct("stable")} / ${pct("canary")}</td><td>${p95("stable")} / ${p95("canary")}</td>
+            <td>${p.lastReportMs ? html`<${Time} ms=${p.lastReportMs} />` : "—"}</td>
+            <td>${p.rejected ? `table ${p.rejected.version}: ${p.rejected.error}` : "—"}</td></tr>`;
         })}
-        ${!(proxies.data?.items ?? []).length && html`<tr><td colspan="5" class="muted">no proxy connected</td></tr>`}
+        ${!(proxies.data?.items ?? []).length && html`<tr><td colspan="8" class="muted">no proxy connected</td></tr>`}
       </tbody></table></div>
-      <p class="muted">Per-proxy success rate, p95 and last heartbeat are not in the API yet (see the closing note).</p>
+      <p class="muted">Each proxy's own figures over its ${proxies.data?.items?.[0]?.slo?.windowS ?? "default"} s window.</p>
     </section>
     <${QuickActions} view=${r.view} onDone=${refresh} />
   </article>`;
