@@ -960,6 +960,11 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
         ],
         "{gens}"
     );
+    assert_eq!(
+        gens["items"][1]["status"]["allowedActions"],
+        serde_json::json!([]),
+        "an earlier generation accepts no action: {gens}"
+    );
     let first = server
         .get("/api/v1/rollouts/orders/timeline?generation=1")
         .json();

@@ -164,6 +164,10 @@ fn median(sorted: &[f64]) -> Option<f64> {
 
 /// A timestamp as jq's `ms` reads it (second resolution plus up to three fraction digits).
 fn ms(t: &str) -> Option<u64> {
+    // As jq's `ms`: a time shorter than `YYYY-MM-DDTHH:MM:SSZ` is unreadable.
+    if t.len() < 20 {
+        return None;
+    }
     let base = humantime::parse_rfc3339_weak(&format!("{}Z", t.get(0..19)?)).ok()?;
     let secs = base.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     let frac = match t.get(19..20) {

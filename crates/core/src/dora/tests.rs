@@ -226,3 +226,12 @@ fn the_receipt_queries_recompute_the_figures_with_jq() {
     assert!(close(&m["mean"], r.mttr.value.mean_ms), "{m}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn times_read_as_the_jq_prelude_reads_them() {
+    assert_eq!(ms("2026-11-01T00:00:00Z"), Some(1_793_491_200_000));
+    assert_eq!(ms("2026-11-01T00:00:00.5Z"), Some(1_793_491_200_500));
+    assert_eq!(ms("2026-11-01T00:00:00.123456Z"), Some(1_793_491_200_123));
+    // Too short for jq's `ms` (no zone): unreadable there, so unreadable here.
+    assert_eq!(ms("2026-11-01T00:00:00"), None);
+}

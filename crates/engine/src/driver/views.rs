@@ -101,15 +101,22 @@ pub(super) fn timeline(
 /// the live parts: proxy refusals and the schedule belong to the current one's `GET`).
 pub(super) fn generations(store: &Store, name: &str) -> Result<Generations, ApiError> {
     let mut items = Vec::new();
+    let current = store.rollout(name)?.map(|r| r.generation);
     for stored in store.generations(name)? {
         let g = Some(stored.generation);
+        let earlier = Some(stored.generation) != current;
         let history = store.history_of(name, g)?;
         let runs = store
             .runs_of(name, g)?
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
             .collect();
-        items.push(view(stored, &history, runs, Vec::new()));
+        let mut v = view(stored, &history, runs, Vec::new());
+        if earlier {
+            // Actions go to the current generation: an earlier one accepts none.
+            v.status.allowed_actions.clear();
+        }
+        items.push(v);
     }
     if items.is_empty() {
         return Err(not_found(name));
@@ -127,7 +134,7 @@ pub(super) fn evidence_index(
     generation: Option<u64>,
 ) -> Result<EvidenceIndex, ApiError> {
     let stored = generation_of(store, name, generation)?;
-    let (parsed, checkpoint) = store.log_checkpoint_parsed()?;
+    let (parsed, checkpoint) = store.log_checkpoint_parsed().map_err(evidence_disabled)?;
     let tree_size = parsed.size;
     let items = store
         .log_entries_of(name, stored.generation)?
@@ -152,16 +159,34 @@ pub(super) fn evidence_index(
     })
 }
 
+/// "Evidence is off" is the operator's choice, not a server fault: say so, with the fix.
+fn evidence_disabled(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Evidence(vireo_evidence::EvidenceError::Disabled) => ApiError::Conflict(
+            "evidence is disabled on this control plane (no signing key): there is no log to index"
+                .into(),
+        ),
+        other => other.into(),
+    }
+}
+
 /// What rolling the current generation back would do: the armed envelope's predicate (checked
 /// against the signing key), or before it is armed what it will say. `proxies` is left for the
 /// caller, who knows the fleet.
 pub(super) fn rollback_preview(store: &Store, name: &str) -> Result<RollbackPreview, ApiError> {
     let stored = generation_of(store, name, None)?;
     let g = stored.generation;
-    let logged = store
-        .log_entries_of(name, g)?
-        .into_iter()
-        .rfind(|e| e.kind == vireo_evidence::rollback::KIND);
+    // Armed is the state machine's word (a retry disarms; evidence may be off); the envelope
+    // is then the generation's newest, the one this attempt logged when it armed.
+    let state_armed = stored.state.rollback.armed;
+    let logged = if state_armed {
+        store
+            .log_entries_of(name, g)?
+            .into_iter()
+            .rfind(|e| e.kind == vireo_evidence::rollback::KIND)
+    } else {
+        None
+    };
     let (predicate, armed, verified) = match &logged {
         Some(e) => {
             let verified = match store.signer() {
@@ -176,8 +201,10 @@ pub(super) fn rollback_preview(store: &Store, name: &str) -> Result<RollbackPrev
         }
         None => (
             vireo_evidence::rollback::predicate(&stored.spec, g, stored.updated_ms),
-            false,
-            None,
+            state_armed,
+            state_armed.then(|| {
+                Err("no rollback envelope was logged (evidence is disabled on this control plane): a rollback moves traffic only".to_string())
+            }),
         ),
     };
     let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
@@ -194,7 +221,7 @@ pub(super) fn rollback_preview(store: &Store, name: &str) -> Result<RollbackPrev
         previous_version: text(&predicate["previousVersion"]).unwrap_or_default(),
         down_migration: predicate["downMigration"].clone(),
         flag: predicate["flag"].clone(),
-        armed_at: if armed {
+        armed_at: if logged.is_some() {
             text(&predicate["armedAt"])
         } else {
             None

@@ -10,7 +10,13 @@ export function takeTokenFromFragment() {
   const h = location.hash.slice(1);
   const m = /(^|[?&])token=([^&]*)/.exec(h);
   if (!m) return;
-  sessionStorage.setItem(KEY, decodeURIComponent(m[2]));
+  let t = m[2];
+  try {
+    t = decodeURIComponent(t);
+  } catch {
+    /* not percent-encoded after all: take it as it is */
+  }
+  sessionStorage.setItem(KEY, t);
   const rest = (h.slice(0, m.index) + h.slice(m.index + m[0].length)).replace(/[?&]$/, "");
   history.replaceState(null, "", location.pathname + location.search + (rest.startsWith("/") ? `#${rest}` : "#/"));
 }
@@ -79,11 +85,12 @@ export function follow(onEvent, onState = () => {}) {
 
   async function run() {
     if (stopped || document.hidden || controller) return;
-    controller = new AbortController();
+    const mine = new AbortController();
+    controller = mine;
     const h = headers({ accept: "text/event-stream" });
     if (last !== null) h["last-event-id"] = last;
     try {
-      const r = await fetch(url("api/v1/events/stream"), { headers: h, signal: controller.signal });
+      const r = await fetch(url("api/v1/events/stream"), { headers: h, signal: mine.signal });
       if (!r.ok) throw new Error(`event stream: HTTP ${r.status}`);
       onState("live");
       backoff = 1000;
@@ -92,7 +99,7 @@ export function follow(onEvent, onState = () => {}) {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buffer += value;
+        buffer += value.replace(/\r\n?/g, "\n");
         let cut;
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const block = buffer.slice(0, cut);
@@ -103,7 +110,7 @@ export function follow(onEvent, onState = () => {}) {
             const v = rest.join(":").replace(/^ /, "");
             if (field === "id") ev.id = v;
             else if (field === "event") ev.type = v;
-            else if (field === "data") ev.data += v;
+            else if (field === "data") ev.data += (ev.data ? "\n" : "") + v;
           }
           if (ev.id) last = ev.id;
           if (ev.data) {
@@ -120,7 +127,10 @@ export function follow(onEvent, onState = () => {}) {
       }
       throw new Error("event stream closed");
     } catch (e) {
-      controller = null;
+      // Aborted on purpose (hidden, stopped): whoever aborted it decides what runs next; a
+      // newer stream may already be running and must not be disturbed.
+      if (mine.signal.aborted) return;
+      if (controller === mine) controller = null;
       if (stopped || document.hidden) return onState("paused");
       onState("reconnecting");
       timer = setTimeout(run, backoff);

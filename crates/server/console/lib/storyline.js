@@ -21,10 +21,15 @@ function entered(entries, phase) {
  * target: `inputs`, `gate`, `approval`, `step-N`, `verify`, `sealed`, `end`, `action-SEQ`).
  */
 export function storyline(view, timeline) {
-  const entries = timeline?.entries ?? [];
+  const all = timeline?.entries ?? [];
+  // A retry starts the lifecycle again: the rows tell the current attempt (its runs too);
+  // the actions list keeps every attempt's.
+  const retry = all.findLastIndex((e) => e.input?.Action === "retry");
+  const entries = retry >= 0 ? all.slice(retry) : all;
+  const since = retry >= 0 ? all[retry].at_ms : -Infinity;
   const status = view.status;
   const steps = view.spec?.strategy?.canary?.steps ?? [];
-  const runs = status.analysisRuns ?? [];
+  const runs = (status.analysisRuns ?? []).filter((r) => r.startedMs >= since);
   const phase = status.phase;
   const ended = ["Completed", "Aborted", "RolledBack"].includes(phase);
   const failedEnd = phase === "Aborted" || phase === "RolledBack";
@@ -86,8 +91,13 @@ export function storyline(view, timeline) {
         row.at = run.startedMs;
         row.link = `run-${run.run}`;
       }
-      if (run?.phase === "Successful") row.mark = "done";
-      else if (run && ["Failed", "Error", "Inconclusive"].includes(run.phase)) row.mark = "failed";
+      row.mark = runMark(run, ended);
+      if (row.mark === "running" && phase === "Paused") row.mark = "paused";
+      // Passed over by a promote: no run for a step the rollout is past.
+      if (!run && i < current) {
+        row.mark = "skipped";
+        row.detail = "skipped (promoted)";
+      }
     }
     if (row.mark === "pending") {
       if (i < current) row.mark = "done";
@@ -98,8 +108,9 @@ export function storyline(view, timeline) {
   });
 
   const verify = entered(entries, "PostDeployVerify");
-  if (verify || view.spec?.strategy?.canary?.analysis || status.phase === "PostDeployVerify") {
-    const run = runs.find((r) => r.step >= steps.length);
+  if (verify || view.spec?.strategy?.canary?.postDeployVerify) {
+    // The verification run's step is the recipe's length (a background run's is usize::MAX).
+    const run = [...runs].reverse().find((r) => r.step === steps.length);
     rows.push({
       key: "verify",
       title: "Post-deploy verify",
@@ -107,7 +118,7 @@ export function storyline(view, timeline) {
       at: verify?.at,
       run: run?.run,
       link: run ? `run-${run.run}` : undefined,
-      mark: run?.phase === "Successful" ? "done" : run && run.phase !== "Running" ? "failed" : verify ? "running" : "pending",
+      mark: run ? runMark(run, ended) : verify && !ended ? "running" : "pending",
     });
   }
 
@@ -146,6 +157,15 @@ export function storyline(view, timeline) {
   return { rows, actions };
 }
 
+/** A run's mark: a run still "Running" on an ended rollout was cancelled by its end. */
+function runMark(run, ended) {
+  if (!run) return "pending";
+  if (run.phase === "Successful") return "done";
+  if (["Failed", "Error", "Inconclusive"].includes(run.phase)) return "failed";
+  if (ended) return "cancelled";
+  return run.phase === "Pending" ? "pending" : "running";
+}
+
 /** The first failing measurement of a run and its condition, in one sentence (or null). */
 export function whyFailed(run, template) {
   if (!run || !["Failed", "Error", "Inconclusive"].includes(run.phase)) return null;
@@ -174,11 +194,19 @@ function valueText(v) {
 
 /** Which template a run used (the analysis step's first template), for its conditions. */
 export function templateOf(view, run) {
-  const steps = view.spec?.strategy?.canary?.steps ?? [];
+  const canary = view.spec?.strategy?.canary ?? {};
+  const steps = canary.steps ?? [];
   const step = steps[run.step];
   if (step?.analysis) return step.analysis.templates[0]?.templateName;
-  const bg = view.spec?.strategy?.canary?.analysis;
-  return bg?.templates?.[0]?.templateName ?? null;
+  if (run.step === steps.length) return canary.postDeployVerify?.templates?.[0]?.templateName ?? null;
+  return canary.analysis?.templates?.[0]?.templateName ?? null;
+}
+
+/** Every template a rollout refers to: steps, background analysis, post-deploy verification. */
+export function templateNames(view) {
+  const canary = view?.spec?.strategy?.canary ?? {};
+  const lists = [...(canary.steps ?? []).filter((s) => s.analysis).map((s) => s.analysis.templates), canary.analysis?.templates ?? [], canary.postDeployVerify?.templates ?? []];
+  return [...new Set(lists.flat().map((t) => t.templateName))];
 }
 
 /** Health banner facts from the rollout and the proxies view. */

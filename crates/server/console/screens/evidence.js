@@ -42,9 +42,11 @@ function Verifier({ rollout }) {
       if (pins.log.trim()) trust.log = pins.log.trim();
       const r = await verifyBundle(files, trust);
       setResult(r);
-      // The log key of a bundle that verified: the witness checks checkpoint signatures with it.
+      // The log key of this server's own bundle, once it verified: the witness checks
+      // checkpoint signatures with it. A dropped file never replaces it (it may come from
+      // another control plane, or be forged with keys of its own).
       const pub = files.get("keys/log.pub");
-      if (r.ok && pub) localStorage.setItem("vireo-witness-log-key", new TextDecoder().decode(pub));
+      if (r.ok && pub && label === "run") localStorage.setItem("vireo-witness-log-key", new TextDecoder().decode(pub));
     } catch (e) {
       setError(e);
     } finally {

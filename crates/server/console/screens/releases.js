@@ -5,7 +5,7 @@ import { html, useData, Time, Digest, Phase, ErrorLine } from "./widgets.js";
 import { duration, imageDigest } from "../lib/format.js";
 import { link } from "../lib/routes.js";
 
-const PHASES = ["Pending", "GateEval", "AwaitingApproval", "Progressing", "Paused", "PostDeployVerify", "Sealed", "Completed", "Aborted", "RolledBack"];
+const PHASES = ["Pending", "InputsMaterialized", "GateEval", "AwaitingApproval", "Progressing", "Paused", "PostDeployVerify", "Sealed", "Completed", "Aborted", "RolledBack"];
 
 export function Releases() {
   const list = useData("api/v1/rollouts");

@@ -4,7 +4,7 @@
 // quick actions: only those the phase allows (`status.allowedActions`, the state machine's own
 // answer) and the caller's role permits, each asking for a reason.
 import { html, useData, useCtx, Time, Digest, Phase, Mark, ErrorLine, ActionButton, Chart, may } from "./widgets.js";
-import { storyline, health, whyFailed, templateOf } from "../lib/storyline.js";
+import { storyline, health, whyFailed, templateOf, templateNames } from "../lib/storyline.js";
 import { duration, imageDigest, recipe, scalar, threshold, policy, stepWords } from "../lib/format.js";
 import { link } from "../lib/routes.js";
 
@@ -25,9 +25,7 @@ export function useRun(route) {
 
 /** The templates a rollout refers to, by name. */
 export function useTemplates(view) {
-  const names = [...new Set((view?.spec?.strategy?.canary?.steps ?? []).filter((s) => s.analysis).flatMap((s) => s.analysis.templates.map((t) => t.templateName)))];
-  const bg = view?.spec?.strategy?.canary?.analysis?.templates ?? [];
-  for (const t of bg) if (!names.includes(t.templateName)) names.push(t.templateName);
+  const names = templateNames(view);
   const r = useData(names.map((n) => `api/v1/analysistemplates/${encodeURIComponent(n)}`));
   const out = {};
   names.forEach((n, i) => {
@@ -65,7 +63,6 @@ export function RunHeader({ view, route, earlier }) {
 
 function HealthBanner({ view }) {
   const proxies = useData("api/v1/proxies");
-  const prom = view.spec?.analysis?.prometheus ?? null;
   const h = health(view, proxies.data);
   const problems = h.refusing.length + h.errors.length + h.behind.length;
   return html`<aside class=${`health ${problems ? "health-bad" : "health-ok"}`} aria-label="health" data-testid="health">
@@ -74,7 +71,6 @@ function HealthBanner({ view }) {
     ${h.behind.length > 0 && html`<span>${h.behind.length} not on the newest table: ${h.behind.join(", ")}</span>`}
     ${[...h.refusing, ...h.errors].map((e) => html`<span class="bad">refusing: ${e}</span>`)}
     ${!problems && html`<span>no refusals, no stale proxies</span>`}
-    ${prom && html`<span>Prometheus ${prom}</span>`}
     <${ErrorLine} error=${proxies.error} />
   </aside>`;
 }

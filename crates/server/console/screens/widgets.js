@@ -16,18 +16,21 @@ export const useCtx = () => useContext(Ctx);
 export function useData(paths, deps = []) {
   const { tick } = useCtx();
   const list = Array.isArray(paths) ? paths : [paths];
-  const [state, setState] = useState({ data: null, error: null, loading: true });
-  const key = list.join("|");
+  const key = [list.join("|"), ...deps].join("#");
+  const [state, setState] = useState({ key: null, data: null, error: null });
   useEffect(() => {
     let gone = false;
     Promise.all(list.map((p) => (p ? api(p) : Promise.resolve(null))))
-      .then((data) => !gone && setState({ data: Array.isArray(paths) ? data : data[0], error: null, loading: false }))
-      .catch((error) => !gone && setState((s) => ({ data: s.data, error, loading: false })));
+      .then((data) => !gone && setState({ key, data: Array.isArray(paths) ? data : data[0], error: null }))
+      // A failed refresh keeps this key's last data beside the error, never another key's.
+      .catch((error) => !gone && setState((s) => ({ key, data: s.key === key ? s.data : null, error })));
     return () => {
       gone = true;
     };
-  }, [key, tick, ...deps]);
-  return state;
+  }, [key, tick]);
+  // Data read for another route is not shown under this one.
+  if (state.key !== key) return { data: null, error: null, loading: true };
+  return { data: state.data, error: state.error, loading: false };
 }
 
 export function Time({ ms }) {
@@ -51,7 +54,7 @@ export function Digest({ value }) {
     <button class="copy" type="button" aria-label=${`copy ${value}`} onClick=${copy}>${copied ? "copied" : "copy"}</button></span>`;
 }
 
-const MARKS = { done: "✓", running: "●", pending: "○", failed: "✗", paused: "‖", action: "▸" };
+const MARKS = { done: "✓", running: "●", pending: "○", failed: "✗", paused: "‖", action: "▸", skipped: "↷", cancelled: "⊘" };
 export function Mark({ mark }) {
   return html`<span class=${`mark mark-${mark}`} role="img" aria-label=${mark}>${MARKS[mark] ?? "?"}</span>`;
 }

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
-import { storyline, whyFailed, health } from "../lib/storyline.js";
+import { storyline, whyFailed, health, templateOf, templateNames } from "../lib/storyline.js";
 import { compute, agree, command, ms, weeks, DAY_MS, TYPES } from "../lib/dora.js";
 import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -153,4 +153,38 @@ test("dora: the four keys by their definitions, and agree() sees a difference", 
   assert.equal(ms("garbage"), null);
   assert.equal(command("jq --argjson since SINCE_MS --argjson until UNTIL_MS", w), `jq --argjson since ${w.since} --argjson until ${w.until}`);
   assert.deepEqual(weeks(7 * DAY_MS * 3, 2), [{ since: 7 * DAY_MS, until: 14 * DAY_MS }, { since: 14 * DAY_MS, until: 21 * DAY_MS }]);
+});
+
+test("storyline: after a retry the rows tell the new attempt; a verify run is the recipe's length", () => {
+  const s = { metadata: { name: "c" }, spec: { strategy: { canary: { steps: [{ setWeight: 5 }, { analysis: { templates: [{ templateName: "slo" }] } }, { setWeight: 100 }], postDeployVerify: { templates: [{ templateName: "verify" }] }, analysis: { templates: [{ templateName: "bg" }] } } } } };
+  const timeline = {
+    entries: [
+      { seq: 1, at_ms: 10, input: "InputsMaterialized", checkpoints: [cp("Pending", "InputsMaterialized"), cp("InputsMaterialized", "GateEval")] },
+      { seq: 2, at_ms: 20, input: { GateEvaluated: { passed: false, needs_approval: false, reason: "window closed" } }, checkpoints: [cp("GateEval", "Aborted", "gate failed")] },
+      { seq: 3, at_ms: 30, input: { Action: "retry" }, by: "bob", reason: "window open", checkpoints: [cp("Aborted", "Pending")] },
+      { seq: 4, at_ms: 40, input: "InputsMaterialized", checkpoints: [cp("Pending", "InputsMaterialized"), cp("InputsMaterialized", "GateEval")] },
+      { seq: 5, at_ms: 50, input: { GateEvaluated: { passed: true, needs_approval: false, reason: "ok" } }, checkpoints: [cp("GateEval", "Progressing")] },
+      { seq: 6, at_ms: 60, input: { Action: "promoteFull" }, by: "bob", checkpoints: [] },
+      { seq: 7, at_ms: 70, input: { WeightApplied: { weight: 100 } }, checkpoints: [cp("Progressing", "PostDeployVerify")] },
+    ],
+  };
+  const runs = [
+    { run: 1, step: 1.8446744073709552e19, phase: "Running", startedMs: 55, metrics: [] },
+    { run: 2, step: 3, phase: "Running", startedMs: 75, metrics: [] },
+  ];
+  const view = { ...s, status: { phase: "PostDeployVerify", currentStepIndex: 3, analysisRuns: runs } };
+  const { rows, actions } = storyline(view, timeline);
+  const by = Object.fromEntries(rows.map((r) => [r.key, r]));
+  assert.equal(by.gate.mark, "done", "the retried gate, not the first attempt's");
+  assert.equal(by.gate.at, 50);
+  assert.equal(by["step-1"].mark, "skipped");
+  assert.equal(by.verify.run, 2, "the verification run, not the background one");
+  assert.equal(by.verify.mark, "running");
+  assert.deepEqual(actions.map((a) => a.title), ["retry", "promoteFull"]);
+  assert.equal(templateOf(view, runs[1]), "verify");
+  assert.equal(templateOf(view, runs[0]), "bg");
+  assert.deepEqual(templateNames(view).sort(), ["bg", "slo", "verify"]);
+  // Ended with the verification unfinished: cancelled, not running.
+  const ended = storyline({ ...view, status: { ...view.status, phase: "Aborted" } }, timeline);
+  assert.equal(ended.rows.find((r) => r.key === "verify").mark, "cancelled");
 });
