@@ -142,9 +142,17 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   assert.equal(await page.locator('section.metric[data-metric="success-rate"] table.measurements tbody tr').count(), 3);
   await shot(page, "3-step-detail");
 
-  // Deploy stage view: the targets table lists the demo's proxy.
+  // A checkpoint's detail: the gate, with the VSA it sealed.
+  await page.goto(`${healthy.base}#/rollouts/checkout`);
+  await page.locator('[data-stage="gate"] a').click();
+  await page.getByTestId("checkpoint").filter({ hasText: "Gate: done" }).waitFor();
+  await page.getByText("checkout.g1.gate").first().waitFor();
+  await shot(page, "3-checkpoint-gate");
+
+  // Deploy stage view: the targets table lists the demo's proxy with its own figures.
   await page.goto(`${healthy.base}#/rollouts/checkout/stage`);
   await page.locator("tr[data-proxy]").first().waitFor();
+  assert.match(await page.getByTestId("proxy-success").first().textContent(), /%/);
   await shot(page, "4-deploy-stage");
 
   // Rollback preview = the armed envelope (digest as logged, log index, migration, flag).

@@ -215,10 +215,13 @@ export function health(view, proxies, now = Date.now()) {
   const table = proxies?.tableVersion;
   const behind = items.filter((p) => p.appliedVersion !== table);
   const refusing = items.filter((p) => p.rejected);
+  // Reports come every few seconds; 30 s of silence means the proxy is about to be dropped.
+  const stale = items.filter((p) => p.lastReportMs && now - p.lastReportMs > 30000);
   return {
     connected: items.length,
     behind: behind.map((p) => p.proxy),
-    refusing: refusing.map((p) => `${p.proxy}: ${p.rejected}`),
+    refusing: refusing.map((p) => `${p.proxy}: table ${p.rejected.version ?? "?"}: ${p.rejected.error ?? p.rejected}`),
+    stale: stale.map((p) => p.proxy),
     errors: view?.status?.proxyErrors ?? [],
     table,
     checkedAt: now,

@@ -62,15 +62,18 @@ export function RunHeader({ view, route, earlier }) {
 }
 
 function HealthBanner({ view }) {
+  const { live } = useCtx();
   const proxies = useData("api/v1/proxies");
   const h = health(view, proxies.data);
-  const problems = h.refusing.length + h.errors.length + h.behind.length;
+  const problems = h.refusing.length + h.errors.length + h.behind.length + h.stale.length;
   return html`<aside class=${`health ${problems ? "health-bad" : "health-ok"}`} aria-label="health" data-testid="health">
     <span><a href=${link(view.metadata.name, { screen: "stage" })}>${h.connected} prox${h.connected === 1 ? "y" : "ies"} connected</a>
       ${h.table !== undefined ? html` · table v${h.table}` : ""}</span>
     ${h.behind.length > 0 && html`<span>${h.behind.length} not on the newest table: ${h.behind.join(", ")}</span>`}
     ${[...h.refusing, ...h.errors].map((e) => html`<span class="bad">refusing: ${e}</span>`)}
-    ${!problems && html`<span>no refusals, no stale proxies</span>`}
+    ${h.stale.length > 0 && html`<span class="bad">no heartbeat for over 30 s: ${h.stale.join(", ")}</span>`}
+    ${!problems && html`<span>no refusals, no stale heartbeats, every proxy on the newest table</span>`}
+    <span><a href="#/" title="the event stream's state is in the top bar">events: ${live}</a></span>
     <${ErrorLine} error=${proxies.error} />
   </aside>`;
 }
@@ -102,7 +105,7 @@ function StageTimeline({ view, timeline, route }) {
     ${all.map(
       (r) => html`<li class=${`stage stage-${r.mark}`} data-stage=${r.key} data-mark=${r.mark}>
         <${Mark} mark=${r.mark} />
-        <span class="stage-title">${r.link ? html`<a href=${link(view.metadata.name, { generation: route.generation, screen: "step", arg: r.link })}>${r.title}</a>` : r.title}</span>
+        <span class="stage-title"><a href=${link(view.metadata.name, { generation: route.generation, screen: "step", arg: r.link ?? r.key })}>${r.title}</a></span>
         <span class="stage-time">${r.at ? html`<${Time} ms=${r.at} />` : ""}</span>
         <span class="stage-detail">${r.by ? html`<strong>${r.by}</strong> ` : ""}${r.detail}</span>
       </li>`,

@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { html, useData, Time, Digest, ErrorLine, Chart, Tabs } from "./widgets.js";
 import { useRun, useTemplates, RunHeader } from "./run.js";
-import { whyFailed, templateOf } from "../lib/storyline.js";
+import { whyFailed, templateOf, storyline } from "../lib/storyline.js";
 import { duration, value, scalar, threshold, policy } from "../lib/format.js";
 import { link } from "../lib/routes.js";
 import { EntryButton } from "./evidence.js";
@@ -18,17 +18,13 @@ export function Step({ route }) {
   if (!r.view) return html`<${ErrorLine} error=${r.error} />`;
   const runId = /^run-(\d+)$/.exec(route.arg ?? "")?.[1];
   const run = (r.view.status.analysisRuns ?? []).find((x) => String(x.run) === runId);
-  if (!run) {
-    return html`<${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} /><p>No analysis run ${route.arg} in this generation.
-      <a href=${link(route.rollout, { generation: route.generation })}>Back to the timeline</a></p>`;
-  }
+  if (!run) return html`<${Checkpoint} r=${r} route=${route} index=${index.data} />`;
   const tname = templateOf(r.view, run);
   const tpl = templates[tname];
   const why = whyFailed(run, tpl);
   const g = r.view.status.generation;
-  const evidence = (index.data?.items ?? []).filter((i) => i.kind === "analysis" && (i.decision ?? "").endsWith(`.run${run.run}`));
-  const allAnalysis = (index.data?.items ?? []).filter((i) => i.kind === "analysis");
-  const items = evidence.length ? evidence : allAnalysis.filter((i) => i.decision?.includes(`run${run.run}`));
+  // The run's sealed statement is logged at stage `analysis-RUN`.
+  const items = (index.data?.items ?? []).filter((i) => i.kind === "analysis" && i.stage === `analysis-${run.run}`);
   return html`<article class="run">
     <${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} />
     <h2>Analysis run ${run.run} (step ${run.step + 1}): ${run.phase}</h2>
@@ -93,4 +89,45 @@ function StepLogs({ rollout, generation, run }) {
     <p><a href=${download} download=${`${rollout}.g${generation}.run${run.run}.events.jsonl`}>download (${mine.length} events, JSON Lines)</a>${run.finishedMs ? "" : " · streaming while it runs"}</p>
     <${ErrorLine} error=${r.error} />
     <ol class="log">${mine.map((e) => html`<li><${Time} ms=${Date.parse(e.time)} /> <code>${e.type}</code> ${e.subject ?? ""}</li>`)}</ol></section>`;
+}
+
+/** The log stages a storyline row's evidence is filed under. */
+const STAGES = {
+  inputs: ["InputsMaterialized"],
+  gate: ["GateEval", "GateEval-vsa"],
+  approval: ["AwaitingApproval"],
+  verify: ["PostDeployVerify"],
+  sealed: ["Sealed", "rollback-armed"],
+  end: ["Completed", "Aborted", "RolledBack"],
+};
+
+/** Step detail of a checkpoint (not an analysis run): its row, its inputs as recorded, and
+ * the evidence sealed at it. */
+function Checkpoint({ r, route, index }) {
+  const { rows, actions } = storyline(r.view, r.timeline);
+  const row = [...rows, ...actions].find((x) => x.key === route.arg);
+  if (!row) {
+    return html`<${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} /><p>No step ${route.arg} in this generation.
+      <a href=${link(route.rollout, { generation: route.generation })}>Back to the timeline</a></p>`;
+  }
+  const stages = STAGES[row.key] ?? [];
+  const items = (index?.items ?? []).filter((i) => stages.includes(i.stage));
+  // The inputs recorded at this row's time (the gate's verdict with its provenance facts...).
+  const entries = (r.timeline?.entries ?? []).filter((e) => row.at !== undefined && e.at_ms === row.at);
+  return html`<article class="run">
+    <${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} />
+    <h2 data-testid="checkpoint">${row.title}: ${row.mark}</h2>
+    <dl class="facts"><div><dt>at</dt><dd>${row.at ? html`<${Time} ms=${row.at} />` : "not yet"}</dd></div>
+      ${row.by && html`<div><dt>by</dt><dd>${row.by}</dd></div>`}
+      ${row.reason && html`<div><dt>reason</dt><dd>${row.reason}</dd></div>`}</dl>
+    <p class="message">${row.detail}</p>
+    <h3>Inputs recorded</h3>
+    ${entries.length ? entries.map((e) => html`<pre>${JSON.stringify(e, null, 2)}</pre>`) : html`<p class="muted">none at this time</p>`}
+    <h3>Evidence captured</h3>
+    ${!items.length && html`<p>${row.mark === "pending" || row.mark === "running" ? "pending: sealed when the step is reached" : "none logged at this stage"}</p>`}
+    ${items.length > 0 && html`<table><thead><tr><th>log index</th><th>kind</th><th>decision</th><th>envelope digest</th><th>sealed</th><th></th></tr></thead><tbody>
+      ${items.map((i) => html`<tr><td>${i.logIndex}</td><td>${i.kind}</td><td>${i.decision ?? "—"}</td><td><${Digest} value=${i.digest} /></td><td>${i.sealed ? "sealed" : "pending"}</td>
+        <td><${EntryButton} index=${i.logIndex} />${i.decision ? html` · <a href=${link(route.rollout, { generation: route.generation, screen: "replay", arg: i.decision })}>replay this decision</a>` : ""}</td></tr>`)}
+    </tbody></table>`}
+  </article>`;
 }

@@ -112,10 +112,11 @@ test("why it failed: the first failing measurement and its condition", () => {
 });
 
 test("health: proxies behind the newest table and refusals", () => {
-  const h = health({ status: { proxyErrors: ["p2: bad table"] } }, { tableVersion: 4, items: [{ proxy: "p1", appliedVersion: 4 }, { proxy: "p2", appliedVersion: 3, rejected: "bad" }] });
+  const h = health({ status: { proxyErrors: ["p2: bad table"] } }, { tableVersion: 4, items: [{ proxy: "p1", appliedVersion: 4, lastReportMs: 1000 }, { proxy: "p2", appliedVersion: 3, lastReportMs: 50000, rejected: { version: 3, error: "bad" } }] }, 60000);
   assert.equal(h.connected, 2);
   assert.deepEqual(h.behind, ["p2"]);
-  assert.deepEqual(h.refusing, ["p2: bad"]);
+  assert.deepEqual(h.refusing, ["p2: table 3: bad"]);
+  assert.deepEqual(h.stale, ["p1"]);
 });
 
 test("dora: the event types are the Rust's", () => {
