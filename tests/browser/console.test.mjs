@@ -129,6 +129,10 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await page.locator(".run-header .phase-Completed").waitFor({ timeout: 120000 });
   await page.locator('[data-stage="end"][data-mark="done"]').waitFor();
   await shot(page, "2-run-completed");
+  // The chart draws the fleet's own canary and stable figures, sampled as reports arrived.
+  const slo = await apiGet(healthy, "api/v1/slo/checkout");
+  assert.ok(slo.backends.canary?.length > 3 && slo.backends.stable?.length > 3, JSON.stringify(slo).slice(0, 300));
+  await page.getByText("canary success ratio (60 s)").waitFor();
 
   // Only what the phase allows: at Completed, a rollback.
   const actions = await page.locator("[data-action]").evaluateAll((bs) => bs.map((b) => b.dataset.action));

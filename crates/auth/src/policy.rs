@@ -165,6 +165,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "heartbeat",
     ),
     e("GET", "/api/v1/proxies", Needs(Read), "the fleet"),
+    e(
+        "GET",
+        "/api/v1/slo/{route}",
+        Needs(Read),
+        "a route's recent SLO series per backend (the canary chart)",
+    ),
     // evidence
     e(
         "GET",

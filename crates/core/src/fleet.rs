@@ -343,12 +343,14 @@ impl Aggregate {
     }
 }
 
+pub mod series;
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use vireo_types::wire::{BackendSlo, SloReport};
 
-    fn report(
+    pub(crate) fn report(
         proxy: &str,
         version: u64,
         canary_in_flight: i64,

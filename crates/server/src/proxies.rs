@@ -36,6 +36,7 @@ pub fn router() -> Router<Handle> {
         .route("/api/v1/proxy/watch", get(proxy_watch))
         .route("/api/v1/proxy/status", post(proxy_status))
         .route("/api/v1/proxies", get(proxies))
+        .route("/api/v1/slo/{route}", get(slo_series))
 }
 
 #[derive(Deserialize)]
@@ -201,6 +202,34 @@ async fn proxy_status(
 }
 
 /// The connected proxies and the version each has applied.
+#[derive(serde::Deserialize)]
+struct SeriesQuery {
+    /// Milliseconds since the epoch; default: everything kept (30 minutes).
+    since: Option<u64>,
+}
+
+/// `GET /api/v1/slo/{route}[?since=MS]`: the recent SLO series of each backend of a route,
+/// the connected proxies' aggregate over their 60 s window, a sample every 2 s.
+async fn slo_series(
+    State(h): State<Handle>,
+    axum::extract::Path(route): axum::extract::Path<String>,
+    Query(q): Query<SeriesQuery>,
+) -> Response {
+    let backends = h
+        .shared
+        .slo_series
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .route(&route, q.since.unwrap_or(0));
+    Json(serde_json::json!({
+        "route": route,
+        "everyMs": vireo_core::fleet::series::EVERY,
+        "windowS": 60,
+        "backends": backends,
+    }))
+    .into_response()
+}
+
 /// A proxy's own figures for the console: route → backend → requests, failures, success
 /// ratio and p95 over its default window (the histograms stay out).
 fn slo_view(slo: &vireo_types::wire::SloReport) -> serde_json::Value {

@@ -9,6 +9,9 @@ use super::*;
 pub struct Shared {
     /// The proxies as their heartbeats describe them (the embedded traffic and analyses read it).
     pub fleet: Arc<RwLock<Fleet>>,
+    /// A recent SLO series per route and backend, sampled from the fleet as reports arrive
+    /// (lock order: `fleet`, then this).
+    pub slo_series: std::sync::Mutex<vireo_core::fleet::series::Series>,
     /// The route tables the proxies long-poll.
     pub tables: Arc<Tables>,
     /// The engine's clock (heartbeats are stamped with it).
@@ -45,11 +48,20 @@ impl Shared {
     /// Records a proxy heartbeat and wakes the driver (an applied version or a finished drain
     /// may be what a rollout waits for).
     pub fn heartbeat(&self, report: StatusReport) {
-        self.fleet
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(report, self.clock.now_ms());
+        let now = self.clock.now_ms();
+        let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
+        fleet.record(report, now);
+        self.sample(&fleet, now);
+        drop(fleet);
         self.wake.notify_one();
+    }
+
+    /// Samples the SLO series (at most every two seconds; cheap otherwise).
+    fn sample(&self, fleet: &Fleet, now: Millis) {
+        self.slo_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sample(fleet, now);
     }
 
     /// Records a proxy's report and returns how long it should wait before its next
@@ -68,6 +80,7 @@ impl Shared {
                 vireo_core::fleet::CONNECTED_FOR
             };
             fleet.record_until(report, now, now + lasts);
+            self.sample(&fleet, now);
             every
         };
         self.wake.notify_one();

@@ -258,6 +258,7 @@ impl Driver {
         });
         let shared = Arc::new(Shared {
             fleet,
+            slo_series: Default::default(),
             tables,
             clock: clock.clone(),
             wake: Notify::new(),

@@ -114,11 +114,11 @@ export function storyline(view, timeline) {
     rows.push({
       key: "verify",
       title: "Post-deploy verify",
-      detail: run?.message ?? "",
+      detail: run?.message ?? (view.spec?.strategy?.canary?.postDeployVerify ? "" : "nothing to verify (no postDeployVerify in the spec)"),
       at: verify?.at,
       run: run?.run,
       link: run ? `run-${run.run}` : undefined,
-      mark: run ? runMark(run, ended) : verify && !ended ? "running" : "pending",
+      mark: run ? runMark(run, ended) : verify ? (ended || phase === "Sealed" ? (failedEnd ? "failed" : "done") : "running") : "pending",
     });
   }
 

@@ -114,10 +114,22 @@ function StageTimeline({ view, timeline, route }) {
 }
 
 /** Weight (stepped), every measurement by metric, thresholds, and actions as markers. */
-export function CanaryChart({ view, timeline, templates }) {
+export function CanaryChart({ view, timeline, templates, slo }) {
   const s = view.status;
   const t0 = s.createdMs;
   const xs = new Set([t0]);
+  // The fleet's own figures per backend (GET /api/v1/slo/ROUTE), for the current generation.
+  const backends = Object.entries(slo?.backends ?? {}).filter(([b]) => b === "canary" || b === "stable");
+  const sampled = new Map();
+  for (const [b, samples] of backends) {
+    const m = new Map();
+    for (const x of samples) {
+      if (x.atMs < t0) continue;
+      m.set(x.atMs, x);
+      xs.add(x.atMs);
+    }
+    sampled.set(b, m);
+  }
   for (const a of s.appliedWeights) xs.add(a.appliedMs);
   const metrics = new Map();
   for (const run of s.analysisRuns ?? []) {
@@ -156,15 +168,24 @@ export function CanaryChart({ view, timeline, templates }) {
       data.push(x.map(() => m.limit.value));
     }
   }
+  const tones = { canary: ["#c0392b", "#e67e22"], stable: ["#2c3e50", "#7f8c8d"] };
+  for (const [b, m] of sampled) {
+    series.push({ label: `${b} success ratio (60 s)`, scale: "value", stroke: tones[b][0], width: 1.5, spanGaps: true });
+    data.push(x.map((t) => m.get(t)?.successRatio ?? null));
+    series.push({ label: `${b} p95 s (60 s)`, scale: "value", stroke: tones[b][1], width: 1, dash: [2, 3], spanGaps: true });
+    data.push(x.map((t) => m.get(t)?.latencyP95S ?? null));
+  }
   series.push({ label: "actions", scale: "%", stroke: "#222", width: 0, points: { show: true, size: 9, fill: "#222" } });
   data.push(x.map((t) => (actions.some((a) => a.at_ms === t) ? weights[x.indexOf(t)] : null)));
-  return html`<${Chart} title="Canary weight, measurements and thresholds over time" series=${series} data=${data} />`;
+  return html`<${Chart} title="Canary weight, canary vs stable success and p95, analysis measurements and thresholds" series=${series} data=${data} />`;
 }
 
 export function Run({ route }) {
   const { refresh } = useCtx();
   const r = useRun(route);
   const templates = useTemplates(r.view);
+  // Before any early return: hooks run in the same order on every render.
+  const slo = useData(r.view && !r.earlier ? `api/v1/slo/${encodeURIComponent(r.view.spec.route)}?since=${r.view.status.createdMs}` : null);
   if (!r.view) return html`<${ErrorLine} error=${r.error} />${r.loading && html`<p>loading…</p>`}`;
   const failing = [...(r.view.status.analysisRuns ?? [])].reverse().find((x) => ["Failed", "Error", "Inconclusive"].includes(x.phase));
   const why = failing && whyFailed(failing, templates[templateOf(r.view, failing)]);
@@ -177,7 +198,7 @@ export function Run({ route }) {
     <${ErrorLine} error=${r.error} />
     <div class="run-body">
       <section aria-labelledby="stages-h"><h2 id="stages-h">Stages</h2><${StageTimeline} view=${r.view} timeline=${r.timeline} route=${route} /></section>
-      <section aria-labelledby="chart-h"><h2 id="chart-h">Canary</h2><${CanaryChart} view=${r.view} timeline=${r.timeline} templates=${templates} /></section>
+      <section aria-labelledby="chart-h"><h2 id="chart-h">Canary</h2><${CanaryChart} view=${r.view} timeline=${r.timeline} templates=${templates} slo=${slo.data} /></section>
     </div>
   </article>`;
 }
