@@ -238,6 +238,11 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
     await got.waitFor({ timeout: 20000 });
     assert.equal(await got.getAttribute("data-agrees"), "true", await got.textContent());
   }
+  // A receipt's event opens by its source#id (one receipt is open at a time: reopen it).
+  await page.locator('[data-key="deployFrequency"] button', { hasText: "Receipt" }).click();
+  const first = page.getByTestId("receipt-deployFrequency").locator("button.ref").first();
+  await first.click();
+  await page.getByTestId("receipt-deployFrequency").locator("pre").filter({ hasText: "service.upgraded" }).waitFor();
   await shot(page, "9-dora");
   await page.goto(`${healthy.base}#/flags`);
   await page.locator('tr[data-flag="new-checkout"]').waitFor();

@@ -1281,6 +1281,15 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     )
     .unwrap();
     assert_eq!(r.json()["accepted"], 2, "{}", r.body);
+    // One event by `source` + `id`, as a DORA receipt names it.
+    let one = server.get("/api/v1/events?source=/ci/scm&id=m-2").json();
+    let ids: Vec<_> = one["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(ids, [serde_json::json!("m-2")], "{one}");
     let binary = http(
         "POST",
         &server.url("/api/v1/events"),

@@ -36,7 +36,8 @@ async fn read_log<T: Send + 'static>(
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-/// `GET /api/v1/events?type&source&subject&since&until&after&limit`: one page, in log order;
+/// `GET /api/v1/events?type&source&subject&id&since&until&after&limit`: one page, in log order
+/// (`source` + `id`: the one event a DORA receipt names);
 /// `next` is the `after` of the next page.
 async fn list_events(
     State(h): State<Handle>,

@@ -146,6 +146,9 @@ pub struct Filter {
     pub source: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
+    /// The event's `id` (with `source`: one event, as receipts name them `source#id`).
+    #[serde(default)]
+    pub id: Option<String>,
     /// RFC 3339; events at or after this time.
     #[serde(default)]
     pub since: Option<String>,
@@ -180,7 +183,7 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Stored>, String> {
             "SELECT seq, event FROM events
              WHERE seq > ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR source = ?3)
                AND (?4 IS NULL OR subject = ?4) AND (?5 IS NULL OR time_ms >= ?5)
-               AND (?6 IS NULL OR time_ms < ?6)
+               AND (?6 IS NULL OR time_ms < ?6) AND (?8 IS NULL OR id = ?8)
              ORDER BY seq LIMIT ?7",
         )
         .map_err(|e| e.to_string())?;
@@ -193,7 +196,8 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Stored>, String> {
                 f.subject,
                 since,
                 until,
-                limit
+                limit,
+                f.id
             ],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )

@@ -33,6 +33,19 @@ export async function doraEvents() {
   return out;
 }
 
+/** A receipt's `source#id`, opened in place (GET /api/v1/events?source&id). */
+function EventRef({ name: r }) {
+  const [event, setEvent] = useState(null);
+  const [error, setError] = useState(null);
+  const cut = r.lastIndexOf("#");
+  const open = () =>
+    event
+      ? setEvent(null)
+      : api(`api/v1/events?source=${encodeURIComponent(r.slice(0, cut))}&id=${encodeURIComponent(r.slice(cut + 1))}&limit=1`).then((x) => setEvent(x.events[0] ?? { missing: r }), setError);
+  return html`<button type="button" class="ref" onClick=${open} aria-expanded=${Boolean(event)}>${r}</button>
+    ${event && html`<pre>${JSON.stringify(event, null, 2)}</pre>`}<${ErrorLine} error=${error} />`;
+}
+
 function delta(now, before, higherIsBetter) {
   if (now === null || before === null || now === undefined || before === undefined) return html`<span class="muted">no previous figure</span>`;
   if (before === 0) return html`<span class="muted">previous 0</span>`;
@@ -75,7 +88,8 @@ export function Dora() {
         data=${[trend.map((t) => t.until / 1000), weekly.map((x) => figure(key, x))]} />
       <button type="button" onClick=${() => setOpen(open === key ? null : key)} aria-expanded=${open === key}>Receipt</button>
       ${open === key && html`<div class="receipt" data-testid=${`receipt-${key}`}>
-        <p>${report[key].events.length} events: ${report[key].events.map((e) => html`<code class="ref">${e}</code> `)}</p>
+        <p>${report[key].events.length} events (open one to read it):</p>
+        <ul class="refs">${report[key].events.map((e) => html`<li><${EventRef} name=${e} /></li>`)}</ul>
         <p>Recompute from an export: <code class="cmd">vireo events export -o events.jsonl && ${command(report[key].query, w)}</code>
           <button type="button" onClick=${() => navigator.clipboard?.writeText(`vireo events export -o events.jsonl && ${command(report[key].query, w)}`)}>copy</button></p>
         <button type="button" data-testid=${`recompute-${key}`} onClick=${() => recompute(key)}>Recompute in the browser</button>
