@@ -45,17 +45,34 @@ fn https(
 }
 
 /// Starts `vireo serve` with TLS and waits until it answers over https with `ca`.
+///
+/// The port `free_addr` found free can be taken before `vireo serve` binds it (another test's
+/// outgoing connection may get it as its local port), and then the server exits at start
+/// ("Address already in use"): that is retried on another port, twice at most.
 fn start_tls(data: &Path, args: &[&str], ca: impl Fn() -> PathBuf) -> (Server, String) {
-    let server = Server::spawn(free_addr(), data, args);
-    let base = format!("https://127.0.0.1:{}", server.addr.port());
-    wait_for("vireo serve over https", Duration::from_secs(20), || {
-        let ca = ca();
-        ca.exists()
-            .then(|| https(&ca, "GET", &format!("{base}/healthz"), "", "").ok())
-            .flatten()
-            .filter(|(s, _)| *s == 200)
-    });
-    (server, base)
+    for _ in 0..3 {
+        let mut server = Server::spawn(free_addr(), data, args);
+        let base = format!("https://127.0.0.1:{}", server.addr.port());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if server.child.try_wait().unwrap().is_some() {
+                break; // exited at start: the port race; try another port
+            }
+            let ca = ca();
+            let up = ca.exists()
+                && https(&ca, "GET", &format!("{base}/healthz"), "", "")
+                    .is_ok_and(|(s, _)| s == 200);
+            if up {
+                return (server, base);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            server.child.try_wait().unwrap().is_some(),
+            "timed out after 20s waiting for vireo serve over https"
+        );
+    }
+    panic!("vireo serve exited at start three times (see its stderr above)");
 }
 
 fn admin(data: &Path) -> String {
