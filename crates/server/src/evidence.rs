@@ -160,31 +160,30 @@ async fn replays(
     if let Some(rollout) = q.rollout {
         return match h.replays_for(&rollout).await {
             Ok(items) => {
-                let total = items.len() as u64;
                 let matches = items.iter().filter(|r| r.matched).count() as u64;
-                Json(serde_json::json!({
-                    "rollout": rollout,
-                    "total": total,
-                    "matches": matches,
-                    "mismatches": total - matches,
-                    "matchRate": if total == 0 { None } else { Some(matches as f64 / total as f64) },
-                    "items": items,
-                }))
-                .into_response()
+                let mut body = replay_totals(items.len() as u64, matches);
+                body.insert("rollout".into(), rollout.into());
+                body.insert("items".into(), serde_json::json!(items));
+                Json(body).into_response()
             }
             Err(e) => e.into_response(),
         };
     }
     match h.replay_totals().await {
-        Ok((total, matches)) => Json(serde_json::json!({
-            "total": total,
-            "matches": matches,
-            "mismatches": total - matches,
-            "matchRate": if total == 0 { None } else { Some(matches as f64 / total as f64) },
-        }))
-        .into_response(),
+        Ok((total, matches)) => Json(replay_totals(total, matches)).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `{total, matches, mismatches, matchRate}` (`matchRate` null before any replay).
+fn replay_totals(total: u64, matches: u64) -> serde_json::Map<String, serde_json::Value> {
+    let rate = (total > 0).then(|| matches as f64 / total as f64);
+    let mut m = serde_json::Map::new();
+    m.insert("total".into(), total.into());
+    m.insert("matches".into(), matches.into());
+    m.insert("mismatches".into(), (total - matches).into());
+    m.insert("matchRate".into(), rate.into());
+    m
 }
 
 /// `POST /api/v1/attestations`: a DSSE envelope carrying SLSA Provenance v1 for an image

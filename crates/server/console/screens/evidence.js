@@ -3,7 +3,7 @@
 // optionally pinned), and the log witness: the last checkpoint this browser saw, proven
 // consistent with the current one on every visit.
 import { useState, useEffect } from "preact/hooks";
-import { html, useData, Time, Digest, ErrorLine } from "./widgets.js";
+import { html, useData, Time, Digest, ErrorLine, saveFile } from "./widgets.js";
 import { useRun, RunHeader } from "./run.js";
 import { api, bytes } from "../lib/api.js";
 import { readBundle, verifyBundle, verifyConsistency, parseCheckpoint, openCheckpoint, publicKeyFromPem, b64decode, hex } from "../lib/verify.js";
@@ -132,10 +132,7 @@ export function Evidence({ route }) {
   async function exportBundle() {
     try {
       const b = await bytes(`api/v1/rollouts/${encodeURIComponent(route.rollout)}/evidence`);
-      const a = document.createElement("a");
-      a.href = URL.createObjectURL(new Blob([b], { type: "application/gzip" }));
-      a.download = `${route.rollout}.g${r.view.status.generation}.bundle.tar.gz`;
-      a.click();
+      saveFile(b, `${route.rollout}.g${r.view.status.generation}.bundle.tar.gz`, "application/gzip");
     } catch (e) {
       setExportError(e);
     }

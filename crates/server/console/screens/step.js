@@ -2,7 +2,7 @@
 // (table and chart with its threshold), why it failed, the evidence captured; tabs for the
 // step's events (downloadable), the artifacts as applied, and the evidence.
 import { useState } from "preact/hooks";
-import { html, useData, Time, Digest, ErrorLine, Chart, Tabs } from "./widgets.js";
+import { html, useData, Time, Digest, ErrorLine, Chart, Tabs, saveFile } from "./widgets.js";
 import { useRun, useTemplates, RunHeader } from "./run.js";
 import { whyFailed, templateOf, storyline } from "../lib/storyline.js";
 import { duration, value, scalar, threshold, policy } from "../lib/format.js";
@@ -83,10 +83,10 @@ function StepLogs({ rollout, generation, run }) {
   const until = new Date((run.finishedMs ?? Date.now()) + 2000).toISOString();
   const r = useData(`api/v1/events?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}&limit=500`);
   const mine = (r.data?.events ?? []).filter((e) => JSON.stringify(e).includes(rollout));
-  const text = mine.map((e) => JSON.stringify(e)).join("\n");
-  const download = URL.createObjectURL(new Blob([text + "\n"], { type: "application/jsonl" }));
+  const download = () =>
+    saveFile(mine.map((e) => JSON.stringify(e) + "\n").join(""), `${rollout}.g${generation}.run${run.run}.events.jsonl`, "application/jsonl");
   return html`<section><h3>Events of this step</h3>
-    <p><a href=${download} download=${`${rollout}.g${generation}.run${run.run}.events.jsonl`}>download (${mine.length} events, JSON Lines)</a>${run.finishedMs ? "" : " · streaming while it runs"}</p>
+    <p><button type="button" onClick=${download}>download (${mine.length} events, JSON Lines)</button>${run.finishedMs ? "" : " · streaming while it runs"}</p>
     <${ErrorLine} error=${r.error} />
     <ol class="log">${mine.map((e) => html`<li><${Time} ms=${Date.parse(e.time)} /> <code>${e.type}</code> ${e.subject ?? ""}</li>`)}</ol></section>`;
 }

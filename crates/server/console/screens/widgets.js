@@ -146,6 +146,15 @@ export function Tabs({ tabs, current, onPick }) {
   )}</div>`;
 }
 
+/** Saves bytes or text as a file the user downloads (the object URL lives only for the click). */
+export function saveFile(data, name, type) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([data], { type }));
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 0);
+}
+
 /** May the signed-in caller send `action`? (The server decides; this only hides buttons.) */
 export function may(me, action) {
   const need = action === "approve" ? "approve" : "operate";
