@@ -285,6 +285,11 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
         "the old set ready and selected again",
         Duration::from_secs(20),
         || {
+            // The selector first, readiness second: pods only become ready during the swap,
+            // so a move seen here is checked against readiness at or after it. The other
+            // order reported a false failure when all four pods became ready and the Service
+            // moved between the two kubectl calls.
+            let selected = selector_hash(&k, "checkout-stable");
             let ready = k.json(&["-n", "shop", "get", "replicasets"])["items"]
                 .as_array()
                 .unwrap()
@@ -292,7 +297,6 @@ fn a_healthy_rollout_steps_replicasets_services_and_status() {
                 .find(|rs| rs["metadata"]["labels"]["rollouts-pod-template-hash"] == first)
                 .and_then(|rs| rs["status"]["readyReplicas"].as_i64())
                 .unwrap_or(0);
-            let selected = selector_hash(&k, "checkout-stable");
             if selected == second && ready < 4 {
                 held = true;
             }
