@@ -226,6 +226,9 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await shot(page, "7-replay");
   await page.goto(`${healthy.base}#/rollouts/checkout/schedule`);
   await page.getByRole("heading", { name: "Schedule" }).waitFor();
+  await page.getByRole("heading", { name: "The gate's checks so far" }).waitFor();
+  // The demo's rollout had no schedule: no check, and the form says how to set one.
+  assert.match(await page.locator("article.run").innerText(), /No check yet|passed/);
   await shot(page, "8-schedule");
 
   // DORA: a figure's receipt recomputed in the page agrees with the server.

@@ -622,6 +622,22 @@ fn schedules_wait_for_their_window_and_preconditions() {
         applied >= before + 2_000,
         "applied at {applied}, window opened at {before} + 2000"
     );
+    // The gate's checks: the one that passed, with each precondition's result; the schedule
+    // itself is used up.
+    let checks = |name: &str| {
+        let r = server.get(&format!("/api/v1/rollouts/{name}/schedule"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let c = checks("later");
+    assert_eq!(c["schedule"], serde_json::Value::Null, "{c}");
+    let last = &c["checks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["outcome"], "passed", "{c}");
+    assert_eq!(
+        last["results"],
+        serde_json::json!([{"precondition": {"prometheusReachable": prometheus.url}, "passed": true}]),
+        "{c}"
+    );
 
     // A precondition that never holds (nothing listens there): the window closes, the gate
     // fails, no weight was ever published.
@@ -641,6 +657,22 @@ fn schedules_wait_for_their_window_and_preconditions() {
         "{s}"
     );
     assert_eq!(s["appliedWeights"], serde_json::json!([]));
+    // Checked once (unmet, with the reason), then the window closed.
+    let c = checks("never");
+    let outcomes: Vec<&str> = c["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.first(), Some(&"unmet"), "{c}");
+    assert_eq!(outcomes.last(), Some(&"missed"), "{c}");
+    let first = &c["checks"][0]["results"][0];
+    assert_eq!(first["passed"], false, "{c}");
+    assert!(
+        first["reason"].as_str().unwrap().contains(&nowhere),
+        "the reason names the unreachable Prometheus: {c}"
+    );
 
     // Cancelled while waiting: the rollout does not start.
     schedule("cancelled", 3_600_000, "1h", &prometheus.url);
@@ -665,6 +697,11 @@ fn schedules_wait_for_their_window_and_preconditions() {
             .contains("schedule cancelled"),
         "{s}"
     );
+    let c = checks("cancelled");
+    assert_eq!(c["checks"][0]["outcome"], "cancelled", "{c}");
+    assert_eq!(c["schedule"], serde_json::Value::Null, "{c}");
+    let r = server.get("/api/v1/rollouts/unknown/schedule");
+    assert_eq!(r.status, 404, "{}", r.body);
 
     // Bad schedules name the field; a started rollout cannot be scheduled.
     let r = server.post(

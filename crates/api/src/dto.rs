@@ -199,3 +199,60 @@ impl<'de> Deserialize<'de> for RolloutView {
         })
     }
 }
+
+/// `GET /api/v1/rollouts/{name}/schedule`: the schedule, where the gate stands, and the
+/// gate's checks so far, oldest first.
+///
+/// The checks are kept in the control plane's memory, the newest [`MAX_SCHEDULE_CHECKS`]:
+/// a restart starts the gate again from its schedule (the gate's decision, when it comes, is
+/// the Gate Eval checkpoint's reason, which is durable).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    pub rollout: String,
+    /// `None` once the gate used it (a schedule is used once) or when there never was one.
+    pub schedule: Option<vireo_core::schedule::Schedule>,
+    /// The gate's latest note, e.g. "scheduled: waiting for 2026-12-03T02:00:00Z".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    pub checks: Vec<ScheduleCheck>,
+    /// Older checks no longer kept.
+    #[serde(default)]
+    pub dropped: u64,
+}
+
+/// How many gate checks a rollout keeps (one every 10 s: the last quarter hour and more).
+pub const MAX_SCHEDULE_CHECKS: usize = 100;
+
+/// One pass of the gate over the schedule's preconditions, or how the gate ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleCheck {
+    pub at_ms: Millis,
+    pub outcome: GateOutcome,
+    /// One per precondition, in the schedule's order (empty for `missed` and `cancelled`).
+    pub results: Vec<PreconditionResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GateOutcome {
+    /// Some precondition failed; checked again in 10 s while the window is open.
+    Unmet,
+    /// Every precondition held inside the window: the gate passed.
+    Passed,
+    /// The window closed first: the gate failed.
+    Missed,
+    /// The schedule was deleted while the gate waited: the gate failed.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PreconditionResult {
+    pub precondition: vireo_core::schedule::Precondition,
+    pub passed: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -8,8 +8,9 @@ pub mod dto;
 pub mod render;
 
 pub use dto::{
-    AppliedWeight, EvidenceIndex, EvidenceItem, Generations, RollbackPreview, RollbackView,
-    RolloutList, RolloutView, Status, TemplateApplied, Timeline, TimelineEntry,
+    AppliedWeight, EvidenceIndex, EvidenceItem, GateOutcome, Generations, PreconditionResult,
+    RollbackPreview, RollbackView, RolloutList, RolloutView, ScheduleCheck, ScheduleStatus,
+    Status, TemplateApplied, Timeline, TimelineEntry, MAX_SCHEDULE_CHECKS,
 };
 
 #[cfg(test)]

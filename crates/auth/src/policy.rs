@@ -110,6 +110,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "roll it back (replay the rollback envelope)",
     ),
     e(
+        "GET",
+        "/api/v1/rollouts/{name}/schedule",
+        Needs(Read),
+        "its schedule and the gate's checks so far",
+    ),
+    e(
         "POST",
         "/api/v1/rollouts/{name}/schedule",
         Needs(Operate),

@@ -12,7 +12,9 @@ pub async fn check_http(
     p: &Precondition,
 ) -> Result<(), String> {
     if let Some(url) = &p.prometheus_reachable {
-        let (status, _) = get(http, &format!("{}/-/ready", url.trim_end_matches('/'))).await?;
+        let (status, _) = get(http, &format!("{}/-/ready", url.trim_end_matches('/')))
+            .await
+            .map_err(|e| format!("Prometheus at {url} is not reachable: {e}"))?;
         return match status {
             200 => Ok(()),
             s => Err(format!("Prometheus at {url} is not ready (HTTP {s})")),
@@ -23,7 +25,9 @@ pub async fn check_http(
             "{}/api/v2/alerts?active=true&silenced=false&inhibited=false",
             url.trim_end_matches('/')
         );
-        let (status, body) = get(http, &uri).await?;
+        let (status, body) = get(http, &uri)
+            .await
+            .map_err(|e| format!("Alertmanager at {url} is not reachable: {e}"))?;
         if status != 200 {
             return Err(format!("{uri}: HTTP {status}"));
         }

@@ -35,7 +35,9 @@ pub fn router() -> Router<Handle> {
         )
         .route(
             "/api/v1/rollouts/{name}/schedule",
-            post(set_schedule).delete(cancel_schedule),
+            get(schedule_status)
+                .post(set_schedule)
+                .delete(cancel_schedule),
         )
         // Its own route, because its own permission (vireo_auth::policy).
         .route("/api/v1/rollouts/{name}/approve", post(approve))
@@ -184,6 +186,13 @@ async fn set_schedule(State(h): State<Handle>, Path(name): Path<String>, body: B
                 .into_response(),
             Err(e) => e.into_response(),
         },
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn schedule_status(State(h): State<Handle>, Path(name): Path<String>) -> Response {
+    match h.schedule_status(&name).await {
+        Ok(s) => Json(s).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -2,6 +2,7 @@
 //! preconditions (a task of its own, reporting back as commands), the approval policy.
 
 use super::*;
+use vireo_api::{GateOutcome, PreconditionResult, ScheduleCheck, MAX_SCHEDULE_CHECKS};
 use vireo_core::spec::{Approval, APPROVAL_ANNOTATION};
 
 impl Driver {
@@ -97,6 +98,11 @@ impl Driver {
                 if let Some(live) = self.live.get_mut(name) {
                     if live.gate.take().is_some() {
                         live.gate_note = Some("schedule cancelled".into());
+                        live.push_gate_check(ScheduleCheck {
+                            at_ms: self.clock.now_ms(),
+                            outcome: GateOutcome::Cancelled,
+                            results: Vec::new(),
+                        });
                         let input = gate_input(
                             &live.stored.spec,
                             false,
@@ -112,6 +118,28 @@ impl Driver {
         Ok(())
     }
 
+    /// `GET /api/v1/rollouts/{name}/schedule`.
+    pub(super) fn schedule_status(
+        &self,
+        name: &str,
+    ) -> Result<vireo_api::ScheduleStatus, ApiError> {
+        // A schedule may come before its rollout is applied.
+        let schedule = self.store.schedule(name)?;
+        let live = self.live.get(name);
+        if live.is_none() && schedule.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no rollout named {name:?} and no schedule for it"
+            )));
+        }
+        Ok(vireo_api::ScheduleStatus {
+            rollout: name.to_string(),
+            schedule,
+            state: live.and_then(|l| l.gate_note.clone()),
+            checks: live.map_or_else(Vec::new, |l| l.gate_checks.iter().cloned().collect()),
+            dropped: live.map_or(0, |l| l.gate_checks_dropped),
+        })
+    }
+
     /// Waits for the schedule's window and preconditions in a task of its own.
     pub(super) fn start_gate(&mut self, name: &str, schedule: vireo_core::schedule::Schedule) {
         let Some(live) = self.live.get_mut(name) else {
@@ -119,6 +147,9 @@ impl Driver {
         };
         live.gate_seq += 1;
         let seq = live.gate_seq;
+        // The checks shown belong to the gate now waiting (a new schedule starts over).
+        live.gate_checks.clear();
+        live.gate_checks_dropped = 0;
         let spec = live.stored.spec.clone();
         let templates: Vec<AnalysisTemplate> = schedule
             .preconditions
@@ -133,7 +164,7 @@ impl Driver {
         };
         let rollout = name.to_string();
         let task = tokio::spawn(async move {
-            let (passed, note) =
+            let (passed, note, check) =
                 gate_check(&schedule, &spec, &templates, &world, &tx, &rollout, seq).await;
             let _ = tx
                 .send(Command::Gate {
@@ -141,6 +172,7 @@ impl Driver {
                     seq,
                     note,
                     passed: Some(passed),
+                    check,
                 })
                 .await;
         });
@@ -154,6 +186,7 @@ impl Driver {
         seq: u64,
         note: String,
         passed: Option<bool>,
+        check: Option<ScheduleCheck>,
     ) {
         let Some(live) = self.live.get_mut(name) else {
             return;
@@ -163,6 +196,9 @@ impl Driver {
             return;
         }
         live.gate_note = Some(note.clone());
+        if let Some(check) = check {
+            live.push_gate_check(check);
+        }
         if let Some(passed) = passed {
             live.gate = None;
             // A schedule is used once: a later apply or retry of this rollout is not held by
@@ -174,6 +210,17 @@ impl Driver {
             let input = gate_input(&live.stored.spec, passed, Some(note), provenance);
             self.queue.push_back((name.to_string(), input));
         }
+    }
+}
+
+impl Live {
+    /// Keeps the newest [`MAX_SCHEDULE_CHECKS`] checks.
+    fn push_gate_check(&mut self, check: ScheduleCheck) {
+        if self.gate_checks.len() == MAX_SCHEDULE_CHECKS {
+            self.gate_checks.pop_front();
+            self.gate_checks_dropped += 1;
+        }
+        self.gate_checks.push_back(check);
     }
 }
 
@@ -222,11 +269,18 @@ pub(super) async fn gate_check(
     tx: &mpsc::Sender<Command>,
     rollout: &str,
     seq: u64,
-) -> (bool, String) {
+) -> (bool, String, Option<ScheduleCheck>) {
     use vireo_core::schedule::{next_step, Next, RECHECK};
     let window = match schedule.window() {
         Ok(w) => w,
-        Err(e) => return (false, format!("invalid schedule: {e}")),
+        Err(e) => return (false, format!("invalid schedule: {e}"), None),
+    };
+    let ended = |outcome, results| {
+        Some(ScheduleCheck {
+            at_ms: world.clock.now_ms(),
+            outcome,
+            results,
+        })
     };
     let http = crate::prometheus::client();
     let mut last = String::from("the window closed before it was checked");
@@ -243,14 +297,19 @@ pub(super) async fn gate_check(
                     seq,
                     note,
                     passed: None,
+                    check: None,
                 });
                 tokio::time::sleep(Duration::from_millis(t - now)).await;
                 continue;
             }
-            Next::Missed => return (false, format!("schedule window closed: {last}")),
+            Next::Missed => {
+                let note = format!("schedule window closed: {last}");
+                return (false, note, ended(GateOutcome::Missed, Vec::new()));
+            }
             Next::Check => {}
         }
         let mut failing = Vec::new();
+        let mut results = Vec::with_capacity(schedule.preconditions.len());
         for p in &schedule.preconditions {
             // No check may outlast the window.
             let left = Duration::from_millis(
@@ -268,23 +327,34 @@ pub(super) async fn gate_check(
             let result = tokio::time::timeout(left, check).await.unwrap_or_else(|_| {
                 Err("a precondition was still being checked when the window closed".into())
             });
-            if let Err(e) = result {
-                failing.push(e);
+            if let Err(e) = &result {
+                failing.push(e.clone());
             }
+            results.push(PreconditionResult {
+                precondition: p.clone(),
+                passed: result.is_ok(),
+                reason: result.err(),
+            });
         }
         if failing.is_empty() && world.clock.now_ms() <= window.closes {
-            return (true, "schedule window open and preconditions hold".into());
+            let note = "schedule window open and preconditions hold".to_string();
+            return (true, note, ended(GateOutcome::Passed, results));
         }
         if failing.is_empty() {
             failing.push("the preconditions held only after the window closed".into());
         }
         last = failing.join("; ");
-        let _ = tx.try_send(Command::Gate {
-            rollout: rollout.into(),
-            seq,
-            note: format!("preconditions not met: {last}"),
-            passed: None,
-        });
+        // Awaited, not `try_send`: a check is history the console shows, and this task may
+        // wait for the driver.
+        let _ = tx
+            .send(Command::Gate {
+                rollout: rollout.into(),
+                seq,
+                note: format!("preconditions not met: {last}"),
+                passed: None,
+                check: ended(GateOutcome::Unmet, results),
+            })
+            .await;
         let left = window.closes.saturating_sub(world.clock.now_ms()) + 1;
         tokio::time::sleep(RECHECK.min(Duration::from_millis(left))).await;
     }

@@ -143,6 +143,7 @@ pub(super) enum Command {
     ApplyTemplate(Box<AnalysisTemplate>, Reply<()>),
     Act(String, Action, Caller, Reply<RolloutView>),
     Get(String, Reply<RolloutView>),
+    ScheduleStatus(String, Reply<vireo_api::ScheduleStatus>),
     List(Reply<Vec<RolloutView>>),
     Timeline(String, Reply<Timeline>),
     /// Evidence reads and writes, answered from the store on the driver's task.
@@ -164,6 +165,7 @@ pub(super) enum Command {
         seq: u64,
         note: String,
         passed: Option<bool>,
+        check: Option<vireo_api::ScheduleCheck>,
     },
     PutFlag(Box<Flag>, Reply<Flag>),
     /// Enable (`true`) or disable a flag, by whom.
@@ -238,6 +240,15 @@ impl Handle {
         schedule: Option<vireo_core::schedule::Schedule>,
     ) -> Result<(), ApiError> {
         self.call(|reply| Command::Schedule(name.to_string(), schedule.map(Box::new), reply))
+            .await
+    }
+
+    /// A rollout's schedule, where its gate stands, and the gate's checks so far.
+    pub async fn schedule_status(
+        &self,
+        name: &str,
+    ) -> Result<vireo_api::ScheduleStatus, ApiError> {
+        self.call(|reply| Command::ScheduleStatus(name.to_string(), reply))
             .await
     }
 

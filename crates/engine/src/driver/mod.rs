@@ -101,6 +101,9 @@ struct Live {
     /// The schedule's gate check, while the rollout waits at its gate.
     gate: Option<AbortOnDrop>,
     gate_note: Option<String>,
+    /// The gate's checks of the schedule's preconditions, oldest first (bounded).
+    gate_checks: std::collections::VecDeque<vireo_api::ScheduleCheck>,
+    gate_checks_dropped: u64,
     /// Numbers gate tasks, so a stale task's message (before a retry) is not taken.
     gate_seq: u64,
     /// The provenance facts of a gate that passed them and waits on its schedule.
@@ -391,6 +394,9 @@ impl Driver {
             Command::Get(name, reply) => {
                 let _ = reply.send(self.view(&name));
             }
+            Command::ScheduleStatus(name, reply) => {
+                let _ = reply.send(self.schedule_status(&name));
+            }
             Command::List(reply) => {
                 let names: Vec<String> = self.live.keys().cloned().collect();
                 let _ = reply.send(names.iter().map(|n| self.view(n)).collect());
@@ -413,7 +419,8 @@ impl Driver {
                 seq,
                 note,
                 passed,
-            } => self.gate_progress(&rollout, seq, note, passed),
+                check,
+            } => self.gate_progress(&rollout, seq, note, passed, check),
             Command::PutFlag(flag, reply) => {
                 let _ = reply.send(self.put_flag(*flag));
             }
@@ -774,6 +781,8 @@ impl Live {
             runs: BTreeMap::new(),
             gate: None,
             gate_note: None,
+            gate_checks: Default::default(),
+            gate_checks_dropped: 0,
             gate_seq: 0,
             gate_provenance: None,
             migration: None,
