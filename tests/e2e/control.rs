@@ -1489,6 +1489,30 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         1,
         "{d}"
     );
+
+    // The dashboard's one read: its period is exactly what /api/v1/dora says for the same
+    // window, the release falls in the last of the weeks, and the period before is empty.
+    let until = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let since = until - Duration::from_secs(30 * 86_400);
+    let window = format!(
+        "since={}&until={}",
+        humantime::format_rfc3339_millis(since),
+        humantime::format_rfc3339_millis(until)
+    );
+    let one = server.get(&format!("/api/v1/dora?{window}")).json();
+    let s = server.get(&format!("/api/v1/dora/summary?{window}&weeks=3"));
+    assert_eq!(s.status, 200, "{}", s.body);
+    let s = s.json();
+    assert_eq!(s["period"], one, "{s}");
+    assert_eq!(s["previous"]["deployFrequency"]["releases"], 0, "{s}");
+    let weeks = s["weeks"].as_array().unwrap();
+    assert_eq!(weeks.len(), 3, "{s}");
+    assert_eq!(weeks[2]["window"]["until"], one["window"]["until"], "{s}");
+    assert_eq!(weeks[2]["deployFrequency"]["releases"], 1, "{s}");
+    assert_eq!(weeks[0]["deployFrequency"]["releases"], 0, "{s}");
+    let r = server.get(&format!("/api/v1/dora/summary?{window}&weeks=54"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("weeks: 54"), "{}", r.body);
     drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
 }

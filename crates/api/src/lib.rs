@@ -9,8 +9,8 @@ pub mod render;
 
 pub use dto::{
     AppliedWeight, EvidenceIndex, EvidenceItem, GateOutcome, Generations, PreconditionResult,
-    RollbackPreview, RollbackView, RolloutList, RolloutView, ScheduleCheck, ScheduleStatus,
-    Status, TemplateApplied, Timeline, TimelineEntry, MAX_SCHEDULE_CHECKS,
+    RollbackPreview, RollbackView, RolloutList, RolloutView, ScheduleCheck, ScheduleStatus, Status,
+    TemplateApplied, Timeline, TimelineEntry, MAX_SCHEDULE_CHECKS,
 };
 
 #[cfg(test)]

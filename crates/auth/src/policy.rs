@@ -241,6 +241,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
         Needs(Read),
         "DORA's four keys with receipts",
     ),
+    e(
+        "GET",
+        "/api/v1/dora/summary",
+        Needs(Read),
+        "a period, the one before and the weekly trend, with receipts",
+    ),
     // flags
     e(
         "POST",

@@ -188,6 +188,47 @@ fn time(e: &CloudEvent) -> Option<u64> {
     ms(e.time.as_deref()?)
 }
 
+/// The most weeks [`summary`] computes (a year).
+pub const MAX_WEEKS: usize = 53;
+
+/// What the DORA dashboard shows: a period, the period before it (for the deltas), and the
+/// trend by week up to the period's end — each a full [`Report`] with its receipts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub period: Report,
+    /// The same length, ending where `period` starts.
+    pub previous: Report,
+    /// Seven-day windows ending at `period.until`, oldest first.
+    pub weeks: Vec<Report>,
+}
+
+/// The period, the one before it, and `weeks` (at most [`MAX_WEEKS`]) weekly windows ending
+/// at the period's end. Each is exactly [`compute`] over its window, so each week's figure
+/// has the receipt `GET /api/v1/dora?since&until` would give for it.
+pub fn summary(events: &[CloudEvent], w: &Window, weeks: usize) -> Summary {
+    let length = w.until - w.since;
+    let previous = Window {
+        since: w.since.saturating_sub(length),
+        until: w.since,
+    };
+    let week = 7 * DAY_MS;
+    let weeks = (1..=weeks.min(MAX_WEEKS) as u64)
+        .rev()
+        .map(|i| Window {
+            since: w.until.saturating_sub(i * week),
+            until: w.until.saturating_sub((i - 1) * week),
+        })
+        .filter(|x| x.since < x.until)
+        .map(|x| compute(events, &x))
+        .collect();
+    Summary {
+        period: compute(events, w),
+        previous: compute(events, &previous),
+        weeks,
+    }
+}
+
 /// The four keys over `events` (any order, any types; others are ignored).
 pub fn compute(events: &[CloudEvent], w: &Window) -> Report {
     let of = |ty: &'static str| events.iter().filter(move |e| e.ty == ty);

@@ -19,6 +19,7 @@ pub fn router() -> Router<Handle> {
         .route("/api/v1/events", get(list_events).post(ingest_events))
         .route("/api/v1/events/stream", get(stream_events))
         .route("/api/v1/dora", get(dora))
+        .route("/api/v1/dora/summary", get(dora_summary))
 }
 
 /// Runs a read of the event log on a blocking thread with a connection of its own, off the
@@ -265,26 +266,59 @@ async fn stream_events(
 struct DoraQuery {
     since: Option<String>,
     until: Option<String>,
+    /// `summary` only: how many weekly windows (default 8, at most 53).
+    weeks: Option<usize>,
 }
 
 /// `GET /api/v1/dora?since&until`: the four keys from the event log, each with its receipt.
 async fn dora(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
-    let window = match vireo_core::dora::Window::parse(
+    match dora_read(&h, &q).await {
+        Ok((events, window)) => Json(vireo_core::dora::compute(&events, &window)).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// `GET /api/v1/dora/summary?since&until&weeks`: the dashboard in one read of the log — the
+/// period, the one before it (the deltas) and the weekly trend, each with its receipts.
+async fn dora_summary(State(h): State<Handle>, Query(q): Query<DoraQuery>) -> Response {
+    let weeks = q.weeks.unwrap_or(8);
+    if weeks > vireo_core::dora::MAX_WEEKS {
+        return bad_request(format!(
+            "weeks: {weeks} is more than {} (a year); ask for fewer",
+            vireo_core::dora::MAX_WEEKS
+        ));
+    }
+    match dora_read(&h, &q).await {
+        Ok((events, window)) => {
+            Json(vireo_core::dora::summary(&events, &window, weeks)).into_response()
+        }
+        Err(e) => e,
+    }
+}
+
+/// The window asked for and the events DORA reads.
+async fn dora_read(
+    h: &Handle,
+    q: &DoraQuery,
+) -> Result<
+    (
+        Vec<vireo_core::events::CloudEvent>,
+        vireo_core::dora::Window,
+    ),
+    Response,
+> {
+    let window = vireo_core::dora::Window::parse(
         q.since.as_deref(),
         q.until.as_deref(),
         h.shared.clock.now_ms(),
-    ) {
-        Ok(w) => w,
-        Err(e) => return bad_request(e),
-    };
-    let events = read_log(&h, move |conn| {
+    )
+    .map_err(bad_request)?;
+    let events = read_log(h, move |conn| {
         // Not cut at `until`: an incident detected in the window may be resolved after it.
         vireo_store::events::dora_events(conn, u64::MAX >> 1)
             .map_err(|e| ApiError::Internal(e.to_string()))
     })
-    .await;
-    match events {
-        Ok(events) => Json(vireo_core::dora::compute(&events, &window)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    .await
+    .map_err(|e| e.into_response())?;
+    Ok((events, window))
 }

@@ -235,3 +235,32 @@ fn times_read_as_the_jq_prelude_reads_them() {
     // Too short for jq's `ms` (no zone): unreadable there, so unreadable here.
     assert_eq!(ms("2026-11-01T00:00:00"), None);
 }
+
+#[test]
+fn a_summary_is_the_period_the_one_before_and_weeks_each_computed_alone() {
+    let events = history();
+    // Two weeks ending where the history's week ends: the previous period is the two weeks
+    // before, the weeks are the two seven-day windows, oldest first.
+    let w = Window::parse(
+        Some("2026-10-25T00:00:00Z"),
+        Some("2026-11-08T00:00:00Z"),
+        0,
+    )
+    .unwrap();
+    let s = summary(&events, &w, 2);
+    assert_eq!(s.period, compute(&events, &w));
+    assert_eq!(s.previous.window.until, w.since);
+    assert_eq!(s.previous.window.since, w.since - 14 * DAY_MS);
+    assert_eq!(s.weeks.len(), 2);
+    assert_eq!(s.weeks[1], compute(&events, &week()));
+    assert_eq!(s.weeks[0].window.until, week().since);
+    assert_eq!(s.weeks[0].deploy_frequency.value.releases, 0);
+    assert_eq!(s.weeks[1].deploy_frequency.value.releases, 3);
+    // Bounded, and never a window before the epoch.
+    assert_eq!(summary(&events, &w, 1_000).weeks.len(), MAX_WEEKS);
+    let early = Window {
+        since: 0,
+        until: DAY_MS,
+    };
+    assert_eq!(summary(&events, &early, 3).weeks.len(), 1);
+}

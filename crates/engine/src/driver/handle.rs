@@ -244,10 +244,7 @@ impl Handle {
     }
 
     /// A rollout's schedule, where its gate stands, and the gate's checks so far.
-    pub async fn schedule_status(
-        &self,
-        name: &str,
-    ) -> Result<vireo_api::ScheduleStatus, ApiError> {
+    pub async fn schedule_status(&self, name: &str) -> Result<vireo_api::ScheduleStatus, ApiError> {
         self.call(|reply| Command::ScheduleStatus(name.to_string(), reply))
             .await
     }

@@ -141,10 +141,3 @@ export function agree(a, b) {
 export function command(query, w) {
   return query.replaceAll("SINCE_MS", String(w.since)).replaceAll("UNTIL_MS", String(w.until));
 }
-
-/** Weekly windows ending at `until`, oldest first. */
-export function weeks(until, n) {
-  const out = [];
-  for (let i = n; i >= 1; i--) out.push({ since: until - i * 7 * DAY_MS, until: until - (i - 1) * 7 * DAY_MS });
-  return out;
-}

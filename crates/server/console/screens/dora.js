@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { html, useData, ErrorLine, Chart } from "./widgets.js";
 import { api } from "../lib/api.js";
-import { compute, agree, command, weeks, figure, TYPES, DAY_MS } from "../lib/dora.js";
+import { compute, agree, command, figure, TYPES, DAY_MS } from "../lib/dora.js";
 import { duration } from "../lib/format.js";
 
 const KEYS = [
@@ -15,7 +15,6 @@ const KEYS = [
 ];
 
 const iso = (ms) => new Date(ms).toISOString();
-const q = (w) => `api/v1/dora?since=${encodeURIComponent(iso(w.since))}&until=${encodeURIComponent(iso(w.until))}`;
 
 /** Every event DORA reads (all pages of each type). */
 export async function doraEvents() {
@@ -58,13 +57,14 @@ export function Dora() {
   const [days, setDays] = useState(30);
   const [until] = useState(() => Date.now() + 1);
   const w = { since: until - days * DAY_MS, until };
-  const prev = { since: w.since - days * DAY_MS, until: w.since };
-  const trend = weeks(until, 8);
-  const r = useData([q(w), q(prev), ...trend.map(q)], [days]);
+  // One read: the period, the one before it (the deltas) and eight weeks (the trend).
+  const r = useData(`api/v1/dora/summary?since=${encodeURIComponent(iso(w.since))}&until=${encodeURIComponent(iso(w.until))}&weeks=8`, [days]);
   const [open, setOpen] = useState(null);
   const [check, setCheck] = useState(null);
   const [error, setError] = useState(null);
-  const [report, before, ...weekly] = r.data ?? [];
+  const report = r.data?.period;
+  const before = r.data?.previous;
+  const weekly = r.data?.weeks ?? [];
   async function recompute(key) {
     setCheck({ key, busy: true });
     try {
@@ -85,7 +85,7 @@ export function Dora() {
       <h2>${title}</h2><p class="figure" data-testid=${`dora-${key}`}>${show(report)}</p><p class="muted">${sub(report)}</p>
       <p>${before && delta(figure(key, report), figure(key, before), higher)}</p>
       <${Chart} title=${`${title}, by week`} height=${120} series=${[{ label: "week" }, { label: title, scale: "v", stroke: "#2a6fdb", points: { show: true } }]}
-        data=${[trend.map((t) => t.until / 1000), weekly.map((x) => figure(key, x))]} />
+        data=${[weekly.map((x) => x.window.until / 1000), weekly.map((x) => figure(key, x))]} />
       <button type="button" onClick=${() => setOpen(open === key ? null : key)} aria-expanded=${open === key}>Receipt</button>
       ${open === key && html`<div class="receipt" data-testid=${`receipt-${key}`}>
         <p>${report[key].events.length} events (open one to read it):</p>

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
 import { storyline, whyFailed, health, templateOf, templateNames } from "../lib/storyline.js";
-import { compute, agree, command, ms, weeks, DAY_MS, TYPES } from "../lib/dora.js";
+import { compute, agree, command, ms, TYPES } from "../lib/dora.js";
 import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -153,7 +153,6 @@ test("dora: the four keys by their definitions, and agree() sees a difference", 
   assert.equal(ms("2026-11-01T00:00:00.5Z"), Date.parse("2026-11-01T00:00:00.500Z"));
   assert.equal(ms("garbage"), null);
   assert.equal(command("jq --argjson since SINCE_MS --argjson until UNTIL_MS", w), `jq --argjson since ${w.since} --argjson until ${w.until}`);
-  assert.deepEqual(weeks(7 * DAY_MS * 3, 2), [{ since: 7 * DAY_MS, until: 14 * DAY_MS }, { since: 14 * DAY_MS, until: 21 * DAY_MS }]);
 });
 
 test("storyline: after a retry the rows tell the new attempt; a verify run is the recipe's length", () => {
