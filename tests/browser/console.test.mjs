@@ -129,6 +129,11 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await page.locator(".run-header .phase-Completed").waitFor({ timeout: 120000 });
   await page.locator('[data-stage="end"][data-mark="done"]').waitFor();
   await shot(page, "2-run-completed");
+  // The health banner is GET …/health: the fleet against those expected, each Prometheus probed.
+  const h = await apiGet(healthy, "api/v1/rollouts/checkout/health");
+  assert.ok(h.proxies.connected >= 1 && h.proxies.expected >= h.proxies.connected, JSON.stringify(h));
+  await page.getByTestId("health").getByText(`${h.proxies.connected} of ${h.proxies.expected} prox`).waitFor();
+  for (const p of h.prometheus) await page.getByTestId("health-prometheus").filter({ hasText: p.address }).waitFor();
   // The chart draws the fleet's own canary and stable figures, sampled as reports arrived.
   const slo = await apiGet(healthy, "api/v1/slo/checkout");
   assert.ok(slo.backends.canary?.length > 3 && slo.backends.stable?.length > 3, JSON.stringify(slo).slice(0, 300));

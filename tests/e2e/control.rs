@@ -456,7 +456,26 @@ spec:
         "two successful measurements from Prometheus",
         |s| successful(s) >= 2,
     );
+    let h = server.get("/api/v1/rollouts/orders/health").json();
+    assert_eq!(
+        h["prometheus"][0]["address"],
+        prometheus.url.as_str(),
+        "{h}"
+    );
+    assert_eq!(h["prometheus"][0]["ready"], true, "{h}");
     prometheus.kill();
+    // The banner says so too, once its ten-second-old answer is stale.
+    let h = wait_for("Prometheus down in health", Duration::from_secs(20), || {
+        let h = server.get("/api/v1/rollouts/orders/health").json();
+        (h["prometheus"][0]["ready"] == false).then_some(h)
+    });
+    assert!(
+        h["prometheus"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not reachable"),
+        "{h}"
+    );
     let s = server.wait_status("orders", "aborted after Prometheus went away", |s| {
         s["phase"] == "Aborted"
     });
@@ -1422,6 +1441,30 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         assert_eq!(r.status, 201);
     }
     std::thread::sleep(Duration::from_millis(800));
+    // The health banner sees the sink failing and behind, with its last error.
+    let h = wait_for(
+        "the sink's failure in health",
+        Duration::from_secs(10),
+        || {
+            let h = server.get("/api/v1/rollouts/pay/health").json();
+            h["eventSink"]["error"].is_string().then_some(h)
+        },
+    );
+    let sink_health = &h["eventSink"];
+    assert_eq!(sink_health["url"], sink_url.as_str(), "{h}");
+    assert!(
+        sink_health["latestSeq"].as_u64() > sink_health["deliveredSeq"].as_u64(),
+        "{h}"
+    );
+    assert!(sink_health["lagMs"].is_u64(), "{h}");
+    assert_eq!(
+        (
+            h["proxies"]["connected"].clone(),
+            h["proxies"]["expected"].clone()
+        ),
+        (1.into(), 1.into()),
+        "{h}"
+    );
     let _sink = Sink::start(sink_addr, seen.clone());
     let export = dir.join("events.jsonl");
     let all: std::collections::BTreeSet<(String, String)> = wait_for(
@@ -1490,6 +1533,19 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
         "{d}"
     );
 
+    // Caught up: nothing undelivered, no error.
+    let h = wait_for(
+        "the sink caught up in health",
+        Duration::from_secs(10),
+        || {
+            let h = server.get("/api/v1/rollouts/pay/health").json();
+            let s = &h["eventSink"];
+            (s["deliveredSeq"] == s["latestSeq"] && s["error"].is_null()).then_some(h)
+        },
+    );
+    assert!(h["eventSink"]["lagMs"].is_null(), "{h}");
+    assert!(h["eventSink"]["deliveredAtMs"].is_u64(), "{h}");
+
     // The dashboard's one read: its period is exactly what /api/v1/dora says for the same
     // window, the release falls in the last of the weeks, and the period before is empty.
     let until = std::time::SystemTime::now() + Duration::from_secs(3600);
@@ -1513,7 +1569,15 @@ fn events_validate_stream_and_reach_a_restarted_sink_at_least_once() {
     let r = server.get(&format!("/api/v1/dora/summary?{window}&weeks=54"));
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("weeks: 54"), "{}", r.body);
+    // A proxy that goes away is lost, and still expected: "0 of 1 connected".
     drop(proxy);
+    let h = wait_for("the proxy lost in health", Duration::from_secs(20), || {
+        let h = server.get("/api/v1/rollouts/pay/health").json();
+        (h["proxies"]["connected"] == 0).then_some(h)
+    });
+    assert_eq!(h["proxies"]["expected"], 1, "{h}");
+    assert_eq!(h["proxies"]["lost"][0]["proxy"], "proxy-0", "{h}");
+    assert_eq!(server.get("/api/v1/rollouts/nope/health").status, 404);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

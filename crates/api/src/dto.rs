@@ -256,3 +256,85 @@ pub struct PreconditionResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// `GET /api/v1/rollouts/{name}/health`: what the run's health banner shows — the proxies
+/// against those expected, the event sink's lag, and whether the Prometheus servers the
+/// rollout's analysis templates name are ready.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutHealth {
+    pub rollout: String,
+    pub checked_at_ms: Millis,
+    pub proxies: FleetHealth,
+    /// `None` without `--event-sink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_sink: Option<SinkHealth>,
+    /// One per distinct Prometheus address in the rollout's templates (templated addresses,
+    /// resolved only when a run starts, are left out).
+    pub prometheus: Vec<PrometheusHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetHealth {
+    pub connected: usize,
+    /// Connected and lost in the last ten minutes: nothing declares a fleet's size, so a proxy
+    /// counts as expected once it has reported (`vireo_core::fleet::LOST_FOR`).
+    pub expected: usize,
+    pub table_version: u64,
+    /// Proxies whose deadline passed in the last ten minutes, most recent first.
+    pub lost: Vec<LostProxy>,
+    /// Connected proxies refusing a table, with their reason.
+    pub refusing: Vec<ProxyRefusal>,
+    /// Connected proxies that missed a keep-alive (still waited for).
+    pub stale: Vec<String>,
+    /// Connected proxies not on the newest table.
+    pub behind: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LostProxy {
+    pub proxy: String,
+    pub lost_at_ms: Millis,
+    pub last_report_ms: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyRefusal {
+    pub proxy: String,
+    pub version: u64,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkHealth {
+    /// The sink's URL without credentials or query.
+    pub url: String,
+    /// The last event `seq` the sink acknowledged, and the newest in the log.
+    pub delivered_seq: u64,
+    pub latest_seq: u64,
+    /// How long ago the oldest event not yet acknowledged happened; `None` when caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<Millis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at_ms: Option<Millis>,
+    /// While failing: the last failure, and since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since_ms: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusHealth {
+    pub address: String,
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was probed (answers are reused for ten seconds).
+    pub checked_at_ms: Millis,
+}

@@ -8,8 +8,9 @@ pub mod dto;
 pub mod render;
 
 pub use dto::{
-    AppliedWeight, EvidenceIndex, EvidenceItem, GateOutcome, Generations, PreconditionResult,
-    RollbackPreview, RollbackView, RolloutList, RolloutView, ScheduleCheck, ScheduleStatus, Status,
+    AppliedWeight, EvidenceIndex, EvidenceItem, FleetHealth, GateOutcome, Generations, LostProxy,
+    PreconditionResult, PrometheusHealth, ProxyRefusal, RollbackPreview, RollbackView,
+    RolloutHealth, RolloutList, RolloutView, ScheduleCheck, ScheduleStatus, SinkHealth, Status,
     TemplateApplied, Timeline, TimelineEntry, MAX_SCHEDULE_CHECKS,
 };
 

@@ -111,6 +111,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     e(
         "GET",
+        "/api/v1/rollouts/{name}/health",
+        Needs(Read),
+        "its health banner: proxies, event sink, Prometheus",
+    ),
+    e(
+        "GET",
         "/api/v1/rollouts/{name}/schedule",
         Needs(Read),
         "its schedule and the gate's checks so far",

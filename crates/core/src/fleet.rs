@@ -35,6 +35,15 @@ use crate::rollout::Millis;
 /// A proxy silent for longer is no longer waited for (five missed heartbeats).
 pub const CONNECTED_FOR: Millis = 5_000;
 
+/// How long a proxy whose deadline passed is remembered as **lost** (the health banner's
+/// "connected of expected"). Nothing declares how many proxies there should be (a pod's
+/// sidecar registers itself by reporting), so "expected" is the connected proxies and the ones
+/// lost in the last ten minutes: a crash, a partition or a node gone shows as "4 of 5", and a
+/// pod scaled away stops counting after ten minutes. A proxy that reports again is not lost.
+pub const LOST_FOR: Millis = 10 * 60_000;
+/// Lost proxies remembered at most (the oldest are forgotten first).
+pub const MAX_LOST: usize = 1_000;
+
 /// Reports a streaming fleet sends per second when nothing changes, at most: the control
 /// plane spaces each proxy's keep-alive reports by `proxies / REPORTS_PER_SECOND` seconds
 /// (1 s up to 1 000 proxies, 10 s at 10 000; at most [`MAX_REPORT_EVERY`]). Changes (a table
@@ -64,6 +73,21 @@ pub struct Fleet {
     in_flight: BTreeMap<String, BTreeMap<String, i64>>,
     /// id → when its last report arrived (the console's "last heartbeat").
     reported_at: BTreeMap<String, Millis>,
+    /// Proxies dropped at their deadline: id → (deadline, last report's arrival), and the
+    /// same ordered by deadline for pruning. At most [`MAX_LOST`], none older than
+    /// [`LOST_FOR`] at the last write.
+    lost: BTreeMap<String, (Millis, Millis)>,
+    lost_by_time: BTreeSet<(Millis, String)>,
+}
+
+/// A proxy whose deadline passed in the last [`LOST_FOR`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub proxy: String,
+    /// When it stopped counting as connected.
+    pub lost_at: Millis,
+    /// When its last report arrived.
+    pub last_report: Millis,
 }
 
 /// SLO figures of one backend summed over the connected proxies.
@@ -92,6 +116,9 @@ impl Fleet {
     pub fn record_until(&mut self, report: StatusReport, now: Millis, deadline: Millis) {
         self.sweep(now);
         self.forget(&report.proxy);
+        if let Some((at, _)) = self.lost.remove(&report.proxy) {
+            self.lost_by_time.remove(&(at, report.proxy.clone()));
+        }
         self.count(&report, 1);
         self.by_deadline.insert((deadline, report.proxy.clone()));
         self.reported_at.insert(report.proxy.clone(), now);
@@ -120,8 +147,58 @@ impl Fleet {
             if deadline >= now {
                 break;
             }
+            let last_report = self.reported_at.get(&id).copied().unwrap_or(deadline);
             self.forget(&id);
+            self.lost.insert(id.clone(), (deadline, last_report));
+            self.lost_by_time.insert((deadline, id));
         }
+        while let Some((at, id)) = self.lost_by_time.first().cloned() {
+            if at.saturating_add(LOST_FOR) >= now && self.lost.len() <= MAX_LOST {
+                break;
+            }
+            self.lost_by_time.remove(&(at, id.clone()));
+            self.lost.remove(&id);
+        }
+    }
+
+    /// Proxies lost in the last [`LOST_FOR`] (at most [`MAX_LOST`]), most recent first:
+    /// those dropped at their deadline and those past it but not dropped yet.
+    pub fn lost(&self, now: Millis) -> Vec<Lost> {
+        let held = self
+            .by_deadline
+            .range(..(now, String::new()))
+            .map(|(at, id)| Lost {
+                proxy: id.clone(),
+                lost_at: *at,
+                last_report: self.reported_at.get(id).copied().unwrap_or(*at),
+            });
+        let dropped = self
+            .lost
+            .iter()
+            .filter(|(_, (at, _))| at.saturating_add(LOST_FOR) >= now)
+            .map(|(id, (at, last))| Lost {
+                proxy: id.clone(),
+                lost_at: *at,
+                last_report: *last,
+            });
+        let mut all: Vec<Lost> = held.chain(dropped).collect();
+        all.sort_by(|a, b| b.lost_at.cmp(&a.lost_at).then(a.proxy.cmp(&b.proxy)));
+        all.truncate(MAX_LOST);
+        all
+    }
+
+    /// Connected proxies that missed a keep-alive: silent for longer than the spacing the
+    /// control plane asks of a fleet this size, and two seconds of slack. Still counted as
+    /// connected (their deadline has not passed), so an abort waits for them.
+    pub fn stale(&self, now: Millis) -> Vec<&str> {
+        let every = report_every(self.connected_count(now));
+        self.connected(now)
+            .filter(|r| {
+                self.reported_at(&r.proxy)
+                    .is_some_and(|t| now.saturating_sub(t) > every + 2_000)
+            })
+            .map(|r| r.proxy.as_str())
+            .collect()
     }
 
     fn forget(&mut self, proxy: &str) {
@@ -545,5 +622,78 @@ pub(crate) mod tests {
             .value(ProxyMetric::SuccessRate)
             .unwrap_err()
             .contains("no requests"));
+    }
+
+    #[test]
+    fn a_proxy_past_its_deadline_is_lost_for_ten_minutes_unless_it_reports_again() {
+        let mut f = Fleet::default();
+        f.record(report("a", 1, 0, 0, 0, 0.1), 0);
+        f.record(report("b", 1, 0, 0, 0, 0.1), 0);
+        // Both keep reporting every second until 3 s; then b falls silent.
+        for t in 1..=3 {
+            f.record(report("a", 1, 0, 0, 0, 0.1), t * 1_000);
+            f.record(report("b", 1, 0, 0, 0, 0.1), t * 1_000);
+        }
+        for t in 4..=10 {
+            f.record(report("a", 1, 0, 0, 0, 0.1), t * 1_000);
+        }
+        // b's report at 3 s kept it connected until 8 s; a sweep at 9 s dropped it.
+        let lost = f.lost(10_000);
+        assert_eq!(
+            lost,
+            vec![Lost {
+                proxy: "b".into(),
+                lost_at: 3_000 + CONNECTED_FOR,
+                last_report: 3_000,
+            }]
+        );
+        assert_eq!(f.connected_count(10_000), 1);
+        // Past its deadline but not yet dropped (no write since) counts as lost too.
+        assert_eq!(
+            f.lost(16_000).len(),
+            2,
+            "a's deadline (15 s) passed as well"
+        );
+        // Ten minutes after b was lost it is forgotten, by a query and by the next write.
+        assert!(f.lost(8_000 + LOST_FOR + 1).iter().all(|l| l.proxy != "b"));
+        f.record(report("a", 1, 0, 0, 0, 0.1), 8_000 + LOST_FOR + 1);
+        assert!(f.lost.is_empty() && f.lost_by_time.is_empty());
+        // A lost proxy that reports again is connected, not lost.
+        let later = 8_000 + LOST_FOR + 30_000;
+        f.record(report("c", 1, 0, 0, 0, 0.1), later - 20_000);
+        f.record(report("a", 1, 0, 0, 0, 0.1), later);
+        assert_eq!(f.lost(later).len(), 1);
+        f.record(report("c", 1, 0, 0, 0, 0.1), later);
+        assert!(f.lost(later).is_empty());
+    }
+
+    #[test]
+    fn lost_proxies_are_bounded_oldest_forgotten_first() {
+        let mut f = Fleet::default();
+        for i in 0..(MAX_LOST as u64 + 5) {
+            f.record(report(&format!("p{i}"), 1, 0, 0, 0, 0.1), i);
+        }
+        // Every deadline has passed: the next write drops them all as lost, keeping the newest.
+        f.record(report("live", 1, 0, 0, 0, 0.1), 60_000);
+        let lost = f.lost(60_000);
+        assert_eq!(lost.len(), MAX_LOST);
+        assert_eq!(f.lost.len(), MAX_LOST);
+        assert_eq!(lost[0].proxy, format!("p{}", MAX_LOST + 4));
+        assert!(lost.iter().all(|l| l.proxy != "p0" && l.proxy != "p4"));
+    }
+
+    #[test]
+    fn stale_means_connected_but_a_keep_alive_late() {
+        let mut f = Fleet::default();
+        f.record_until(report("a", 1, 0, 0, 0, 0.1), 0, 20_000);
+        f.record_until(report("b", 1, 0, 0, 0, 0.1), 2_500, 20_000);
+        // Two proxies: keep-alives every second, so 3 s of silence is late.
+        assert_eq!(f.stale(3_001), vec!["a"]);
+        assert!(f.stale(2_900).is_empty());
+        assert_eq!(
+            f.connected_count(3_001),
+            2,
+            "stale proxies still count as connected"
+        );
     }
 }

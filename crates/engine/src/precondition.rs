@@ -12,13 +12,7 @@ pub async fn check_http(
     p: &Precondition,
 ) -> Result<(), String> {
     if let Some(url) = &p.prometheus_reachable {
-        let (status, _) = get(http, &format!("{}/-/ready", url.trim_end_matches('/')))
-            .await
-            .map_err(|e| format!("Prometheus at {url} is not reachable: {e}"))?;
-        return match status {
-            200 => Ok(()),
-            s => Err(format!("Prometheus at {url} is not ready (HTTP {s})")),
-        };
+        return prometheus_ready(http, url, Duration::from_secs(10)).await;
     }
     if let Some(url) = &p.no_open_incident {
         let uri = format!(
@@ -41,15 +35,40 @@ pub async fn check_http(
     Ok(())
 }
 
+/// Prometheus at `url` answers `GET /-/ready` with 200 within `timeout` (the gate's
+/// `prometheusReachable`, and the health banner's probe).
+pub async fn prometheus_ready(
+    http: &crate::prometheus::HttpClient,
+    url: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let (status, _) = get_within(
+        http,
+        &format!("{}/-/ready", url.trim_end_matches('/')),
+        timeout,
+    )
+    .await
+    .map_err(|e| format!("Prometheus at {url} is not reachable: {e}"))?;
+    match status {
+        200 => Ok(()),
+        s => Err(format!("Prometheus at {url} is not ready (HTTP {s})")),
+    }
+}
+
 async fn get(
     http: &crate::prometheus::HttpClient,
     uri: &str,
 ) -> Result<(u16, bytes::Bytes), String> {
+    get_within(http, uri, Duration::from_secs(10)).await
+}
+
+async fn get_within(
+    http: &crate::prometheus::HttpClient,
+    uri: &str,
+    timeout: Duration,
+) -> Result<(u16, bytes::Bytes), String> {
     let answer = http
-        .get(
-            uri,
-            vireo_http::Limits::new(Duration::from_secs(10), 1 << 20),
-        )
+        .get(uri, vireo_http::Limits::new(timeout, 1 << 20))
         .await
         .map_err(|e| e.to_string())?;
     Ok((answer.status.as_u16(), answer.body))

@@ -4,16 +4,78 @@
 //! restarts of either side.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
 use vireo_core::events::CloudEvent;
 use vireo_store::events::{self, Stored};
 
-/// Pushes every event, in order, to `url`, from where it left off (the cursor is stored in
-/// `counters` under `event_sink <url>`). Runs until the runtime stops.
-pub async fn run_sink(db: PathBuf, url: String) {
-    let cursor = format!("event_sink {url}");
+/// What the sink loop last saw, for the health banner (the lag itself is read from the store:
+/// the cursor against the log).
+#[derive(Debug, Default)]
+pub struct SinkStatus {
+    pub url: String,
+    state: Mutex<SinkState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkState {
+    /// When a batch was last acknowledged (2xx).
+    pub delivered_at_ms: Option<u64>,
+    /// The last failure, while failing: the sink's answer or why it could not be reached.
+    pub error: Option<String>,
+    /// Since when it has been failing.
+    pub failing_since_ms: Option<u64>,
+}
+
+impl SinkStatus {
+    pub fn new(url: &str) -> SinkStatus {
+        SinkStatus {
+            url: url.to_string(),
+            state: Mutex::default(),
+        }
+    }
+
+    pub fn state(&self) -> SinkState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The counter name of this sink's cursor in the store.
+    pub fn cursor(&self) -> String {
+        cursor(&self.url)
+    }
+
+    fn delivered(&self, now: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = SinkState {
+            delivered_at_ms: Some(now),
+            error: None,
+            failing_since_ms: None,
+        };
+    }
+
+    fn failed(&self, error: &str, now: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.error = Some(error.to_string());
+        s.failing_since_ms.get_or_insert(now);
+    }
+}
+
+fn cursor(url: &str) -> String {
+    format!("event_sink {url}")
+}
+
+/// Pushes every event, in order, to `status.url`, from where it left off (the cursor is
+/// stored in `counters` under `event_sink <url>`), and says how it goes in `status`. Runs
+/// until the runtime stops.
+pub async fn run_sink(
+    db: PathBuf,
+    status: Arc<SinkStatus>,
+    clock: Arc<dyn vireo_core::clock::Clock>,
+) {
+    let url = status.url.clone();
+    let cursor = cursor(&url);
     let client = crate::prometheus::client();
     let mut backoff = Duration::from_millis(200);
     let mut conn: Option<Connection> = None;
@@ -54,6 +116,7 @@ pub async fn run_sink(db: PathBuf, url: String) {
         let body = serde_json::to_vec(&body).unwrap_or_default();
         match post(&client, &url, body).await {
             Ok(()) => {
+                status.delivered(clock.now_ms());
                 backoff = Duration::from_millis(200);
                 let name = cursor.clone();
                 let saved = tokio::task::spawn_blocking(move || {
@@ -74,6 +137,7 @@ pub async fn run_sink(db: PathBuf, url: String) {
             }
             Err(e) => {
                 conn = Some(c);
+                status.failed(&e, clock.now_ms());
                 tracing::warn!(sink = %url, "event sink: {e}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -24,7 +24,7 @@ pub fn router() -> Router<Handle> {
 
 /// Runs a read of the event log on a blocking thread with a connection of its own, off the
 /// driver (whose store is for writes).
-async fn read_log<T: Send + 'static>(
+pub(crate) async fn read_log<T: Send + 'static>(
     h: &Handle,
     f: impl FnOnce(&rusqlite::Connection) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -33,6 +33,7 @@ pub mod console;
 pub mod error;
 pub mod events;
 pub mod evidence;
+pub mod health;
 pub mod limits;
 pub mod ofrep;
 pub mod operator;
@@ -49,6 +50,7 @@ pub fn router(handle: Handle, auth: Arc<AuthState>) -> Router {
     Router::new()
         .merge(console::router())
         .merge(operator::router())
+        .merge(health::router())
         .merge(proxies::router())
         .merge(evidence::router())
         .merge(events::router())

@@ -234,7 +234,13 @@ pub async fn start(
             return Err(refused("use an http:// or https:// URL".into()));
         }
         tracing::info!(sink = %url, "pushing events");
-        tokio::spawn(vireo_engine::sink::run_sink(db.clone(), url));
+        let status = Arc::new(vireo_engine::sink::SinkStatus::new(&url));
+        let _ = handle.shared.sink.set(status.clone());
+        tokio::spawn(vireo_engine::sink::run_sink(
+            db.clone(),
+            status,
+            handle.shared.clock.clone(),
+        ));
     }
     let auth = Arc::new(
         AuthState::new(

@@ -363,6 +363,46 @@ pub fn sink_page(conn: &Connection, cursor: &str, limit: u64) -> Result<Vec<Stor
     )
 }
 
+/// Where a sink stands against the log: the last `seq` it acknowledged, the newest `seq`,
+/// and when the oldest event it has not acknowledged happened (its lag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkLag {
+    pub delivered: u64,
+    pub latest: u64,
+    pub oldest_undelivered_ms: Option<u64>,
+}
+
+/// The sink lag of `cursor` (two indexed reads: the counter, then the log past it).
+pub fn sink_lag(conn: &Connection, cursor: &str) -> rusqlite::Result<SinkLag> {
+    let delivered = conn
+        .query_row(
+            "SELECT value FROM counters WHERE name = ?1",
+            [cursor],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let latest = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .max(0) as u64;
+    let oldest_undelivered_ms = conn
+        .query_row(
+            "SELECT time_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            [delivered as i64],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(|t| t.max(0) as u64);
+    Ok(SinkLag {
+        delivered,
+        latest,
+        oldest_undelivered_ms,
+    })
+}
+
 /// Moves the sink's cursor to `last` (never back).
 pub fn save_cursor(conn: &Connection, cursor: &str, last: u64) -> rusqlite::Result<()> {
     conn.execute(

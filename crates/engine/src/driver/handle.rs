@@ -36,6 +36,8 @@ pub struct Shared {
     pub instance: String,
     /// Ids of evaluation events: `<boot ms>-<n>`, unique across restarts.
     pub(super) eval_ids: (u64, AtomicU64),
+    /// The event sink's loop, when `--event-sink` is set (set once, at start).
+    pub sink: std::sync::OnceLock<Arc<crate::sink::SinkStatus>>,
 }
 
 impl Shared {

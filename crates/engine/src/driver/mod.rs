@@ -274,6 +274,7 @@ impl Driver {
             eval_events,
             instance: store.instance(),
             eval_ids: (clock.now_ms(), AtomicU64::new(0)),
+            sink: Default::default(),
         });
         let mut d = Driver {
             store,

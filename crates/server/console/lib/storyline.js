@@ -4,6 +4,8 @@
 // a mark (done, running, pending, failed) and what it links to; the user's actions in between,
 // with who and why; and "why it failed" in one sentence.
 
+import { duration } from "./format.js";
+
 const checkpointsOf = (e) => (e.checkpoints ?? []).map((c) => c.Checkpoint).filter(Boolean);
 const inputKind = (input) => (typeof input === "string" ? input : Object.keys(input ?? {})[0]);
 
@@ -209,21 +211,31 @@ export function templateNames(view) {
   return [...new Set(lists.flat().map((t) => t.templateName))];
 }
 
-/** Health banner facts from the rollout and the proxies view. */
-export function health(view, proxies, now = Date.now()) {
-  const items = proxies?.items ?? [];
-  const table = proxies?.tableVersion;
-  const behind = items.filter((p) => p.appliedVersion !== table);
-  const refusing = items.filter((p) => p.rejected);
-  // Reports come every few seconds; 30 s of silence means the proxy is about to be dropped.
-  const stale = items.filter((p) => p.lastReportMs && now - p.lastReportMs > 30000);
-  return {
-    connected: items.length,
-    behind: behind.map((p) => p.proxy),
-    refusing: refusing.map((p) => `${p.proxy}: table ${p.rejected.version ?? "?"}: ${p.rejected.error ?? p.rejected}`),
-    stale: stale.map((p) => p.proxy),
+/** Health banner facts from the rollout and `GET …/health`: each a sentence, and whether it
+ * is a problem. A sink more than 30 s behind, a lost, stale, refusing or lagging proxy, or an
+ * unready Prometheus is one. */
+export function health(view, h) {
+  const p = h?.proxies ?? { connected: 0, expected: 0, lost: [], refusing: [], stale: [], behind: [] };
+  const sink = h?.eventSink;
+  const sinkLine = !sink
+    ? null
+    : sink.error
+      ? { bad: true, text: `event sink failing: ${sink.error} (${sink.latestSeq - sink.deliveredSeq} events waiting)` }
+      : sink.lagMs !== undefined && sink.lagMs !== null
+        ? { bad: sink.lagMs > 30000, text: `event sink ${sink.latestSeq - sink.deliveredSeq} events behind (oldest ${duration(sink.lagMs)} ago)` }
+        : { bad: false, text: "event sink caught up" };
+  const facts = {
+    connected: p.connected,
+    expected: p.expected,
+    table: p.tableVersion,
+    lost: p.lost.map((l) => l.proxy),
+    behind: p.behind,
+    refusing: p.refusing.map((r) => `${r.proxy}: table ${r.version}: ${r.error}`),
+    stale: p.stale,
     errors: view?.status?.proxyErrors ?? [],
-    table,
-    checkedAt: now,
+    sink: sinkLine,
+    prometheus: (h?.prometheus ?? []).map((x) => ({ address: x.address, ready: x.ready, text: x.ready ? `Prometheus ${x.address} ready` : x.error ?? `Prometheus ${x.address} not ready` })),
   };
+  facts.problems = facts.lost.length + facts.behind.length + facts.refusing.length + facts.stale.length + facts.errors.length + (sinkLine?.bad ? 1 : 0) + facts.prometheus.filter((x) => !x.ready).length;
+  return facts;
 }

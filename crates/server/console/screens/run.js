@@ -63,18 +63,26 @@ export function RunHeader({ view, route, earlier }) {
 
 function HealthBanner({ view }) {
   const { live } = useCtx();
-  const proxies = useData("api/v1/proxies");
-  const h = health(view, proxies.data);
-  const problems = h.refusing.length + h.errors.length + h.behind.length + h.stale.length;
-  return html`<aside class=${`health ${problems ? "health-bad" : "health-ok"}`} aria-label="health" data-testid="health">
-    <span><a href=${link(view.metadata.name, { screen: "stage" })}>${h.connected} prox${h.connected === 1 ? "y" : "ies"} connected</a>
+  const name = view.metadata.name;
+  // Also every 5 s: a lost proxy or a Prometheus going down writes no event to wake it.
+  const r = useData(`api/v1/rollouts/${encodeURIComponent(name)}/health`, [], { every: 5000 });
+  const h = health(view, r.data);
+  const stage = link(name, { screen: "stage" });
+  return html`<aside class=${`health ${h.problems ? "health-bad" : "health-ok"}`} aria-label="health" data-testid="health">
+    <span class=${h.connected < h.expected ? "bad" : ""}><a href=${stage}>${h.connected} of ${h.expected} prox${h.expected === 1 ? "y" : "ies"} connected</a>
       ${h.table !== undefined ? html` · table v${h.table}` : ""}</span>
+    ${h.lost.length > 0 && html`<span class="bad">lost (no heartbeat): ${h.lost.join(", ")}</span>`}
     ${h.behind.length > 0 && html`<span>${h.behind.length} not on the newest table: ${h.behind.join(", ")}</span>`}
     ${[...h.refusing, ...h.errors].map((e) => html`<span class="bad">refusing: ${e}</span>`)}
-    ${h.stale.length > 0 && html`<span class="bad">no heartbeat for over 30 s: ${h.stale.join(", ")}</span>`}
-    ${!problems && html`<span>no refusals, no stale heartbeats, every proxy on the newest table</span>`}
-    <span><a href="#/" title="the event stream's state is in the top bar">events: ${live}</a></span>
-    <${ErrorLine} error=${proxies.error} />
+    ${h.stale.length > 0 && html`<span class="bad">heartbeat late: ${h.stale.join(", ")}</span>`}
+    ${h.sink && html`<details class=${h.sink.bad ? "bad" : ""} data-testid="health-sink"><summary>${h.sink.text}</summary>
+      <dl><dt>Sink</dt><dd>${r.data.eventSink.url}</dd><dt>Acknowledged</dt><dd>up to event ${r.data.eventSink.deliveredSeq} of ${r.data.eventSink.latestSeq}</dd>
+        <dt>Last delivery</dt><dd><${Time} ms=${r.data.eventSink.deliveredAtMs} /></dd>
+        ${r.data.eventSink.failingSinceMs && html`<dt>Failing since</dt><dd><${Time} ms=${r.data.eventSink.failingSinceMs} /></dd>`}</dl></details>`}
+    ${h.prometheus.map((p) => html`<span class=${p.ready ? "" : "bad"} data-testid="health-prometheus"><a href=${p.address} target="_blank" rel="noopener noreferrer">${p.text}</a></span>`)}
+    ${r.data && !h.problems && html`<span>no refusals, no late heartbeats, every proxy on the newest table</span>`}
+    <span><a href="#/" title="the event stream's state is in the top bar">live updates: ${live}</a></span>
+    <${ErrorLine} error=${r.error} />
   </aside>`;
 }
 

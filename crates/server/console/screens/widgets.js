@@ -12,9 +12,16 @@ export const html = htm.bind(h);
 export const Ctx = createContext({ me: null, tick: 0 });
 export const useCtx = () => useContext(Ctx);
 
-/** Reads `path` (or several) now and again on every live update. */
-export function useData(paths, deps = []) {
+/** Reads `path` (or several) now and again on every live update, and every `every` ms if
+ * given (for what changes without an event: proxies, probes). */
+export function useData(paths, deps = [], { every } = {}) {
   const { tick } = useCtx();
+  const [beat, setBeat] = useState(0);
+  useEffect(() => {
+    if (!every) return undefined;
+    const t = setInterval(() => setBeat((b) => b + 1), every);
+    return () => clearInterval(t);
+  }, [every]);
   const list = Array.isArray(paths) ? paths : [paths];
   const key = [list.join("|"), ...deps].join("#");
   const [state, setState] = useState({ key: null, data: null, error: null });
@@ -27,7 +34,7 @@ export function useData(paths, deps = []) {
     return () => {
       gone = true;
     };
-  }, [key, tick]);
+  }, [key, tick, beat]);
   // Data read for another route is not shown under this one.
   if (state.key !== key) return { data: null, error: null, loading: true };
   return { data: state.data, error: state.error, loading: false };

@@ -111,12 +111,25 @@ test("why it failed: the first failing measurement and its condition", () => {
   assert.match(whyFailed(error, tpl).sentence, /could not be measured \(prometheus unreachable\)/);
 });
 
-test("health: proxies behind the newest table and refusals", () => {
-  const h = health({ status: { proxyErrors: ["p2: bad table"] } }, { tableVersion: 4, items: [{ proxy: "p1", appliedVersion: 4, lastReportMs: 1000 }, { proxy: "p2", appliedVersion: 3, lastReportMs: 50000, rejected: { version: 3, error: "bad" } }] }, 60000);
-  assert.equal(h.connected, 2);
-  assert.deepEqual(h.behind, ["p2"]);
+test("health: every problem of the banner counts, a caught-up sink and ready Prometheus do not", () => {
+  const body = {
+    proxies: { connected: 2, expected: 3, tableVersion: 4, lost: [{ proxy: "p3", lostAtMs: 1, lastReportMs: 0 }], refusing: [{ proxy: "p2", version: 3, error: "bad" }], stale: ["p1"], behind: ["p2"] },
+    eventSink: { url: "http://s/", deliveredSeq: 10, latestSeq: 14, lagMs: 45000 },
+    prometheus: [{ address: "http://prom:9090", ready: false, error: "Prometheus at http://prom:9090 is not reachable: refused" }, { address: "http://ok:9090", ready: true }],
+  };
+  const h = health({ status: { proxyErrors: ["p2: bad table"] } }, body);
+  assert.equal(`${h.connected} of ${h.expected}`, "2 of 3");
+  assert.deepEqual(h.lost, ["p3"]);
   assert.deepEqual(h.refusing, ["p2: table 3: bad"]);
-  assert.deepEqual(h.stale, ["p1"]);
+  assert.equal(h.sink.text, "event sink 4 events behind (oldest 45.0 s ago)");
+  assert.equal(h.sink.bad, true);
+  assert.equal(h.prometheus[0].text, "Prometheus at http://prom:9090 is not reachable: refused");
+  // lost, behind, refusing, stale, the rollout's proxy error, the sink, one Prometheus.
+  assert.equal(h.problems, 7);
+  const fine = health({ status: {} }, { proxies: { connected: 1, expected: 1, tableVersion: 4, lost: [], refusing: [], stale: [], behind: [] }, eventSink: { url: "u", deliveredSeq: 5, latestSeq: 5 }, prometheus: [{ address: "a", ready: true }] });
+  assert.equal(fine.problems, 0);
+  assert.equal(fine.sink.text, "event sink caught up");
+  assert.equal(health(null, { ...body, eventSink: { ...body.eventSink, error: "the sink answered 503 Service Unavailable" } }).sink.text, "event sink failing: the sink answered 503 Service Unavailable (4 events waiting)");
 });
 
 test("dora: the event types are the Rust's", () => {
