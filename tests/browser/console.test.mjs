@@ -285,6 +285,45 @@ test("a faulty rollout aborts and the page says which measurement failed", { tim
   await context.close();
 });
 
+async function apiPost(d, path, body) {
+  const r = await fetch(d.base + path, { method: "POST", headers: { authorization: `Bearer ${d.token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const text = await r.text();
+  assert.ok(r.ok, `${path}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+test("the deploy stage view's continue waits for the step's criteria and says what is missing", { timeout: 90000 }, async () => {
+  // A rollout of its own on the faulty demo's proxy, held in an analysis that measures once an
+  // hour: its weight is applied, its analysis still running.
+  const checkout = await apiGet(faulty, "api/v1/rollouts/checkout");
+  await apiPost(faulty, "api/v1/analysistemplates", {
+    apiVersion: "vireo.dev/v1alpha1", kind: "AnalysisTemplate", metadata: { name: "hourly" },
+    spec: { args: [{ name: "route" }, { name: "backend", value: "canary" }], metrics: [{ name: "success-rate", interval: "1h", count: 3, successCondition: "result >= 0.99", provider: { proxy: { metric: "success-rate" } } }] },
+  });
+  const { stable, canary, split } = checkout.spec;
+  await apiPost(faulty, "api/v1/rollouts", {
+    apiVersion: "vireo.dev/v1alpha1", kind: "Rollout", metadata: { name: "staged" },
+    spec: { route: "staged", stable, canary, split, strategy: { canary: { steps: [{ setWeight: 10 }, { analysis: { templates: [{ templateName: "hourly" }] } }, { setWeight: 100 }] } } },
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await open(context, faulty.url);
+  await page.getByTestId("who").waitFor();
+  await page.goto(`${faulty.base}#/rollouts/staged/stage`);
+  const why = page.getByTestId("continue-why");
+  await why.filter({ hasText: "analysis running" }).waitFor({ timeout: 30000 });
+  assert.equal(await page.locator('[data-action="promote"]').isDisabled(), true);
+  assert.equal(await page.locator('[data-action="pause"]').isDisabled(), false);
+  await shot(page, "4-deploy-stage-waiting");
+  // Abort from the stage view, with a reason.
+  await page.locator('[data-action="abort"]').click();
+  await page.getByLabel(/Reason for “Abort”/).fill("held for the test");
+  await page.getByRole("button", { name: "Abort staged" }).click();
+  await page.locator(".run-header .phase-Aborted").waitFor({ timeout: 30000 });
+  assert.equal(await page.locator('[data-action="promote"]').count(), 0);
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
 test("a viewer sees everything and no action button", { timeout: 60000 }, async () => {
   const r = await fetch(`${faulty.base}api/v1/tokens`, {
     method: "POST",

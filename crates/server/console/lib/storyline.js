@@ -239,3 +239,27 @@ export function health(view, h) {
   facts.problems = facts.lost.length + facts.behind.length + facts.refusing.length + facts.stale.length + facts.errors.length + (sinkLine?.bad ? 1 : 0) + facts.prometheus.filter((x) => !x.ready).length;
   return facts;
 }
+
+/** The deploy stage view's "continue": which action it sends (`resume` after a pause by
+ * hand, else `promote` past the current step) and whether the step's criteria are met — its
+ * weight applied by every proxy, no proxy refusing the table, and the stage's analysis (when
+ * it is the current step) Successful. `why` says what is still missing. A rollout the state
+ * machine would not continue has no continue at all (`action` null). */
+export function continueState(view, run, analysisStep) {
+  const s = view?.status ?? {};
+  const allowed = s.allowedActions ?? [];
+  const action = allowed.includes("resume") ? "resume" : allowed.includes("promote") ? "promote" : null;
+  if (!action) return { action: null, ready: false, why: "" };
+  const applied = s.appliedWeights ?? [];
+  const last = applied[applied.length - 1];
+  if (!last || last.weight !== s.canaryWeight) return { action, ready: false, why: `waiting for every proxy to apply ${s.canaryWeight} %` };
+  if ((s.proxyErrors ?? []).length) return { action, ready: false, why: `proxies refuse the table: ${s.proxyErrors.join("; ")}` };
+  if (analysisStep === s.currentStepIndex) {
+    if (!run) return { action, ready: false, why: "the stage's analysis has not started" };
+    if (run.phase !== "Successful") {
+      const taken = Math.min(...run.metrics.map((m) => m.measurements.length));
+      return { action, ready: false, why: `analysis ${run.phase.toLowerCase()}: ${Number.isFinite(taken) ? taken : 0} measurements taken per metric` };
+    }
+  }
+  return { action, ready: true, why: `${s.canaryWeight} % applied by every proxy${analysisStep === s.currentStepIndex ? "; analysis successful" : ""}` };
+}

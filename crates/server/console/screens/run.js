@@ -4,7 +4,7 @@
 // quick actions: only those the phase allows (`status.allowedActions`, the state machine's own
 // answer) and the caller's role permits, each asking for a reason.
 import { html, useData, useCtx, Time, Digest, Phase, Mark, ErrorLine, ActionButton, Chart, may } from "./widgets.js";
-import { storyline, health, whyFailed, templateOf, templateNames } from "../lib/storyline.js";
+import { storyline, health, whyFailed, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { duration, imageDigest, recipe, scalar, threshold, policy, stepWords } from "../lib/format.js";
 import { link } from "../lib/routes.js";
 
@@ -260,6 +260,22 @@ export function Stage({ route }) {
       </tbody></table></div>
       <p class="muted">Each proxy's own figures over its ${proxies.data?.items?.[0]?.slo?.windowS ?? "default"} s window.</p>
     </section>
-    <${QuickActions} view=${r.view} onDone=${refresh} />
+    <${StageActions} view=${r.view} run=${run} analysis=${analysis} onDone=${refresh} />
   </article>`;
+}
+
+/** Pause, continue (disabled until the step's criteria are met, saying what is missing),
+ * abort or roll back: those the phase allows and the role may send. */
+function StageActions({ view, run, analysis, onDone }) {
+  const { me } = useCtx();
+  const allowed = (view.status.allowedActions ?? []).filter((a) => may(me, a));
+  const go = continueState(view, run, analysis);
+  const name = view.metadata.name;
+  const button = (a, extra = {}) => html`<${ActionButton} rollout=${name} action=${a} label=${LABELS[a]} danger=${a === "abort" || a === "rollback"} onDone=${onDone} ...${extra} />`;
+  if (!allowed.length) return null;
+  return html`<div class="actions" role="group" aria-label="stage actions">
+    ${allowed.includes("pause") && button("pause")}
+    ${go.action && may(me, go.action) && html`${button(go.action, { label: "Continue", disabled: !go.ready, why: go.why })}<span class="muted" data-testid="continue-why">${go.ready ? "criteria met: " : "not yet: "}${go.why}</span>`}
+    ${["abort", "rollback"].filter((a) => allowed.includes(a)).map((a) => button(a))}
+  </div>`;
 }

@@ -19,7 +19,8 @@ export function useData(paths, deps = [], { every } = {}) {
   const [beat, setBeat] = useState(0);
   useEffect(() => {
     if (!every) return undefined;
-    const t = setInterval(() => setBeat((b) => b + 1), every);
+    // Like the live stream, nothing is read while the tab is hidden.
+    const t = setInterval(() => !document.hidden && setBeat((b) => b + 1), every);
     return () => clearInterval(t);
   }, [every]);
   const list = Array.isArray(paths) ? paths : [paths];
@@ -79,7 +80,7 @@ export function ErrorLine({ error }) {
  * An action button that opens a dialog asking for the reason; nothing is sent without one.
  * `onDone(view)` gets the rollout's new view.
  */
-export function ActionButton({ rollout, action, label, onDone, danger }) {
+export function ActionButton({ rollout, action, label, onDone, danger, disabled, why }) {
   const [open, setOpen] = useState(false);
   const [reason, setReason] = useState("");
   const [error, setError] = useState(null);
@@ -109,7 +110,7 @@ export function ActionButton({ rollout, action, label, onDone, danger }) {
     }
   }
   return html`<span class="action">
-    <button type="button" class=${danger ? "danger" : ""} data-action=${action} onClick=${() => setOpen(!open)} aria-expanded=${open}>${label}</button>
+    <button type="button" class=${danger ? "danger" : ""} data-action=${action} onClick=${() => setOpen(!open)} aria-expanded=${open} disabled=${disabled} title=${why}>${label}</button>
     ${open &&
     html`<form class="dialog" onSubmit=${submit} aria-label=${`${label} ${rollout}`}>
       <label>Reason for “${label}” (recorded with your name)

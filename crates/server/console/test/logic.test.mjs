@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
-import { storyline, whyFailed, health, templateOf, templateNames } from "../lib/storyline.js";
+import { storyline, whyFailed, health, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { compute, agree, command, ms, TYPES } from "../lib/dora.js";
 import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -130,6 +130,21 @@ test("health: every problem of the banner counts, a caught-up sink and ready Pro
   assert.equal(fine.problems, 0);
   assert.equal(fine.sink.text, "event sink caught up");
   assert.equal(health(null, { ...body, eventSink: { ...body.eventSink, error: "the sink answered 503 Service Unavailable" } }).sink.text, "event sink failing: the sink answered 503 Service Unavailable (4 events waiting)");
+});
+
+test("continue: only once the weight is applied everywhere and the stage's analysis succeeded", () => {
+  const view = (over) => ({ status: { allowedActions: ["pause", "promote", "abort"], canaryWeight: 25, currentStepIndex: 4, appliedWeights: [{ weight: 5 }, { weight: 25 }], ...over } });
+  const run = (phase, n) => ({ phase, metrics: [{ measurements: Array(n).fill({}) }, { measurements: Array(n + 1).fill({}) }] });
+  assert.deepEqual(continueState(view({ allowedActions: ["abort"] }), null, 5), { action: null, ready: false, why: "" });
+  assert.equal(continueState(view({ appliedWeights: [{ weight: 5 }] }), null, 5).why, "waiting for every proxy to apply 25 %");
+  assert.match(continueState(view({ proxyErrors: ["p1: bad"] }), null, 5).why, /refuse the table: p1: bad/);
+  // A pause before the stage's analysis: the weight applied is the step's criterion.
+  assert.equal(continueState(view(), null, 5).ready, true);
+  // At the analysis step: not before it succeeded.
+  assert.equal(continueState(view(), null, 4).why, "the stage's analysis has not started");
+  assert.equal(continueState(view(), run("Running", 2), 4).why, "analysis running: 2 measurements taken per metric");
+  assert.equal(continueState(view(), run("Successful", 3), 4).ready, true);
+  assert.equal(continueState(view({ allowedActions: ["resume"] }), run("Successful", 3), 4).action, "resume");
 });
 
 test("dora: the event types are the Rust's", () => {
