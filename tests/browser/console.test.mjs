@@ -254,6 +254,14 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await shot(page, "9-dora");
   await page.goto(`${healthy.base}#/flags`);
   await page.locator('tr[data-flag="new-checkout"]').waitFor();
+  // The rollback's envelope disabled the flag: the toggle says by whom; the share chart counts
+  // what the API counts.
+  await page.getByTestId("flag-last-change").filter({ hasText: "disabled by" }).waitFor();
+  const ev = await apiGet(healthy, "api/v1/flags/new-checkout/evaluations?bucketS=60");
+  const total = ev.buckets.reduce((a, b) => a + Object.values(b.variants).reduce((x, y) => x + y, 0), 0);
+  assert.ok(total > 0, JSON.stringify(ev).slice(0, 300));
+  await page.getByText(/share of evaluations per variant/).waitFor();
+  assert.ok(Number(await page.getByTestId("flag-shares-new-checkout").getAttribute("data-buckets")) >= 1);
   await shot(page, "10-flags");
 
   // Memory after the tour (Chromium's JS heap, from the DevTools protocol).

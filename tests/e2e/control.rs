@@ -1272,6 +1272,26 @@ fn a_rollout_flag_admits_exactly_the_proxys_canary_cohort_over_ofrep() {
     let e = &page["events"][0];
     assert_eq!(e["data"]["flag"], "cohort-flag", "{e}");
     assert!(e["data"]["bucket"].is_u64(), "{e}");
+    // The console's share chart: every one of them counted, per variant, in hour buckets.
+    let shares = server
+        .get("/api/v1/flags/cohort-flag/evaluations?bucketS=3600")
+        .json();
+    let mut per_variant = std::collections::BTreeMap::<String, u64>::new();
+    for b in shares["buckets"].as_array().unwrap() {
+        for (v, n) in b["variants"].as_object().unwrap() {
+            *per_variant.entry(v.clone()).or_default() += n.as_u64().unwrap();
+        }
+    }
+    assert_eq!(
+        per_variant.values().sum::<u64>(),
+        evaluated["written"].as_u64().unwrap(),
+        "{shares}"
+    );
+    assert!(per_variant["on"] > 0 && per_variant["off"] > 0, "{shares}");
+    let r = server.get("/api/v1/flags/cohort-flag/evaluations?bucketS=5");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("bucketS: 5"), "{}", r.body);
+    assert_eq!(server.get("/api/v1/flags/nope/evaluations").status, 404);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -270,6 +270,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("POST", "/api/v1/flags", Needs(Operate), "define a flag"),
     e("GET", "/api/v1/flags/{key}", Needs(Read), "one flag"),
     e(
+        "GET",
+        "/api/v1/flags/{key}/evaluations",
+        Needs(Read),
+        "its evaluations per variant over time",
+    ),
+    e(
         "POST",
         "/api/v1/flags/{key}/{action}",
         Needs(Operate),

@@ -34,6 +34,7 @@ pub fn router() -> Router<Handle> {
         .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
         .route("/api/v1/flags", post(put_flag).get(list_flags))
         .route("/api/v1/flags/{key}", get(get_flag))
+        .route("/api/v1/flags/{key}/evaluations", get(evaluations))
         .route("/api/v1/flags/{key}/{action}", post(toggle))
 }
 
@@ -213,6 +214,63 @@ async fn get_flag(State(h): State<Handle>, Path(key): Path<String>) -> Response 
     match h.shared.flags.load().flags.get(&key) {
         Some(f) => Json(f.as_ref()).into_response(),
         None => ApiError::NotFound(format!("no flag {key:?}")).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EvaluationsQuery {
+    /// Milliseconds since the epoch; default an hour ago.
+    since: Option<u64>,
+    /// Bucket width in seconds, 10 to 3600; default 60.
+    bucket_s: Option<u64>,
+}
+
+/// Buckets one answer holds at most (six hours of minutes).
+const MAX_EVALUATION_BUCKETS: usize = 360;
+
+/// `GET /api/v1/flags/{key}/evaluations?since&bucketS`: the flag's recorded evaluations per
+/// variant over time (the console's share chart). Counted from the `dev.vireo.flag.evaluated`
+/// events, so what the evaluation writer dropped under load is not in it (`evaluationEvents`
+/// of `GET /api/v1/flags` says how many).
+async fn evaluations(
+    State(h): State<Handle>,
+    Path(key): Path<String>,
+    query: Result<axum::extract::Query<EvaluationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return crate::error::bad_request(format!("query: {e}")),
+    };
+    if !h.shared.flags.load().flags.contains_key(&key) {
+        return ApiError::NotFound(format!("no flag {key:?}")).into_response();
+    }
+    let bucket_s = q.bucket_s.unwrap_or(60);
+    if !(10..=3600).contains(&bucket_s) {
+        return crate::error::bad_request(format!(
+            "bucketS: {bucket_s} is not between 10 and 3600 seconds"
+        ));
+    }
+    let now = h.shared.clock.now_ms();
+    let since = q.since.unwrap_or(now.saturating_sub(3_600_000));
+    let source = events::flag_source(&h.shared.instance, &key);
+    let read = crate::events::read_log(&h, move |conn| {
+        vireo_store::events::flag_evaluations(
+            conn,
+            &source,
+            since,
+            bucket_s * 1000,
+            MAX_EVALUATION_BUCKETS,
+        )
+        .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await;
+    match read {
+        Ok(buckets) => Json(json!({
+            "flag": key, "sinceMs": since, "bucketMs": bucket_s * 1000, "buckets": buckets,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -136,6 +136,65 @@ pub fn dora_events(conn: &Connection, until_ms: u64) -> rusqlite::Result<Vec<Clo
     Ok(out)
 }
 
+/// One time bucket of a flag's evaluations: how many went to each variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationBucket {
+    pub start_ms: u64,
+    pub variants: std::collections::BTreeMap<String, u64>,
+}
+
+/// Evaluations of the flag whose events come from `source`, at or after `since_ms`, counted
+/// per variant in buckets of `bucket_ms` (oldest first, at most `max_buckets`, the newest
+/// kept). The `(source, id)` index bounds the scan to this flag's events.
+pub fn flag_evaluations(
+    conn: &Connection,
+    source: &str,
+    since_ms: u64,
+    bucket_ms: u64,
+    max_buckets: usize,
+) -> rusqlite::Result<Vec<EvaluationBucket>> {
+    let bucket = bucket_ms.max(1) as i64;
+    let mut q = conn.prepare_cached(
+        "SELECT (time_ms / ?3) * ?3 AS t, COALESCE(json_extract(event, '$.data.variant'), '(none)'),
+                COUNT(*)
+         FROM events WHERE source = ?1 AND type = ?2 AND time_ms >= ?4
+         GROUP BY 1, 2 ORDER BY 1",
+    )?;
+    let rows = q.query_map(
+        params![
+            source,
+            vireo_core::events::FLAG_EVALUATED,
+            bucket,
+            since_ms as i64
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
+    let mut out: Vec<EvaluationBucket> = Vec::new();
+    for row in rows {
+        let (t, variant, n) = row?;
+        let start_ms = t.max(0) as u64;
+        if out.last().map(|b| b.start_ms) != Some(start_ms) {
+            out.push(EvaluationBucket {
+                start_ms,
+                variants: Default::default(),
+            });
+        }
+        if let Some(b) = out.last_mut() {
+            b.variants.insert(variant, n.max(0) as u64);
+        }
+    }
+    let extra = out.len().saturating_sub(max_buckets);
+    out.drain(..extra);
+    Ok(out)
+}
+
 /// What `GET /api/v1/events` filters on. `after` pages: the `seq` of the last event seen.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -114,3 +114,21 @@ export function phaseMark(phase) {
       return "running";
   }
 }
+
+/** A flag's evaluation buckets (`{startMs, variants: {name: n}}`) as chart columns: x in
+ * seconds, then each variant's share in percent, and the total counted. Variants the flag
+ * defines come first in its order; others seen (an earlier definition's) after them. */
+export function shares(buckets, defined = []) {
+  const seen = new Set(defined);
+  for (const b of buckets) for (const v of Object.keys(b.variants)) seen.add(v);
+  const variants = [...seen];
+  const x = buckets.map((b) => b.startMs / 1000);
+  let total = 0;
+  const columns = variants.map(() => []);
+  for (const b of buckets) {
+    const n = Object.values(b.variants).reduce((a, c) => a + c, 0);
+    total += n;
+    variants.forEach((v, i) => columns[i].push(n ? ((b.variants[v] ?? 0) * 100) / n : null));
+  }
+  return { x, variants, columns, total };
+}

@@ -1,9 +1,37 @@
 // 10. Flags: targeting and state, toggles with who and when, evaluation counts; a flag tied to
 // a rollout shows that rollout's cohort.
 import { useState } from "preact/hooks";
-import { html, useData, useCtx, ErrorLine, may } from "./widgets.js";
+import { html, useData, useCtx, ErrorLine, Chart, Time, may } from "./widgets.js";
 import { api } from "../lib/api.js";
 import { link } from "../lib/routes.js";
+import { shares } from "../lib/format.js";
+
+const TOGGLED = "dev.vireo.flag.toggled.0.1.0";
+const COLOURS = ["#2a6fdb", "#d9822b", "#3a9d5d", "#9b59b6", "#c0392b"];
+
+/** The flag's toggles, newest first: who, when, to what (its `dev.vireo.flag.toggled` events). */
+function Toggles({ flag }) {
+  const r = useData(`api/v1/events?type=${encodeURIComponent(TOGGLED)}&subject=${encodeURIComponent(flag)}&limit=1000`);
+  const toggles = [...(r.data?.events ?? [])].reverse();
+  if (r.error) return html`<${ErrorLine} error=${r.error} />`;
+  if (!toggles.length) return html`<span class="muted">never toggled</span>`;
+  const [last, ...older] = toggles;
+  const line = (e) => html`${e.data.enabled ? "enabled" : "disabled"} by ${e.data.actor ?? "?"} <${Time} ms=${Date.parse(e.time)} />`;
+  return html`<span data-testid="flag-last-change">${line(last)}</span>
+    ${older.length > 0 && html`<details><summary>${older.length} earlier</summary><ul class="plain">${older.slice(0, 20).map((e) => html`<li>${line(e)}</li>`)}</ul></details>`}`;
+}
+
+/** The share of evaluations on each variant, per minute over the last hour. */
+function Shares({ flag }) {
+  const r = useData(`api/v1/flags/${encodeURIComponent(flag.key)}/evaluations?bucketS=60`);
+  const variants = Object.keys(flag.variants ?? {});
+  const s = shares(r.data?.buckets ?? [], variants);
+  return html`<div data-testid=${`flag-shares-${flag.key}`} data-buckets=${s.x.length}>
+    <${ErrorLine} error=${r.error} />
+    <${Chart} title=${`${flag.key}: share of evaluations per variant, per minute (last hour; ${s.total} evaluations)`} height=${140}
+      series=${[{ label: "minute" }, ...s.variants.map((v, i) => ({ label: `${v} %`, scale: "%", stroke: COLOURS[i % COLOURS.length] }))]}
+      scales=${{ "%": { range: [0, 100] } }} data=${[s.x, ...s.columns]} /></div>`;
+}
 
 export function Flags() {
   const { me, refresh } = useCtx();
@@ -26,10 +54,11 @@ export function Flags() {
         <td>${Object.entries(f.variants ?? {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")} (default ${f.defaultVariant})</td>
         <td>${[...(f.rules ?? []).map((r) => JSON.stringify(r)), f.fraction ? `fraction ${JSON.stringify(f.fraction)}` : ""].filter(Boolean).join("; ") || "—"}</td>
         <td>${f.rollout ? html`<a href=${link(f.rollout)}>${f.rolloutVariant ?? "the other variant"} for the canary cohort of ${f.rollout}</a>` : "—"}</td>
-        <td class="muted">in the event log</td>
+        <td><${Toggles} flag=${f.key} /></td>
         <td>${may(me, "operate") && html`<button type="button" onClick=${() => toggle(f.key, !f.enabled)}>${f.enabled ? "Disable" : "Enable"}</button>`}</td></tr>`)}
       ${!(flags.data?.items ?? []).length && html`<tr><td colspan="7" class="muted">no flags</td></tr>`}
     </tbody></table></div>
-    ${stats && html`<p class="muted">Evaluation events: ${JSON.stringify(stats)}. The share of evaluations on each variant over time is not in the API yet.</p>`}
+    ${(flags.data?.items ?? []).map((f) => html`<${Shares} flag=${f} />`)}
+    ${stats && html`<p class="muted">Evaluation events recorded: ${JSON.stringify(stats)} (the shares count what was recorded).</p>`}
   </section>`;
 }

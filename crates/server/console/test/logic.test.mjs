@@ -2,7 +2,7 @@
 // "why it failed", and DORA's recomputation against the Rust's definitions.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time } from "../lib/format.js";
+import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
 import { storyline, whyFailed, health, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { compute, agree, command, ms, TYPES } from "../lib/dora.js";
@@ -145,6 +145,15 @@ test("continue: only once the weight is applied everywhere and the stage's analy
   assert.equal(continueState(view(), run("Running", 2), 4).why, "analysis running: 2 measurements taken per metric");
   assert.equal(continueState(view(), run("Successful", 3), 4).ready, true);
   assert.equal(continueState(view({ allowedActions: ["resume"] }), run("Successful", 3), 4).action, "resume");
+});
+
+test("shares: each bucket's variants as percentages of that bucket, defined variants first", () => {
+  const s = shares([{ startMs: 60000, variants: { on: 1, off: 3 } }, { startMs: 120000, variants: { off: 2, old: 2 } }], ["on", "off"]);
+  assert.deepEqual(s.variants, ["on", "off", "old"]);
+  assert.deepEqual(s.x, [60, 120]);
+  assert.deepEqual(s.columns, [[25, 0], [75, 50], [0, 50]]);
+  assert.equal(s.total, 8);
+  assert.deepEqual(shares([], ["on"]).columns, [[]]);
 });
 
 test("dora: the event types are the Rust's", () => {
