@@ -33,7 +33,8 @@ function demo(scenario, speed) {
     const timer = setTimeout(() => reject(new Error(`demo ${scenario} did not print its console URL:\n${out}`)), 60000);
     const read = (d) => {
       out += d;
-      const m = /console \(logged in as admin\): (http:\/\/\S+)/.exec(out);
+      // Up to the line's end: output arrives in chunks, and a URL cut mid-way must not match.
+      const m = /console \(logged in as admin\): (http:\/\/\S+)\s/.exec(out);
       if (m) {
         clearTimeout(timer);
         const url = new URL(m[1]);
@@ -150,6 +151,12 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await page.getByRole("heading", { name: /Analysis run 1/ }).waitFor();
   assert.equal(await page.locator('section.metric[data-metric="success-rate"] table.measurements tbody tr').count(), 3);
   await shot(page, "3-step-detail");
+  // Its artifacts: the route table in force and, for the second run, the diff from 5 % to 25 %.
+  await page.goto(`${healthy.base}#/rollouts/checkout/step/run-2`);
+  await page.getByRole("tab", { name: "Artifacts" }).click();
+  const diff = page.getByTestId("route-diff");
+  await diff.locator("tr", { hasText: "split.backends[0].weight" }).filter({ hasText: "25" }).waitFor();
+  await shot(page, "3-step-artifacts");
 
   // A checkpoint's detail: the gate, with the VSA it sealed.
   await page.goto(`${healthy.base}#/rollouts/checkout`);

@@ -97,6 +97,38 @@ fn weights_move_on_both_proxies_and_count_as_applied_only_when_both_report() {
         "promoted: every user on v2"
     );
     assert_eq!(a.split(100).get("v2"), Some(&100));
+
+    // The routes it published, rebuilt from its spec and effects: 30, 60, then promoted — and
+    // the last is exactly the route the proxy applied from the published table.
+    let history = server.get("/api/v1/rollouts/checkout/routes").json();
+    let items = history["items"].as_array().unwrap();
+    let weights: Vec<Value> = items.iter().map(|i| i["canaryWeight"].clone()).collect();
+    assert_eq!(
+        weights[..2],
+        [Value::from(30), Value::from(60)],
+        "{history}"
+    );
+    assert!(
+        weights.last().unwrap().is_null(),
+        "promoted last: {history}"
+    );
+    let applied = http("GET", &format!("http://{}/config", a.admin), &[], "")
+        .unwrap()
+        .json();
+    let served = applied["config"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "checkout")
+        .unwrap()
+        .clone();
+    assert_eq!(items.last().unwrap()["route"], served, "{history}");
+    assert_eq!(
+        server
+            .get("/api/v1/rollouts/checkout/routes?generation=9")
+            .status,
+        404
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -338,3 +338,28 @@ pub struct PrometheusHealth {
     /// When it was probed (answers are reused for ten seconds).
     pub checked_at_ms: Millis,
 }
+
+/// `GET /api/v1/rollouts/{name}/routes?generation=N`: every route the generation published, in
+/// order — what the step detail's artifacts show, with the diff from the one before.
+///
+/// Rebuilt from the stored spec and each `SetCanaryWeight` / `PromoteCanaryToStable` effect with
+/// `vireo_core::routes` (pure), the same function that built them when they were published;
+/// tables are not stored a second time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteHistory {
+    pub rollout: String,
+    pub generation: u64,
+    pub items: Vec<PublishedRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedRoute {
+    /// The timeline entry whose effect published it.
+    pub seq: u64,
+    pub at_ms: Millis,
+    /// `None` once promoted (a single backend: the canary's version as stable).
+    pub canary_weight: Option<u8>,
+    pub route: vireo_core::routes::Route,
+}

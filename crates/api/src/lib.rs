@@ -9,9 +9,10 @@ pub mod render;
 
 pub use dto::{
     AppliedWeight, EvidenceIndex, EvidenceItem, FleetHealth, GateOutcome, Generations, LostProxy,
-    PreconditionResult, PrometheusHealth, ProxyRefusal, RollbackPreview, RollbackView,
-    RolloutHealth, RolloutList, RolloutView, ScheduleCheck, ScheduleStatus, SinkHealth, Status,
-    TemplateApplied, Timeline, TimelineEntry, MAX_SCHEDULE_CHECKS,
+    PreconditionResult, PrometheusHealth, ProxyRefusal, PublishedRoute, RollbackPreview,
+    RollbackView, RolloutHealth, RolloutList, RolloutView, RouteHistory, ScheduleCheck,
+    ScheduleStatus, SinkHealth, Status, TemplateApplied, Timeline, TimelineEntry,
+    MAX_SCHEDULE_CHECKS,
 };
 
 #[cfg(test)]

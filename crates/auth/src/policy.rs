@@ -111,6 +111,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     e(
         "GET",
+        "/api/v1/rollouts/{name}/routes",
+        Needs(Read),
+        "every route it published, in order",
+    ),
+    e(
+        "GET",
         "/api/v1/rollouts/{name}/health",
         Needs(Read),
         "its health banner: proxies, event sink, Prometheus",

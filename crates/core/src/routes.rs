@@ -5,7 +5,8 @@
 //! `100 - w`). Once promoted, the route has the single backend `stable` running the canary's
 //! version: the canary is the new stable.
 
-use vireo_types::config::{Backend, Route, SplitConfig, UpstreamProtocol};
+pub use vireo_types::config::Route;
+use vireo_types::config::{Backend, SplitConfig, UpstreamProtocol};
 
 use crate::spec::{Rollout, Workload};
 

@@ -27,6 +27,7 @@ pub fn router() -> Router<Handle> {
         .route("/api/v1/rollouts/{name}", get(get_rollout))
         .route("/api/v1/rollouts/{name}/timeline", get(timeline))
         .route("/api/v1/rollouts/{name}/generations", get(generations))
+        .route("/api/v1/rollouts/{name}/routes", get(route_history))
         // GET previews (the armed envelope's summary); POST rolls back, as `{action}` would:
         // a static segment takes the path from `{action}`, so this route serves both.
         .route(
@@ -109,6 +110,22 @@ pub(crate) fn generation_query(
         Err(_) => Err(Box::new(crate::error::bad_request(
             "expected ?generation=N (a generation number, as GET …/generations lists them)".into(),
         ))),
+    }
+}
+
+/// `GET /api/v1/rollouts/{name}/routes?generation=N`: every route it published, in order.
+async fn route_history(
+    State(h): State<Handle>,
+    Path(name): Path<String>,
+    q: Result<Query<GenerationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let generation = match generation_query(q) {
+        Ok(g) => g,
+        Err(r) => return *r,
+    };
+    match h.route_history(&name, generation).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -293,6 +293,17 @@ impl Handle {
         self.read(move |s| s.template(&name)).await
     }
 
+    /// Every route a generation (`None`: the current one) published, in order.
+    pub async fn route_history(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<vireo_api::RouteHistory, ApiError> {
+        let name = name.to_string();
+        self.read_api(move |s| super::views::route_history(s, &name, generation))
+            .await
+    }
+
     /// Every kept generation of a rollout, newest first.
     pub async fn generations(&self, name: &str) -> Result<vireo_api::Generations, ApiError> {
         let name = name.to_string();

@@ -97,6 +97,40 @@ pub(super) fn timeline(
     })
 }
 
+/// Every route a generation published, rebuilt from its spec and its effects.
+pub(super) fn route_history(
+    store: &Store,
+    name: &str,
+    generation: Option<u64>,
+) -> Result<vireo_api::RouteHistory, ApiError> {
+    let stored = generation_of(store, name, generation)?;
+    let mut items = Vec::new();
+    for h in store.history_of(name, Some(stored.generation))? {
+        for e in &h.effects {
+            let (canary_weight, route) = match e {
+                Effect::SetCanaryWeight(w) => {
+                    (Some(*w), vireo_core::routes::route(&stored.spec, *w))
+                }
+                Effect::PromoteCanaryToStable => {
+                    (None, vireo_core::routes::promoted_route(&stored.spec))
+                }
+                _ => continue,
+            };
+            items.push(vireo_api::PublishedRoute {
+                seq: h.seq,
+                at_ms: h.at_ms,
+                canary_weight,
+                route,
+            });
+        }
+    }
+    Ok(vireo_api::RouteHistory {
+        rollout: name.to_string(),
+        generation: stored.generation,
+        items,
+    })
+}
+
 /// Every kept generation of a rollout, newest first, each as the API shows a rollout (without
 /// the live parts: proxy refusals and the schedule belong to the current one's `GET`).
 pub(super) fn generations(store: &Store, name: &str) -> Result<Generations, ApiError> {

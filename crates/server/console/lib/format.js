@@ -132,3 +132,15 @@ export function shares(buckets, defined = []) {
   }
   return { x, variants, columns, total };
 }
+
+/** The leaves that differ between two JSON values, as `{path, before, after}` (`undefined`
+ * where a side lacks the leaf). Arrays compare by position: a route's backends keep their
+ * order (canary first), so `split.backends[0].weight` names the canary's weight. */
+export function jsonDiff(a, b, path = "") {
+  const isObj = (x) => x !== null && typeof x === "object";
+  if (!isObj(a) || !isObj(b) || Array.isArray(a) !== Array.isArray(b)) {
+    return JSON.stringify(a) === JSON.stringify(b) ? [] : [{ path: path || ".", before: a, after: b }];
+  }
+  const keys = Array.isArray(a) ? [...Array(Math.max(a.length, b.length)).keys()] : [...new Set([...Object.keys(a), ...Object.keys(b)])];
+  return keys.flatMap((k) => jsonDiff(a[k], b[k], Array.isArray(a) ? `${path}[${k}]` : path ? `${path}.${k}` : k));
+}

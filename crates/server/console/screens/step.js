@@ -5,7 +5,7 @@ import { useState } from "preact/hooks";
 import { html, useData, Time, Digest, ErrorLine, Chart, Tabs, saveFile } from "./widgets.js";
 import { useRun, useTemplates, RunHeader } from "./run.js";
 import { whyFailed, templateOf, storyline } from "../lib/storyline.js";
-import { duration, value, scalar, threshold, policy } from "../lib/format.js";
+import { duration, value, scalar, threshold, policy, jsonDiff } from "../lib/format.js";
 import { link } from "../lib/routes.js";
 import { EntryButton } from "./evidence.js";
 
@@ -67,7 +67,7 @@ export function Step({ route }) {
     ${tab === "logs" && html`<${StepLogs} rollout=${route.rollout} generation=${g} run=${run} />`}
     ${tab === "artifacts" && html`<section><h3>Rollout spec as applied</h3><pre>${JSON.stringify({ apiVersion: r.view.apiVersion, kind: r.view.kind, metadata: r.view.metadata, spec: r.view.spec }, null, 2)}</pre>
       <h3>Template ${tname}</h3><pre>${tpl ? JSON.stringify(tpl, null, 2) : "—"}</pre>
-      <p class="muted">The route table each step published and its diff are not in the API yet.</p></section>`}
+      <${RouteArtifact} rollout=${route.rollout} generation=${g} at=${run.startedMs} /></section>`}
     ${tab === "evidence" && html`<section><h3>Evidence captured</h3>
       ${!items.length && html`<p>pending: the run's statement is sealed when it ends</p>`}
       <table><thead><tr><th>log index</th><th>kind</th><th>decision</th><th>envelope digest</th><th>sealed</th><th></th></tr></thead><tbody>
@@ -101,6 +101,28 @@ const STAGES = {
   end: ["Completed", "Aborted", "RolledBack"],
 };
 
+/** The route in force at `at` (the last one published at or before it) and its diff from the
+ * one before (GET …/routes). */
+function RouteArtifact({ rollout, generation, at }) {
+  const r = useData(`api/v1/rollouts/${encodeURIComponent(rollout)}/routes?generation=${generation}`);
+  if (r.error) return html`<${ErrorLine} error=${r.error} />`;
+  const items = r.data?.items ?? [];
+  let i = -1;
+  for (let j = 0; j < items.length; j++) if (at !== undefined && items[j].atMs <= at) i = j;
+  if (i < 0) return html`<h3>Route table</h3><p class="muted">none published before this step</p>`;
+  const cur = items[i];
+  const diff = i > 0 ? jsonDiff(items[i - 1].route, cur.route) : null;
+  const w = cur.canaryWeight === null || cur.canaryWeight === undefined ? "promoted: the canary's version as stable" : `canary ${cur.canaryWeight} %`;
+  return html`<section data-testid="route-artifact"><h3>Route table published <${Time} ms=${cur.atMs} /> (${w})</h3>
+    <pre>${JSON.stringify(cur.route, null, 2)}</pre>
+    <h3>Diff from the one before</h3>
+    ${diff === null ? html`<p class="muted">the first route of this generation</p>`
+      : !diff.length ? html`<p class="muted">no change</p>`
+      : html`<table data-testid="route-diff"><thead><tr><th>field</th><th>before</th><th>after</th></tr></thead><tbody>
+        ${diff.map((d) => html`<tr><td><code>${d.path}</code></td><td><code>${d.before === undefined ? "—" : JSON.stringify(d.before)}</code></td><td><code>${d.after === undefined ? "—" : JSON.stringify(d.after)}</code></td></tr>`)}
+      </tbody></table>`}</section>`;
+}
+
 /** Step detail of a checkpoint (not an analysis run): its row, its inputs as recorded, and
  * the evidence sealed at it. */
 function Checkpoint({ r, route, index }) {
@@ -121,6 +143,7 @@ function Checkpoint({ r, route, index }) {
       ${row.by && html`<div><dt>by</dt><dd>${row.by}</dd></div>`}
       ${row.reason && html`<div><dt>reason</dt><dd>${row.reason}</dd></div>`}</dl>
     <p class="message">${row.detail}</p>
+    ${row.at !== undefined && html`<${RouteArtifact} rollout=${route.rollout} generation=${r.view.status.generation} at=${row.at} />`}
     <h3>Inputs recorded</h3>
     ${entries.length ? entries.map((e) => html`<pre>${JSON.stringify(e, null, 2)}</pre>`) : html`<p class="muted">none at this time</p>`}
     <h3>Evidence captured</h3>

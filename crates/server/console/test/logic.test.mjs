@@ -2,7 +2,7 @@
 // "why it failed", and DORA's recomputation against the Rust's definitions.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares } from "../lib/format.js";
+import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares, jsonDiff } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
 import { storyline, whyFailed, health, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { compute, agree, command, ms, TYPES } from "../lib/dora.js";
@@ -154,6 +154,19 @@ test("shares: each bucket's variants as percentages of that bucket, defined vari
   assert.deepEqual(s.columns, [[25, 0], [75, 50], [0, 50]]);
   assert.equal(s.total, 8);
   assert.deepEqual(shares([], ["on"]).columns, [[]]);
+});
+
+test("jsonDiff: the leaves that changed, by path", () => {
+  const a = { name: "r", split: { backends: [{ name: "canary", weight: 5 }, { name: "stable", weight: 95 }] } };
+  const b = { name: "r", split: { backends: [{ name: "canary", weight: 25 }, { name: "stable", weight: 75 }] } };
+  assert.deepEqual(jsonDiff(a, b), [
+    { path: "split.backends[0].weight", before: 5, after: 25 },
+    { path: "split.backends[1].weight", before: 95, after: 75 },
+  ]);
+  const promoted = { name: "r", split: { backends: [{ name: "stable", weight: 100 }] } };
+  assert.deepEqual(jsonDiff(b, promoted).map((d) => d.path), ["split.backends[0].name", "split.backends[0].weight", "split.backends[1]"]);
+  assert.deepEqual(jsonDiff(a, a), []);
+  assert.deepEqual(jsonDiff(null, { x: 1 }), [{ path: ".", before: null, after: { x: 1 } }]);
 });
 
 test("dora: the event types are the Rust's", () => {
