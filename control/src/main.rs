@@ -421,6 +421,10 @@ enum EvidenceCommand {
         name: String,
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: PathBuf,
+        /// An earlier generation's bundle (GET /api/v1/rollouts/NAME/generations lists those
+        /// kept) [default: the current one]
+        #[arg(long, value_name = "N")]
+        generation: Option<u64>,
     },
 }
 
@@ -911,11 +915,16 @@ async fn run_serve(
 async fn evidence(args: EvidenceArgs) -> anyhow::Result<u8> {
     let c = args.server.client()?;
     match args.command {
-        EvidenceCommand::Export { name, output } => {
+        EvidenceCommand::Export {
+            name,
+            output,
+            generation,
+        } => {
+            let query = generation.map_or(String::new(), |g| format!("?generation={g}"));
             let bundle = c
                 .call_raw(
                     Method::GET,
-                    &format!("/api/v1/rollouts/{name}/evidence"),
+                    &format!("/api/v1/rollouts/{name}/evidence{query}"),
                     None,
                 )
                 .await

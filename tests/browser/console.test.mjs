@@ -335,6 +335,16 @@ test("the deploy stage view's continue waits for the step's criteria and says wh
   await page.getByRole("button", { name: "Abort staged" }).click();
   await page.locator(".run-header .phase-Aborted").waitFor({ timeout: 30000 });
   assert.equal(await page.locator('[data-action="promote"]').count(), 0);
+  // Applied again, it is generation 2; generation 1's evidence still verifies in the browser.
+  await apiPost(faulty, "api/v1/rollouts", {
+    apiVersion: "vireo.dev/v1alpha1", kind: "Rollout", metadata: { name: "staged" },
+    spec: { route: "staged", stable, canary, split, strategy: { canary: { steps: [{ setWeight: 10 }, { setWeight: 100 }] } } },
+  });
+  await page.goto(`${faulty.base}#/rollouts/staged/g/1/evidence`);
+  await page.getByTestId("verify-run").filter({ hasText: "generation 1" }).click();
+  const verified = page.getByTestId("verify-result");
+  await verified.waitFor({ timeout: 30000 });
+  assert.equal(await verified.getAttribute("data-ok"), "true", await verified.textContent());
   assert.deepEqual(page.problems, []);
   await context.close();
 });

@@ -27,9 +27,21 @@ pub fn router() -> Router<Handle> {
         .route("/api/v1/attestations", post(upload_attestation))
 }
 
-/// `GET /api/v1/rollouts/{name}/evidence`: the rollout's evidence bundle (`.tar.gz`).
-async fn evidence_bundle(State(h): State<Handle>, Path(name): Path<String>) -> Response {
-    let files = h.evidence_files(&name).await;
+/// `GET /api/v1/rollouts/{name}/evidence[?generation=N]`: a generation's evidence bundle
+/// (`.tar.gz`; default the current one).
+async fn evidence_bundle(
+    State(h): State<Handle>,
+    Path(name): Path<String>,
+    q: Result<
+        axum::extract::Query<crate::operator::GenerationQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let generation = match crate::operator::generation_query(q) {
+        Ok(g) => g,
+        Err(r) => return *r,
+    };
+    let files = h.evidence_files_of(&name, generation).await;
     match files {
         Ok((files, generation, origin, rollout)) => {
             let mut out = Vec::new();

@@ -817,12 +817,22 @@ impl Store {
 
     /// The checkpoints of a rollout, in order.
     pub fn timeline(&self, name: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        self.timeline_of(name, None)
+    }
+
+    /// The checkpoints of one generation (`None`: the current one), in order.
+    pub fn timeline_of(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, at_ms, from_phase, to_phase, reason FROM timeline
-             WHERE rollout = ?1 AND generation = (SELECT generation FROM rollouts WHERE name = ?1)
+             WHERE rollout = ?1 AND generation =
+               COALESCE(?2, (SELECT generation FROM rollouts WHERE name = ?1))
              ORDER BY seq, idx",
         )?;
-        let rows = stmt.query_map([name], |r| {
+        let rows = stmt.query_map(params![name, generation.map(|g| g as i64)], |r| {
             Ok(Checkpoint {
                 seq: r.get::<_, i64>(0)? as u64,
                 at_ms: r.get::<_, i64>(1)? as u64,
@@ -1086,10 +1096,28 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<(evidence::bundle::Files, u64, String, String), StoreError> {
+        self.evidence_files_of(name, None)
+    }
+
+    /// [`Store::evidence_files`] of one kept generation (`None`: the current one): its log
+    /// entries with receipts against the log's current checkpoint, and its own timeline.
+    pub fn evidence_files_of(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<(evidence::bundle::Files, u64, String, String), StoreError> {
         let signer = self.evidence_signer()?;
-        let stored = self
-            .rollout(name)?
-            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let stored = match generation {
+            None => self.rollout(name)?,
+            Some(g) => self
+                .generations(name)?
+                .into_iter()
+                .find(|s| s.generation == g),
+        }
+        .ok_or_else(|| match generation {
+            Some(g) => StoreError::NotFound(format!("{name} generation {g}")),
+            None => StoreError::NotFound(name.to_string()),
+        })?;
         let entries = crate::log::for_rollout(&self.conn, name, stored.generation)?;
         let (cp, note) = signer.checkpoint(&SqlLog(&self.conn))?;
         let mut files = evidence::bundle::Files::new();
@@ -1127,7 +1155,7 @@ impl Store {
                 "rtoMs": stored.state.abort.as_ref().and_then(|a| a.abort_to_zero_ms()),
                 "roundTripMs": r.round_trip_ms(),
             })),
-            "checkpoints": self.timeline(name)?,
+            "checkpoints": self.timeline_of(name, Some(stored.generation))?,
         });
         files.insert(
             "timeline.json".into(),

@@ -340,8 +340,22 @@ impl Handle {
 
     /// A rollout's evidence bundle: (files, log size, checkpoint, log origin).
     pub async fn evidence_files(&self, name: &str) -> Result<EvidenceFiles, ApiError> {
-        let name = name.to_string();
-        self.read(move |s| s.evidence_files(&name)).await
+        self.evidence_files_of(name, None).await
+    }
+
+    /// The evidence bundle's files of one kept generation (`None`: the current one).
+    pub async fn evidence_files_of(
+        &self,
+        name: &str,
+        generation: Option<u64>,
+    ) -> Result<EvidenceFiles, ApiError> {
+        let n = name.to_string();
+        match (self.read(move |s| s.evidence_files_of(&n, generation)).await, generation) {
+            (Err(ApiError::NotFound(_)), Some(g)) => Err(ApiError::NotFound(format!(
+                "rollout {name:?} has no generation {g} (GET /api/v1/rollouts/{name}/generations lists them)"
+            ))),
+            (r, _) => r,
+        }
     }
 
     /// The log's current signed checkpoint.

@@ -26,7 +26,7 @@ function Checks({ result, testid }) {
   </table>`;
 }
 
-function Verifier({ rollout }) {
+function Verifier({ rollout, generation }) {
   const [result, setResult] = useState(null);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -53,13 +53,12 @@ function Verifier({ rollout }) {
       setBusy(false);
     }
   }
-  // The API exports the current generation's bundle (an earlier one's is not offered).
-  const thisRun = () => bytes(`api/v1/rollouts/${encodeURIComponent(rollout)}/evidence`);
+  const thisRun = () => bytes(`api/v1/rollouts/${encodeURIComponent(rollout)}/evidence?generation=${generation}`);
   const fromFile = (file) => () => file.arrayBuffer().then((b) => new Uint8Array(b));
   return html`<section aria-labelledby="verify-h"><h2 id="verify-h">Verify a bundle in the browser</h2>
     <p class="muted">The same checks as <code>vireo verify</code>, offline, with WebCrypto: nothing is sent anywhere.</p>
     <div class="verify-controls">
-      <button type="button" data-testid="verify-run" onClick=${() => check(thisRun, "run")} disabled=${busy}>Verify this run's bundle</button>
+      <button type="button" data-testid="verify-run" onClick=${() => check(thisRun, "run")} disabled=${busy}>Verify generation ${generation}'s bundle</button>
       <label class="drop">or a bundle file (.tar.gz)
         <input type="file" accept=".gz,.tgz,application/gzip" data-testid="bundle-file" onChange=${(e) => e.target.files[0] && check(fromFile(e.target.files[0]), "file")} /></label>
       <details><summary>Pin keys (optional)</summary>
@@ -131,7 +130,7 @@ export function Evidence({ route }) {
   const pending = r.view.status.settled ? [] : stages.filter((s) => !present.has(s));
   async function exportBundle() {
     try {
-      const b = await bytes(`api/v1/rollouts/${encodeURIComponent(route.rollout)}/evidence`);
+      const b = await bytes(`api/v1/rollouts/${encodeURIComponent(route.rollout)}/evidence?generation=${r.view.status.generation}`);
       saveFile(b, `${route.rollout}.g${r.view.status.generation}.bundle.tar.gz`, "application/gzip");
     } catch (e) {
       setExportError(e);
@@ -141,14 +140,14 @@ export function Evidence({ route }) {
     <${RunHeader} view=${r.view} route=${route} earlier=${r.earlier} />
     <section aria-labelledby="items-h"><h2 id="items-h">Evidence items</h2>
       <p>${items.length} in the log (tree size ${index.data?.treeSize ?? "…"})${pending.length ? `; pending until sealing: ${pending.join(", ")}` : ""}.
-        ${!r.earlier && html`<button type="button" onClick=${exportBundle}>Export the bundle</button>`}</p>
+        <button type="button" data-testid="export-bundle" onClick=${exportBundle}>Export generation ${r.view.status.generation}'s bundle</button></p>
       <${ErrorLine} error=${index.error ?? exportError} />
       <div class="scroll"><table data-testid="evidence-items"><thead><tr><th>log index</th><th>time</th><th>checkpoint</th><th>kind</th><th>decision</th><th>digest</th><th>state</th><th></th></tr></thead><tbody>
         ${items.map((i) => html`<tr><td>${i.logIndex}</td><td><${Time} ms=${i.atMs} /></td><td>${i.stage}</td><td>${i.kind}</td><td>${i.decision ?? "—"}</td>
           <td><${Digest} value=${i.digest} /></td><td>${i.sealed ? "sealed" : "pending"}</td><td><${EntryButton} index=${i.logIndex} /></td></tr>`)}
       </tbody></table></div>
     </section>
-    ${!r.earlier && html`<${Verifier} rollout=${route.rollout} />`}
+    <${Verifier} rollout=${route.rollout} generation=${r.view.status.generation} />
     <${Witness} />
   </article>`;
 }
