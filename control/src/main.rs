@@ -475,6 +475,8 @@ enum RolloutCommand {
     Abort { name: String },
     /// Start an aborted rollout again from the beginning.
     Retry { name: String },
+    /// Run the current analysis step's analysis again (a new run; the weight stays).
+    Rerun { name: String },
     /// Let a rollout waiting for approval start.
     Approve { name: String },
     /// Replay the rollback envelope (armed before 100 %): every proxy back on the previous
@@ -1430,6 +1432,7 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<u8> {
         }
         RolloutCommand::Abort { name } => act(&c, &name, "abort", reason).await,
         RolloutCommand::Retry { name } => act(&c, &name, "retry", reason).await,
+        RolloutCommand::Rerun { name } => act(&c, &name, "rerun", reason).await,
         RolloutCommand::Approve { name } => act(&c, &name, "approve", reason).await,
         RolloutCommand::Rollback { name } => act(&c, &name, "rollback", reason).await,
         RolloutCommand::Schedule {

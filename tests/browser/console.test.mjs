@@ -329,6 +329,19 @@ test("the deploy stage view's continue waits for the step's criteria and says wh
   assert.equal(await page.locator('[data-action="promote"]').isDisabled(), true);
   assert.equal(await page.locator('[data-action="pause"]').isDisabled(), false);
   await shot(page, "4-deploy-stage-waiting");
+  // Re-run the step from the rollback / re-run screen: a second run, the reason on the timeline.
+  await page.goto(`${faulty.base}#/rollouts/staged/rollback`);
+  await page.locator('input[name="scope"][value="rerun"]').check();
+  await page.locator('[data-action="rerun"]').click();
+  await page.getByLabel(/Reason for “rerun”/).fill("measure again after the fix");
+  await page.getByRole("button", { name: "rerun staged" }).click();
+  await page.waitForURL(/#\/rollouts\/staged$/);
+  await page.getByText("measure again after the fix").first().waitFor();
+  const rerun = await apiGet(faulty, "api/v1/rollouts/staged");
+  assert.equal(rerun.status.analysisRuns.length, 2, JSON.stringify(rerun.status.analysisRuns));
+  assert.equal(rerun.status.analysisRuns[1].phase, "Running");
+  await page.goto(`${faulty.base}#/rollouts/staged/stage`);
+  await why.filter({ hasText: "analysis running" }).waitFor({ timeout: 30000 });
   // Abort from the stage view, with a reason.
   await page.locator('[data-action="abort"]').click();
   await page.getByLabel(/Reason for “Abort”/).fill("held for the test");

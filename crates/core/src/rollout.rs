@@ -155,10 +155,13 @@ pub enum Action {
     Approve,
     /// Replay the rollback envelope: back to the previous version, down-migration, flag off.
     Rollback,
+    /// Run the current analysis step's analysis again (a new run; the one in progress is
+    /// cancelled), e.g. after a fix to what it measures. The weight stays.
+    Rerun,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Pause,
         Action::Resume,
         Action::Promote,
@@ -167,6 +170,7 @@ impl Action {
         Action::Retry,
         Action::Approve,
         Action::Rollback,
+        Action::Rerun,
     ];
 }
 
@@ -709,6 +713,29 @@ impl RolloutState {
                     ))
                 }
             },
+            Action::Rerun => {
+                if !matches!(self.phase, Phase::Progressing | Phase::Paused) {
+                    return Err(reject(
+                        "only a progressing or paused rollout can re-run its step",
+                    ));
+                }
+                if !matches!(steps.get(self.step), Some(Step::Analysis(_))) {
+                    return Err(reject(
+                        "the current step is not an analysis; only an analysis step is re-run",
+                    ));
+                }
+                if self.wait == Some(Wait::Analysis) {
+                    fx.push(Effect::CancelAnalysis {
+                        run: self.analysis_run,
+                    });
+                }
+                if self.phase == Phase::Paused {
+                    self.paused = None;
+                    self.transition(Phase::Progressing, "re-running the step's analysis", fx);
+                }
+                self.message = format!("step {}: analysis running again (re-run)", self.step);
+                self.start_analysis(fx);
+            }
             Action::Approve => {
                 if self.phase != Phase::AwaitingApproval {
                     return Err(reject("the rollout is not waiting for approval"));

@@ -257,9 +257,10 @@ async fn act(
         ("retry", _) => Action::Retry,
         ("approve", _) => Action::Approve,
         ("rollback", _) => Action::Rollback,
+        ("rerun", _) => Action::Rerun,
         (other, _) => {
             return ApiError::NotFound(format!(
-            "no action {other:?}: use pause, resume, promote (?full=true), abort, retry, approve or rollback"
+            "no action {other:?}: use pause, resume, promote (?full=true), abort, retry, rerun, approve or rollback"
         ))
             .into_response()
         }

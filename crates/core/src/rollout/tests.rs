@@ -1047,3 +1047,75 @@ fn an_abort_once_the_envelope_is_armed_is_a_rollback() {
     sim.act(Action::Retry).unwrap();
     assert_eq!(sim.state.attempt, 1);
 }
+
+#[test]
+fn rerun_starts_the_analysis_step_again_and_ignores_the_cancelled_runs_verdict() {
+    let mut sim = Sim::new(vec![Step::SetWeight(20), analysis(), Step::SetWeight(60)]);
+    // Deliver inputs until the analysis starts; hold its verdict back (it is "running").
+    for _ in 0..100 {
+        if sim.state.wait == Some(Wait::Analysis) {
+            break;
+        }
+        sim.step_once();
+    }
+    assert_eq!(sim.state.wait, Some(Wait::Analysis));
+    let first = sim.state.analysis_run;
+    sim.queue.clear();
+    // Allowed here: an analysis step in progress.
+    let before = sim.state.clone();
+    sim.act(Action::Rerun).unwrap();
+    assert_eq!(sim.state.analysis_run, first + 1);
+    assert!(sim.effects.contains(&Effect::CancelAnalysis { run: first }));
+    assert!(sim.effects.contains(&Effect::StartAnalysis {
+        step: 1,
+        run: first + 1
+    }));
+    assert!(before
+        .allowed_actions(&sim.steps, sim.now)
+        .contains(&Action::Rerun));
+    // The cancelled run's late verdict moves nothing; the new run's does.
+    sim.queue.clear();
+    sim.send(Input::AnalysisCompleted {
+        run: first,
+        verdict: Verdict::Failed,
+        message: "late".into(),
+    })
+    .unwrap();
+    assert_eq!(sim.state.phase, Phase::Progressing, "{:?}", sim.state);
+    sim.send(Input::AnalysisCompleted {
+        run: first + 1,
+        verdict: Verdict::Successful,
+        message: "again".into(),
+    })
+    .unwrap();
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+    assert_eq!(sim.weights(), vec![20, 60, 100]);
+    // At a weight or after the end, there is no step to re-run.
+    let err = sim.act(Action::Rerun).unwrap_err();
+    assert!(err.reason.contains("progressing or paused"), "{err:?}");
+    let mut at_weight = Sim::new(vec![Step::SetWeight(20), Step::Pause(None), analysis()]);
+    at_weight.settle();
+    assert_eq!(at_weight.state.phase, Phase::Paused);
+    let err = at_weight.act(Action::Rerun).unwrap_err();
+    assert!(err.reason.contains("not an analysis"), "{err:?}");
+}
+
+#[test]
+fn rerun_while_paused_resumes_into_the_new_run() {
+    let mut sim = Sim::new(vec![Step::SetWeight(20), analysis()]);
+    for _ in 0..100 {
+        if sim.state.wait == Some(Wait::Analysis) {
+            break;
+        }
+        sim.step_once();
+    }
+    sim.queue.clear();
+    sim.act(Action::Pause).unwrap();
+    assert_eq!(sim.state.phase, Phase::Paused);
+    sim.act(Action::Rerun).unwrap();
+    assert_eq!(sim.state.phase, Phase::Progressing);
+    assert!(sim.state.paused.is_none());
+    sim.settle();
+    assert_eq!(sim.state.phase, Phase::Completed);
+}

@@ -6,6 +6,7 @@ import { useRun, RunHeader } from "./run.js";
 import { link } from "../lib/routes.js";
 
 const SCOPES = [
+  ["rerun", "Re-run the current step (its analysis again; the weight stays)"],
   ["retry", "Re-run from the start (after an abort)"],
   ["pause", "Pause here"],
   ["abort", "Abort: weight 0, drain the canary"],
@@ -40,7 +41,7 @@ export function Rollback({ route }) {
         <div><dt>down-migration</dt><dd data-testid="preview-migration">${p.downMigration ? html`<${Digest} value=${p.downMigration.digest} /> <code>${p.downMigration.command}</code>` : "none"}</dd></div>
         <div><dt>flag</dt><dd data-testid="preview-flag">${p.flag ? `${p.flag.key} set to ${JSON.stringify(p.flag.disable?.value ?? p.flag.disable)}` : "none"}</dd></div>
       </dl>`}
-      <p class="muted">Only a rollback replays the envelope (migration and flag); pause and abort move traffic only. Old evidence is kept; the new decision is appended.</p>
+      <p class="muted">Only a rollback replays the envelope (migration and flag); pause and abort move traffic only; a re-run moves none. Old evidence is kept; the new decision is appended.</p>
     </section>
     ${may(me, scope) && allowed.includes(scope)
       ? html`<${ActionButton} rollout=${route.rollout} action=${scope} label=${SCOPES.find((s) => s[0] === scope)[0]} danger=${true} onDone=${() => {

@@ -8,7 +8,7 @@ import { storyline, health, whyFailed, templateOf, templateNames, continueState 
 import { duration, imageDigest, recipe, scalar, threshold, policy, stepWords } from "../lib/format.js";
 import { link } from "../lib/routes.js";
 
-const LABELS = { pause: "Pause", resume: "Resume", promote: "Promote", promoteFull: "Promote fully", abort: "Abort", retry: "Retry", approve: "Approve", rollback: "Roll back" };
+const LABELS = { pause: "Pause", resume: "Resume", promote: "Promote", promoteFull: "Promote fully", abort: "Abort", retry: "Retry", approve: "Approve", rollback: "Roll back", rerun: "Re-run step" };
 
 /** The view of the route's generation: the current one's live view, or an earlier one's. */
 export function useRun(route) {
