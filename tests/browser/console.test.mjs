@@ -226,6 +226,8 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   timeline = await apiGet(healthy, "api/v1/rollouts/checkout/timeline");
   const act = timeline.entries.find((e) => e.input?.Action === "rollback");
   assert.equal(act.by, "token:admin");
+  // The envelope's flag toggle is a marker on the canary chart, with who did it.
+  await page.getByTestId("flag-markers").filter({ hasText: "new-checkout disabled by" }).waitFor({ timeout: 20000 });
   assert.equal(act.reason, "checkout p95 regression reported by support");
   await page.locator(".run-header .phase-RolledBack").waitFor({ timeout: 30000 });
   await shot(page, "2-run-rolled-back");
@@ -333,8 +335,8 @@ test("the deploy stage view's continue waits for the step's criteria and says wh
   await page.goto(`${faulty.base}#/rollouts/staged/rollback`);
   await page.locator('input[name="scope"][value="rerun"]').check();
   await page.locator('[data-action="rerun"]').click();
-  await page.getByLabel(/Reason for “rerun”/).fill("measure again after the fix");
-  await page.getByRole("button", { name: "rerun staged" }).click();
+  await page.getByLabel(/Reason for “Re-run the step”/).fill("measure again after the fix");
+  await page.getByRole("button", { name: "Re-run the step staged" }).click();
   await page.waitForURL(/#\/rollouts\/staged$/);
   await page.getByText("measure again after the fix").first().waitFor();
   const rerun = await apiGet(faulty, "api/v1/rollouts/staged");
@@ -348,7 +350,9 @@ test("the deploy stage view's continue waits for the step's criteria and says wh
   await page.getByRole("button", { name: "Abort staged" }).click();
   await page.locator(".run-header .phase-Aborted").waitFor({ timeout: 30000 });
   assert.equal(await page.locator('[data-action="promote"]').count(), 0);
-  // Applied again, it is generation 2; generation 1's evidence still verifies in the browser.
+  // Applied again once settled (drained, canary stopped), it is generation 2; generation 1's
+  // evidence still verifies in the browser.
+  for (let i = 0; i < 60 && !(await apiGet(faulty, "api/v1/rollouts/staged")).status.settled; i++) await new Promise((r) => setTimeout(r, 500));
   await apiPost(faulty, "api/v1/rollouts", {
     apiVersion: "vireo.dev/v1alpha1", kind: "Rollout", metadata: { name: "staged" },
     spec: { route: "staged", stable, canary, split, strategy: { canary: { steps: [{ setWeight: 10 }, { setWeight: 100 }] } } },

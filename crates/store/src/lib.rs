@@ -176,7 +176,7 @@ pub enum StoreError {
     #[error("no rollout named {0:?}")]
     NotFound(String),
     #[error(
-        "rollout {name:?} is {phase:?}; it can be replaced once it has ended (or abort it first)"
+        "rollout {name:?} is {phase:?} and not settled yet (an abort drains and stops the canary first); it can be replaced once it has settled (`vireo rollout status {name} --watch`), or abort it first"
     )]
     Busy { name: String, phase: Phase },
 }

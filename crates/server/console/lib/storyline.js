@@ -110,6 +110,7 @@ export function storyline(view, timeline) {
   });
 
   const verify = entered(entries, "PostDeployVerify");
+  const sealedAt = entered(entries, "Sealed");
   if (verify || view.spec?.strategy?.canary?.postDeployVerify) {
     // The verification run's step is the recipe's length (a background run's is usize::MAX).
     const run = [...runs].reverse().find((r) => r.step === steps.length);
@@ -120,11 +121,12 @@ export function storyline(view, timeline) {
       at: verify?.at,
       run: run?.run,
       link: run ? `run-${run.run}` : undefined,
-      mark: run ? runMark(run, ended) : verify ? (ended || phase === "Sealed" ? (failedEnd ? "failed" : "done") : "running") : "pending",
+      // Without a run, reaching Sealed means it passed, whatever happened after (a rollback).
+      mark: run ? runMark(run, ended) : verify ? (sealedAt || (ended && !failedEnd) || phase === "Sealed" ? "done" : ended ? "failed" : "running") : "pending",
     });
   }
 
-  const sealed = entered(entries, "Sealed");
+  const sealed = sealedAt;
   if (!failedEnd || sealed) {
     rows.push({
       key: "sealed",

@@ -27,7 +27,7 @@ export function Releases() {
     </form>
     <${ErrorLine} error=${list.error ?? gens.error} />
     <div class="scroll"><table class="releases">
-      <thead><tr><th>rollout</th><th>gen</th><th>versions</th><th>canary image</th><th>phase</th><th>weight</th><th>started</th><th>duration</th><th>started by</th></tr></thead>
+      <thead><tr><th>rollout</th><th>gen</th><th>versions</th><th>images (stable → canary)</th><th>phase</th><th>weight</th><th>started</th><th>duration</th><th>started by</th></tr></thead>
       <tbody>
         ${rows.map((r) => {
           const s = r.status;
@@ -37,7 +37,7 @@ export function Releases() {
             <td><a href=${href}>${r.metadata.name}</a></td>
             <td>${s.generation}${current ? "" : html` <span class="muted">(earlier)</span>`}</td>
             <td>${r.spec.stable.version} → ${r.spec.canary.version}</td>
-            <td><${Digest} value=${imageDigest(r.spec.canary.image)} /></td>
+            <td><${Digest} value=${imageDigest(r.spec.stable.image)} /> → <${Digest} value=${imageDigest(r.spec.canary.image)} /></td>
             <td><${Phase} phase=${s.phase} /></td>
             <td><span class="bar" aria-label=${`${s.canaryWeight} %`}><span style=${`width:${s.canaryWeight}%`}></span></span> ${s.canaryWeight} %</td>
             <td><${Time} ms=${s.createdMs} /></td>

@@ -5,6 +5,7 @@ import { html, useData, useCtx, Digest, ErrorLine, ActionButton, may } from "./w
 import { useRun, RunHeader } from "./run.js";
 import { link } from "../lib/routes.js";
 
+const LABELS = { rerun: "Re-run the step", retry: "Retry", pause: "Pause", abort: "Abort", rollback: "Roll back" };
 const SCOPES = [
   ["rerun", "Re-run the current step (its analysis again; the weight stays)"],
   ["retry", "Re-run from the start (after an abort)"],
@@ -44,7 +45,7 @@ export function Rollback({ route }) {
       <p class="muted">Only a rollback replays the envelope (migration and flag); pause and abort move traffic only; a re-run moves none. Old evidence is kept; the new decision is appended.</p>
     </section>
     ${may(me, scope) && allowed.includes(scope)
-      ? html`<${ActionButton} rollout=${route.rollout} action=${scope} label=${SCOPES.find((s) => s[0] === scope)[0]} danger=${true} onDone=${() => {
+      ? html`<${ActionButton} rollout=${route.rollout} action=${scope} label=${LABELS[scope]} danger=${true} onDone=${() => {
           refresh();
           location.hash = link(route.rollout);
         }} />`

@@ -71,17 +71,17 @@ function HealthBanner({ view }) {
   return html`<aside class=${`health ${h.problems ? "health-bad" : "health-ok"}`} aria-label="health" data-testid="health">
     <span class=${h.connected < h.expected ? "bad" : ""}><a href=${stage}>${h.connected} of ${h.expected} prox${h.expected === 1 ? "y" : "ies"} connected</a>
       ${h.table !== undefined ? html` · table v${h.table}` : ""}</span>
-    ${h.lost.length > 0 && html`<span class="bad">lost (no heartbeat): ${h.lost.join(", ")}</span>`}
-    ${h.behind.length > 0 && html`<span>${h.behind.length} not on the newest table: ${h.behind.join(", ")}</span>`}
-    ${[...h.refusing, ...h.errors].map((e) => html`<span class="bad">refusing: ${e}</span>`)}
-    ${h.stale.length > 0 && html`<span class="bad">heartbeat late: ${h.stale.join(", ")}</span>`}
+    ${h.lost.length > 0 && html`<span class="bad" data-testid="health-lost">lost: ${r.data.proxies.lost.map((l, i) => html`${i ? ", " : ""}${l.proxy} (last heartbeat <${Time} ms=${l.lastReportMs} />)`)}</span>`}
+    ${h.behind.length > 0 && html`<span><a href=${stage}>${h.behind.length} not on the newest table: ${h.behind.join(", ")}</a></span>`}
+    ${[...h.refusing, ...h.errors].map((e) => html`<span class="bad"><a href=${stage}>refusing: ${e}</a></span>`)}
+    ${h.stale.length > 0 && html`<span class="bad"><a href=${stage}>heartbeat late: ${h.stale.join(", ")}</a></span>`}
     ${h.sink && html`<details class=${h.sink.bad ? "bad" : ""} data-testid="health-sink"><summary>${h.sink.text}</summary>
       <dl><dt>Sink</dt><dd>${r.data.eventSink.url}</dd><dt>Acknowledged</dt><dd>up to event ${r.data.eventSink.deliveredSeq} of ${r.data.eventSink.latestSeq}</dd>
         <dt>Last delivery</dt><dd><${Time} ms=${r.data.eventSink.deliveredAtMs} /></dd>
         ${r.data.eventSink.failingSinceMs && html`<dt>Failing since</dt><dd><${Time} ms=${r.data.eventSink.failingSinceMs} /></dd>`}</dl></details>`}
     ${h.prometheus.map((p) => html`<span class=${p.ready ? "" : "bad"} data-testid="health-prometheus"><a href=${p.address} target="_blank" rel="noopener noreferrer">${p.text}</a></span>`)}
     ${r.data && !h.problems && html`<span>no refusals, no late heartbeats, every proxy on the newest table</span>`}
-    <span><a href="#/" title="the event stream's state is in the top bar">live updates: ${live}</a></span>
+    <span title="the event stream's state, also in the top bar">live updates: ${live}</span>
     <${ErrorLine} error=${r.error} />
   </aside>`;
 }
@@ -122,7 +122,7 @@ function StageTimeline({ view, timeline, route }) {
 }
 
 /** Weight (stepped), every measurement by metric, thresholds, and actions as markers. */
-export function CanaryChart({ view, timeline, templates, slo }) {
+export function CanaryChart({ view, timeline, templates, slo, toggles = [] }) {
   const s = view.status;
   const t0 = s.createdMs;
   const xs = new Set([t0]);
@@ -156,6 +156,13 @@ export function CanaryChart({ view, timeline, templates, slo }) {
   }
   const actions = (timeline?.entries ?? []).filter((e) => e.input?.Action);
   for (const a of actions) xs.add(a.at_ms);
+  const flagAt = new Map();
+  for (const e of toggles) {
+    const t = Date.parse(e.time);
+    if (!Number.isFinite(t) || t < t0) continue;
+    flagAt.set(t, `${e.data?.flag} ${e.data?.enabled ? "enabled" : "disabled"} by ${e.data?.actor ?? "?"}`);
+    xs.add(t);
+  }
   xs.add(s.settled ? s.updatedMs : Date.now());
   const x = [...xs].sort((a, b) => a - b);
   let w = 0;
@@ -185,7 +192,10 @@ export function CanaryChart({ view, timeline, templates, slo }) {
   }
   series.push({ label: "actions", scale: "%", stroke: "#222", width: 0, points: { show: true, size: 9, fill: "#222" } });
   data.push(x.map((t) => (actions.some((a) => a.at_ms === t) ? weights[x.indexOf(t)] : null)));
-  return html`<${Chart} title="Canary weight, canary vs stable success and p95, analysis measurements and thresholds" series=${series} data=${data} />`;
+  series.push({ label: "flag toggles", scale: "%", stroke: "#8a3ffc", width: 0, points: { show: true, size: 11, fill: "#fff", stroke: "#8a3ffc", width: 2 } });
+  data.push(x.map((t, i) => (flagAt.has(t) ? weights[i] : null)));
+  return html`<${Chart} title="Canary weight, canary vs stable success and p95, analysis measurements and thresholds" series=${series} data=${data} />
+    ${flagAt.size > 0 && html`<ul class="plain muted" data-testid="flag-markers">${[...flagAt].map(([t, what]) => html`<li>◯ <${Time} ms=${t} /> ${what}</li>`)}</ul>`}`;
 }
 
 export function Run({ route }) {
@@ -194,6 +204,9 @@ export function Run({ route }) {
   const templates = useTemplates(r.view);
   // Before any early return: hooks run in the same order on every render.
   const slo = useData(r.view && !r.earlier ? `api/v1/slo/${encodeURIComponent(r.view.spec.route)}?since=${r.view.status.createdMs}` : null);
+  // Flag toggles during the run (any flag: a toggle elsewhere can explain a change here).
+  const since = r.view ? new Date(r.view.status.createdMs).toISOString() : null;
+  const toggles = useData(since ? `api/v1/events?type=dev.vireo.flag.toggled.0.1.0&since=${encodeURIComponent(since)}&limit=1000` : null);
   if (!r.view) return html`<${ErrorLine} error=${r.error} />${r.loading && html`<p>loading…</p>`}`;
   const failing = [...(r.view.status.analysisRuns ?? [])].reverse().find((x) => ["Failed", "Error", "Inconclusive"].includes(x.phase));
   const why = failing && whyFailed(failing, templates[templateOf(r.view, failing)]);
@@ -206,7 +219,7 @@ export function Run({ route }) {
     <${ErrorLine} error=${r.error} />
     <div class="run-body">
       <section aria-labelledby="stages-h"><h2 id="stages-h">Stages</h2><${StageTimeline} view=${r.view} timeline=${r.timeline} route=${route} /></section>
-      <section aria-labelledby="chart-h"><h2 id="chart-h">Canary</h2><${CanaryChart} view=${r.view} timeline=${r.timeline} templates=${templates} slo=${slo.data} /></section>
+      <section aria-labelledby="chart-h"><h2 id="chart-h">Canary</h2><${CanaryChart} view=${r.view} timeline=${r.timeline} templates=${templates} slo=${slo.data} toggles=${toggles.data?.events} /></section>
     </div>
   </article>`;
 }

@@ -47,7 +47,7 @@ export function Schedule({ route }) {
     <section aria-labelledby="sched-h"><h2 id="sched-h">Schedule</h2>
       ${s
         ? html`<dl class="facts" data-testid="schedule">
-            <div><dt>at</dt><dd>${s.at}</dd></div><div><dt>window</dt><dd>${s.window}</dd></div>
+            <div><dt>at</dt><dd>${Number.isFinite(Date.parse(s.at)) ? html`<${Time} ms=${Date.parse(s.at)} />` : s.at}</dd></div><div><dt>window</dt><dd>${s.window}</dd></div>
             <div><dt>preconditions</dt><dd>${(s.preconditions ?? []).map(precondition).join("; ") || "none"}</dd></div></dl>
             ${may(me, "operate") && html`<button type="button" onClick=${cancel}>Cancel the schedule</button>`}`
         : html`<p>No schedule now${checks.length ? " (the gate used it: a schedule is used once)" : ": the rollout starts when applied"}.</p>`}

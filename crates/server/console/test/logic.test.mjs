@@ -96,6 +96,20 @@ test("storyline: an abort marks the current step and the end failed", () => {
   assert.equal(by.sealed, undefined, "no seal row for an abort that sealed nothing");
 });
 
+test("storyline: a rollback after sealing keeps a run-less verification done", () => {
+  const timeline = {
+    entries: [
+      { seq: 1, at_ms: 60, input: { WeightApplied: { weight: 100 } }, checkpoints: [cp("Progressing", "PostDeployVerify"), cp("PostDeployVerify", "Sealed")] },
+      { seq: 2, at_ms: 70, input: { Action: "rollback" }, by: "token:bob", reason: "p95", checkpoints: [cp("Sealed", "RolledBack", "rollback requested by user")] },
+    ],
+  };
+  const view = { ...spec, status: { phase: "RolledBack", currentStepIndex: 3, analysisRuns: [run1("Successful", [])], message: "rolled back" } };
+  const by = Object.fromEntries(storyline(view, timeline).rows.map((r) => [r.key, r]));
+  assert.equal(by.verify.mark, "done");
+  assert.equal(by.sealed.mark, "done");
+  assert.equal(by.end.mark, "failed");
+});
+
 test("why it failed: the first failing measurement and its condition", () => {
   const tpl = { spec: { metrics: [{ name: "success-rate", successCondition: "result >= 0.99", failureLimit: 0 }] } };
   const run = run1("Failed", [
