@@ -151,6 +151,11 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await page.getByRole("heading", { name: /Analysis run 1/ }).waitFor();
   assert.equal(await page.locator('section.metric[data-metric="success-rate"] table.measurements tbody tr').count(), 3);
   await shot(page, "3-step-detail");
+  // Its evidence: the sealed statement's log entry, summarised (key id, statement, receipt).
+  await page.getByRole("tab", { name: "Evidence" }).click();
+  await page.getByRole("button", { name: /^open entry/ }).first().click();
+  await page.getByTestId("entry-summary").filter({ hasText: "in a tree of" }).waitFor();
+  assert.doesNotMatch(await page.getByTestId("entry-summary").textContent(), /malformed|not base64|not a JSON/);
   // Its artifacts: the route table in force and, for the second run, the diff from 5 % to 25 %.
   await page.goto(`${healthy.base}#/rollouts/checkout/step/run-2`);
   await page.getByRole("tab", { name: "Artifacts" }).click();

@@ -790,3 +790,29 @@ export function table(r) {
   const width = r.checks.length ? Math.max(...r.checks.map((c) => c.check.length)) : 5;
   return r.checks.map((c) => `${c.check.padEnd(width)}  ${c.ok ? "ok  " : "FAIL"}  ${c.detail}\n`).join("");
 }
+
+/** What the step detail shows of a log entry (`GET /api/v1/log/entries/N`): the envelope's
+ * key ids and payload type, its statement's predicate and subjects, and the receipt's index,
+ * tree size and checkpoint origin. Nothing is verified here (the bundle check does that);
+ * a malformed part says so instead of throwing. */
+export function entrySummary(entry) {
+  const env = entry?.envelope ?? {};
+  const out = { index: entry?.index, keyIds: (env.signatures ?? []).map((s) => s.keyid ?? "(none)"), payloadType: env.payloadType ?? null };
+  try {
+    const bytes = b64decode(env.payload ?? "");
+    if (!bytes) throw new Error("not base64");
+    const st = JSON.parse(new TextDecoder().decode(bytes));
+    out.predicateType = st?.predicateType ?? null;
+    out.subjects = (st?.subject ?? []).map((s) => `${s.name}${s.digest?.sha256 ? ` sha256:${s.digest.sha256}` : ""}`);
+  } catch (e) {
+    out.statementError = `the payload is not a JSON statement: ${e.message}`;
+  }
+  try {
+    const r = parseReceipt(entry?.receipt ?? "");
+    const cp = parseCheckpoint(r.checkpoint);
+    Object.assign(out, { receiptIndex: r.index, treeSize: cp.size, origin: cp.origin, proofHashes: r.proof.length });
+  } catch (e) {
+    out.receiptError = e.message;
+  }
+  return out;
+}

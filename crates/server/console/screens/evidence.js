@@ -6,7 +6,7 @@ import { useState, useEffect } from "preact/hooks";
 import { html, useData, Time, Digest, ErrorLine, saveFile } from "./widgets.js";
 import { useRun, RunHeader } from "./run.js";
 import { api, bytes } from "../lib/api.js";
-import { readBundle, verifyBundle, verifyConsistency, parseCheckpoint, openCheckpoint, publicKeyFromPem, b64decode, hex } from "../lib/verify.js";
+import { readBundle, verifyBundle, verifyConsistency, parseCheckpoint, openCheckpoint, publicKeyFromPem, b64decode, hex, entrySummary } from "../lib/verify.js";
 
 /** Opens a log entry (with its receipt) in place: the API needs the token, a link would not send it. */
 export function EntryButton({ index }) {
@@ -14,8 +14,16 @@ export function EntryButton({ index }) {
   const [error, setError] = useState(null);
   const open = () =>
     entry ? setEntry(null) : api(`api/v1/log/entries/${index}`).then(setEntry, setError);
+  const sum = entry && entrySummary(entry);
   return html`<span><button type="button" onClick=${open}>${entry ? "close" : "open"} entry ${index}</button>
-    ${entry && html`<pre class="entry">${JSON.stringify(entry, null, 2)}</pre>`}<${ErrorLine} error=${error} /></span>`;
+    ${entry && html`<dl class="facts" data-testid="entry-summary">
+        <div><dt>signed by key</dt><dd>${sum.keyIds.join(", ") || "—"}</dd></div>
+        <div><dt>payload</dt><dd>${sum.payloadType ?? "—"}${sum.predicateType ? html` · <code>${sum.predicateType}</code>` : ""}</dd></div>
+        <div><dt>subjects</dt><dd>${sum.statementError ?? (sum.subjects.join("; ") || "—")}</dd></div>
+        <div><dt>receipt</dt><dd>${sum.receiptError ?? `index ${sum.receiptIndex} in a tree of ${sum.treeSize} (${sum.proofHashes} proof hashes), checkpoint ${sum.origin}`}</dd></div>
+      </dl>
+      <button type="button" onClick=${() => saveFile(JSON.stringify(entry.envelope, null, 2), `entry-${index}.dsse.json`, "application/json")}>save the envelope</button>
+      <details><summary>the entry as served</summary><pre class="entry">${JSON.stringify(entry, null, 2)}</pre></details>`}<${ErrorLine} error=${error} /></span>`;
 }
 
 function Checks({ result, testid }) {

@@ -8,7 +8,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
   b64decode, b64encode, canonical, verifyInclusion, verifyConsistency, untar, parseReceipt,
-  parseCheckpoint, table, serdeValue, serdeEqual,
+  parseCheckpoint, table, serdeValue, serdeEqual, entrySummary,
 } from "../lib/verify.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -136,4 +136,19 @@ test("receipts and checkpoints parse as the Rust reader does", () => {
   assert.throws(() => parseCheckpoint("log\nmany\nroot\n"), /tree size in decimal/);
   assert.equal(parseCheckpoint(`log\n7\n${root}\n`).size, 7n);
   assert.equal(table({ checks: [{ check: "manifest", ok: false, detail: "x: y" }] }), "manifest  FAIL  x: y\n");
+});
+
+test("a log entry's summary: key ids, statement, receipt; a malformed part says so", () => {
+  const root = b64encode(new Uint8Array(32));
+  const statement = { _type: "https://in-toto.io/Statement/v1", predicateType: "https://vireo.dev/decision/v1", subject: [{ name: "checkout", digest: { sha256: "ab" } }] };
+  const entry = {
+    index: 3,
+    envelope: { payloadType: "application/vnd.in-toto+json", payload: b64encode(new TextEncoder().encode(JSON.stringify(statement))), signatures: [{ keyid: "k1", sig: "" }] },
+    receipt: `c2sp.org/tlog-proof@v1\nindex 3\n${root}\n\nvireo/k\n4\n${root}\n\n— vireo/k AAAA\n`,
+  };
+  const s = entrySummary(entry);
+  assert.deepEqual([s.keyIds, s.predicateType, s.subjects, s.receiptIndex, s.treeSize, s.origin, s.proofHashes], [["k1"], "https://vireo.dev/decision/v1", ["checkout sha256:ab"], 3n, 4n, "vireo/k", 1]);
+  const bad = entrySummary({ envelope: { payload: "%%" }, receipt: "nope" });
+  assert.match(bad.statementError, /not base64/);
+  assert.match(bad.receiptError, /malformed proof/);
 });
