@@ -144,3 +144,11 @@ export function jsonDiff(a, b, path = "") {
   const keys = Array.isArray(a) ? [...Array(Math.max(a.length, b.length)).keys()] : [...new Set([...Object.keys(a), ...Object.keys(b)])];
   return keys.flatMap((k) => jsonDiff(a[k], b[k], Array.isArray(a) ? `${path}[${k}]` : path ? `${path}.${k}` : k));
 }
+
+/** `ms` as a `datetime-local` input's value (the viewer's zone, to the minute). */
+export function localInput(ms) {
+  if (!Number.isFinite(ms)) return "";
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}

@@ -5,7 +5,7 @@ import { useState } from "preact/hooks";
 import { html, useData, ErrorLine, Chart } from "./widgets.js";
 import { api } from "../lib/api.js";
 import { compute, agree, command, figure, TYPES, DAY_MS } from "../lib/dora.js";
-import { duration } from "../lib/format.js";
+import { duration, localInput } from "../lib/format.js";
 
 const KEYS = [
   ["deployFrequency", "Deploy frequency", (r) => `${r.deployFrequency.perDay.toFixed(2)} / day`, (r) => `${r.deployFrequency.releases} releases`, true],
@@ -54,11 +54,14 @@ function delta(now, before, higherIsBetter) {
 }
 
 export function Dora() {
+  // A preset (days back from now) or, with 0, the custom window.
   const [days, setDays] = useState(30);
   const [until] = useState(() => Date.now() + 1);
-  const w = { since: until - days * DAY_MS, until };
+  const [custom, setCustom] = useState(() => ({ since: until - 30 * DAY_MS, until }));
+  const w = days ? { since: until - days * DAY_MS, until } : custom;
+  const valid = Number.isFinite(w.since) && Number.isFinite(w.until) && w.since < w.until;
   // One read: the period, the one before it (the deltas) and eight weeks (the trend).
-  const r = useData(`api/v1/dora/summary?since=${encodeURIComponent(iso(w.since))}&until=${encodeURIComponent(iso(w.until))}&weeks=8`, [days]);
+  const r = useData(valid ? `api/v1/dora/summary?since=${encodeURIComponent(iso(w.since))}&until=${encodeURIComponent(iso(w.until))}&weeks=8` : null, [w.since, w.until]);
   const [open, setOpen] = useState(null);
   const [check, setCheck] = useState(null);
   const [error, setError] = useState(null);
@@ -78,8 +81,12 @@ export function Dora() {
     }
   }
   return html`<section aria-labelledby="dora-h"><h1 id="dora-h">DORA</h1>
-    <label>Period <select value=${days} onChange=${(e) => setDays(Number(e.target.value))}>
-      ${[7, 30, 90].map((d) => html`<option value=${d}>last ${d} days</option>`)}</select></label>
+    <div class="period"><label>Period <select value=${days} onChange=${(e) => setDays(Number(e.target.value))}>
+      ${[7, 30, 90].map((d) => html`<option value=${d}>last ${d} days</option>`)}<option value="0">custom…</option></select></label>
+      ${!days && html`<label>from <input type="datetime-local" data-testid="dora-since" value=${localInput(custom.since)} onChange=${(e) => setCustom({ ...custom, since: Date.parse(e.target.value) })} /></label>
+        <label>to <input type="datetime-local" data-testid="dora-until" value=${localInput(custom.until)} onChange=${(e) => setCustom({ ...custom, until: Date.parse(e.target.value) })} /></label>
+        <span class="muted">(your time zone; the previous period is as long, just before)</span>`}</div>
+    ${!valid && html`<p class="bad" role="alert">The period must start before it ends.</p>`}
     <${ErrorLine} error=${r.error ?? error} />
     ${report && html`<div class="keys">${KEYS.map(([key, title, show, sub, higher]) => html`<article class="key" data-key=${key}>
       <h2>${title}</h2><p class="figure" data-testid=${`dora-${key}`}>${show(report)}</p><p class="muted">${sub(report)}</p>

@@ -2,7 +2,7 @@
 // "why it failed", and DORA's recomputation against the Rust's definitions.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares, jsonDiff } from "../lib/format.js";
+import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares, jsonDiff, localInput } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
 import { storyline, whyFailed, health, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { compute, agree, command, ms, TYPES } from "../lib/dora.js";
@@ -181,6 +181,14 @@ test("jsonDiff: the leaves that changed, by path", () => {
   assert.deepEqual(jsonDiff(b, promoted).map((d) => d.path), ["split.backends[0].name", "split.backends[0].weight", "split.backends[1]"]);
   assert.deepEqual(jsonDiff(a, a), []);
   assert.deepEqual(jsonDiff(null, { x: 1 }), [{ path: ".", before: null, after: { x: 1 } }]);
+});
+
+test("localInput: a datetime-local value that reads back as the same minute", () => {
+  const ms = Date.UTC(2026, 11, 3, 7, 5, 42);
+  const v = localInput(ms);
+  assert.match(v, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/);
+  assert.equal(Date.parse(v), ms - 42000);
+  assert.equal(localInput(NaN), "");
 });
 
 test("dora: the event types are the Rust's", () => {
