@@ -355,6 +355,7 @@ test("the deploy stage view's continue waits for the step's criteria and says wh
   await page.getByRole("button", { name: "Re-run the step staged" }).click();
   await page.waitForURL(/#\/rollouts\/staged$/);
   await page.getByText("measure again after the fix").first().waitFor();
+  await page.locator('[data-stage="step-1"]').getByRole("link", { name: "run 1" }).waitFor();
   const rerun = await apiGet(faulty, "api/v1/rollouts/staged");
   assert.equal(rerun.status.analysisRuns.length, 2, JSON.stringify(rerun.status.analysisRuns));
   assert.equal(rerun.status.analysisRuns[1].phase, "Running");

@@ -92,6 +92,8 @@ export function storyline(view, timeline) {
         row.detail = run.message;
         row.at = run.startedMs;
         row.link = `run-${run.run}`;
+        // Runs of this step a re-run (or an inconclusive resume) replaced, oldest first.
+        row.earlier = runs.filter((r) => r.step === i && r.run !== run.run).map((r) => r.run);
       }
       row.mark = runMark(run, ended);
       if (row.mark === "running" && phase === "Paused") row.mark = "paused";
@@ -108,6 +110,23 @@ export function storyline(view, timeline) {
     }
     rows.push(row);
   });
+
+  // Background analysis (`canary.analysis`): its runs are neither a step's nor the
+  // verification's (their step is past the recipe and the verification's index).
+  const background = runs.filter((r) => r.step > steps.length);
+  if (view.spec?.strategy?.canary?.analysis) {
+    const run = background[background.length - 1];
+    rows.push({
+      key: "background",
+      title: `Background analysis (${view.spec.strategy.canary.analysis.templates.map((t) => t.templateName).join(", ")})`,
+      detail: run?.message ?? "starts with its step",
+      at: run?.startedMs,
+      run: run?.run,
+      link: run ? `run-${run.run}` : undefined,
+      earlier: background.slice(0, -1).map((r) => r.run),
+      mark: run ? runMark(run, ended) : ended ? "skipped" : "pending",
+    });
+  }
 
   const verify = entered(entries, "PostDeployVerify");
   const sealedAt = entered(entries, "Sealed");

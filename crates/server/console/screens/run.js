@@ -115,7 +115,8 @@ function StageTimeline({ view, timeline, route }) {
         <${Mark} mark=${r.mark} />
         <span class="stage-title"><a href=${link(view.metadata.name, { generation: route.generation, screen: "step", arg: r.link ?? r.key })}>${r.title}</a></span>
         <span class="stage-time">${r.at ? html`<${Time} ms=${r.at} />` : ""}</span>
-        <span class="stage-detail">${r.by ? html`<strong>${r.by}</strong> ` : ""}${r.detail}</span>
+        <span class="stage-detail">${r.by ? html`<strong>${r.by}</strong> ` : ""}${r.detail}
+          ${r.earlier?.length > 0 && html`<span class="muted"> (earlier: ${r.earlier.map((n, i) => html`${i ? ", " : ""}<a href=${link(view.metadata.name, { generation: route.generation, screen: "step", arg: `run-${n}` })}>run ${n}</a>`)})</span>`}</span>
       </li>`,
     )}
   </ol>`;

@@ -96,6 +96,19 @@ test("storyline: an abort marks the current step and the end failed", () => {
   assert.equal(by.sealed, undefined, "no seal row for an abort that sealed nothing");
 });
 
+test("storyline: a re-run step names its earlier runs; background analysis has its own row", () => {
+  const bg = { ...spec, spec: { strategy: { canary: { ...spec.spec.strategy.canary, analysis: { templates: [{ templateName: "bg" }] } } } } };
+  const run = (n, step, phase) => ({ run: n, step, phase, startedMs: 30 + n, message: `run ${n}`, metrics: [] });
+  const view = { ...bg, status: { phase: "Progressing", currentStepIndex: 1, analysisRuns: [run(1, 1, "Running"), run(1000, 18446744073709551615, "Running"), run(2, 1, "Running")] } };
+  const by = Object.fromEntries(storyline(view, { entries: [] }).rows.map((r) => [r.key, r]));
+  assert.equal(by["step-1"].link, "run-2");
+  assert.deepEqual(by["step-1"].earlier, [1]);
+  assert.equal(by.background.link, "run-1000");
+  assert.equal(by.background.mark, "running");
+  assert.deepEqual(by.background.earlier, []);
+  assert.equal(storyline({ ...spec, status: { ...view.status } }, { entries: [] }).rows.some((r) => r.key === "background"), false);
+});
+
 test("storyline: a rollback after sealing keeps a run-less verification done", () => {
   const timeline = {
     entries: [
