@@ -36,6 +36,7 @@ function Checks({ result, testid }) {
 
 function Verifier({ rollout, generation }) {
   const [result, setResult] = useState(null);
+  const [over, setOver] = useState(false);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [pins, setPins] = useState({ signing: "", log: "" });
@@ -67,7 +68,9 @@ function Verifier({ rollout, generation }) {
     <p class="muted">The same checks as <code>vireo verify</code>, offline, with WebCrypto: nothing is sent anywhere.</p>
     <div class="verify-controls">
       <button type="button" data-testid="verify-run" onClick=${() => check(thisRun, "run")} disabled=${busy}>Verify generation ${generation}'s bundle</button>
-      <label class="drop">or a bundle file (.tar.gz)
+      <label class=${`drop${over ? " over" : ""}`} data-testid="bundle-drop"
+        onDragOver=${(e) => { e.preventDefault(); setOver(true); }} onDragLeave=${() => setOver(false)}
+        onDrop=${(e) => { e.preventDefault(); setOver(false); const f = e.dataTransfer?.files?.[0]; if (f) check(fromFile(f), "file"); }}>or drop a bundle file here, or pick one (.tar.gz)
         <input type="file" accept=".gz,.tgz,application/gzip" data-testid="bundle-file" onChange=${(e) => e.target.files[0] && check(fromFile(e.target.files[0]), "file")} /></label>
       <details><summary>Pin keys (optional)</summary>
         <label>signing key (PEM)<textarea rows="3" value=${pins.signing} onInput=${(e) => setPins({ ...pins, signing: e.target.value })}></textarea></label>
