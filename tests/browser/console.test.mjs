@@ -159,6 +159,11 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await page.getByRole("button", { name: /^open entry/ }).first().click();
   await page.getByTestId("entry-summary").filter({ hasText: "in a tree of" }).waitFor();
   assert.doesNotMatch(await page.getByTestId("entry-summary").textContent(), /malformed|not base64|not a JSON/);
+  // Its logs: this generation's own events in the run's time, none of the flag's evaluations.
+  await page.getByRole("tab", { name: "Logs" }).click();
+  await page.locator("ol.log li").first().waitFor();
+  const logged = await page.locator("ol.log li code").allTextContents();
+  assert.ok(logged.length > 0 && !logged.some((t) => t.includes("flag.evaluated")), logged.join(", "));
   // Its artifacts: the route table in force and, for the second run, the diff from 5 % to 25 %.
   await page.goto(`${healthy.base}#/rollouts/checkout/step/run-2`);
   await page.getByRole("tab", { name: "Artifacts" }).click();

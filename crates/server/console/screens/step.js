@@ -81,8 +81,10 @@ export function Step({ route }) {
 function StepLogs({ rollout, generation, run }) {
   const since = new Date(run.startedMs - 1000).toISOString();
   const until = new Date((run.finishedMs ?? Date.now()) + 2000).toISOString();
-  const r = useData(`api/v1/events?since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}&limit=500`);
-  const mine = (r.data?.events ?? []).filter((e) => JSON.stringify(e).includes(rollout));
+  // This generation's own events (their subject is the release, `NAME.gN`) in the run's time.
+  const subject = `${rollout}.g${generation}`;
+  const r = useData(`api/v1/events?subject=${encodeURIComponent(subject)}&since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}&limit=1000`);
+  const mine = r.data?.events ?? [];
   const download = () =>
     saveFile(mine.map((e) => JSON.stringify(e) + "\n").join(""), `${rollout}.g${generation}.run${run.run}.events.jsonl`, "application/jsonl");
   return html`<section><h3>Events of this step</h3>
