@@ -167,9 +167,17 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   // Its artifacts: the route table in force and, for the second run, the diff from 5 % to 25 %.
   await page.goto(`${healthy.base}#/rollouts/checkout/step/run-2`);
   await page.getByRole("tab", { name: "Artifacts" }).click();
+  // The tab is in the deep link: a reload opens it again.
+  await page.waitForURL(/step\/run-2\/artifacts$/);
+  await page.reload();
   const diff = page.getByTestId("route-diff");
   await diff.locator("tr", { hasText: "split.backends[0].weight" }).filter({ hasText: "25" }).waitFor();
   await shot(page, "3-step-artifacts");
+  // Arrow keys move between tabs (the ARIA tabs pattern).
+  await page.getByRole("tab", { name: "Artifacts" }).focus();
+  await page.keyboard.press("ArrowRight");
+  await page.locator('[role="tab"][data-tab="evidence"][aria-selected="true"]').waitFor();
+  await page.waitForURL(/run-2\/evidence$/);
 
   // A checkpoint's detail: the gate, with the VSA it sealed.
   await page.goto(`${healthy.base}#/rollouts/checkout`);

@@ -1,4 +1,4 @@
-// The console's routes (pure): #/ releases · #/rollouts/NAME[/g/N][/SCREEN[/ARG]] · #/dora ·
+// The console's routes (pure): #/ releases · #/rollouts/NAME[/g/N][/SCREEN[/ARG[/TAB]]] · #/dora ·
 // #/flags. Hash routes need nothing from the server, so deep links work under any sub-path.
 
 /** `#/rollouts/checkout/g/2/step/run-3` → {screen: "step", rollout, generation, arg}. */
@@ -16,16 +16,19 @@ export function parseRoute(hash) {
   if (parts[i]) {
     r.screen = parts[i];
     r.arg = parts[i + 1] ?? null;
+    // A screen's tab (the step detail's overview, logs, artifacts, evidence).
+    if (parts[i + 2]) r.tab = parts[i + 2];
   }
   return r;
 }
 
 /** The hash of a rollout screen. */
-export function link(rollout, { generation = null, screen = null, arg = null } = {}) {
+export function link(rollout, { generation = null, screen = null, arg = null, tab = null } = {}) {
   let h = `#/rollouts/${encodeURIComponent(rollout)}`;
   if (generation) h += `/g/${generation}`;
   if (screen) h += `/${screen}`;
   if (arg) h += `/${encodeURIComponent(arg)}`;
+  if (arg && tab) h += `/${encodeURIComponent(tab)}`;
   return h;
 }
 

@@ -1,7 +1,6 @@
 // 3. Step detail: one checkpoint or analysis run — timing, inputs, outputs, every measurement
 // (table and chart with its threshold), why it failed, the evidence captured; tabs for the
 // step's events (downloadable), the artifacts as applied, and the evidence.
-import { useState } from "preact/hooks";
 import { html, useData, Time, Digest, ErrorLine, Chart, Tabs, saveFile } from "./widgets.js";
 import { useRun, useTemplates, RunHeader } from "./run.js";
 import { whyFailed, templateOf, storyline } from "../lib/storyline.js";
@@ -12,7 +11,11 @@ import { EntryButton } from "./evidence.js";
 export function Step({ route }) {
   const r = useRun(route);
   const templates = useTemplates(r.view);
-  const [tab, setTab] = useState("overview");
+  // The tab is part of the deep link (…/step/run-3/logs), so a reload or a shared link opens it.
+  const tab = route.tab ?? "overview";
+  const setTab = (t) => {
+    location.hash = link(route.rollout, { generation: route.generation, screen: "step", arg: route.arg, tab: t });
+  };
   const q = route.generation ? `?generation=${route.generation}` : "";
   const index = useData(r.view ? `api/v1/rollouts/${encodeURIComponent(route.rollout)}/evidence/index${q}` : null);
   if (!r.view) return html`<${ErrorLine} error=${r.error} />`;

@@ -147,10 +147,20 @@ function axes(series) {
   return out;
 }
 
-/** Tabs with buttons; `tabs` is [[id, label]]. */
+/** Tabs with buttons; `tabs` is [[id, label]]. As the ARIA tabs pattern: only the current tab
+ * is in the tab order, and the arrow keys (Home, End) move between tabs. */
 export function Tabs({ tabs, current, onPick }) {
+  const key = (e, i) => {
+    const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+    if (to === undefined) return;
+    e.preventDefault();
+    const next = tabs[(to + tabs.length) % tabs.length][0];
+    onPick(next);
+    // After the re-render, focus follows the selection.
+    requestAnimationFrame(() => document.querySelector(`.tabs [data-tab="${next}"]`)?.focus());
+  };
   return html`<div class="tabs" role="tablist">${tabs.map(
-    ([id, label]) => html`<button role="tab" type="button" aria-selected=${id === current} onClick=${() => onPick(id)}>${label}</button>`,
+    ([id, label], i) => html`<button role="tab" type="button" data-tab=${id} aria-selected=${id === current} tabindex=${id === current ? 0 : -1} onClick=${() => onPick(id)} onKeyDown=${(e) => key(e, i)}>${label}</button>`,
   )}</div>`;
 }
 

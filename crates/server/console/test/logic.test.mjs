@@ -48,6 +48,7 @@ test("routes: every screen has a deep link that parses back", () => {
     [{ generation: 2 }, { screen: "run", generation: 2, arg: null }],
     [{ generation: 2, screen: "step", arg: "run-3" }, { screen: "step", generation: 2, arg: "run-3" }],
     [{ screen: "evidence" }, { screen: "evidence", generation: null, arg: null }],
+    [{ screen: "step", arg: "run-3", tab: "logs" }, { screen: "step", generation: null, arg: "run-3", tab: "logs" }],
   ]) {
     assert.deepEqual(parseRoute(link("shop/a b", opts)), { rollout: "shop/a b", ...want });
   }
