@@ -209,6 +209,9 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
 
   // Evidence: this run's bundle verified in the page; a tampered copy fails naming the file.
   await page.goto(`${healthy.base}#/rollouts/checkout/evidence`);
+  // Items by checkpoint: every logged item under its group, the analysis runs' together.
+  await page.locator('[data-testid="evidence-items"] tbody[data-group="Analysis runs"]').waitFor();
+  assert.equal(await page.locator('[data-testid="evidence-items"] tbody tr:not(.group)').count(), index.items.length);
   await page.getByTestId("verify-run").click();
   const result = page.getByTestId("verify-result");
   await result.waitFor({ timeout: 30000 });

@@ -152,3 +152,21 @@ export function localInput(ms) {
   const p = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
+
+/** A flag's targeting in words: its rules in order, then its fraction ("users with plan =
+ * "pro" get on; then 10 % get on, 90 % off (by user, 100 buckets)"). */
+export function targeting(flag) {
+  const v = (x) => JSON.stringify(x);
+  const rules = (flag.rules ?? []).map((r) =>
+    r.equals !== undefined
+      ? `${r.attribute} = ${v(r.equals)} → ${r.variant}`
+      : `${r.attribute} in ${(r.in ?? []).map(v).join(", ")} → ${r.variant}`,
+  );
+  const f = flag.fraction;
+  if (f?.variants?.length) {
+    const total = f.variants.reduce((a, w) => a + w.weight, 0) || 1;
+    const shares = f.variants.map((w) => `${Math.round((w.weight * 1000) / total) / 10} % ${w.variant}`).join(", ");
+    rules.push(`${rules.length ? "then " : ""}${shares} (by targeting key, ${f.buckets ?? 100} buckets)`);
+  }
+  return rules.join("; ");
+}

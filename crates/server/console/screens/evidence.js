@@ -129,6 +129,19 @@ function Witness() {
     <${ErrorLine} error=${error} /></section>`;
 }
 
+/** Log entries grouped by the checkpoint they belong to, in log order (an analysis run's
+ * statements together). */
+function groups(items) {
+  const out = [];
+  for (const i of items) {
+    const title = i.stage.startsWith("analysis-") ? "Analysis runs" : i.stage;
+    const last = out[out.length - 1];
+    if (last && last[0] === title) last[1].push(i);
+    else out.push([title, [i]]);
+  }
+  return out;
+}
+
 export function Evidence({ route }) {
   const r = useRun(route);
   const q = route.generation ? `?generation=${route.generation}` : "";
@@ -153,10 +166,11 @@ export function Evidence({ route }) {
       <p>${items.length} in the log (tree size ${index.data?.treeSize ?? "…"})${pending.length ? `; pending until sealing: ${pending.join(", ")}` : ""}.
         <button type="button" data-testid="export-bundle" onClick=${exportBundle}>Export generation ${r.view.status.generation}'s bundle</button></p>
       <${ErrorLine} error=${index.error ?? exportError} />
-      <div class="scroll"><table data-testid="evidence-items"><thead><tr><th>log index</th><th>time</th><th>checkpoint</th><th>kind</th><th>decision</th><th>digest</th><th>state</th><th></th></tr></thead><tbody>
-        ${items.map((i) => html`<tr><td>${i.logIndex}</td><td><${Time} ms=${i.atMs} /></td><td>${i.stage}</td><td>${i.kind}</td><td>${i.decision ?? "—"}</td>
-          <td><${Digest} value=${i.digest} /></td><td>${i.sealed ? "sealed" : "pending"}</td><td><${EntryButton} index=${i.logIndex} /></td></tr>`)}
-      </tbody></table></div>
+      <div class="scroll"><table data-testid="evidence-items"><thead><tr><th>log index</th><th>time</th><th>checkpoint</th><th>kind</th><th>decision</th><th>digest</th><th>state</th><th></th></tr></thead>
+        ${groups(items).map(([title, rows]) => html`<tbody data-group=${title}><tr class="group"><th colspan="8" scope="rowgroup">${title}</th></tr>
+          ${rows.map((i) => html`<tr><td>${i.logIndex}</td><td><${Time} ms=${i.atMs} /></td><td>${i.stage}</td><td>${i.kind}</td><td>${i.decision ?? "—"}</td>
+            <td><${Digest} value=${i.digest} /></td><td>${i.sealed ? "sealed" : "pending"}</td><td><${EntryButton} index=${i.logIndex} /></td></tr>`)}</tbody>`)}
+      </table></div>
     </section>
     <${Verifier} rollout=${route.rollout} generation=${r.view.status.generation} />
     <${Witness} />

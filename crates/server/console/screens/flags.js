@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { html, useData, useCtx, ErrorLine, Chart, Time, may } from "./widgets.js";
 import { api } from "../lib/api.js";
 import { link } from "../lib/routes.js";
-import { shares } from "../lib/format.js";
+import { shares, targeting } from "../lib/format.js";
 
 const TOGGLED = "dev.vireo.flag.toggled.0.1.0";
 const COLOURS = ["#2a6fdb", "#d9822b", "#3a9d5d", "#9b59b6", "#c0392b"];
@@ -52,7 +52,7 @@ export function Flags() {
       ${(flags.data?.items ?? []).map((f) => html`<tr data-flag=${f.key}>
         <td><code>${f.key}</code></td><td>${f.enabled ? "enabled" : "disabled"}</td>
         <td>${Object.entries(f.variants ?? {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")} (default ${f.defaultVariant})</td>
-        <td>${[...(f.rules ?? []).map((r) => JSON.stringify(r)), f.fraction ? `fraction ${JSON.stringify(f.fraction)}` : ""].filter(Boolean).join("; ") || "—"}</td>
+        <td>${targeting(f) || "—"}</td>
         <td>${f.rollout ? html`<a href=${link(f.rollout)}>${f.rolloutVariant ?? "the other variant"} for the canary cohort of ${f.rollout}</a>` : "—"}</td>
         <td><${Toggles} flag=${f.key} /></td>
         <td>${may(me, "operate") && html`<button type="button" onClick=${() => toggle(f.key, !f.enabled)}>${f.enabled ? "Disable" : "Enable"}</button>`}</td></tr>`)}

@@ -2,7 +2,7 @@
 // "why it failed", and DORA's recomputation against the Rust's definitions.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares, jsonDiff, localInput } from "../lib/format.js";
+import { duration, shortDigest, imageDigest, value, scalar, recipe, threshold, policy, time, shares, jsonDiff, localInput, targeting } from "../lib/format.js";
 import { parseRoute, link } from "../lib/routes.js";
 import { storyline, whyFailed, health, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { compute, agree, command, ms, TYPES } from "../lib/dora.js";
@@ -203,6 +203,12 @@ test("localInput: a datetime-local value that reads back as the same minute", ()
   assert.match(v, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/);
   assert.equal(Date.parse(v), ms - 42000);
   assert.equal(localInput(NaN), "");
+});
+
+test("targeting: rules in order, then the fraction as shares", () => {
+  const f = { rules: [{ attribute: "plan", equals: "pro", variant: "on" }, { attribute: "country", in: ["DE", "FR"], variant: "off" }], fraction: { buckets: 100, variants: [{ variant: "on", weight: 1 }, { variant: "off", weight: 9 }] } };
+  assert.equal(targeting(f), 'plan = "pro" → on; country in "DE", "FR" → off; then 10 % on, 90 % off (by targeting key, 100 buckets)');
+  assert.equal(targeting({}), "");
 });
 
 test("dora: the event types are the Rust's", () => {
