@@ -153,6 +153,7 @@ test("a healthy rollout watched live to Completed, steered, verified and recompu
   await page.reload();
   await page.getByRole("heading", { name: /Analysis run 1/ }).waitFor();
   assert.equal(await page.locator('section.metric[data-metric="success-rate"] table.measurements tbody tr').count(), 3);
+  assert.match(await page.locator('section.metric[data-metric="success-rate"] table.measurements tbody tr').first().textContent(), /proxies: success-rate over 3s/);
   await shot(page, "3-step-detail");
   // Its evidence: the sealed statement's log entry, summarised (key id, statement, receipt).
   await page.getByRole("tab", { name: "Evidence" }).click();

@@ -8,6 +8,15 @@ import { duration, value, scalar, threshold, policy, jsonDiff } from "../lib/for
 import { link } from "../lib/routes.js";
 import { EntryButton } from "./evidence.js";
 
+/** Where a measurement came from: the provider and what it asked (a PromQL query, the
+ * proxies' metric and window, the judge's pair). */
+function providerWords(p = {}) {
+  if (p.prometheus) return html`Prometheus <code>${p.prometheus.query}</code>`;
+  if (p.proxy) return `proxies: ${p.proxy.metric}${p.proxy.window ? ` over ${p.proxy.window}` : ""}`;
+  const [kind, v] = Object.entries(p)[0] ?? ["—", null];
+  return v ? html`${kind} <code>${JSON.stringify(v)}</code>` : kind;
+}
+
 export function Step({ route }) {
   const r = useRun(route);
   const templates = useTemplates(r.view);
@@ -61,7 +70,7 @@ export function Step({ route }) {
             ${m.measurements.map((x, i) => html`<tr class=${x.phase === "Failed" || x.phase === "Error" ? "bad" : ""}>
               <td>${i + 1}</td><td><${Time} ms=${x.atMs} /></td><td>${value(x.value)}${x.message ? html` <span class="muted">${x.message}</span>` : ""}</td>
               <td><code>${t?.successCondition ?? t?.failureCondition ?? "—"}</code></td>
-              <td>${t ? Object.keys(t.provider ?? {})[0] : "—"}</td><td>${x.phase}</td></tr>`)}
+              <td>${t ? providerWords(t.provider) : "—"}</td><td>${x.phase}</td></tr>`)}
           </tbody></table>
           <${Chart} title=${`${m.name} measurements`} series=${series} data=${data} height=${160} />
         </section>`;
