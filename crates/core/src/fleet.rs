@@ -167,6 +167,7 @@ impl Fleet {
         let held = self
             .by_deadline
             .range(..(now, String::new()))
+            .filter(|(at, _)| at.saturating_add(LOST_FOR) >= now)
             .map(|(at, id)| Lost {
                 proxy: id.clone(),
                 lost_at: *at,
@@ -654,6 +655,8 @@ pub(crate) mod tests {
             2,
             "a's deadline (15 s) passed as well"
         );
+        // …for ten minutes too, dropped or not.
+        assert!(f.lost(15_000 + LOST_FOR + 1).iter().all(|l| l.proxy != "a"));
         // Ten minutes after b was lost it is forgotten, by a query and by the next write.
         assert!(f.lost(8_000 + LOST_FOR + 1).iter().all(|l| l.proxy != "b"));
         f.record(report("a", 1, 0, 0, 0, 0.1), 8_000 + LOST_FOR + 1);

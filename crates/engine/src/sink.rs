@@ -55,10 +55,32 @@ impl SinkStatus {
         };
     }
 
+    /// Records a failure. Its text (the HTTP client's) names the URL, which may carry the
+    /// sink's credentials: they are taken out before anyone can read it.
     fn failed(&self, error: &str, now: u64) {
+        let error = error.replace(&self.url, &redact(&self.url));
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.error = Some(error.to_string());
+        s.error = Some(error);
         s.failing_since_ms.get_or_insert(now);
+    }
+}
+
+/// A URL as a viewer may see it: scheme, host and port. User-info (a password), the path
+/// (webhook URLs carry their secret there) and the query (a token) are left out.
+pub fn redact(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(u) => {
+            let host = u
+                .authority()
+                .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+            let hidden = if u.path().len() > 1 || u.query().is_some() {
+                "/…"
+            } else {
+                "/"
+            };
+            format!("{}://{host}{hidden}", u.scheme_str().unwrap_or("http"))
+        }
+        Err(_) => "(not a URL)".into(),
     }
 }
 

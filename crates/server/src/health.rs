@@ -73,10 +73,14 @@ async fn read(h: &Handle, name: &str) -> Result<RolloutHealth, ApiError> {
             }
         }
     }
-    let mut prometheus = Vec::new();
-    for address in addresses.into_iter().take(MAX_PROBES) {
-        prometheus.push(probe(&address, now).await);
-    }
+    // In parallel: a health read waits for its slowest probe (2 s), not their sum.
+    let prometheus = futures_util::future::join_all(
+        addresses
+            .iter()
+            .take(MAX_PROBES)
+            .map(|address| probe(address, now)),
+    )
+    .await;
     Ok(RolloutHealth {
         rollout: name.to_string(),
         checked_at_ms: now,
@@ -137,7 +141,7 @@ async fn sink(
     .await?;
     let state = status.state();
     Ok(SinkHealth {
-        url: redact(&status.url),
+        url: vireo_engine::sink::redact(&status.url),
         delivered_seq: lag.delivered,
         latest_seq: lag.latest,
         lag_ms: lag.oldest_undelivered_ms.map(|t| now.saturating_sub(t)),
@@ -145,21 +149,6 @@ async fn sink(
         error: state.error,
         failing_since_ms: state.failing_since_ms,
     })
-}
-
-/// A URL as a viewer may see it: no user-info (a password), no query (a token).
-fn redact(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(u) => format!(
-            "{}://{}{}",
-            u.scheme_str().unwrap_or("http"),
-            u.authority()
-                .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
-                .unwrap_or(""),
-            u.path()
-        ),
-        Err(_) => "(not a URL)".into(),
-    }
 }
 
 /// Prometheus at `address` is ready: a fresh cached answer, or a probe.
@@ -204,13 +193,15 @@ async fn probe(address: &str, now: u64) -> PrometheusHealth {
 
 #[cfg(test)]
 mod tests {
+    use vireo_engine::sink::redact;
+
     #[test]
-    fn a_sink_url_is_shown_without_credentials_or_query() {
+    fn a_sink_url_is_shown_without_credentials_path_or_query() {
         assert_eq!(
-            super::redact("https://user:secret@sink.example:8443/events?token=abc"),
-            "https://sink.example:8443/events"
+            redact("https://user:secret@sink.example:8443/hooks/T0/B1/XXXX?token=abc"),
+            "https://sink.example:8443/…"
         );
-        assert_eq!(super::redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
-        assert_eq!(super::redact("::"), "(not a URL)");
+        assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
+        assert_eq!(redact("::"), "(not a URL)");
     }
 }

@@ -220,8 +220,9 @@ async fn get_flag(State(h): State<Handle>, Path(key): Path<String>) -> Response 
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EvaluationsQuery {
-    /// Milliseconds since the epoch; default an hour ago.
-    since: Option<u64>,
+    /// RFC 3339, as every `since` of the API; default an hour ago, and never earlier than
+    /// the buckets one answer holds.
+    since: Option<String>,
     /// Bucket width in seconds, 10 to 3600; default 60.
     bucket_s: Option<u64>,
 }
@@ -252,7 +253,18 @@ async fn evaluations(
         ));
     }
     let now = h.shared.clock.now_ms();
-    let since = q.since.unwrap_or(now.saturating_sub(3_600_000));
+    let since = match q.since.as_deref().map(events::parse_time) {
+        None => now.saturating_sub(3_600_000),
+        Some(Some(t)) => t,
+        Some(None) => {
+            return crate::error::bad_request(format!(
+                "since: {:?} is not an RFC 3339 time",
+                q.since.unwrap_or_default()
+            ))
+        }
+    };
+    // The read covers only what the answer can hold: the newest MAX_EVALUATION_BUCKETS.
+    let since = since.max(now.saturating_sub(bucket_s * 1000 * MAX_EVALUATION_BUCKETS as u64));
     let source = events::flag_source(&h.shared.instance, &key);
     let read = crate::events::read_log(&h, move |conn| {
         vireo_store::events::flag_evaluations(

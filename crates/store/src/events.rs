@@ -237,29 +237,33 @@ pub fn query(conn: &Connection, f: &Filter) -> Result<Vec<Stored>, String> {
     let since = parse_time("since", &f.since)?;
     let until = parse_time("until", &f.until)?;
     let limit = f.limit.unwrap_or(1000).clamp(1, MAX_PAGE) as i64;
-    let mut q = conn
-        .prepare_cached(
-            "SELECT seq, event FROM events
-             WHERE seq > ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR source = ?3)
-               AND (?4 IS NULL OR subject = ?4) AND (?5 IS NULL OR time_ms >= ?5)
-               AND (?6 IS NULL OR time_ms < ?6) AND (?8 IS NULL OR id = ?8)
-             ORDER BY seq LIMIT ?7",
-        )
-        .map_err(|e| e.to_string())?;
+    // Only the filters given are in the statement, so SQLite can pick an index for them
+    // (`type`: events_by_type; `source` + `id`: the unique key) instead of testing every row
+    // after `after` against `(? IS NULL OR …)`.
+    use rusqlite::types::Value as Sql;
+    let mut sql = String::from("SELECT seq, event FROM events WHERE seq > ?");
+    let mut args: Vec<Sql> = vec![Sql::Integer(f.after as i64)];
+    let text = |v: &Option<String>| v.clone().map(Sql::Text);
+    for (clause, value) in [
+        (" AND type = ?", text(&f.ty)),
+        (" AND source = ?", text(&f.source)),
+        (" AND subject = ?", text(&f.subject)),
+        (" AND id = ?", text(&f.id)),
+        (" AND time_ms >= ?", since.map(Sql::Integer)),
+        (" AND time_ms < ?", until.map(Sql::Integer)),
+    ] {
+        if let Some(v) = value {
+            sql.push_str(clause);
+            args.push(v);
+        }
+    }
+    sql.push_str(" ORDER BY seq LIMIT ?");
+    args.push(Sql::Integer(limit));
+    let mut q = conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
     let rows = q
-        .query_map(
-            params![
-                f.after as i64,
-                f.ty,
-                f.source,
-                f.subject,
-                since,
-                until,
-                limit,
-                f.id
-            ],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-        )
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
         .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for row in rows {
