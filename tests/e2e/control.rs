@@ -386,16 +386,7 @@ fn demo_completes_when_healthy_and_aborts_to_zero_when_faulty() {
     // changed bundle fails.
     let bundle = std::path::PathBuf::from(s["bundle"].as_str().unwrap());
     let keys = std::path::PathBuf::from(s["data_dir"].as_str().unwrap()).join("keys");
-    let verify = |file: &std::path::Path| {
-        vireo(&[
-            "verify",
-            file.to_str().unwrap(),
-            "--key",
-            keys.join("signing.pub").to_str().unwrap(),
-            "--log-key",
-            keys.join("log.pub").to_str().unwrap(),
-        ])
-    };
+    let verify = |file: &std::path::Path| verify_pinned(file, &keys);
     let (code, stdout, stderr) = verify(&bundle);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("VERIFIED"), "{stdout}");
@@ -1085,14 +1076,7 @@ fn rollback_replays_the_envelope_and_never_runs_the_migration_twice() {
             g,
         ]);
         assert_eq!(code, Some(0), "{out}{err}");
-        let (code, out, err) = vireo(&[
-            "verify",
-            file.to_str().unwrap(),
-            "--key",
-            keys.join("signing.pub").to_str().unwrap(),
-            "--log-key",
-            keys.join("log.pub").to_str().unwrap(),
-        ]);
+        let (code, out, err) = verify_pinned(&file, &keys);
         assert_eq!(code, Some(0), "generation {g}: {out}{err}");
     }
     assert_ne!(

@@ -32,15 +32,8 @@ pub fn router() -> Router<Handle> {
 async fn evidence_bundle(
     State(h): State<Handle>,
     Path(name): Path<String>,
-    q: Result<
-        axum::extract::Query<crate::operator::GenerationQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
+    crate::operator::Generation(generation): crate::operator::Generation,
 ) -> Response {
-    let generation = match crate::operator::generation_query(q) {
-        Ok(g) => g,
-        Err(r) => return *r,
-    };
     let files = h.evidence_files_of(&name, generation).await;
     match files {
         Ok((files, generation, origin, rollout)) => {
@@ -97,15 +90,8 @@ struct Sizes {
 async fn evidence_index(
     State(h): State<Handle>,
     axum::extract::Path(name): axum::extract::Path<String>,
-    q: Result<
-        axum::extract::Query<crate::operator::GenerationQuery>,
-        axum::extract::rejection::QueryRejection,
-    >,
+    crate::operator::Generation(generation): crate::operator::Generation,
 ) -> Response {
-    let generation = match crate::operator::generation_query(q) {
-        Ok(g) => g,
-        Err(r) => return *r,
-    };
     match h.evidence_index(&name, generation).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),

@@ -95,21 +95,30 @@ async fn get_rollout(State(h): State<Handle>, Path(name): Path<String>) -> Respo
     }
 }
 
-/// `?generation=N`: one of the rollout's generations (default: the current one).
+/// `?generation=N`: one of the rollout's generations (`None`: the current one). As an
+/// extractor, a malformed query is answered with an error a user can act on (axum's own
+/// rejection is plain text).
+pub(crate) struct Generation(pub Option<u64>);
+
 #[derive(Deserialize)]
-pub(crate) struct GenerationQuery {
-    pub generation: Option<u64>,
+struct GenerationQuery {
+    generation: Option<u64>,
 }
 
-/// The query, or the error a user can act on (axum's own rejection is plain text).
-pub(crate) fn generation_query(
-    q: Result<Query<GenerationQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Option<u64>, Box<Response>> {
-    match q {
-        Ok(Query(q)) => Ok(q.generation),
-        Err(_) => Err(Box::new(crate::error::bad_request(
-            "expected ?generation=N (a generation number, as GET …/generations lists them)".into(),
-        ))),
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Generation {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<GenerationQuery>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(Generation(q.generation)),
+            Err(_) => Err(crate::error::bad_request(
+                "expected ?generation=N (a generation number, as GET …/generations lists them)"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -117,12 +126,8 @@ pub(crate) fn generation_query(
 async fn route_history(
     State(h): State<Handle>,
     Path(name): Path<String>,
-    q: Result<Query<GenerationQuery>, axum::extract::rejection::QueryRejection>,
+    Generation(generation): Generation,
 ) -> Response {
-    let generation = match generation_query(q) {
-        Ok(g) => g,
-        Err(r) => return *r,
-    };
     match h.route_history(&name, generation).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
@@ -132,12 +137,8 @@ async fn route_history(
 async fn timeline(
     State(h): State<Handle>,
     Path(name): Path<String>,
-    q: Result<Query<GenerationQuery>, axum::extract::rejection::QueryRejection>,
+    Generation(generation): Generation,
 ) -> Response {
-    let generation = match generation_query(q) {
-        Ok(g) => g,
-        Err(r) => return *r,
-    };
     let result = match generation {
         // The current one goes through the driver, which owns the newest state.
         None => h.timeline(&name).await,

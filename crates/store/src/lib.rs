@@ -1096,28 +1096,20 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<(evidence::bundle::Files, u64, String, String), StoreError> {
-        self.evidence_files_of(name, None)
+        let stored = self
+            .rollout(name)?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        self.evidence_files_of(&stored)
     }
 
-    /// [`Store::evidence_files`] of one kept generation (`None`: the current one): its log
-    /// entries with receipts against the log's current checkpoint, and its own timeline.
+    /// [`Store::evidence_files`] of one stored generation (current or kept): its log entries
+    /// with receipts against the log's current checkpoint, and its own timeline.
     pub fn evidence_files_of(
         &self,
-        name: &str,
-        generation: Option<u64>,
+        stored: &StoredRollout,
     ) -> Result<(evidence::bundle::Files, u64, String, String), StoreError> {
         let signer = self.evidence_signer()?;
-        let stored = match generation {
-            None => self.rollout(name)?,
-            Some(g) => self
-                .generations(name)?
-                .into_iter()
-                .find(|s| s.generation == g),
-        }
-        .ok_or_else(|| match generation {
-            Some(g) => StoreError::NotFound(format!("{name} generation {g}")),
-            None => StoreError::NotFound(name.to_string()),
-        })?;
+        let name = stored.spec.name();
         let entries = crate::log::for_rollout(&self.conn, name, stored.generation)?;
         let (cp, note) = signer.checkpoint(&SqlLog(&self.conn))?;
         let mut files = evidence::bundle::Files::new();

@@ -433,6 +433,18 @@ pub fn rollout(name: &str, stable: SocketAddr, canary: SocketAddr, steps: &str) 
     vireo_demo::rollout_yaml(name, stable, canary, steps)
 }
 
+/// `vireo verify FILE` with both keys pinned from a data dir's `keys/`, as an auditor runs it.
+pub fn verify_pinned(file: &Path, keys: &Path) -> (Option<i32>, String, String) {
+    vireo(&[
+        "verify",
+        file.to_str().unwrap(),
+        "--key",
+        keys.join("signing.pub").to_str().unwrap(),
+        "--log-key",
+        keys.join("log.pub").to_str().unwrap(),
+    ])
+}
+
 /// Runs `vireo ARGS…`: (exit code, stdout, stderr).
 pub fn vireo(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(vireo_bin()).args(args).output().unwrap();

@@ -349,13 +349,9 @@ impl Handle {
         name: &str,
         generation: Option<u64>,
     ) -> Result<EvidenceFiles, ApiError> {
-        let n = name.to_string();
-        match (self.read(move |s| s.evidence_files_of(&n, generation)).await, generation) {
-            (Err(ApiError::NotFound(_)), Some(g)) => Err(ApiError::NotFound(format!(
-                "rollout {name:?} has no generation {g} (GET /api/v1/rollouts/{name}/generations lists them)"
-            ))),
-            (r, _) => r,
-        }
+        let name = name.to_string();
+        self.read_api(move |s| super::views::evidence_files(s, &name, generation))
+            .await
     }
 
     /// The log's current signed checkpoint.

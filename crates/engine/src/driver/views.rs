@@ -97,6 +97,16 @@ pub(super) fn timeline(
     })
 }
 
+/// The evidence bundle's files of a generation (`None`: the current one).
+pub(super) fn evidence_files(
+    store: &Store,
+    name: &str,
+    generation: Option<u64>,
+) -> Result<super::evidence::EvidenceFiles, ApiError> {
+    let stored = generation_of(store, name, generation)?;
+    Ok(store.evidence_files_of(&stored)?)
+}
+
 /// Every route a generation published, rebuilt from its spec and its effects.
 pub(super) fn route_history(
     store: &Store,

@@ -6,14 +6,13 @@ import { api } from "../lib/api.js";
 import { link } from "../lib/routes.js";
 import { shares, targeting } from "../lib/format.js";
 
-const TOGGLED = "dev.vireo.flag.toggled.0.1.0";
+/** The event a toggle writes (`vireo_core::events::FLAG_TOGGLED`). */
+export const TOGGLED = "dev.vireo.flag.toggled.0.1.0";
 const COLOURS = ["#2a6fdb", "#d9822b", "#3a9d5d", "#9b59b6", "#c0392b"];
 
 /** The flag's toggles, newest first: who, when, to what (its `dev.vireo.flag.toggled` events). */
-function Toggles({ flag }) {
-  const r = useData(`api/v1/events?type=${encodeURIComponent(TOGGLED)}&subject=${encodeURIComponent(flag)}&limit=1000`);
-  const toggles = [...(r.data?.events ?? [])].reverse();
-  if (r.error) return html`<${ErrorLine} error=${r.error} />`;
+function Toggles({ events }) {
+  const toggles = [...events].reverse();
   if (!toggles.length) return html`<span class="muted">never toggled</span>`;
   const [last, ...older] = toggles;
   const line = (e) => html`${e.data.enabled ? "enabled" : "disabled"} by ${e.data.actor ?? "?"} <${Time} ms=${Date.parse(e.time)} />`;
@@ -36,6 +35,8 @@ function Shares({ flag }) {
 export function Flags() {
   const { me, refresh } = useCtx();
   const flags = useData("api/v1/flags");
+  // Every flag's toggles in one read (their subject is the flag's key).
+  const toggled = useData(`api/v1/events?type=${encodeURIComponent(TOGGLED)}&limit=1000`);
   const [error, setError] = useState(null);
   async function toggle(key, on) {
     try {
@@ -47,14 +48,14 @@ export function Flags() {
   }
   const stats = flags.data?.evaluationEvents;
   return html`<section aria-labelledby="flags-h"><h1 id="flags-h">Flags</h1>
-    <${ErrorLine} error=${flags.error ?? error} />
+    <${ErrorLine} error=${flags.error ?? toggled.error ?? error} />
     <div class="scroll"><table data-testid="flags"><thead><tr><th>flag</th><th>state</th><th>variants</th><th>targeting</th><th>cohort</th><th>last change</th><th></th></tr></thead><tbody>
       ${(flags.data?.items ?? []).map((f) => html`<tr data-flag=${f.key}>
         <td><code>${f.key}</code></td><td>${f.enabled ? "enabled" : "disabled"}</td>
         <td>${Object.entries(f.variants ?? {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ")} (default ${f.defaultVariant})</td>
         <td>${targeting(f) || "—"}</td>
         <td>${f.rollout ? html`<a href=${link(f.rollout)}>${f.rolloutVariant ?? "the other variant"} for the canary cohort of ${f.rollout}</a>` : "—"}</td>
-        <td><${Toggles} flag=${f.key} /></td>
+        <td><${Toggles} events=${(toggled.data?.events ?? []).filter((e) => e.subject === f.key)} /></td>
         <td>${may(me, "operate") && html`<button type="button" onClick=${() => toggle(f.key, !f.enabled)}>${f.enabled ? "Disable" : "Enable"}</button>`}</td></tr>`)}
       ${!(flags.data?.items ?? []).length && html`<tr><td colspan="7" class="muted">no flags</td></tr>`}
     </tbody></table></div>

@@ -2,10 +2,9 @@
 // (GET …/rollback), give a reason, execute; the result shows on the timeline.
 import { useState } from "preact/hooks";
 import { html, useData, useCtx, Digest, ErrorLine, ActionButton, may } from "./widgets.js";
-import { useRun, RunHeader } from "./run.js";
+import { useRun, RunHeader, LABELS } from "./run.js";
 import { link } from "../lib/routes.js";
 
-const LABELS = { rerun: "Re-run the step", retry: "Retry", pause: "Pause", abort: "Abort", rollback: "Roll back" };
 const SCOPES = [
   ["rerun", "Re-run the current step (its analysis again; the weight stays)"],
   ["retry", "Re-run from the start (after an abort)"],

@@ -7,8 +7,9 @@ import { html, useData, useCtx, Time, Digest, Phase, Mark, ErrorLine, ActionButt
 import { storyline, health, whyFailed, templateOf, templateNames, continueState } from "../lib/storyline.js";
 import { duration, imageDigest, recipe, scalar, threshold, policy, stepWords } from "../lib/format.js";
 import { link } from "../lib/routes.js";
+import { TOGGLED } from "./flags.js";
 
-const LABELS = { pause: "Pause", resume: "Resume", promote: "Promote", promoteFull: "Promote fully", abort: "Abort", retry: "Retry", approve: "Approve", rollback: "Roll back", rerun: "Re-run step" };
+export const LABELS = { pause: "Pause", resume: "Resume", promote: "Promote", promoteFull: "Promote fully", abort: "Abort", retry: "Retry", approve: "Approve", rollback: "Roll back", rerun: "Re-run the step" };
 
 /** The view of the route's generation: the current one's live view, or an earlier one's. */
 export function useRun(route) {
@@ -207,7 +208,7 @@ export function Run({ route }) {
   const slo = useData(r.view && !r.earlier ? `api/v1/slo/${encodeURIComponent(r.view.spec.route)}?since=${r.view.status.createdMs}` : null);
   // Flag toggles during the run (any flag: a toggle elsewhere can explain a change here).
   const since = r.view ? new Date(r.view.status.createdMs).toISOString() : null;
-  const toggles = useData(since ? `api/v1/events?type=dev.vireo.flag.toggled.0.1.0&since=${encodeURIComponent(since)}&limit=1000` : null);
+  const toggles = useData(since ? `api/v1/events?type=${encodeURIComponent(TOGGLED)}&since=${encodeURIComponent(since)}&limit=1000` : null);
   if (!r.view) return html`<${ErrorLine} error=${r.error} />${r.loading && html`<p>loading…</p>`}`;
   const failing = [...(r.view.status.analysisRuns ?? [])].reverse().find((x) => ["Failed", "Error", "Inconclusive"].includes(x.phase));
   const why = failing && whyFailed(failing, templates[templateOf(r.view, failing)]);
